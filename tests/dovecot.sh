@@ -1,0 +1,201 @@
+#!/bin/sh
+# dovecot.sh: a private, login-capable Dovecot for the tests and the demo.
+#
+#   sh tests/dovecot.sh start DIR [PORT]  lay out DIR, seed alice's INBOX,
+#                                         start Dovecot, wait for DIR/imap.sock
+#   sh tests/dovecot.sh stop DIR          stop it, wait until it is gone
+#   sh tests/dovecot.sh imap DIR [USER]   exec the stdio imap binary,
+#                                         pre-authenticated (greets PREAUTH)
+#   sh tests/dovecot.sh login DIR         exec socat STDIO UNIX-CONNECT:DIR/imap.sock
+#
+# Users: alice (password secret), bob (password hunter2). Mail is owned by
+# the system account imaptlsmail (created when missing). Nothing outside
+# DIR is touched, except creating that account. Runs as root.
+# Exit 100 on a usage error, 111 when something fails.
+
+set -u
+
+prog=dovecot.sh
+mailacct=imaptlsmail
+
+fatal() { echo "$prog: fatal: $*" >&2; exit 111; }
+usage() {
+	echo "$prog: usage: $prog start DIR [PORT] | stop DIR | imap DIR [USER] | login DIR" >&2
+	exit 100
+}
+
+# absdir DIR: DIR as an absolute path (it must exist).
+absdir() { (cd "$1" 2>/dev/null && pwd -P) || fatal "unable to enter $1"; }
+
+ensure_account() {
+	id -u "$mailacct" >/dev/null 2>&1 && return 0
+	useradd --system --no-create-home --shell /usr/sbin/nologin "$mailacct" >/dev/null 2>&1 ||
+		id -u "$mailacct" >/dev/null 2>&1 || fatal "unable to create account $mailacct"
+}
+
+# sockup SOCK: true when SOCK accepts and a Dovecot greeting comes back.
+sockup() {
+	[ -S "$1" ] || return 1
+	printf 'a LOGOUT\r\n' | socat -T 3 STDIO "UNIX-CONNECT:$1" 2>/dev/null | grep -q '^\* OK'
+}
+
+# seed MAILDIR: three small messages in new/, as imaptlsmail.
+seed() {
+	md=$1
+	mkdir -p "$md/cur" "$md/new" "$md/tmp" || fatal "unable to create $md"
+	now=$(date +%s)
+	for i in 1 2 3; do
+		f="$md/new/$now.M${i}P$$.imaptls"
+		{
+			printf 'From: Bob <bob@example.org>\r\n'
+			printf 'To: Alice <alice@example.org>\r\n'
+			printf 'Subject: seed message %s\r\n' "$i"
+			printf 'Date: Thu, 26 Nov 2026 22:00:0%s +0000\r\n' "$i"
+			printf 'Message-ID: <seed-%s@imap-tls.test>\r\n' "$i"
+			printf '\r\n'
+			printf 'This is seed message number %s.\r\n' "$i"
+		} >"$f" || fatal "unable to write $f"
+	done
+}
+
+start() {
+	dir=$1 port=${2:-}
+	case $port in
+	'' | *[!0-9]*) [ -z "$port" ] || usage ;;
+	esac
+	command -v dovecot >/dev/null 2>&1 || fatal "dovecot not found: apt-get install dovecot-imapd"
+	command -v socat >/dev/null 2>&1 || fatal "socat not found: apt-get install socat"
+	command -v doveadm >/dev/null 2>&1 || fatal "doveadm not found: apt-get install dovecot-core"
+	ensure_account
+	uid=$(id -u "$mailacct") gid=$(id -g "$mailacct")
+	mkdir -p "$1" || fatal "unable to create $1"
+	dir=$(absdir "$1")
+	if [ -f "$dir/run/master.pid" ] && kill -0 "$(cat "$dir/run/master.pid")" 2>/dev/null; then
+		fatal "a dovecot is already running in $dir"
+	fi
+	# the imap processes run as imaptlsmail and must reach DIR/home
+	chmod 0755 "$dir" || fatal "unable to chmod $dir"
+	mkdir -p "$dir/run" "$dir/state" "$dir/home" || fatal "unable to create directories in $dir"
+	if [ -n "$port" ]; then
+		inet="inet_listener imap {
+    address = 127.0.0.1
+    port = $port
+  }"
+	else
+		inet="inet_listener imap {
+    port = 0
+  }"
+	fi
+	cat >"$dir/dovecot.conf" <<EOF || fatal "unable to write $dir/dovecot.conf"
+# written by tests/dovecot.sh: a private Dovecot, nothing system-wide
+base_dir = $dir/run
+state_dir = $dir/state
+log_path = $dir/dovecot.log
+instance_name = imaptls-$(echo "$dir" | cksum | cut -d' ' -f1)
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+default_client_limit = 4000
+auth_verbose = yes
+auth_mechanisms = plain login
+first_valid_uid = $uid
+last_valid_uid = $uid
+first_valid_gid = $gid
+mail_location = maildir:~/Maildir
+mail_max_userip_connections = 10000
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $dir/passwd
+}
+userdb {
+  driver = static
+  args = uid=$uid gid=$gid home=$dir/home/%u
+}
+service imap-login {
+  unix_listener $dir/imap.sock {
+    mode = 0666
+  }
+  $inet
+  inet_listener imaps {
+    port = 0
+  }
+  process_limit = 1000
+}
+service imap {
+  process_limit = 1000
+}
+EOF
+	chmod 0644 "$dir/dovecot.conf"
+	printf 'alice:{PLAIN}secret\nbob:{PLAIN}hunter2\n' >"$dir/passwd" || fatal "unable to write $dir/passwd"
+	# the auth process runs as dovecot
+	chown root:dovecot "$dir/passwd" && chmod 0640 "$dir/passwd" || fatal "unable to chmod $dir/passwd"
+	for u in alice bob; do
+		mkdir -p "$dir/home/$u/Maildir/cur" "$dir/home/$u/Maildir/new" "$dir/home/$u/Maildir/tmp"
+	done
+	if [ -z "$(ls -A "$dir/home/alice/Maildir/new")$(ls -A "$dir/home/alice/Maildir/cur")" ]; then
+		seed "$dir/home/alice/Maildir"
+	fi
+	chown -R "$uid:$gid" "$dir/home" || fatal "unable to chown $dir/home"
+	# the stdio imap binary (sub-command imap) logs here, as imaptlsmail
+	touch "$dir/imap.log" && chown "$uid:$gid" "$dir/imap.log" || fatal "unable to create $dir/imap.log"
+	rm -f "$dir/imap.sock"
+	dovecot -c "$dir/dovecot.conf" || fatal "unable to start dovecot (see $dir/dovecot.log)"
+	i=0
+	while ! sockup "$dir/imap.sock"; do
+		i=$((i + 1))
+		if [ $i -ge 100 ]; then
+			tail -5 "$dir/dovecot.log" >&2 2>/dev/null
+			fatal "unable to reach dovecot on $dir/imap.sock after 20 seconds"
+		fi
+		sleep 0.2
+	done
+}
+
+stop() {
+	dir=$(absdir "$1")
+	[ -f "$dir/dovecot.conf" ] || fatal "unable to find $dir/dovecot.conf"
+	pid=
+	[ -f "$dir/run/master.pid" ] && pid=$(cat "$dir/run/master.pid")
+	doveadm -c "$dir/dovecot.conf" stop >/dev/null 2>&1
+	[ -n "$pid" ] || exit 0
+	i=0
+	while kill -0 "$pid" 2>/dev/null; do
+		i=$((i + 1))
+		if [ $i -eq 50 ]; then
+			kill -KILL "$pid" 2>/dev/null
+		fi
+		[ $i -ge 100 ] && fatal "unable to stop dovecot $pid"
+		sleep 0.1
+	done
+}
+
+imap() {
+	dir=$(absdir "$1")
+	user=${2:-alice}
+	case $user in
+	'' | */* | .*) fatal "unable to use user name $user" ;;
+	esac
+	[ -d "$dir/home/$user" ] || fatal "unable to find $dir/home/$user"
+	exec env USER="$user" HOME="$dir/home/$user" setuidgid "$mailacct" \
+		/usr/lib/dovecot/imap -c "$dir/dovecot.conf" \
+		-o log_path="$dir/imap.log" -o stats_writer_socket_path=
+}
+
+login() {
+	dir=$(absdir "$1")
+	# -t 5: after one side's end of file, wait up to 5 s for the other
+	# side's last bytes (socat's default is half a second)
+	exec socat -t 5 STDIO "UNIX-CONNECT:$dir/imap.sock"
+}
+
+[ $# -ge 2 ] || usage
+cmd=$1
+shift
+case $cmd in
+start) [ $# -le 2 ] || usage; start "$@" ;;
+stop) [ $# -eq 1 ] || usage; stop "$1" ;;
+imap) [ $# -le 2 ] || usage; imap "$@" ;;
+login) [ $# -eq 1 ] || usage; login "$1" ;;
+*) usage ;;
+esac
