@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"imap-tls/log"
+)
+
+// Two unprivileged accounts that every Debian system has.
+const (
+	acct    = "daemon"
+	logacct = "nobody"
+)
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("not running as root: imap-tls-conf chowns files to other accounts")
+	}
+}
+
+func ids(t *testing.T, name string) (int, int) {
+	t.Helper()
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatalf("account %s: %v", name, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return uid, gid
+}
+
+// code is the exit status log.Exit would give err.
+func code(err error) int {
+	var out bytes.Buffer
+	status := -1
+	log.NewTo("imap-tls-conf", &out, func(c int) { status = c }).Exit(err)
+	return status
+}
+
+func message(err error) string {
+	var out bytes.Buffer
+	log.NewTo("imap-tls-conf", &out, func(int) {}).Exit(err)
+	return out.String()
+}
+
+func TestMakesTheTree(t *testing.T) {
+	needRoot(t)
+	dir := filepath.Join(t.TempDir(), "imap-tls")
+	var out bytes.Buffer
+	if err := run([]string{acct, logacct, dir, "127.0.0.1", "1143"}, &out); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	luid, lgid := ids(t, logacct)
+	want := []struct {
+		path     string
+		mode     os.FileMode
+		uid, gid int
+		dir      bool
+	}{
+		{".", 0755, 0, 0, true},
+		{"run", 0755, 0, 0, false},
+		{"env", 0755, 0, 0, true},
+		{"jail", 0755, 0, 0, true},
+		{"ssl", 0700, 0, 0, true},
+		{"log", 0755, 0, 0, true},
+		{"log/run", 0755, 0, 0, false},
+		{"log/main", 0750, luid, lgid, true},
+		{"env/IP", 0644, 0, 0, false},
+		{"env/PORT", 0644, 0, 0, false},
+		{"env/MODE", 0644, 0, 0, false},
+		{"env/CONCURRENCY", 0644, 0, 0, false},
+		{"env/MEMLIMIT", 0644, 0, 0, false},
+		{"env/IMAPD", 0644, 0, 0, false},
+		{"env/PATH", 0644, 0, 0, false},
+	}
+	for _, w := range want {
+		fi, err := os.Lstat(filepath.Join(dir, w.path))
+		if err != nil {
+			t.Errorf("%s: %v", w.path, err)
+			continue
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if fi.IsDir() != w.dir || fi.Mode().Perm() != w.mode || int(st.Uid) != w.uid || int(st.Gid) != w.gid {
+			t.Errorf("%s: dir=%v mode=%o owner=%d:%d, want dir=%v mode=%o owner=%d:%d",
+				w.path, fi.IsDir(), fi.Mode().Perm(), st.Uid, st.Gid, w.dir, w.mode, w.uid, w.gid)
+		}
+	}
+	// Nothing else: no key written, the jail empty, no temporary leftovers.
+	for _, d := range []string{"jail", "ssl", "log/main"} {
+		if ents, _ := os.ReadDir(filepath.Join(dir, d)); len(ents) != 0 {
+			t.Errorf("%s is not empty: %v", d, ents)
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Dir(dir))
+	if len(ents) != 1 {
+		t.Errorf("the parent holds %v, want only the service directory", ents)
+	}
+	envs := map[string]string{"IP": "127.0.0.1", "PORT": "1143", "MODE": "imap", "CONCURRENCY": "40", "MEMLIMIT": defaultMemLimit}
+	for k, v := range envs {
+		b, _ := os.ReadFile(filepath.Join(dir, "env", k))
+		if string(b) != v+"\n" {
+			t.Errorf("env/%s = %q, want %q", k, b, v+"\n")
+		}
+	}
+	// env/PATH starts with the directory of the running executable.
+	exe, _ := os.Executable()
+	exe, _ = filepath.EvalSymlinks(exe)
+	b, _ := os.ReadFile(filepath.Join(dir, "env/PATH"))
+	if !strings.HasPrefix(string(b), filepath.Dir(exe)+":") || !strings.Contains(string(b), ":/usr/bin:") {
+		t.Errorf("env/PATH = %q, want %s first and /usr/bin in it", b, filepath.Dir(exe))
+	}
+	runFile, _ := os.ReadFile(filepath.Join(dir, "run"))
+	for _, s := range []string{"exec 2>&1\n", "exec envdir ./env ", "softlimit -m \"$MEMLIMIT\"",
+		"tcpserver -R -H -l 0 -c \"$CONCURRENCY\" \"$IP\" \"$PORT\"", "-u " + acct + " ", "-o 4:./ssl/stunnel.pem",
+		"-/ ./jail", "stunnel-imap \"$@\" -F 3 -P 4", "-makesock_connect_to $IMAPD"} {
+		if !strings.Contains(string(runFile), s) {
+			t.Errorf("run lacks %q:\n%s", s, runFile)
+		}
+	}
+	logRun, _ := os.ReadFile(filepath.Join(dir, "log/run"))
+	if !strings.Contains(string(logRun), "exec setuidgid "+logacct+" multilog t ./main\n") {
+		t.Errorf("log/run:\n%s", logRun)
+	}
+	for _, f := range []string{"run", "log/run"} {
+		if out, err := exec.Command("sh", "-n", filepath.Join(dir, f)).CombinedOutput(); err != nil {
+			t.Errorf("sh -n %s: %v %s", f, err, out)
+		}
+	}
+	for _, s := range []string{dir + "/ssl/stunnel.pem", "ln -s " + dir, "env/IMAPD"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("next steps lack %q:\n%s", s, out.String())
+		}
+	}
+}
+
+// The run file picks the stunnel-imap options from env/MODE, and refuses a
+// mode it does not know.
+func TestRunFileMode(t *testing.T) {
+	needRoot(t)
+	dir := filepath.Join(t.TempDir(), "svc")
+	if err := run([]string{acct, logacct, dir}, new(bytes.Buffer)); err != nil {
+		t.Fatal(err)
+	}
+	// A PATH of stand-ins that print their argv: the run file's own logic
+	// is what is under test here, the real programs are in tests/.
+	fake := t.TempDir()
+	script := "#!/bin/sh\necho \"$0 $*\"\n"
+	if err := os.WriteFile(filepath.Join(fake, "softlimit"), []byte(script), 0755); err != nil {
+		t.Fatal(err)
+	}
+	// envdir is the real one, so the env/ files are read as supervise would.
+	envdir, err := exec.LookPath("envdir")
+	if err != nil {
+		t.Fatal("envdir not found: apt-get install daemontools")
+	}
+	for _, c := range []struct{ mode, want string }{
+		{"imap", "stunnel-imap -n imap -F 3 -P 4"},
+		{"imap-", "stunnel-imap -n imap- -F 3 -P 4"},
+		{"implicit", "stunnel-imap -F 3 -P 4"},
+	} {
+		os.WriteFile(filepath.Join(dir, "env/MODE"), []byte(c.mode+"\n"), 0644)
+		os.WriteFile(filepath.Join(dir, "env/PATH"), []byte(fake+":"+filepath.Dir(envdir)+":/usr/bin:/bin\n"), 0644)
+		cmd := exec.Command("sh", "./run")
+		cmd.Dir = dir
+		cmd.Env = []string{"PATH=" + filepath.Dir(envdir) + ":/usr/bin:/bin"}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("MODE=%s: %v %s", c.mode, err, out)
+			continue
+		}
+		want := fake + "/softlimit -m " + defaultMemLimit + " tcpserver -R -H -l 0 -c 40 0.0.0.0 143 makesock setuidgid-chroot -/ ./jail -u " + acct + " -o 4:./ssl/stunnel.pem " + c.want + " -makesock_connect_to socat STDIO UNIX-CONNECT:/run/dovecot/imap-tls\n"
+		if string(out) != want {
+			t.Errorf("MODE=%s:\n got %q\nwant %q", c.mode, out, want)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "env/MODE"), []byte("imaps\n"), 0644)
+	cmd := exec.Command("sh", "./run")
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=" + filepath.Dir(envdir) + ":/usr/bin:/bin"}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 100 || !strings.Contains(string(out), "env/MODE is \"imaps\"") {
+		t.Errorf("MODE=imaps: %v %s, want exit 100 naming env/MODE", err, out)
+	}
+}
+
+func TestImplicitOn993(t *testing.T) {
+	needRoot(t)
+	dir := filepath.Join(t.TempDir(), "svc")
+	var out bytes.Buffer
+	if err := run([]string{acct, logacct, dir, "0", "993"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"MODE": "implicit", "PORT": "993", "IP": "0"} {
+		b, _ := os.ReadFile(filepath.Join(dir, "env", k))
+		if string(b) != v+"\n" {
+			t.Errorf("env/%s = %q, want %q", k, b, v)
+		}
+	}
+	if !strings.Contains(out.String(), "implicit TLS on 0:993") {
+		t.Errorf("output: %s", out.String())
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	needRoot(t)
+	parent := t.TempDir()
+	existing := filepath.Join(parent, "existing")
+	os.Mkdir(existing, 0755)
+	dangling := filepath.Join(parent, "dangling")
+	os.Symlink("/nonexistent", dangling)
+	dir := filepath.Join(parent, "new")
+	for _, c := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{}, 100, "usage: imap-tls-conf acct logacct dir [ ip [ port ] ]"},
+		{[]string{acct, logacct}, 100, "usage:"},
+		{[]string{acct, logacct, dir, "1.2.3.4", "143", "x"}, 100, "usage:"},
+		{[]string{"-v", acct, logacct, dir}, 100, "fatal: unknown option -v"},
+		{[]string{"root", logacct, dir}, 100, "fatal: acct root is root"},
+		{[]string{acct, "root", dir}, 100, "fatal: logacct root is root"},
+		{[]string{"no-such-account-x", logacct, dir}, 100, "fatal: acct no-such-account-x does not exist"},
+		{[]string{acct, "no-such-account-y", dir}, 100, "fatal: logacct no-such-account-y does not exist"},
+		{[]string{"bad;name", logacct, dir}, 100, "is not a valid account name"},
+		{[]string{acct, acct, dir}, 100, "must be different accounts"},
+		{[]string{acct, logacct, existing}, 100, "exists: imap-tls-conf makes a new directory"},
+		{[]string{acct, logacct, dangling}, 100, "exists"},
+		{[]string{acct, logacct, ""}, 100, "dir must not be empty"},
+		{[]string{acct, logacct, dir, "::1"}, 100, `ip "::1" is not an IPv4 address`},
+		{[]string{acct, logacct, dir, "1.2.3"}, 100, "is not an IPv4 address"},
+		{[]string{acct, logacct, dir, "localhost"}, 100, "is not an IPv4 address"},
+		{[]string{acct, logacct, dir, "127.0.0.1", "0"}, 100, `port "0" is not a number from 1 to 65535`},
+		{[]string{acct, logacct, dir, "127.0.0.1", "65536"}, 100, "is not a number"},
+		{[]string{acct, logacct, dir, "127.0.0.1", "+143"}, 100, "is not a number"},
+		{[]string{acct, logacct, dir, "127.0.0.1", "imap"}, 100, "is not a number"},
+		{[]string{acct, logacct, filepath.Join(parent, "missing", "svc")}, 111, "fatal: unable to create a directory in " + parent + "/missing: file does not exist"},
+	} {
+		err := run(c.args, new(bytes.Buffer))
+		if got := code(err); got != c.code || !strings.Contains(message(err), c.msg) {
+			t.Errorf("%q: exit %d %q, want %d with %q", c.args, got, message(err), c.code, c.msg)
+		}
+	}
+	if _, err := os.Lstat(dir); err == nil {
+		t.Errorf("a refused run made %s", dir)
+	}
+	if ents, _ := os.ReadDir(existing); len(ents) != 0 {
+		t.Errorf("the existing directory was changed: %v", ents)
+	}
+	if ents, _ := os.ReadDir(parent); len(ents) != 2 {
+		t.Errorf("leftovers in %s: %v", parent, ents)
+	}
+}
+
+// A directory that appears between the check and the rename is not
+// replaced, even when empty (rename(2) alone would replace it).
+func TestRenameNoReplace(t *testing.T) {
+	parent := t.TempDir()
+	src := filepath.Join(parent, "src")
+	dst := filepath.Join(parent, "dst")
+	os.Mkdir(src, 0755)
+	os.WriteFile(filepath.Join(src, "run"), []byte("x"), 0644)
+	os.Mkdir(dst, 0755)
+	if err := renameNoReplace(src, dst); !errors.Is(err, unix.EEXIST) {
+		t.Fatalf("renameNoReplace onto an empty directory: %v, want EEXIST", err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "run")); err == nil {
+		t.Fatal("the empty directory was replaced")
+	}
+	os.Remove(dst)
+	if err := renameNoReplace(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "run")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A real system failure half-way (a file system out of inodes) exits 111
+// and leaves nothing behind.
+func TestFailureLeavesNothing(t *testing.T) {
+	needRoot(t)
+	mnt := t.TempDir()
+	// Room for the temporary directory and a few entries, not for all.
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=8,mode=0755", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here (%v %s): not running with CAP_SYS_ADMIN", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	dir := filepath.Join(mnt, "svc")
+	err := run([]string{acct, logacct, dir}, new(bytes.Buffer))
+	if code(err) != 111 || !strings.Contains(message(err), "no space left on device") {
+		t.Fatalf("exit %d %q, want 111 with no space left on device", code(err), message(err))
+	}
+	if ents, _ := os.ReadDir(mnt); len(ents) != 0 {
+		t.Fatalf("left behind: %v", ents)
+	}
+}
