@@ -1,0 +1,635 @@
+// The shared harness of the end-to-end tests: the programs of the suite
+// as static binaries, a private Dovecot, test certificates, and the whole
+// pipeline under a real tcpserver. Every helper fails the test with a
+// clear message instead of returning an error.
+//
+// No TestMain lives here (other files of the package may define one):
+// binaries built on the fly go to /tmp/imap-tls-testbin-PID, and stale
+// directories of dead test processes are removed the next time.
+package tests
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// programs maps each program of the suite to its package folder.
+var programs = map[string]string{
+	"makesock":         "makesock",
+	"setuidgid-chroot": "setuidgid-chroot",
+	"stunnel-imap":     "stunnel-imap",
+	"imap-tls-conf":    "service",
+	// test tools, never in $IMAPTLS_BIN: always built
+	"fakeimapd": "tests/fakeimapd",
+	"loadgen":   "tests/loadgen",
+}
+
+var (
+	binMu    sync.Mutex
+	binDir   string               // where binaries built by this process go
+	binBuilt = map[string]error{} // name -> build result, built once
+)
+
+// repoRoot is the folder that holds go.mod (the tests run in tests/).
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatalf("unable to find the working directory: %v", err)
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		if d == filepath.Dir(d) {
+			t.Fatalf("unable to find go.mod above %s", dir)
+		}
+	}
+}
+
+// bin returns the absolute path of the static binary of one of our
+// programs (makesock, setuidgid-chroot, stunnel-imap, imap-tls-conf) or
+// test tools (fakeimapd, loadgen: always built). With $IMAPTLS_BIN set a
+// program is $IMAPTLS_BIN/name, which must exist;
+// otherwise it is built once per test process with
+// `CGO_ENABLED=0 go build -trimpath` into /tmp/imap-tls-testbin-PID.
+func bin(t testing.TB, name string) string {
+	t.Helper()
+	pkg, ok := programs[name]
+	if !ok {
+		t.Fatalf("bin: %s is not a program of the suite", name)
+	}
+	if d := os.Getenv("IMAPTLS_BIN"); d != "" && !strings.HasPrefix(pkg, "tests/") {
+		p, err := filepath.Abs(filepath.Join(d, name))
+		if err != nil {
+			t.Fatalf("unable to resolve %s: %v", name, err)
+		}
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("IMAPTLS_BIN is set but %s is missing: %v (run sh redo.do)", p, err)
+		}
+		return p
+	}
+	root := repoRoot(t)
+	binMu.Lock()
+	defer binMu.Unlock()
+	if binDir == "" {
+		removeStaleBinDirs()
+		binDir = fmt.Sprintf("/tmp/imap-tls-testbin-%d", os.Getpid())
+		if err := os.MkdirAll(binDir, 0o755); err != nil {
+			t.Fatalf("unable to create %s: %v", binDir, err)
+		}
+	}
+	out := filepath.Join(binDir, name)
+	err, done := binBuilt[name]
+	if !done {
+		cmd := exec.Command("go", "build", "-trimpath", "-o", out, "./"+pkg)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if msg, e := cmd.CombinedOutput(); e != nil {
+			err = fmt.Errorf("%v\n%s", e, msg)
+		}
+		binBuilt[name] = err
+	}
+	if err != nil {
+		t.Fatalf("unable to build %s: %v", name, err)
+	}
+	return out
+}
+
+// removeStaleBinDirs removes /tmp/imap-tls-testbin-PID of processes
+// that no longer exist.
+func removeStaleBinDirs() {
+	dirs, _ := filepath.Glob("/tmp/imap-tls-testbin-*")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(strings.TrimPrefix(d, "/tmp/imap-tls-testbin-"))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if syscall.Kill(pid, 0) == syscall.ESRCH {
+			os.RemoveAll(d)
+		}
+	}
+}
+
+// debianPackage names the Debian package that provides a command.
+var debianPackage = map[string]string{
+	"tcpserver": "ucspi-tcp", "tcpclient": "ucspi-tcp",
+	"svscan": "daemontools", "supervise": "daemontools", "svc": "daemontools",
+	"svok": "daemontools", "multilog": "daemontools", "softlimit": "daemontools",
+	"envdir": "daemontools", "setuidgid": "daemontools", "envuidgid": "daemontools",
+	"dovecot": "dovecot-imapd", "doveadm": "dovecot-core",
+	"/usr/lib/dovecot/imap": "dovecot-imapd", "/usr/lib/dovecot/imap-login": "dovecot-imapd",
+	"socat": "socat", "mbsync": "isync", "curl": "curl", "openssl": "openssl",
+	"python3": "python3", "/usr/bin/python3": "python3",
+	"stunnel4": "stunnel4", "stunnel": "stunnel4", "tlswrapper": "tlswrapper",
+	"useradd": "passwd",
+}
+
+// need fails the test, naming the Debian package to install, when one
+// of the commands (a name looked up in $PATH, or an absolute path) is
+// missing.
+func need(t testing.TB, commands ...string) {
+	t.Helper()
+	var missing []string
+	for _, c := range commands {
+		var err error
+		if filepath.IsAbs(c) {
+			_, err = os.Stat(c)
+		} else {
+			_, err = exec.LookPath(c)
+		}
+		if err != nil {
+			pkg := debianPackage[c]
+			if pkg == "" {
+				pkg = "the package that provides " + c
+			}
+			missing = append(missing, fmt.Sprintf("%s (apt-get install %s)", c, pkg))
+		}
+	}
+	if len(missing) > 0 {
+		t.Fatalf("missing: %s", strings.Join(missing, ", "))
+	}
+}
+
+// needRoot skips the test when not running as root: the pipeline
+// chroots and changes uid.
+func needRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("not running as root: the pipeline needs chroot and setuid (run as root, e.g. sh redo.do test)")
+	}
+}
+
+var accountMu sync.Mutex
+
+// ensureAccount creates the system account name (no home, no shell)
+// when it does not exist yet.
+func ensureAccount(t testing.TB, name string) {
+	t.Helper()
+	accountMu.Lock()
+	defer accountMu.Unlock()
+	if exec.Command("id", "-u", name).Run() == nil {
+		return
+	}
+	out, err := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+		"--shell", "/usr/sbin/nologin", name).CombinedOutput()
+	if err != nil && exec.Command("id", "-u", name).Run() != nil {
+		t.Fatalf("unable to create account %s: %v: %s", name, err, out)
+	}
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("unable to find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// writeCert makes a test CA and a server certificate signed by it for
+// names (DNS names or IP addresses; default "localhost" and 127.0.0.1),
+// ECDSA P-256. It writes dir/server.pem (certificate chain, then the
+// PKCS#8 private key; mode 0400, as a real key file) and dir/ca.pem (the
+// CA certificate clients trust; mode 0644), and returns both paths.
+func writeCert(t testing.TB, dir string, names ...string) (pemPath, caPath string) {
+	t.Helper()
+	if len(names) == 0 {
+		names = []string{"localhost", "127.0.0.1"}
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatalf("unable to generate a key: %v", err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "imap-tls test CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatalf("unable to create the CA certificate: %v", err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatalf("unable to generate a key: %v", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: names[0]},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatalf("unable to create the server certificate: %v", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatalf("unable to encode the key: %v", err)
+	}
+	var chain bytes.Buffer
+	pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+	pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	pem.Encode(&chain, &pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	pemPath = filepath.Join(dir, "server.pem")
+	caPath = filepath.Join(dir, "ca.pem")
+	os.Remove(pemPath)
+	if err := os.WriteFile(pemPath, chain.Bytes(), 0o400); err != nil {
+		t.Fatalf("unable to write %s: %v", pemPath, err)
+	}
+	if err := os.WriteFile(caPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
+		t.Fatalf("unable to write %s: %v", caPath, err)
+	}
+	return pemPath, caPath
+}
+
+// clientTLS returns a client configuration that trusts the CA in caPath
+// and expects the server name serverName.
+func clientTLS(t testing.TB, caPath, serverName string) *tls.Config {
+	t.Helper()
+	b, err := os.ReadFile(caPath)
+	if err != nil {
+		t.Fatalf("unable to read %s: %v", caPath, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		t.Fatalf("no certificate in %s", caPath)
+	}
+	return &tls.Config{RootCAs: pool, ServerName: serverName}
+}
+
+// dovecot is a private, login-capable Dovecot started by tests/dovecot.sh:
+// users alice (password secret, three messages in INBOX) and bob
+// (password hunter2).
+type dovecot struct {
+	Dir    string // its directory: dovecot.conf, dovecot.log, home/USER/Maildir
+	Socket string // the imap-login unix socket (plaintext IMAP, LOGIN works)
+	Port   int    // its plaintext TCP port on 127.0.0.1, or 0
+	script string // tests/dovecot.sh
+}
+
+// startDovecot starts a private Dovecot listening on a unix socket only,
+// stopped and removed when the test ends.
+func startDovecot(t testing.TB) *dovecot { return startDovecotOn(t, 0) }
+
+// startDovecotOn is startDovecot with, when port is not 0, a plaintext
+// listener on 127.0.0.1:port as well.
+func startDovecotOn(t testing.TB, port int) *dovecot {
+	t.Helper()
+	needRoot(t)
+	need(t, "dovecot", "doveadm", "socat", "setuidgid", "/usr/lib/dovecot/imap")
+	// a short path of its own: unix socket paths are limited to 108 bytes,
+	// and the mail account must be able to traverse it
+	dir, err := os.MkdirTemp("/tmp", "imaptls-dc-")
+	if err != nil {
+		t.Fatalf("unable to create a directory: %v", err)
+	}
+	d := &dovecot{Dir: dir, Socket: filepath.Join(dir, "imap.sock"), Port: port,
+		script: filepath.Join(repoRoot(t), "tests", "dovecot.sh")}
+	args := []string{d.script, "start", dir}
+	if port != 0 {
+		args = append(args, strconv.Itoa(port))
+	}
+	out, err := exec.Command("sh", args...).CombinedOutput()
+	if err != nil {
+		exec.Command("sh", d.script, "stop", dir).Run()
+		os.RemoveAll(dir)
+		t.Fatalf("unable to start dovecot: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("sh", d.script, "stop", dir).CombinedOutput(); err != nil {
+			t.Errorf("unable to stop dovecot: %v: %s", err, out)
+		}
+		os.RemoveAll(dir)
+	})
+	return d
+}
+
+// LoginCmd is the login-capable backend as makesock's second program:
+// `sh tests/dovecot.sh login DIR` (socat to the unix socket).
+func (d *dovecot) LoginCmd() []string { return []string{"sh", d.script, "login", d.Dir} }
+
+// RawLoginCmd is LoginCmd that also records every byte the backend
+// receives, one file DIR/raw.PID per connection (see Raw).
+func (d *dovecot) RawLoginCmd() []string {
+	return []string{"sh", "-c", `exec socat -t 5 -r "$0/raw.$$" STDIO "UNIX-CONNECT:$0/imap.sock"`, d.Dir}
+}
+
+// Raw returns everything the RawLoginCmd backends received so far, all
+// connections concatenated.
+func (d *dovecot) Raw(t testing.TB) string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(d.Dir, "raw.*"))
+	var all []byte
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatalf("unable to read %s: %v", f, err)
+		}
+		all = append(all, b...)
+	}
+	return string(all)
+}
+
+// ImapCmd is the pre-authenticated stdio backend (greets with PREAUTH):
+// `sh tests/dovecot.sh imap DIR USER`.
+func (d *dovecot) ImapCmd(user string) []string {
+	return []string{"sh", d.script, "imap", d.Dir, user}
+}
+
+// Log returns Dovecot's log so far (logins, disconnections, errors).
+func (d *dovecot) Log(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(d.Dir, "dovecot.log"))
+	if err != nil {
+		t.Fatalf("unable to read the dovecot log: %v", err)
+	}
+	b2, _ := os.ReadFile(filepath.Join(d.Dir, "imap.log"))
+	return string(b) + string(b2)
+}
+
+// Maildir is the path of user's Maildir.
+func (d *dovecot) Maildir(user string) string {
+	return filepath.Join(d.Dir, "home", user, "Maildir")
+}
+
+// lockedBuffer is a bytes.Buffer safe for one writer and many readers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// pipelineOpts describes one pipeline for startPipeline.
+type pipelineOpts struct {
+	// Mode is stunnel-imap's -n: "imap" (STARTTLS required), "imap-"
+	// (STARTTLS offered), or "" for implicit TLS (no -n).
+	Mode string
+	// Backend is makesock's second program and its arguments: the
+	// plaintext IMAP server on stdin/stdout (e.g. dovecot.LoginCmd()).
+	Backend []string
+	// PEM is the certificate chain and key, opened by setuidgid-chroot
+	// as fd 4 (-o 4:PEM) and read by stunnel-imap -P 4. Empty: a fresh
+	// one from writeCert, whose CA ends up in pipeline.CA.
+	PEM string
+	// Args are more stunnel-imap options (e.g. "-T", "5").
+	Args []string
+	// Account is the unprivileged account (default imaptls).
+	Account string
+	// Env is added to tcpserver's environment (and so to every program).
+	Env []string
+}
+
+// pipeline is a running
+//
+//	tcpserver -R -H -l 0 127.0.0.1 PORT
+//	makesock
+//	  setuidgid-chroot -u imaptls -/ EMPTYJAIL -o 4:PEM
+//	  stunnel-imap [-n MODE] -F 3 -P 4 ARGS...
+//	-makesock_connect_to BACKEND...
+//
+// with every program's stderr captured.
+type pipeline struct {
+	Addr   string // 127.0.0.1:PORT
+	Port   int
+	CA     string // the CA file clients trust (when the PEM was generated)
+	PEM    string // the certificate and key file in use
+	Jail   string // the empty directory stunnel-imap is chrooted into
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+}
+
+// startPipeline starts the whole chain under tcpserver on a free
+// loopback port and waits until it accepts connections. It is stopped
+// (the whole process group killed) when the test ends.
+func startPipeline(t testing.TB, o pipelineOpts) *pipeline {
+	t.Helper()
+	needRoot(t)
+	need(t, "tcpserver")
+	if len(o.Backend) == 0 {
+		t.Fatalf("startPipeline: no backend")
+	}
+	if o.Account == "" {
+		o.Account = "imaptls"
+	}
+	ensureAccount(t, o.Account)
+	p := &pipeline{PEM: o.PEM, stderr: &lockedBuffer{}}
+	if p.PEM == "" {
+		p.PEM, p.CA = writeCert(t, t.TempDir())
+	}
+	p.Jail = t.TempDir()
+	if err := os.Chmod(p.Jail, 0o755); err != nil {
+		t.Fatalf("unable to chmod the jail: %v", err)
+	}
+	makesock, sgc, stunnel := bin(t, "makesock"), bin(t, "setuidgid-chroot"), bin(t, "stunnel-imap")
+	for attempt := 0; ; attempt++ {
+		p.Port = freePort(t)
+		p.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port))
+		args := []string{"-R", "-H", "-l", "0", "127.0.0.1", strconv.Itoa(p.Port),
+			makesock, sgc, "-u", o.Account, "-/", p.Jail, "-o", "4:" + p.PEM, stunnel}
+		if o.Mode != "" {
+			args = append(args, "-n", o.Mode)
+		}
+		args = append(args, "-F", "3", "-P", "4")
+		args = append(args, o.Args...)
+		args = append(args, "-makesock_connect_to")
+		args = append(args, o.Backend...)
+		cmd := exec.Command("tcpserver", args...)
+		cmd.Env = append(os.Environ(), o.Env...)
+		cmd.Stdout = p.stderr
+		cmd.Stderr = p.stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.WaitDelay = 2 * time.Second
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("unable to start tcpserver: %v", err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		p.cmd = cmd
+		up := false
+		deadline := time.Now().Add(15 * time.Second)
+		for !up && time.Now().Before(deadline) {
+			select {
+			case <-exited:
+				deadline = time.Time{}
+				continue
+			default:
+			}
+			if listening(p.Port) {
+				up = true
+			} else {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		if up {
+			t.Cleanup(func() {
+				syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+				select {
+				case <-exited:
+				case <-time.After(3 * time.Second):
+				}
+				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				<-exited
+			})
+			return p
+		}
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+		if attempt >= 2 {
+			t.Fatalf("tcpserver did not accept on %s: %s", p.Addr, p.stderr.String())
+		}
+	}
+}
+
+// listening reports whether something listens on 127.0.0.1:port, from
+// /proc/net/tcp, without connecting (a probe connection would start a
+// session and a log line).
+func listening(port int) bool {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return false
+	}
+	want := fmt.Sprintf("0100007F:%04X", port)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 3 && f[1] == want && f[3] == "0A" {
+			return true
+		}
+	}
+	return false
+}
+
+// Stderr returns everything the programs of the pipeline have written
+// to stderr so far (stunnel-imap's one info line per connection,
+// warnings, fatal lines).
+func (p *pipeline) Stderr() string { return p.stderr.String() }
+
+// waitLines waits until at least n lines are on stderr, or the timeout.
+func (p *pipeline) waitLines(t testing.TB, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for strings.Count(p.stderr.String(), "\n") < n && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitLog waits until a stderr line matches the regular expression re
+// and returns that line; it fails the test after timeout.
+func (p *pipeline) waitLog(t testing.TB, re string, timeout time.Duration) string {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(timeout)
+	for {
+		sc := bufio.NewScanner(strings.NewReader(p.stderr.String()))
+		for sc.Scan() {
+			if rx.MatchString(sc.Text()) {
+				return sc.Text()
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line matching %q after %v; stderr:\n%s", re, timeout, p.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// children returns the pids of the pipeline's processes other than
+// tcpserver itself (its process group): after a session ends, none
+// should be left.
+func (p *pipeline) children() []int {
+	pgid := p.cmd.Process.Pid
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == pgid {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp ...: comm may hold spaces
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) >= 3 && f[2] == strconv.Itoa(pgid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// waitNoChildren waits until the pipeline has no process left but
+// tcpserver, and fails the test naming the leftovers after timeout.
+func (p *pipeline) waitNoChildren(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		left := p.children()
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			var names []string
+			for _, pid := range left {
+				b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+				names = append(names, fmt.Sprintf("%d %s", pid, strings.ReplaceAll(string(b), "\x00", " ")))
+			}
+			t.Fatalf("processes left after the session: %s", strings.Join(names, "; "))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
