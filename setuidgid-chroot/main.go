@@ -1,0 +1,463 @@
+// Command setuidgid-chroot opens what must be opened while privileged,
+// chroots, drops to an unprivileged uid, gid and groups with no way back,
+// and execs the next program from a descriptor, so the jail can be empty.
+//
+//	setuidgid-chroot [ -/ dir ] ( -u account | -U | -r base:count ) [ -o fd:path ]... prog [ arg ... ]
+//
+// See README.md for the whole story.
+//
+// The go:debug lines keep the runtime from holding descriptors of its own
+// that -o could have to land on: since Go 1.25 it keeps the cgroup
+// CPU-limit files open (fds 3 and 4 in a fresh process) to update
+// GOMAXPROCS. This tool lives for a few microseconds and needs none of it.
+
+//go:debug containermaxprocs=0
+//go:debug updatemaxprocs=0
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"imap-tls/log"
+)
+
+const synopsis = "[ -/ dir ] ( -u account | -U | -r base:count ) [ -o fd:path ]... prog [ arg ... ]"
+
+func main() {
+	l := log.New("setuidgid-chroot")
+	l.Exit(run(os.Args[1:]))
+}
+
+// openSpec is one -o fd:path.
+type openSpec struct {
+	fd   int
+	path string
+}
+
+type config struct {
+	root    string // -/ dir, "" for none
+	account string // -u
+	env     bool   // -U
+	rng     *idRange
+	opens   []openSpec
+	argv    []string // prog and its arguments
+}
+
+type opens struct {
+	list *[]openSpec
+}
+
+func (o opens) String() string { return "" }
+
+func (o opens) Set(s string) error {
+	f, p, ok := strings.Cut(s, ":")
+	if !ok || p == "" {
+		return fmt.Errorf("-o wants fd:path, not %q", s)
+	}
+	fd, err := strconv.Atoi(f)
+	if err != nil || f[0] == '+' || f[0] == '-' {
+		return fmt.Errorf("-o wants a decimal fd, not %q", f)
+	}
+	// 0, 1 and 2 are the network (under tcpserver) and the log: a key file
+	// there would cut the connection or swallow every later message.
+	if fd < 3 {
+		return fmt.Errorf("-o refuses fd %d: 0, 1 and 2 are the connection and the log", fd)
+	}
+	for _, e := range *o.list {
+		if e.fd == fd {
+			return fmt.Errorf("-o names fd %d twice", fd)
+		}
+	}
+	*o.list = append(*o.list, openSpec{fd: fd, path: p})
+	return nil
+}
+
+type rangeFlag struct{ r **idRange }
+
+func (f rangeFlag) String() string { return "" }
+
+func (f rangeFlag) Set(s string) error {
+	r, err := parseRange(s)
+	if err != nil {
+		return err
+	}
+	*f.r = &r
+	return nil
+}
+
+// parseArgs reads the options; it does no system call.
+func parseArgs(args []string) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("setuidgid-chroot", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.StringVar(&c.root, "/", "", "chroot to dir")
+	fs.StringVar(&c.account, "u", "", "account")
+	fs.BoolVar(&c.env, "U", false, "$UID $GID $GIDLIST")
+	fs.Var(rangeFlag{&c.rng}, "r", "base:count")
+	fs.Var(opens{&c.opens}, "o", "fd:path")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, &log.UsageError{Synopsis: synopsis}
+		}
+		return nil, &log.UsageError{Synopsis: synopsis, Msg: err.Error()}
+	}
+	c.argv = fs.Args()
+	n := 0
+	if isSet(fs, "u") {
+		n++
+	}
+	if c.env {
+		n++
+	}
+	if c.rng != nil {
+		n++
+	}
+	switch {
+	case n == 0:
+		return nil, &log.UsageError{Synopsis: synopsis, Msg: "one of -u, -U or -r is required: this tool always drops privilege"}
+	case n > 1:
+		return nil, &log.UsageError{Synopsis: synopsis, Msg: "-u, -U and -r exclude each other"}
+	case isSet(fs, "u") && c.account == "":
+		return nil, &log.UsageError{Synopsis: synopsis, Msg: "-u wants an account name"}
+	case isSet(fs, "/") && c.root == "":
+		return nil, &log.UsageError{Synopsis: synopsis, Msg: "-/ wants a directory"}
+	case len(c.argv) == 0 || c.argv[0] == "":
+		return nil, &log.UsageError{Synopsis: synopsis, Msg: "no program to run"}
+	}
+	return c, nil
+}
+
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
+}
+
+// run does the steps of README.md in their order; it returns only on
+// failure, since on success the process has become prog.
+func run(args []string) error {
+	c, err := parseArgs(args)
+	if err != nil {
+		return err
+	}
+	// One thread does every per-thread step (no_new_privs) and the exec.
+	runtime.LockOSThread()
+
+	// 1. The target, looked up before any chroot.
+	t, err := findTarget(c)
+	if err != nil {
+		return err
+	}
+
+	// 2. -o: each file onto exactly its descriptor, while privileged.
+	for _, o := range c.opens {
+		if err := openOnto(o); err != nil {
+			return err
+		}
+	}
+
+	// 3. prog, found in $PATH and opened, so the jail needs no binary.
+	progFD, err := openProg(c.argv[0])
+	if err != nil {
+		return err
+	}
+
+	// 4. The jail.
+	if c.root != "" {
+		if err := unix.Chdir(c.root); err != nil {
+			return log.Temp(err, "chroot to %s", c.root)
+		}
+		if err := unix.Chroot("."); err != nil {
+			return log.Temp(err, "chroot to %s", c.root)
+		}
+		if err := unix.Chdir("/"); err != nil {
+			return log.Temp(err, "chdir to / in %s", c.root)
+		}
+	}
+
+	// 5. No core file, ever (a core of the TLS proxy would hold session
+	// keys); then groups, gid, uid; then no way back.
+	if err := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{Cur: 0, Max: 0}); err != nil {
+		return log.Temp(err, "set core size limit to 0")
+	}
+	if err := drop(t); err != nil {
+		return err
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return log.Temp(err, "set no_new_privs")
+	}
+
+	// 6. Exec from the descriptor, environment unchanged.
+	return execFD(progFD, c.argv)
+}
+
+func findTarget(c *config) (target, error) {
+	var t target
+	var who string
+	switch {
+	case c.account != "":
+		passwd, err := readDB("/etc/passwd", 7)
+		if err != nil {
+			return t, err
+		}
+		var ok bool
+		if t, ok = accountTarget(passwd, c.account); !ok {
+			return t, log.Config(nil, "unknown account %s", c.account)
+		}
+		who = "account " + c.account
+	case c.env:
+		var err error
+		if t, err = envTarget(os.LookupEnv); err != nil {
+			return t, log.Config(nil, "-U: %s", err.Error())
+		}
+		who = "$UID/$GID"
+	default:
+		b, err := readFile("/proc/sys/kernel/pid_max")
+		if err != nil {
+			return t, log.Temp(err, "read /proc/sys/kernel/pid_max")
+		}
+		pidMax, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			return t, log.Temp(err, "read /proc/sys/kernel/pid_max")
+		}
+		passwd, err := readDB("/etc/passwd", 7)
+		if err != nil {
+			return t, err
+		}
+		group, err := readDB("/etc/group", 4)
+		if err != nil {
+			return t, err
+		}
+		if err := c.rng.check(pidMax, passwd, group); err != nil {
+			return t, log.Config(nil, "%s", err.Error())
+		}
+		if t, err = c.rng.target(uint64(unix.Getpid())); err != nil {
+			return t, log.Temp(err, "pick a uid")
+		}
+		who = "-r range"
+	}
+	if err := t.refuseRoot(who); err != nil {
+		return t, log.Config(nil, "%s", err.Error())
+	}
+	return t, nil
+}
+
+func readDB(file string, fields int) ([]entry, error) {
+	b, err := readFile(file)
+	if err != nil {
+		return nil, log.Temp(err, "read %s", file)
+	}
+	e, err := parseDB(b, file, fields)
+	if err != nil {
+		return nil, log.Config(nil, "%s", err.Error())
+	}
+	return e, nil
+}
+
+// readFile reads a small file with bare system calls. The os package would
+// start the runtime's network poller, whose descriptors could then sit on a
+// number that -o must fill.
+func readFile(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	var out []byte
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := unix.Read(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return out, nil
+		}
+		out = append(out, buf[:n]...)
+		if len(out) > 64<<20 {
+			return nil, errors.New("file is larger than 64 MB")
+		}
+	}
+}
+
+// openOnto opens o.path read-only and leaves it on exactly o.fd, open
+// across exec. A descriptor we inherited on that number is replaced, as a
+// shell's 3<file would; one that this process opened itself (close-on-exec:
+// every inherited descriptor lacks that flag, or it would not have
+// survived our own exec) is refused rather than pulled from under the
+// runtime.
+func openOnto(o openSpec) error {
+	fd, err := unix.Open(o.path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return log.Temp(err, "open %s", o.path)
+	}
+	if fd == o.fd {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
+			return log.Temp(err, "open %s on fd %d", o.path, o.fd)
+		}
+		return nil
+	}
+	defer unix.Close(fd)
+	if flags, err := unix.FcntlInt(uintptr(o.fd), unix.F_GETFD, 0); err == nil && flags&unix.FD_CLOEXEC != 0 {
+		return &log.Error{Code: log.ExitTemp, Msg: fmt.Sprintf("unable to open %s on fd %d: descriptor in use by setuidgid-chroot itself", o.path, o.fd)}
+	}
+	if err := unix.Dup3(fd, o.fd, 0); err != nil {
+		return log.Temp(err, "open %s on fd %d", o.path, o.fd)
+	}
+	return nil
+}
+
+// findProg is execvp's search: a name with a slash is used as it is,
+// otherwise the first regular file with an execute bit in $PATH.
+func findProg(name, path string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	var firstErr error = unix.ENOENT
+	for _, dir := range strings.Split(path, ":") {
+		if dir == "" {
+			dir = "."
+		}
+		p := dir + "/" + name
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			if err != unix.ENOENT && err != unix.ENOTDIR && firstErr == unix.ENOENT {
+				firstErr = err
+			}
+			continue
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Mode&0o111 != 0 {
+			return p, nil
+		}
+		if firstErr == unix.ENOENT {
+			firstErr = unix.EACCES
+		}
+	}
+	return "", firstErr
+}
+
+// openProg opens prog for execveat. The descriptor is close-on-exec, so it
+// does not leak into prog; the price is that the kernel cannot hand a
+// script its own path (/dev/fd/N would be closed by then), so a script
+// fails with ENOENT: refuse it here with a message that says why.
+func openProg(name string) (int, error) {
+	path, ok := os.LookupEnv("PATH")
+	if !ok {
+		path = "/bin:/usr/bin"
+	}
+	p, err := findProg(name, path)
+	if err != nil {
+		return -1, log.Temp(err, "run %s", name)
+	}
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return -1, log.Temp(err, "run %s", p)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return -1, log.Temp(err, "run %s", p)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return -1, log.Temp(unix.EACCES, "run %s", p)
+	}
+	magic := make([]byte, 2)
+	if n, _ := unix.Pread(fd, magic, 0); n == 2 && string(magic) == "#!" {
+		return -1, log.Config(nil, "unable to run %s: it is a script, and only a binary can run from a descriptor", p)
+	}
+	return fd, nil
+}
+
+// drop sets groups, gid, uid, in that order, on every thread (the syscall
+// package's Setgroups/Setresgid/Setresuid use AllThreadsSyscall; x/sys's
+// Setgroups is per-thread), then checks that real, effective and saved ids
+// all changed (the filesystem ids follow the effective ones).
+func drop(t target) error {
+	groups := make([]int, len(t.groups))
+	for i, g := range t.groups {
+		groups[i] = int(g)
+	}
+	if err := syscall.Setgroups(groups); err != nil {
+		return log.Temp(err, "set groups to %s", joinIDs(t.groups))
+	}
+	if err := syscall.Setresgid(int(t.gid), int(t.gid), int(t.gid)); err != nil {
+		return log.Temp(err, "set gid to %d", t.gid)
+	}
+	if err := syscall.Setresuid(int(t.uid), int(t.uid), int(t.uid)); err != nil {
+		return log.Temp(err, "set uid to %d", t.uid)
+	}
+	r, e, s := unix.Getresuid()
+	if r != int(t.uid) || e != int(t.uid) || s != int(t.uid) {
+		return log.Temp(unix.EPERM, "set uid to %d", t.uid)
+	}
+	r, e, s = unix.Getresgid()
+	if r != int(t.gid) || e != int(t.gid) || s != int(t.gid) {
+		return log.Temp(unix.EPERM, "set gid to %d", t.gid)
+	}
+	return nil
+}
+
+func joinIDs(ids []uint32) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatUint(uint64(id), 10)
+	}
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ",")
+}
+
+// execFD is execveat(fd, "", argv, environ, AT_EMPTY_PATH); it returns
+// only on failure.
+func execFD(fd int, argv []string) error {
+	cargv, err := cStrings(argv)
+	if err != nil {
+		return log.Config(err, "unable to run %s", argv[0])
+	}
+	cenv, err := cStrings(os.Environ())
+	if err != nil {
+		return log.Config(err, "unable to run %s", argv[0])
+	}
+	empty := []byte{0}
+	_, _, errno := unix.Syscall6(unix.SYS_EXECVEAT, uintptr(fd),
+		uintptr(unsafe.Pointer(&empty[0])),
+		uintptr(unsafe.Pointer(&cargv[0])),
+		uintptr(unsafe.Pointer(&cenv[0])),
+		unix.AT_EMPTY_PATH, 0)
+	runtime.KeepAlive(empty)
+	runtime.KeepAlive(cargv)
+	runtime.KeepAlive(cenv)
+	return log.Temp(errno, "run %s", argv[0])
+}
+
+// cStrings is a NULL-terminated array of NUL-terminated strings.
+func cStrings(ss []string) ([]*byte, error) {
+	out := make([]*byte, len(ss)+1)
+	for i, s := range ss {
+		p, err := unix.BytePtrFromString(s)
+		if err != nil {
+			return nil, fmt.Errorf("argument or environment holds a NUL byte")
+		}
+		out[i] = p
+	}
+	return out, nil
+}
