@@ -1,0 +1,493 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The tests below run the built binary as a user would, as root, and look
+// at the exec'd program from outside (/proc/PID) and through what it says
+// (testdata/statusprog, a static binary that is never inside the jail).
+
+var (
+	sgcBin     string // setuidgid-chroot
+	statusProg string // testdata/statusprog
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sgc-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(111)
+	}
+	code := func() int {
+		defer os.RemoveAll(dir)
+		if b := os.Getenv("IMAPTLS_BIN"); b != "" {
+			sgcBin = filepath.Join(b, "setuidgid-chroot")
+		} else {
+			sgcBin = filepath.Join(dir, "setuidgid-chroot")
+			if err := build(sgcBin, "."); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 111
+			}
+		}
+		statusProg = filepath.Join(dir, "statusprog")
+		if err := build(statusProg, "./testdata/statusprog"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 111
+		}
+		os.Chmod(dir, 0o755)
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+func build(out, pkg string) error {
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return nil
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("not running as root: setuidgid-chroot must chroot and change uid")
+	}
+}
+
+// account returns the uid and gid of name, creating the system account
+// when it is missing (the lead's redo.do does the same).
+func account(t *testing.T, name string) (int, int) {
+	t.Helper()
+	u, err := user.Lookup(name)
+	if err != nil {
+		out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput()
+		if err != nil && !strings.Contains(string(out), "already exists") {
+			t.Fatalf("useradd %s: %v: %s", name, err, out)
+		}
+		if u, err = user.Lookup(name); err != nil {
+			t.Fatalf("account %s: %v", name, err)
+		}
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return uid, gid
+}
+
+// jail makes an empty directory the target account can traverse, with
+// the given files (name -> content, all 0644 root unless listed in
+// modes).
+func jail(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sgc-jail-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// sgc runs setuidgid-chroot with args and extra environment, to the end.
+func sgc(t *testing.T, env []string, dir string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // hang guard
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sgcBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Dir = dir
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee) && ee.Exited():
+		r.code = ee.ExitCode()
+	default:
+		t.Fatalf("setuidgid-chroot %q: %v (stderr %q)", args, err, r.stderr)
+	}
+	return r
+}
+
+// live is a setuidgid-chroot run whose program is still alive ("wait"),
+// so that the test can read its /proc entry.
+type live struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Reader
+	pid   int
+	errb  *strings.Builder
+}
+
+func start(t *testing.T, env []string, args ...string) *live {
+	t.Helper()
+	cmd := exec.Command(sgcBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	l := &live{cmd: cmd, errb: &strings.Builder{}}
+	cmd.Stderr = l.errb
+	var err error
+	if l.stdin, err = cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.out = bufio.NewReader(stdout)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	guard := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() }) // hang guard
+	t.Cleanup(func() { guard.Stop(); cmd.Process.Kill(); cmd.Wait() })
+	line := l.line(t)
+	if _, err := fmt.Sscanf(line, "pid %d", &l.pid); err != nil {
+		t.Fatalf("first line %q, want pid N (stderr %q)", line, l.errb.String())
+	}
+	if l.pid != cmd.Process.Pid {
+		t.Errorf("program runs as pid %d, setuidgid-chroot was %d: exec must keep the pid", l.pid, cmd.Process.Pid)
+	}
+	return l
+}
+
+func (l *live) line(t *testing.T) string {
+	t.Helper()
+	s, err := l.out.ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading the program's output: %v (so far %q, stderr %q)", err, s, l.errb.String())
+	}
+	return strings.TrimSuffix(s, "\n")
+}
+
+// finish closes the program's stdin and returns the rest of its output.
+func (l *live) finish(t *testing.T) string {
+	t.Helper()
+	l.stdin.Close()
+	rest, _ := io.ReadAll(l.out)
+	if err := l.cmd.Wait(); err != nil {
+		t.Fatalf("program: %v (stderr %q)", err, l.errb.String())
+	}
+	return string(rest)
+}
+
+// status reads /proc/PID/status into field -> value (tabs kept).
+func status(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			m[k] = strings.TrimSpace(v)
+		}
+	}
+	return m
+}
+
+// checkIDs asserts from outside that pid runs with all four uids and gids
+// equal to uid and gid, exactly groups, no_new_privs and no capability,
+// and no core file.
+func checkIDs(t *testing.T, pid, uid, gid int, groups string) {
+	t.Helper()
+	st := status(t, pid)
+	four := func(id int) string { s := strconv.Itoa(id); return s + "\t" + s + "\t" + s + "\t" + s }
+	if st["Uid"] != four(uid) {
+		t.Errorf("Uid: %q, want %q", st["Uid"], four(uid))
+	}
+	if st["Gid"] != four(gid) {
+		t.Errorf("Gid: %q, want %q", st["Gid"], four(gid))
+	}
+	if st["Groups"] != groups {
+		t.Errorf("Groups: %q, want %q", st["Groups"], groups)
+	}
+	if st["NoNewPrivs"] != "1" {
+		t.Errorf("NoNewPrivs: %q, want 1", st["NoNewPrivs"])
+	}
+	for _, c := range []string{"CapEff", "CapPrm", "CapAmb"} {
+		if st[c] != "0000000000000000" {
+			t.Errorf("%s: %q, want none", c, st[c])
+		}
+	}
+	limits, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(limits), "Max core file size        0                    0") {
+		t.Errorf("core file size is not limited to 0:\n%s", limits)
+	}
+}
+
+func TestJail(t *testing.T) {
+	needRoot(t)
+	uid, gid := account(t, "imaptls")
+	dir := jail(t, map[string]string{"hello": "hello from the jail\n"})
+	l := start(t, nil, "-/", dir, "-u", "imaptls", statusProg, "wait", "ids", "read", "/hello", "ls", "/", "read", "/proc/self/status", "read", statusProg)
+	checkIDs(t, l.pid, uid, gid, strconv.Itoa(gid))
+	if root, err := os.Readlink(fmt.Sprintf("/proc/%d/root", l.pid)); err != nil || root != dir {
+		t.Errorf("/proc/PID/root is %q (%v), want the jail %s", root, err, dir)
+	}
+	out := l.finish(t)
+	want := []string{
+		fmt.Sprintf("ids uid=%d,%d,%d gid=%d,%d,%d groups=%d nnp=1", uid, uid, uid, gid, gid, gid, gid),
+		`read /hello ok "hello from the jail\n"`,
+		"ls / hello", // the jail holds no binary, yet the program runs
+		"read /proc/self/status error no_such_file_or_directory",
+		"read " + statusProg + " error no_such_file_or_directory", // its own path is outside
+	}
+	if got := strings.Split(strings.TrimSpace(out), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("program said:\n%s\nwant:\n%s", out, strings.Join(want, "\n"))
+	}
+}
+
+func TestNoJail(t *testing.T) {
+	needRoot(t)
+	uid, gid := account(t, "imaptls")
+	// $PATH lookup, and no -/: the program sees the real root.
+	r := sgc(t, []string{"PATH=/nonexistent:" + filepath.Dir(statusProg)}, "", "-u", "imaptls", "statusprog", "ids", "read", "/proc/self/status")
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stdout, fmt.Sprintf("ids uid=%d,%d,%d gid=%d,%d,%d groups=%d nnp=1\n", uid, uid, uid, gid, gid, gid, gid)) {
+		t.Errorf("ids: %q", r.stdout)
+	}
+	if !strings.Contains(r.stdout, `read /proc/self/status ok`) {
+		t.Errorf("without -/ the program does not see /proc: %q", r.stdout)
+	}
+}
+
+func TestEnvUIDGID(t *testing.T) {
+	needRoot(t)
+	dir := jail(t, nil)
+	env := []string{"UID=4000001", "GID=4000002", "GIDLIST=4000002,4000003"}
+	l := start(t, env, "-/", dir, "-U", statusProg, "wait")
+	checkIDs(t, l.pid, 4000001, 4000002, "4000002 4000003")
+	l.finish(t)
+
+	// Without $GIDLIST the groups are exactly $GID; an empty one means none.
+	r := sgc(t, []string{"UID=4000001", "GID=4000002", "GIDLIST="}, "", "-U", statusProg, "ids")
+	if r.code != 0 || !strings.Contains(r.stdout, "gid=4000002,4000002,4000002 groups= nnp=1") {
+		t.Errorf("GIDLIST empty: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = sgc(t, []string{"UID=4000001", "GID=4000002"}, "", "-U", statusProg, "ids")
+	if r.code != 0 || !strings.Contains(r.stdout, "groups=4000002 nnp=1") {
+		t.Errorf("GIDLIST unset: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestOpenKey: a root-only file reaches the program on its descriptor,
+// while the program itself cannot open that file.
+func TestOpenKey(t *testing.T) {
+	needRoot(t)
+	account(t, "imaptls")
+	dir := jail(t, nil)
+	key := filepath.Join(dir, "key")
+	if err := os.WriteFile(key, []byte("secret key\n"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	// The path is relative to the starting directory, opened before the
+	// chroot; fd 5 is past a gap, to show the exact number is kept.
+	cwd := filepath.Dir(dir)
+	r := sgc(t, nil, cwd, "-/", dir, "-u", "imaptls", "-o", "5:"+filepath.Base(dir)+"/key", "-o", "3:/dev/null",
+		statusProg, "fd", "5", "read", "/key", "fd", "4", "fd", "3")
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	want := `fd 5 ok "secret key\n"` + "\n" +
+		"read /key error permission_denied\n" +
+		"fd 4 error bad_file_descriptor\n" + // nothing else leaks: not prog's own descriptor
+		`fd 3 ok ""` + "\n"
+	if r.stdout != want {
+		t.Errorf("program said:\n%s\nwant:\n%s", r.stdout, want)
+	}
+}
+
+// TestSetuidInJail: a setuid-root binary inside the jail does not give
+// root back. The control run (daemontools setuidgid, without
+// no_new_privs) shows the jail's filesystem honours setuid bits, so the
+// test would catch a setuidgid-chroot that forgot no_new_privs.
+func TestSetuidInJail(t *testing.T) {
+	needRoot(t)
+	uid, _ := account(t, "imaptls")
+	setuidgid, err := exec.LookPath("setuidgid")
+	if err != nil {
+		t.Fatal("setuidgid not found: install the Debian package daemontools")
+	}
+	dir := jail(t, nil)
+	b, err := os.ReadFile(statusProg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	suid := filepath.Join(dir, "suid")
+	if err := os.WriteFile(suid, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(suid, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(suid, os.ModeSetuid|0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := exec.Command(setuidgid, "imaptls", suid, "ids").Output()
+	if err != nil {
+		t.Fatalf("control run: %v", err)
+	}
+	if !strings.HasPrefix(string(ctl), fmt.Sprintf("ids uid=%d,0,0 ", uid)) {
+		t.Fatalf("control run without no_new_privs did not get euid 0 (%q): the jail's filesystem ignores setuid, so this test proves nothing", ctl)
+	}
+	r := sgc(t, nil, "", "-/", dir, "-u", "imaptls", statusProg, "exec", "/suid", "ids")
+	want := fmt.Sprintf("ids uid=%d,%d,%d ", uid, uid, uid)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, want) {
+		t.Errorf("setuid binary in the jail: exit %d, %q (stderr %q), want %q...", r.code, r.stdout, r.stderr, want)
+	}
+}
+
+func pidMax(t *testing.T) int {
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestRangeUIDs: -r gives uid = gid = base + pid, so two live runs get
+// two uids.
+func TestRangeUIDs(t *testing.T) {
+	needRoot(t)
+	const base = 2000000000
+	spec := fmt.Sprintf("%d:%d", base, max(pidMax(t), 4194304))
+	dir := jail(t, nil)
+	var ls []*live
+	for range 2 {
+		ls = append(ls, start(t, nil, "-/", dir, "-r", spec, statusProg, "wait"))
+	}
+	uids := map[int]bool{}
+	for _, l := range ls {
+		id := base + l.pid
+		checkIDs(t, l.pid, id, id, strconv.Itoa(id))
+		uids[id] = true
+	}
+	if len(uids) != 2 {
+		t.Errorf("two live runs share a uid: %v", uids)
+	}
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		wg.Add(1)
+		go func() { defer wg.Done(); l.stdin.Close() }()
+	}
+	wg.Wait()
+	for _, l := range ls {
+		l.finish(t)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	needRoot(t)
+	account(t, "imaptls")
+	dir := jail(t, nil)
+	script := filepath.Join(dir, "script")
+	os.WriteFile(script, []byte("#!/bin/sh\necho hi\n"), 0o755)
+	rootOnly := filepath.Join(dir, "rootonly")
+	b, _ := os.ReadFile(statusProg)
+	os.WriteFile(rootOnly, b, 0o700)
+	pm := pidMax(t)
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		msg  string
+	}{
+		{"no args", nil, nil, 100, "usage: setuidgid-chroot [ -/ dir ] ( -u account | -U | -r base:count ) [ -o fd:path ]... prog [ arg ... ]"},
+		{"no drop", nil, []string{statusProg}, 100, "fatal: one of -u, -U or -r is required"},
+		{"no prog", nil, []string{"-u", "imaptls"}, 100, "fatal: no program to run"},
+		{"unknown option", nil, []string{"-x", "-u", "imaptls", statusProg}, 100, "-x"},
+		{"two targets", nil, []string{"-u", "imaptls", "-U", statusProg}, 100, "exclude each other"},
+		{"unknown account", nil, []string{"-u", "nosuchaccount", statusProg}, 100, "fatal: unknown account nosuchaccount"},
+		{"root account", nil, []string{"-u", "root", statusProg}, 100, "fatal: account root has uid 0: refusing to run as root"},
+		{"-U uid 0", []string{"UID=0", "GID=5"}, []string{"-U", statusProg}, 100, "fatal: $UID/$GID has uid 0"},
+		{"-U gid 0", []string{"UID=5", "GID=0"}, []string{"-U", statusProg}, 100, "fatal: $UID/$GID has gid 0"},
+		{"-U group 0", []string{"UID=5", "GID=5", "GIDLIST=5,0"}, []string{"-U", statusProg}, 100, "has group 0"},
+		{"-U no UID", []string{"UID=", "GID=5"}, []string{"-U", statusProg}, 100, "fatal: -U: $UID is not"},
+		{"-o fd 1", nil, []string{"-u", "imaptls", "-o", "1:/etc/hostname", statusProg}, 100, "refuses fd 1"},
+		{"-o bad", nil, []string{"-u", "imaptls", "-o", "key", statusProg}, 100, "-o wants fd:path"},
+		{"-o twice", nil, []string{"-u", "imaptls", "-o", "3:a", "-o", "3:b", statusProg}, 100, "twice"},
+		{"-o missing", nil, []string{"-u", "imaptls", "-o", "3:/nonexistent/key", statusProg}, 111, "fatal: unable to open /nonexistent/key: file does not exist"},
+		{"-o too high", nil, []string{"-u", "imaptls", "-o", "99999999:/dev/null", statusProg}, 111, "fatal: unable to open /dev/null on fd 99999999: bad file descriptor"},
+		{"missing prog", []string{"PATH=/nonexistent:/bin"}, []string{"-u", "imaptls", "nosuchprog"}, 111, "fatal: unable to run nosuchprog: file does not exist"},
+		{"missing prog path", nil, []string{"-u", "imaptls", "/nonexistent/prog"}, 111, "fatal: unable to run /nonexistent/prog: file does not exist"},
+		{"script", nil, []string{"-u", "imaptls", script}, 100, "it is a script"},
+		{"not executable by target", nil, []string{"-u", "imaptls", rootOnly}, 111, "fatal: unable to run " + rootOnly + ": permission denied"},
+		{"missing jail", nil, []string{"-/", "/nonexistent-jail", "-u", "imaptls", statusProg}, 111, "fatal: unable to chroot to /nonexistent-jail: file does not exist"},
+		{"jail is a file", nil, []string{"-/", script, "-u", "imaptls", statusProg}, 111, "fatal: unable to chroot to " + script + ": not a directory"},
+		{"-r malformed", nil, []string{"-r", "2000000000", statusProg}, 100, "-r wants base:count"},
+		{"-r count small", nil, []string{"-r", fmt.Sprintf("2000000000:%d", pm-1), statusProg}, 100, "below kernel.pid_max"},
+		{"-r base 0", nil, []string{"-r", "0:4194304", statusProg}, 100, "start at 1"},
+		{"-r overflow", nil, []string{"-r", "4294000000:4194304", statusProg}, 100, "goes past uid 4294967294"},
+		{"-r nobody", nil, []string{"-r", "60000:4194304", statusProg}, 100, "includes uid 65534"},
+	}
+	for _, tc := range tests {
+		r := sgc(t, tc.env, "", tc.args...)
+		if r.code != tc.code || !strings.Contains(r.stderr, "setuidgid-chroot: ") || !strings.Contains(r.stderr, tc.msg) {
+			t.Errorf("%s: exit %d, stderr %q; want exit %d and %q", tc.name, r.code, r.stderr, tc.code, tc.msg)
+		}
+		if r.stdout != "" {
+			t.Errorf("%s: the program ran: %q", tc.name, r.stdout)
+		}
+	}
+}
+
+// The per-exec cost: go test -run '^$' -bench . ./setuidgid-chroot/
+func BenchmarkPlainExec(b *testing.B) {
+	for b.Loop() {
+		if err := exec.Command(statusProg).Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkSetuidgidChroot(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("not running as root")
+	}
+	dir, _ := os.MkdirTemp("", "sgc-jail-")
+	defer os.RemoveAll(dir)
+	for b.Loop() {
+		if err := exec.Command(sgcBin, "-u", "imaptls", "-/", dir, statusProg).Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
