@@ -1,0 +1,264 @@
+#!/bin/sh
+# demo.sh: the whole imap-tls pipeline under svscan, on a throwaway tree.
+#
+#   sh service/demo.sh            (from the repository root, as root, after
+#                                  `sh redo.do` has built bin/; `sh redo.do
+#                                  demo` does both)
+#
+# It makes a temporary directory with two service directories (made by
+# bin/imap-tls-conf), a self-signed certificate, and a private Dovecot
+# (tests/dovecot.sh: user alice, password secret, three messages); runs
+# svscan on 127.0.0.1:1143 (STARTTLS required) and 127.0.0.1:1993
+# (implicit TLS) in the foreground; prints commands to try. Ctrl-C (or
+# TERM) stops everything it started and removes the tree.
+#
+# Environment:
+#   DEMO_CHECK=1        start, run three real clients once, stop; exit 0
+#                       when all worked, 1 when one failed
+#   DEMO_STARTTLS_PORT  default 1143
+#   DEMO_IMPLICIT_PORT  default 1993
+#   DEMO_KEEP=1         keep the tree (logs) after stopping
+#   IMAPTLS_BIN         where the programs are (default: bin/)
+#
+# Exit codes: 0 done, 1 a check failed, 100 usage or missing pieces,
+# 111 a setup step failed.
+
+set -u
+prog=demo.sh
+
+say() { echo "$prog: $*" >&2; }
+fatal() { echo "$prog: fatal: $*" >&2; exit "${2:-111}"; }
+
+root=$(cd "$(dirname "$0")/.." && pwd -P) || fatal "unable to find the repository root"
+bin=${IMAPTLS_BIN:-$root/bin}
+p1=${DEMO_STARTTLS_PORT:-1143}
+p2=${DEMO_IMPLICIT_PORT:-1993}
+check=${DEMO_CHECK:-}
+
+[ $# -eq 0 ] || { echo "$prog: usage: [ DEMO_CHECK=1 ] sh service/demo.sh" >&2; exit 100; }
+[ "$(id -u)" = 0 ] || fatal "the demo must run as root (it starts svscan and a private Dovecot, and chroots)" 100
+
+# What must be there before anything starts.
+missing=
+for p in makesock setuidgid-chroot stunnel-imap imap-tls-conf; do
+	[ -x "$bin/$p" ] || missing="$missing bin/$p"
+done
+[ -z "$missing" ] || fatal "missing in $bin:$missing: build them first with: sh redo.do" 100
+need() { # need command package
+	command -v "$1" >/dev/null 2>&1 || pkgs="$pkgs $2"
+}
+pkgs=
+for c in svscan supervise svc svok multilog softlimit envdir setuidgid; do need $c daemontools; done
+need tcpserver ucspi-tcp
+need dovecot dovecot-imapd
+need doveadm dovecot-core
+need socat socat
+need openssl openssl
+need setsid util-linux
+if [ -n "$check" ]; then
+	need curl curl
+	need python3 python3
+fi
+pkgs=$(echo $pkgs | tr ' ' '\n' | sort -u | tr '\n' ' ')
+[ -z "$pkgs" ] || fatal "missing Debian packages: $pkgs: run: apt-get install $pkgs" 100
+
+# up PORT: true when something answers an IMAP greeting there.
+up() {
+	printf '' | socat -T 2 STDIO TCP:127.0.0.1:"$1",connect-timeout=2 2>/dev/null | head -c 1 | grep -q .
+}
+listening() { socat -T 1 /dev/null TCP:127.0.0.1:"$1",connect-timeout=1 2>/dev/null; }
+for p in "$p1" "$p2"; do
+	listening "$p" && fatal "port 127.0.0.1:$p is in use: stop what listens there, or set DEMO_STARTTLS_PORT / DEMO_IMPLICIT_PORT" 100
+done
+
+for a in imaptls imaptlslog imaptlsmail; do
+	id "$a" >/dev/null 2>&1 && continue
+	useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$a" ||
+		fatal "unable to create account $a"
+done
+
+work=$(mktemp -d /tmp/imap-tls-demo.XXXXXX) || fatal "unable to create a temporary directory"
+chmod 0755 "$work"
+say "tree: $work"
+svscan_pid=
+stopped=
+
+# stop: everything this script started, in order, then check nothing is
+# left; safe to call twice.
+stop() {
+	[ -n "$stopped" ] && return
+	stopped=1
+	trap '' INT TERM HUP
+	say "stopping"
+	if [ -d "$work/service" ]; then
+		for s in "$work"/service/*; do
+			svc -dx "$s" 2>/dev/null
+		done
+		sleep 1
+		for s in "$work"/service/*; do
+			svc -dx "$s/log" 2>/dev/null
+		done
+	fi
+	if [ -n "$svscan_pid" ]; then
+		kill -TERM "$svscan_pid" 2>/dev/null
+		# svscan is the leader of its own process group: what is left in
+		# that group are live connections (and a supervise still busy)
+		i=0
+		while pgrep -g "$svscan_pid" >/dev/null 2>&1; do
+			i=$((i + 1))
+			[ $i -eq 30 ] && kill -TERM -- "-$svscan_pid" 2>/dev/null
+			[ $i -eq 50 ] && kill -KILL -- "-$svscan_pid" 2>/dev/null
+			[ $i -ge 70 ] && break
+			sleep 0.1
+		done
+	fi
+	[ -f "$work/dovecot/dovecot.conf" ] && sh "$root/tests/dovecot.sh" stop "$work/dovecot"
+	left=
+	[ -n "$svscan_pid" ] && left=$(pgrep -g "$svscan_pid" 2>/dev/null | tr '\n' ' ')
+	[ -f "$work/dovecot/run/master.pid" ] && kill -0 "$(cat "$work/dovecot/run/master.pid")" 2>/dev/null &&
+		left="$left dovecot"
+	if [ -n "$left" ]; then
+		say "warning: still running: $left"
+	else
+		say "stopped: nothing left running"
+	fi
+	if [ -n "${DEMO_KEEP:-}" ]; then
+		say "kept $work"
+	else
+		rm -rf "$work"
+	fi
+}
+trap 'stop; exit 130' INT
+trap 'stop; exit 143' TERM HUP
+trap 'stop' EXIT
+
+# The private Dovecot: alice/secret with three messages, on a unix socket.
+sh "$root/tests/dovecot.sh" start "$work/dovecot" || fatal "unable to start Dovecot"
+
+# A self-signed certificate for localhost and 127.0.0.1.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+	-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+	-keyout "$work/key.pem" -out "$work/cert.pem" >/dev/null 2>&1 ||
+	fatal "unable to make a certificate with openssl"
+chmod 0644 "$work/cert.pem"
+
+# Two service directories from the same command: STARTTLS and implicit TLS.
+mkdir "$work/service" || fatal "unable to create $work/service"
+"$bin/imap-tls-conf" imaptls imaptlslog "$work/service/starttls" 127.0.0.1 "$p1" >/dev/null ||
+	fatal "unable to make the STARTTLS service"
+"$bin/imap-tls-conf" imaptls imaptlslog "$work/service/implicit" 127.0.0.1 "$p2" >/dev/null ||
+	fatal "unable to make the implicit-TLS service"
+echo implicit >"$work/service/implicit/env/MODE"
+for s in starttls implicit; do
+	d=$work/service/$s
+	echo "socat -t 5 STDIO UNIX-CONNECT:$work/dovecot/imap.sock" >"$d/env/IMAPD"
+	echo 10 >"$d/env/CONCURRENCY"
+	cat "$work/cert.pem" "$work/key.pem" >"$d/ssl/stunnel.pem" && chmod 0400 "$d/ssl/stunnel.pem" ||
+		fatal "unable to install $d/ssl/stunnel.pem"
+done
+rm -f "$work/key.pem"
+
+# svscan in its own session and process group, so that stop() can find
+# every process it left behind.
+setsid svscan "$work/service" </dev/null >"$work/svscan.log" 2>&1 &
+svscan_pid=$!
+
+i=0
+until up "$p1" && listening "$p2"; do
+	i=$((i + 1))
+	if [ $i -ge 60 ]; then
+		say "the services did not come up; their logs:"
+		tail -n 5 "$work"/service/*/log/main/current >&2 2>/dev/null
+		exit 111
+	fi
+	sleep 0.5
+done
+
+cafile=$work/cert.pem
+s1=$work/service/starttls
+s2=$work/service/implicit
+
+if [ -n "$check" ]; then
+	failed=0
+	ok() { say "ok: $*"; }
+	bad() { say "FAILED: $*"; failed=1; }
+
+	out=$(printf 'a LOGIN alice secret\nb SELECT INBOX\nc LOGOUT\n' |
+		timeout 20 openssl s_client -quiet -crlf -ign_eof -starttls imap -connect "127.0.0.1:$p1" \
+			-CAfile "$cafile" -verify_return_error -verify_hostname localhost 2>&1)
+	if echo "$out" | grep -q '^\* 3 EXISTS' && echo "$out" | grep -q '^b OK'; then
+		ok "openssl s_client -starttls imap on $p1"
+	else
+		bad "openssl s_client -starttls imap on $p1: $out"
+	fi
+
+	out=$(timeout 20 curl -sS --ssl-reqd --cacert "$cafile" "imap://alice:secret@127.0.0.1:$p1/INBOX;MAILINDEX=2" 2>&1)
+	if echo "$out" | grep -q '^Subject: seed message 2'; then ok "curl --ssl-reqd imap:// on $p1"; else bad "curl imap:// on $p1: $out"; fi
+	out=$(timeout 20 curl -sS --cacert "$cafile" "imaps://alice:secret@127.0.0.1:$p2/INBOX;MAILINDEX=3" 2>&1)
+	if echo "$out" | grep -q '^Subject: seed message 3'; then ok "curl imaps:// on $p2"; else bad "curl imaps:// on $p2: $out"; fi
+
+	out=$(timeout 20 python3 -c '
+import imaplib, ssl, sys
+ca, p1, p2 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ctx = ssl.create_default_context(cafile=ca)
+c = imaplib.IMAP4("127.0.0.1", p1); c.starttls(ctx)
+c.login("alice", "secret"); n = c.select("INBOX")[1][0].decode()
+s = c.fetch("1", "(BODY[HEADER.FIELDS (SUBJECT)])")[1][0][1].decode().strip(); c.logout()
+d = imaplib.IMAP4_SSL("127.0.0.1", p2, ssl_context=ctx)
+d.login("alice", "secret"); m = d.select("INBOX")[1][0].decode(); d.logout()
+print(n, m, s)
+' "$cafile" "$p1" "$p2" 2>&1)
+	if [ "$out" = "3 3 Subject: seed message 1" ]; then ok "python3 imaplib on $p1 (starttls) and $p2 (IMAP4_SSL)"; else bad "python3 imaplib: $out"; fi
+
+	sleep 0.5
+	n=$(cat "$s1/log/main/current" "$s2/log/main/current" 2>/dev/null | grep -c '^@4000')
+	if [ "$n" -ge 5 ] && ! grep -q secret "$s1/log/main/current" "$s2/log/main/current"; then
+		ok "logs: $n tai64n lines, no password"
+	else
+		bad "logs: $n lines (want at least 5), or a password in them"
+	fi
+	stop
+	trap - EXIT
+	[ $failed = 0 ] && say "all checks passed" || say "some checks failed"
+	exit $failed
+fi
+
+cat <<EOF
+
+imap-tls demo: running under svscan ($work/service)
+  127.0.0.1:$p1  STARTTLS required   ($s1)
+  127.0.0.1:$p2  implicit TLS        ($s2)
+  behind them: a private Dovecot, user alice, password secret, 3 messages
+
+Try, from another terminal:
+
+  openssl s_client -crlf -starttls imap -connect 127.0.0.1:$p1 -CAfile $cafile
+      then type:  a LOGIN alice secret
+                  b SELECT INBOX
+                  c FETCH 1 BODY[]
+                  d LOGOUT
+  openssl s_client -crlf -connect 127.0.0.1:$p2 -CAfile $cafile
+
+  curl --ssl-reqd --cacert $cafile 'imap://alice:secret@127.0.0.1:$p1/INBOX;MAILINDEX=1'
+  curl --ssl-reqd -k 'imap://alice:secret@127.0.0.1:$p1/INBOX'
+  curl --cacert $cafile 'imaps://alice:secret@127.0.0.1:$p2/INBOX;MAILINDEX=2'
+
+  python3 -c 'import imaplib,ssl; c=imaplib.IMAP4("127.0.0.1",$p1); c.starttls(ssl.create_default_context(cafile="$cafile")); c.login("alice","secret"); print(c.select("INBOX")); print(c.fetch("1","(BODY[HEADER.FIELDS (SUBJECT)])")[1][0][1].decode()); c.logout()'
+
+  Without STARTTLS the service refuses to log in:
+  printf 'a LOGIN alice secret\\r\\nb LOGOUT\\r\\n' | socat - TCP:127.0.0.1:$p1
+
+Logs (one line per connection, tai64n stamps):
+  tail -F $s1/log/main/current | tai64nlocal
+  tail -F $s2/log/main/current | tai64nlocal
+Control: svstat $s1; svc -t $s1 (restart); edit $s1/env/PORT, then svc -t $s1
+
+Ctrl-C stops everything (svscan, supervise, tcpserver, Dovecot) and removes $work.
+EOF
+
+# Wait for Ctrl-C or TERM; wait returns early when a trapped signal comes.
+while kill -0 "$svscan_pid" 2>/dev/null; do
+	wait "$svscan_pid"
+done
+say "svscan exited"
+exit 111

@@ -1,0 +1,962 @@
+// End-to-end tests of the service: directories made by imap-tls-conf, run
+// by the real svscan, supervise, multilog, softlimit and tcpserver, with a
+// real Dovecot behind (its login server, through socat) and real clients
+// in front: Python's imaplib, openssl s_client, curl and mbsync.
+package tests
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const (
+	serviceAcct    = "imaptls"
+	serviceLogAcct = "imaptlslog"
+)
+
+// svscanTree is a running svscan over a directory of services.
+type svscanTree struct {
+	Root     string // the directory svscan scans
+	CA       string // the CA clients trust
+	dovecot  *dovecot
+	cmd      *exec.Cmd
+	out      *lockedBuffer
+	services []*service
+}
+
+// service is one service directory in the tree.
+type service struct {
+	Dir  string
+	Port int
+	Mode string // env/MODE
+}
+
+// serviceSpec describes a service to make.
+type serviceSpec struct {
+	Name        string
+	Mode        string // imap, imap- or implicit
+	Concurrency int    // 0: imap-tls-conf's default
+}
+
+// startServices makes one service directory per spec with imap-tls-conf
+// (on a free loopback port, with the test certificate and Dovecot's login
+// backend), starts svscan on them, and waits until every one listens.
+// Everything is stopped when the test ends, and the test fails if a
+// process is left behind.
+func startServices(t *testing.T, specs ...serviceSpec) *svscanTree {
+	t.Helper()
+	needRoot(t)
+	need(t, "svscan", "supervise", "svc", "svok", "multilog", "softlimit", "envdir", "setuidgid", "tcpserver", "socat")
+	ensureAccount(t, serviceAcct)
+	ensureAccount(t, serviceLogAcct)
+	conf := bin(t, "imap-tls-conf")
+	for _, p := range []string{"makesock", "setuidgid-chroot", "stunnel-imap"} {
+		if filepath.Dir(bin(t, p)) != filepath.Dir(conf) {
+			t.Fatalf("%s is not next to imap-tls-conf", p)
+		}
+	}
+	dc := startDovecot(t)
+	top := t.TempDir()
+	if err := os.Chmod(top, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pem, ca := writeCert(t, top)
+	key, err := os.ReadFile(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &svscanTree{Root: filepath.Join(top, "service"), CA: ca, dovecot: dc, out: &lockedBuffer{}}
+	if err := os.Mkdir(tr.Root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, sp := range specs {
+		s := &service{Dir: filepath.Join(tr.Root, sp.Name), Port: freePort(t), Mode: sp.Mode}
+		out, err := exec.Command(conf, serviceAcct, serviceLogAcct, s.Dir, "127.0.0.1", strconv.Itoa(s.Port)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("imap-tls-conf: %v: %s", err, out)
+		}
+		s.writeEnv(t, "MODE", sp.Mode)
+		s.writeEnv(t, "IMAPD", strings.Join(dc.LoginCmd(), " "))
+		if sp.Concurrency != 0 {
+			s.writeEnv(t, "CONCURRENCY", strconv.Itoa(sp.Concurrency))
+		}
+		if err := os.WriteFile(filepath.Join(s.Dir, "ssl", "stunnel.pem"), key, 0o400); err != nil {
+			t.Fatal(err)
+		}
+		tr.services = append(tr.services, s)
+	}
+	tr.cmd = exec.Command("svscan", tr.Root)
+	tr.cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"}
+	tr.cmd.Stdout, tr.cmd.Stderr = tr.out, tr.out
+	tr.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := tr.cmd.Start(); err != nil {
+		t.Fatalf("unable to start svscan: %v", err)
+	}
+	t.Cleanup(func() { tr.stop(t) })
+	for _, s := range tr.services {
+		s.waitListening(t, s.Port, true)
+	}
+	return tr
+}
+
+// stop takes every service and logger down the daemontools way, then
+// stops svscan, and fails the test if any process of the tree is left.
+func (tr *svscanTree) stop(t *testing.T) {
+	for _, s := range tr.services {
+		exec.Command("svc", "-dx", s.Dir).Run()
+	}
+	// the loggers exit by themselves at end of file; -dx to make sure
+	time.Sleep(200 * time.Millisecond)
+	for _, s := range tr.services {
+		exec.Command("svc", "-dx", filepath.Join(s.Dir, "log")).Run()
+	}
+	pgid := tr.cmd.Process.Pid
+	deadline := time.Now().Add(10 * time.Second)
+	for len(processGroup(pgid, true)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	syscall.Kill(pgid, syscall.SIGTERM)
+	tr.cmd.Wait()
+	if left := processGroup(pgid, false); len(left) > 0 {
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		t.Errorf("processes left after svc -dx and svscan's end: %s", describe(left))
+	}
+}
+
+// processGroup lists the processes of group pgid (without its leader
+// when skipLeader).
+func processGroup(pgid int, skipLeader bool) []int {
+	var pids []int
+	for _, pid := range allPids() {
+		if skipLeader && pid == pgid {
+			continue
+		}
+		if st := procStat(pid); len(st) > 2 && st[2] == strconv.Itoa(pgid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func allPids() []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// procStat returns the fields of /proc/PID/stat after the command name:
+// state, ppid, pgrp, ...
+func procStat(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) > 0 && f[0] == "Z" {
+		return nil // a zombie is already gone
+	}
+	return f
+}
+
+func cmdline(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+}
+
+func describe(pids []int) string {
+	var s []string
+	for _, pid := range pids {
+		s = append(s, fmt.Sprintf("%d %s", pid, cmdline(pid)))
+	}
+	return strings.Join(s, "; ")
+}
+
+// descendants lists every live descendant of pid.
+func descendants(pid int) []int {
+	children := map[int][]int{}
+	for _, p := range allPids() {
+		if st := procStat(p); len(st) > 1 {
+			pp, _ := strconv.Atoi(st[1])
+			children[pp] = append(children[pp], p)
+		}
+	}
+	var out []int
+	var walk func(int)
+	walk = func(p int) {
+		for _, c := range children[p] {
+			out = append(out, c)
+			walk(c)
+		}
+	}
+	walk(pid)
+	return out
+}
+
+func (s *service) writeEnv(t *testing.T, name, value string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(s.Dir, "env", name), []byte(value+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *service) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
+
+// svc runs svc with flags on the service.
+func (s *service) svc(t *testing.T, flags string) {
+	t.Helper()
+	if out, err := exec.Command("svc", flags, s.Dir).CombinedOutput(); err != nil {
+		t.Fatalf("svc %s %s: %v %s", flags, s.Dir, err, out)
+	}
+}
+
+// pid is the pid of the service's process (tcpserver) from svstat's
+// status file, or 0 when down.
+func (s *service) pid(t *testing.T) int {
+	t.Helper()
+	out, err := exec.Command("svstat", s.Dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("svstat %s: %v %s", s.Dir, err, out)
+	}
+	m := regexp.MustCompile(`: up \(pid (\d+)\)`).FindSubmatch(out)
+	if m == nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(string(m[1]))
+	return pid
+}
+
+// waitListening waits until port is (or is no longer) listening.
+func (s *service) waitListening(t *testing.T, port int, want bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for listening(port) != want {
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(s.Dir, "log", "main", "current"))
+			t.Fatalf("%s: port %d listening=%v after 20 s, want %v; log:\n%s", s.Dir, port, !want, want, log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// logLines returns the lines of log/main/current.
+func (s *service) logLines(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.Dir, "log", "main", "current"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var lines []string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	return lines
+}
+
+var connLine = regexp.MustCompile(`stunnel-imap: info: .*127\.0\.0\.1`)
+
+// connLines counts stunnel-imap's one-per-connection info lines.
+func (s *service) connLines(t *testing.T) int {
+	n := 0
+	for _, l := range s.logLines(t) {
+		if connLine.MatchString(l) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitConnLines waits until the log holds at least n connection lines.
+func (s *service) waitConnLines(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for s.connLines(t) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connection lines in the log after 20 s, want %d:\n%s", s.connLines(t), n, strings.Join(s.logLines(t), "\n"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// session is a short IMAP session through the service with the Go TLS
+// client: (STARTTLS,) LOGIN, SELECT, LOGOUT. It returns the number of
+// messages SELECT reported.
+func (s *service) session(t *testing.T, ca string) int {
+	t.Helper()
+	c := s.login(t, ca)
+	defer c.Close()
+	untagged, tagged := c.Cmd("b", "SELECT INBOX")
+	if !strings.HasPrefix(tagged, "b OK") {
+		t.Fatalf("SELECT: %q", tagged)
+	}
+	c.Cmd("c", "LOGOUT")
+	for _, l := range untagged {
+		if m := regexp.MustCompile(`^\* (\d+) EXISTS`).FindStringSubmatch(l); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			return n
+		}
+	}
+	t.Fatalf("SELECT without EXISTS: %q", untagged)
+	return 0
+}
+
+// login connects, does TLS as the mode says, and logs in as alice.
+func (s *service) login(t *testing.T, ca string) *imapClient {
+	t.Helper()
+	c := dialIMAP(t, s.Addr())
+	cfg := clientTLS(t, ca, "localhost")
+	if s.Mode == "implicit" {
+		c.TLS(cfg)
+		if g := c.Line(); !strings.HasPrefix(g, "* OK") {
+			t.Fatalf("greeting: %q", g)
+		}
+	} else {
+		if g := c.Line(); !strings.HasPrefix(g, "* OK") {
+			t.Fatalf("greeting: %q", g)
+		}
+		c.StartTLS("s", cfg)
+	}
+	if _, tagged := c.Cmd("a", "LOGIN alice secret"); !strings.HasPrefix(tagged, "a OK") {
+		t.Fatalf("LOGIN: %q", tagged)
+	}
+	return c
+}
+
+// testMessage is a message with a unique Message-ID, CRLF line ends, a
+// long line and 8-bit text, as clients append it.
+func testMessage(id string) []byte {
+	var b strings.Builder
+	b.WriteString("From: Alice <alice@example.org>\r\n")
+	b.WriteString("To: Bob <bob@example.org>\r\n")
+	b.WriteString("Subject: through imap-tls " + id + "\r\n")
+	b.WriteString("Date: Thu, 26 Nov 2026 23:00:00 +0000\r\n")
+	b.WriteString("Message-ID: <" + id + "@imap-tls.test>\r\n")
+	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n")
+	b.WriteString("Grüße aus dem Tunnel.\r\n")
+	b.WriteString(strings.Repeat("0123456789", 90) + "\r\n")
+	for i := 0; i < 200; i++ {
+		fmt.Fprintf(&b, "line %d of the body, some padding to make it longer than one TLS record\r\n", i)
+	}
+	return []byte(b.String())
+}
+
+const pythonClient = `
+import imaplib, re, ssl, sys
+mode, port, ca, path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+msg = open(path, 'rb').read()
+ctx = ssl.create_default_context(cafile=ca)
+if mode == 'implicit':
+    c = imaplib.IMAP4_SSL('localhost', port, ssl_context=ctx)
+else:
+    c = imaplib.IMAP4('localhost', port)
+    c.starttls(ctx)
+c.login('alice', 'secret')
+typ, data = c.select('INBOX')
+assert typ == 'OK', data
+typ, data = c.append('INBOX', None, None, msg)
+assert typ == 'OK', data
+uid = re.search(rb'APPENDUID \d+ (\d+)', data[0]).group(1).decode()
+typ, data = c.uid('FETCH', uid, '(BODY.PEEK[])')
+assert typ == 'OK', data
+body = data[0][1]
+c.logout()
+sys.stdout.write('same' if body == msg else 'differ: %r' % body[:300])
+`
+
+func runClient(t *testing.T, name string, timeout time.Duration, stdin []byte, argv ...string) string {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s: %v\nstdout: %s\nstderr: %s", name, err, out.String(), errb.String())
+		}
+	case <-time.After(timeout): // a hang guard
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s: still running after %v\nstdout: %s\nstderr: %s", name, timeout, out.String(), errb.String())
+	}
+	return out.String()
+}
+
+func (tr *svscanTree) python(t *testing.T, s *service) {
+	dir := t.TempDir()
+	msg := testMessage("python-" + s.Mode + "-" + strconv.Itoa(s.Port))
+	path := filepath.Join(dir, "msg")
+	os.WriteFile(path, msg, 0o644)
+	out := runClient(t, "python3", 60*time.Second, nil, "/usr/bin/python3", "-c", pythonClient, s.Mode, strconv.Itoa(s.Port), tr.CA, path)
+	if out != "same" {
+		t.Fatalf("python3 imaplib: %s", out)
+	}
+}
+
+// openssl drives openssl s_client with a pipelined session: LOGIN,
+// SELECT, APPEND (LITERAL+), FETCH of the last message, LOGOUT.
+func (tr *svscanTree) openssl(t *testing.T, s *service) {
+	msg := testMessage("openssl-" + s.Mode + "-" + strconv.Itoa(s.Port))
+	var in bytes.Buffer
+	in.WriteString("a LOGIN alice secret\r\nb SELECT INBOX\r\n")
+	fmt.Fprintf(&in, "c APPEND INBOX {%d+}\r\n", len(msg))
+	in.Write(msg)
+	in.WriteString("\r\nd NOOP\r\ne FETCH * (BODY.PEEK[])\r\nf LOGOUT\r\n")
+	args := []string{"s_client", "-quiet", "-ign_eof", "-connect", s.Addr(), "-CAfile", tr.CA,
+		"-verify_return_error", "-verify_hostname", "localhost", "-servername", "localhost"}
+	if s.Mode != "implicit" {
+		args = append(args, "-starttls", "imap")
+	}
+	out := runClient(t, "openssl s_client", 60*time.Second, in.Bytes(), append([]string{"openssl"}, args...)...)
+	for _, want := range []string{"\r\na OK", "\r\nb OK", "\r\nc OK", "\r\ne OK", "\r\nf OK"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("openssl s_client: no %q in:\n%s", want[2:], out)
+		}
+	}
+	m := regexp.MustCompile(`\* \d+ FETCH \(BODY\[\] \{(\d+)\}\r\n`).FindStringSubmatchIndex(out)
+	if m == nil {
+		t.Fatalf("openssl s_client: no FETCH literal in:\n%s", out)
+	}
+	n, _ := strconv.Atoi(out[m[2]:m[3]])
+	if body := out[m[1]:min(len(out), m[1]+n)]; body != string(msg) {
+		t.Fatalf("openssl s_client: fetched %d bytes, not the %d appended:\n%.300s", len(body), len(msg), body)
+	}
+}
+
+// curl appends with -T, finds the UID with a custom UID SEARCH, and
+// fetches the message by UID: three connections.
+func (tr *svscanTree) curl(t *testing.T, s *service) {
+	id := "curl-" + s.Mode + "-" + strconv.Itoa(s.Port)
+	msg := testMessage(id)
+	path := filepath.Join(t.TempDir(), "msg")
+	os.WriteFile(path, msg, 0o644)
+	url := "imap://alice:secret@localhost:" + strconv.Itoa(s.Port) + "/INBOX"
+	opts := []string{"curl", "-sS", "--ssl-reqd", "--cacert", tr.CA}
+	if s.Mode == "implicit" {
+		url = "imaps" + url[4:]
+	}
+	runClient(t, "curl append", 60*time.Second, nil, append(opts, "-T", path, url)...)
+	out := runClient(t, "curl search", 60*time.Second, nil, append(opts, "-X", "UID SEARCH HEADER Message-ID <"+id+"@imap-tls.test>", url)...)
+	m := regexp.MustCompile(`\* SEARCH (\d+)\s*$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("curl search: %q", out)
+	}
+	body := runClient(t, "curl fetch", 60*time.Second, nil, append(opts, url+";UID="+m[1])...)
+	if body != string(msg) {
+		t.Fatalf("curl fetched %d bytes, not the %d appended:\n%.300s", len(body), len(msg), body)
+	}
+}
+
+// mbsync pushes a new local message to the server and pulls everything
+// into a fresh local Maildir, where the message must arrive unchanged
+// (Maildir holds LF line ends; mbsync turns them into CRLF and back).
+func (tr *svscanTree) mbsync(t *testing.T, s *service) {
+	id := "mbsync-" + s.Mode + "-" + strconv.Itoa(s.Port)
+	msg := bytes.ReplaceAll(testMessage(id), []byte("\r\n"), []byte("\n"))
+	dir := t.TempDir()
+	tls := "STARTTLS"
+	if s.Mode == "implicit" {
+		tls = "IMAPS"
+	}
+	sync := func(local string) {
+		for _, d := range []string{"cur", "new", "tmp"} {
+			os.MkdirAll(filepath.Join(local, "INBOX", d), 0o700)
+		}
+		conf := filepath.Join(local, "mbsyncrc")
+		os.WriteFile(conf, []byte(fmt.Sprintf(`IMAPAccount remote
+Host localhost
+Port %d
+User alice
+Pass secret
+TLSType %s
+CertificateFile %s
+
+IMAPStore remote
+Account remote
+
+MaildirStore local
+Path %s/
+Inbox %s/INBOX
+
+Channel inbox
+Far :remote:INBOX
+Near :local:INBOX
+Sync Pull Push New
+SyncState *
+`, s.Port, tls, tr.CA, local, local)), 0o600)
+		cmd := []string{"mbsync", "-q", "-c", conf, "inbox"}
+		runClient(t, "mbsync", 90*time.Second, nil, cmd...)
+	}
+	first := filepath.Join(dir, "one")
+	os.MkdirAll(filepath.Join(first, "INBOX", "new"), 0o700)
+	os.WriteFile(filepath.Join(first, "INBOX", "new", "1.mbsync-test.imaptls"), msg, 0o600)
+	sync(first)
+	second := filepath.Join(dir, "two")
+	sync(second)
+	var found []byte
+	files, _ := filepath.Glob(filepath.Join(second, "INBOX", "*", "*"))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		if bytes.Contains(b, []byte("<"+id+"@imap-tls.test>")) {
+			found = b
+		}
+	}
+	if len(files) < 4 {
+		t.Fatalf("mbsync pulled %d messages, want the 3 seeds and ours at least", len(files))
+	}
+	if !bytes.Equal(found, msg) {
+		t.Fatalf("mbsync: the message came back as %d bytes, not the %d pushed:\n%.400s", len(found), len(msg), found)
+	}
+}
+
+// TestServiceClients: four real clients through the STARTTLS and the
+// implicit-TLS service, each appending a message and fetching it back
+// byte-identical; then the logs: tai64n-stamped, one line per connection
+// with stunnel-imap's fields, no password.
+func TestServiceClients(t *testing.T) {
+	need(t, "/usr/bin/python3", "openssl", "curl", "mbsync")
+	tr := startServices(t, serviceSpec{Name: "starttls", Mode: "imap"}, serviceSpec{Name: "implicit", Mode: "implicit"})
+	for _, s := range tr.services {
+		s := s
+		t.Run(s.Mode, func(t *testing.T) {
+			t.Run("python", func(t *testing.T) { tr.python(t, s) })
+			t.Run("openssl", func(t *testing.T) { tr.openssl(t, s) })
+			t.Run("curl", func(t *testing.T) { tr.curl(t, s) })
+			t.Run("mbsync", func(t *testing.T) { tr.mbsync(t, s) })
+		})
+	}
+	for _, s := range tr.services {
+		// one more connection, counted exactly
+		s.waitConnLines(t, 1)
+		time.Sleep(300 * time.Millisecond)
+		before := s.connLines(t)
+		s.session(t, tr.CA)
+		s.waitConnLines(t, before+1)
+		time.Sleep(500 * time.Millisecond)
+		if n := s.connLines(t); n != before+1 {
+			t.Errorf("%s: one session made %d log lines, want 1", s.Mode, n-before)
+		}
+		lines := s.logLines(t)
+		stamp := regexp.MustCompile(`^@4000[0-9a-f]{20} `)
+		for _, l := range lines {
+			if !stamp.MatchString(l) {
+				t.Errorf("%s: a log line without a tai64n stamp: %q", s.Mode, l)
+			}
+		}
+		all, _ := exec.Command("sh", "-c", "cat "+filepath.Join(s.Dir, "log", "main")+"/*").Output()
+		if bytes.Contains(all, []byte("secret")) {
+			t.Errorf("%s: the password is in the log", s.Mode)
+		}
+		for _, l := range lines {
+			if connLine.MatchString(l) {
+				t.Logf("%s: a connection's log line: %s", s.Mode, l)
+				break
+			}
+		}
+	}
+}
+
+// TestServiceJail looks at a live connection's proxy process from
+// outside, then kills a connection's processes mid-session and checks
+// the service goes on serving.
+func TestServiceJail(t *testing.T) {
+	tr := startServices(t, serviceSpec{Name: "starttls", Mode: "imap"})
+	s := tr.services[0]
+	u, err := user.Lookup(serviceAcct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.login(t, tr.CA)
+	tcpserver := s.pid(t)
+	if tcpserver == 0 {
+		t.Fatal("the service is not up")
+	}
+	jail := filepath.Join(s.Dir, "jail")
+	var proxy int
+	for _, pid := range descendants(tcpserver) {
+		if root, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", pid)); root == jail {
+			proxy = pid
+		}
+	}
+	if proxy == 0 {
+		t.Fatalf("no process of the connection has its root at %s: %s", jail, describe(descendants(tcpserver)))
+	}
+	if !strings.Contains(cmdline(proxy), "stunnel-imap") {
+		t.Errorf("the jailed process is %q, not stunnel-imap", cmdline(proxy))
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", proxy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := map[string]string{}
+	for _, l := range strings.Split(string(status), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok {
+			fields[k] = strings.Join(strings.Fields(v), " ")
+		}
+	}
+	ids := func(id string) string { return strings.Join([]string{id, id, id, id}, " ") }
+	for k, want := range map[string]string{
+		"Uid": ids(u.Uid), "Gid": ids(u.Gid), "NoNewPrivs": "1",
+		"CapEff": "0000000000000000", "CapPrm": "0000000000000000",
+	} {
+		if fields[k] != want {
+			t.Errorf("/proc/%d/status %s: %q, want %q", proxy, k, fields[k], want)
+		}
+	}
+	if g := fields["Groups"]; g != "" && g != u.Gid {
+		t.Errorf("/proc/%d/status Groups: %q, want only %s", proxy, g, u.Gid)
+	}
+	// the key file is not readable by the account, from anywhere
+	pem := filepath.Join(s.Dir, "ssl", "stunnel.pem")
+	if out, err := exec.Command("setuidgid", serviceAcct, "cat", pem).CombinedOutput(); err == nil {
+		t.Errorf("%s can read %s: %.40s", serviceAcct, pem, out)
+	}
+	if out, err := exec.Command("setuidgid", serviceAcct, "ls", jail).CombinedOutput(); err != nil || len(out) != 0 {
+		t.Errorf("the jail is not empty, or not readable: %v %s", err, out)
+	}
+	if out, err := exec.Command("setuidgid", serviceAcct, "touch", filepath.Join(jail, "x")).CombinedOutput(); err == nil {
+		t.Errorf("%s can write into the jail: %s", serviceAcct, out)
+	}
+	if _, tagged := c.Cmd("b", "SELECT INBOX"); !strings.HasPrefix(tagged, "b OK") {
+		t.Fatalf("SELECT: %q", tagged)
+	}
+
+	// kill every process of this connection mid-session
+	conn := descendants(tcpserver)
+	for _, pid := range conn {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if _, err := c.Rest(); err != nil && !strings.Contains(err.Error(), "reset") {
+		t.Logf("the killed session ended with %v", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(descendants(tcpserver)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if left := descendants(tcpserver); len(left) > 0 {
+		t.Errorf("left after the kill: %s", describe(left))
+	}
+	if n := s.session(t, tr.CA); n < 3 {
+		t.Errorf("after the kill: SELECT found %d messages, want at least 3", n)
+	}
+	if got := s.pid(t); got != tcpserver {
+		t.Errorf("tcpserver changed from %d to %d: the kill took the service down", tcpserver, got)
+	}
+}
+
+// TestServiceControl: svc -d stops accepting, svc -u resumes, svc -t
+// restarts, a new env/PORT with svc -t moves the service, and a memory
+// limit too small for a Go program is seen to fail (so the default one
+// is known to be a real limit the pipeline lives under).
+func TestServiceControl(t *testing.T) {
+	tr := startServices(t, serviceSpec{Name: "starttls", Mode: "imap"})
+	s := tr.services[0]
+	s.session(t, tr.CA)
+	first := s.pid(t)
+
+	s.svc(t, "-d")
+	s.waitListening(t, s.Port, false)
+	if c, err := net.DialTimeout("tcp", s.Addr(), 5*time.Second); err == nil {
+		c.Close()
+		t.Errorf("svc -d: %s still accepts", s.Addr())
+	}
+	s.svc(t, "-u")
+	s.waitListening(t, s.Port, true)
+	s.session(t, tr.CA)
+	second := s.pid(t)
+	if second == first || second == 0 {
+		t.Errorf("svc -d, -u: pid %d then %d", first, second)
+	}
+
+	s.svc(t, "-t")
+	deadline := time.Now().Add(20 * time.Second)
+	for (s.pid(t) == second || s.pid(t) == 0 || !listening(s.Port)) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s.pid(t) == second {
+		t.Fatalf("svc -t: tcpserver %d still running", second)
+	}
+	s.session(t, tr.CA)
+
+	old := s.Port
+	s.Port = freePort(t)
+	s.writeEnv(t, "PORT", strconv.Itoa(s.Port))
+	s.svc(t, "-t")
+	s.waitListening(t, s.Port, true)
+	s.waitListening(t, old, false)
+	s.session(t, tr.CA)
+
+	// Under a limit of 100 MB (softlimit -m) a Go program cannot start:
+	// the connection fails, and the log says so. Back to the default, it
+	// works again.
+	def, _ := os.ReadFile(filepath.Join(s.Dir, "env", "MEMLIMIT"))
+	s.writeEnv(t, "MEMLIMIT", "100000000")
+	pid := s.pid(t)
+	s.svc(t, "-t")
+	for (s.pid(t) == pid || s.pid(t) == 0 || !listening(s.Port)) && time.Now().Before(deadline.Add(20*time.Second)) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	c := dialIMAP(t, s.Addr())
+	if rest, _ := c.Rest(); strings.HasPrefix(rest, "* OK") {
+		t.Errorf("under softlimit -m 100000000 the pipeline still greeted: %q", rest)
+	}
+	c.Close()
+	s.writeEnv(t, "MEMLIMIT", strings.TrimSpace(string(def)))
+	pid = s.pid(t)
+	s.svc(t, "-t")
+	for (s.pid(t) == pid || s.pid(t) == 0 || !listening(s.Port)) && time.Now().Before(deadline.Add(40*time.Second)) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.session(t, tr.CA)
+}
+
+// TestServiceConcurrency: with CONCURRENCY 3, three sessions held open
+// and ten more started: the ten wait (tcpserver -c) with no proxy
+// started for them, and are all served when the three leave.
+func TestServiceConcurrency(t *testing.T) {
+	const concurrency = 3
+	tr := startServices(t, serviceSpec{Name: "starttls", Mode: "imap", Concurrency: concurrency})
+	s := tr.services[0]
+	tcpserver := s.pid(t)
+	jail := filepath.Join(s.Dir, "jail")
+	proxies := func() int {
+		n := 0
+		for _, pid := range descendants(tcpserver) {
+			if root, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", pid)); root == jail {
+				n++
+			}
+		}
+		return n
+	}
+	var held []*imapClient
+	for i := 0; i < concurrency; i++ {
+		held = append(held, s.login(t, tr.CA))
+	}
+	if n := proxies(); n != concurrency {
+		t.Fatalf("%d proxies for %d sessions", n, concurrency)
+	}
+
+	const extra = 10
+	cfg := clientTLS(t, tr.CA, "localhost")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	greeted := 0
+	errs := make(chan string, extra)
+	for i := 0; i < extra; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.DialTimeout("tcp", s.Addr(), 10*time.Second)
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(60 * time.Second)) // a hang guard
+			r := bufio.NewReader(c)
+			g, err := r.ReadString('\n')
+			if err != nil || !strings.HasPrefix(g, "* OK") {
+				errs <- fmt.Sprintf("greeting %q: %v", g, err)
+				return
+			}
+			mu.Lock()
+			greeted++
+			mu.Unlock()
+			ic := &imapClient{t: t, conn: c, r: r}
+			if _, tagged := ic.cmdNoFatal("s", "STARTTLS"); !strings.HasPrefix(tagged, "s OK") {
+				errs <- "STARTTLS: " + tagged
+				return
+			}
+			tc := tls.Client(c, cfg)
+			if err := tc.Handshake(); err != nil {
+				errs <- "handshake: " + err.Error()
+				return
+			}
+			ic.conn, ic.r = tc, bufio.NewReader(tc)
+			for _, cmd := range []string{"LOGIN alice secret", "SELECT INBOX", "LOGOUT"} {
+				if _, tagged := ic.cmdNoFatal("a", cmd); !strings.HasPrefix(tagged, "a OK") {
+					errs <- cmd + ": " + tagged
+					return
+				}
+			}
+		}()
+	}
+	// While the three are held, the ten are accepted by the kernel only:
+	// no proxy runs for them and none is greeted.
+	time.Sleep(time.Second)
+	mu.Lock()
+	g := greeted
+	mu.Unlock()
+	if g != 0 || proxies() != concurrency {
+		t.Errorf("with %d sessions held: %d extra clients greeted, %d proxies; want 0 and %d", concurrency, g, proxies(), concurrency)
+	}
+	for _, c := range held {
+		c.Cmd("z", "LOGOUT")
+		c.Close()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	maxSeen := 0
+	for waiting := true; waiting; {
+		select {
+		case <-done:
+			waiting = false
+		case <-time.After(20 * time.Millisecond):
+			maxSeen = max(maxSeen, proxies())
+		}
+	}
+	close(errs)
+	for e := range errs {
+		t.Errorf("an extra client failed: %s", e)
+	}
+	if greeted != extra {
+		t.Errorf("%d of %d extra clients served", greeted, extra)
+	}
+	if maxSeen > concurrency {
+		t.Errorf("%d proxies at once, more than CONCURRENCY %d", maxSeen, concurrency)
+	}
+	t.Logf("%d extra clients served, at most %d proxies at once", greeted, maxSeen)
+}
+
+// cmdNoFatal is Cmd for goroutines: errors come back as the tagged text.
+func (c *imapClient) cmdNoFatal(tag, command string) ([]string, string) {
+	if _, err := c.conn.Write([]byte(tag + " " + command + "\r\n")); err != nil {
+		return nil, err.Error()
+	}
+	var untagged []string
+	for {
+		l, err := c.r.ReadString('\n')
+		if err != nil {
+			return untagged, fmt.Sprintf("%q: %v", l, err)
+		}
+		l = strings.TrimRight(l, "\r\n")
+		if strings.HasPrefix(l, tag+" ") {
+			return untagged, l
+		}
+		untagged = append(untagged, l)
+	}
+}
+
+// TestServiceDemo runs service/demo.sh in its check mode on free ports:
+// it must start everything, pass its three clients, stop, and leave no
+// process behind.
+func TestServiceDemo(t *testing.T) {
+	needRoot(t)
+	need(t, "svscan", "tcpserver", "dovecot", "socat", "openssl", "curl", "python3", "setsid", "pgrep")
+	conf := bin(t, "imap-tls-conf")
+	for _, p := range []string{"makesock", "setuidgid-chroot", "stunnel-imap"} {
+		bin(t, p)
+	}
+	p1, p2 := freePort(t), freePort(t)
+	for p2 == p1 {
+		p2 = freePort(t)
+	}
+	cmd := exec.Command("sh", filepath.Join(repoRoot(t), "service", "demo.sh"))
+	cmd.Env = append(os.Environ(), "DEMO_CHECK=1", "IMAPTLS_BIN="+filepath.Dir(conf),
+		"DEMO_STARTTLS_PORT="+strconv.Itoa(p1), "DEMO_IMPLICIT_PORT="+strconv.Itoa(p2))
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo.sh: %v\n%s", err, out.String())
+		}
+	case <-time.After(120 * time.Second): // a hang guard
+		cmd.Process.Kill()
+		t.Fatalf("demo.sh still running after 120 s:\n%s", out.String())
+	}
+	text := out.String()
+	if !strings.Contains(text, "all checks passed") || !strings.Contains(text, "nothing left running") {
+		t.Fatalf("demo.sh:\n%s", text)
+	}
+	m := regexp.MustCompile(`tree: (\S+)`).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("demo.sh did not say where its tree is:\n%s", text)
+	}
+	if _, err := os.Stat(m[1]); err == nil {
+		t.Errorf("demo.sh left %s behind", m[1])
+	}
+	var left []int
+	for _, pid := range allPids() {
+		if strings.Contains(cmdline(pid), m[1]) {
+			left = append(left, pid)
+		}
+		if cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); strings.HasPrefix(cwd, m[1]) {
+			left = append(left, pid)
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("demo.sh left processes running: %s", describe(left))
+	}
+	for _, p := range []int{p1, p2} {
+		if listening(p) {
+			t.Errorf("port %d still listening after the demo", p)
+		}
+	}
+	t.Logf("demo.sh:\n%s", text)
+}
+
+// TestServiceConfRefuses runs the real binary on bad arguments: a clear
+// message and exit 100, nothing made.
+func TestServiceConfRefuses(t *testing.T) {
+	needRoot(t)
+	ensureAccount(t, serviceAcct)
+	ensureAccount(t, serviceLogAcct)
+	conf := bin(t, "imap-tls-conf")
+	dir := t.TempDir()
+	svcDir := filepath.Join(dir, "svc")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "imap-tls-conf: usage: imap-tls-conf acct logacct dir [ ip [ port ] ]\n"},
+		{[]string{"root", serviceLogAcct, svcDir}, "imap-tls-conf: fatal: acct root is root"},
+		{[]string{serviceAcct, "nosuchaccount", svcDir}, "imap-tls-conf: fatal: logacct nosuchaccount does not exist"},
+		{[]string{serviceAcct, serviceLogAcct, dir}, "imap-tls-conf: fatal: " + dir + " exists"},
+		{[]string{serviceAcct, serviceLogAcct, svcDir, "127.0.0.256"}, "is not an IPv4 address"},
+		{[]string{serviceAcct, serviceLogAcct, svcDir, "127.0.0.1", "99999"}, "is not a number from 1 to 65535"},
+	} {
+		out, err := exec.Command(conf, c.args...).CombinedOutput()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 100 || !strings.Contains(string(out), c.want) {
+			t.Errorf("imap-tls-conf %q: %v %q, want exit 100 and %q", c.args, err, out, c.want)
+		}
+	}
+	if _, err := os.Stat(svcDir); err == nil {
+		t.Errorf("a refused imap-tls-conf made %s", svcDir)
+	}
+}
