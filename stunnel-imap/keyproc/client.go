@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -114,10 +115,13 @@ func (c *Client) exchange(f []byte) (Reply, error) {
 	c.conn.SetDeadline(time.Now().Add(c.timeout))
 	defer c.conn.SetDeadline(time.Time{})
 	if _, err := c.conn.Write(f); err != nil {
+		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+			return Reply{}, errors.New("key process ended")
+		}
 		return Reply{}, fmt.Errorf("key process: %w", err)
 	}
 	rep, err := ReadReply(c.conn, &c.buf)
-	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
 		return Reply{}, errors.New("key process ended")
 	}
 	if err != nil {

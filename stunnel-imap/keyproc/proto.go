@@ -171,7 +171,9 @@ func ReadRequest(r io.Reader, buf *[MaxFrame]byte) (Request, error) {
 
 // ParseRequest decodes a request's payload of type t.
 func ParseRequest(t byte, p []byte) (Request, error) {
-	if len(p) > maxRequest(t) {
+	if m := maxRequest(t); m < 0 {
+		return Request{}, &FrameError{t, errType}
+	} else if len(p) > m {
 		return Request{}, &FrameError{t, errTooLong}
 	}
 	switch t {
@@ -254,7 +256,9 @@ func ReadReply(r io.Reader, buf *[MaxFrame]byte) (Reply, error) {
 
 // ParseReply decodes a reply's payload of type t.
 func ParseReply(t byte, p []byte) (Reply, error) {
-	if len(p) > maxReply(t) {
+	if m := maxReply(t); m < 0 {
+		return Reply{}, &FrameError{t, errType}
+	} else if len(p) > m {
 		return Reply{}, &FrameError{t, errTooLong}
 	}
 	switch t {

@@ -1,0 +1,179 @@
+package keyproc
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// testKey is a generated key with its self-signed certificate.
+type testKey struct {
+	kind string
+	priv crypto.Signer
+	der  []byte
+	pem  []byte // chain then key, as stunnel-imap reads it
+}
+
+var (
+	keyMu    sync.Mutex
+	keyCache = map[string]*testKey{}
+)
+
+// genKey returns a key of kind rsa, ecdsa or ed25519 whose certificate
+// covers names; generated once per (kind, names) for the whole run.
+func genKey(t testing.TB, kind string, names ...string) *testKey {
+	t.Helper()
+	if len(names) == 0 {
+		names = []string{"imap.example.test"}
+	}
+	id := kind + " " + names[0]
+	keyMu.Lock()
+	defer keyMu.Unlock()
+	if k := keyCache[id]; k != nil {
+		return k
+	}
+	var priv crypto.Signer
+	var err error
+	switch kind {
+	case "rsa":
+		priv, err = rsa.GenerateKey(rand.Reader, 2048)
+	case "ecdsa":
+		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "ed25519":
+		_, priv, err = ed25519.GenerateKey(rand.Reader)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: names[0]},
+		DNSNames:     names,
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:         true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, priv.Public(), priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	p = append(p, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk})...)
+	k := &testKey{kind: kind, priv: priv, der: der, pem: p}
+	keyCache[id] = k
+	return k
+}
+
+func (k *testKey) pool(t testing.TB) *x509.CertPool {
+	c, err := x509.ParseCertificate(k.der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := x509.NewCertPool()
+	p.AddCert(c)
+	return p
+}
+
+func (k *testKey) keys(t testing.TB) Keys {
+	key, err := ParsePEM(k.pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Keys{key}
+}
+
+// socketFiles returns the two ends of a unix stream socketpair.
+func socketFiles(t testing.TB) (*os.File, *os.File) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return os.NewFile(uintptr(fds[0]), "sp0"), os.NewFile(uintptr(fds[1]), "sp1")
+}
+
+// socketConns returns the two ends of a socketpair as net.Conns.
+func socketConns(t testing.TB) (net.Conn, net.Conn) {
+	t.Helper()
+	a, b := socketFiles(t)
+	defer a.Close()
+	defer b.Close()
+	ca, err := net.FileConn(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := net.FileConn(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ca.Close(); cb.Close() })
+	return ca, cb
+}
+
+// handshake runs a TLS server using c's certificate against a client
+// trusting pool, over a socketpair, both with a hang guard. It returns
+// the client's state and each side's error.
+func handshake(t testing.TB, c *Client, pool *x509.CertPool, sni string, ccfg *tls.Config) (tls.ConnectionState, error, error) {
+	t.Helper()
+	sc, cc := socketConns(t)
+	deadline := time.Now().Add(30 * time.Second)
+	sc.SetDeadline(deadline)
+	cc.SetDeadline(deadline)
+	srv := tls.Server(sc, &tls.Config{GetCertificate: c.GetCertificate})
+	if ccfg == nil {
+		ccfg = &tls.Config{}
+	}
+	ccfg.RootCAs = pool
+	ccfg.ServerName = sni
+	cli := tls.Client(cc, ccfg)
+	errc := make(chan error, 1)
+	go func() {
+		err := srv.Handshake()
+		if err == nil {
+			// Prove the session works: echo one line.
+			var b [5]byte
+			if _, err = srv.Read(b[:]); err == nil {
+				_, err = srv.Write(b[:])
+			}
+		}
+		if err != nil {
+			sc.Close() // let the client see the failure at once
+		}
+		errc <- err
+	}()
+	cerr := cli.Handshake()
+	if cerr == nil {
+		var b [5]byte
+		if _, cerr = cli.Write([]byte("ping\n")); cerr == nil {
+			if _, cerr = cli.Read(b[:]); cerr == nil && string(b[:]) != "ping\n" {
+				t.Errorf("echo: got %q", b)
+			}
+		}
+	}
+	if cerr != nil {
+		cc.Close()
+	}
+	serr := <-errc
+	return cli.ConnectionState(), serr, cerr
+}
