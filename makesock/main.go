@@ -7,6 +7,13 @@
 // extra lingers for the life of the connection; with -w it stays, forwards
 // TERM, HUP and INT to both, reaps both and exits with prog1's status.
 // See README.md.
+
+// The runtime would otherwise keep the cgroup CPU limit files open, on
+// the lowest free descriptors (3 and 4, the default -d), for as long as
+// it runs; makesock runs for an instant and needs those numbers.
+//
+//go:debug containermaxprocs=0
+//go:debug updatemaxprocs=0
 package main
 
 import (
@@ -58,8 +65,11 @@ type config struct {
 func usage(msg string) error { return &log.UsageError{Synopsis: synopsis, Msg: msg} }
 
 // fdFlag is -d: a descriptor number, 3 or more, since 0, 1 and 2 are
-// prog1's stdio.
-type fdFlag struct{ fd *int }
+// prog1's stdio. A bad value is kept in bad, for the message.
+type fdFlag struct {
+	fd  *int
+	bad *string
+}
 
 func (f fdFlag) String() string {
 	if f.fd == nil {
@@ -71,6 +81,7 @@ func (f fdFlag) String() string {
 func (f fdFlag) Set(s string) error {
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 3 || n > maxFd {
+		*f.bad = s
 		return errors.New("bad fd")
 	}
 	*f.fd = n
@@ -93,10 +104,11 @@ func parseArgs(args []string) (*config, error) {
 	}
 	fs := flag.NewFlagSet("makesock", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.Var(fdFlag{&c.fd}, "d", "")
+	badFd := ""
+	fs.Var(fdFlag{&c.fd, &badFd}, "d", "")
 	fs.BoolVar(&c.wait, "w", false, "")
 	if err := fs.Parse(args[:i]); err != nil {
-		return nil, usage(flagMessage(err, args[:i]))
+		return nil, usage(flagMessage(err, badFd))
 	}
 	c.prog1 = fs.Args()
 	c.prog2 = args[i+1:]
@@ -114,7 +126,7 @@ func parseArgs(args []string) (*config, error) {
 }
 
 // flagMessage rewords the flag package's errors in our grammar.
-func flagMessage(err error, args []string) string {
+func flagMessage(err error, badFd string) string {
 	s := err.Error()
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -123,15 +135,9 @@ func flagMessage(err error, args []string) string {
 		return "unknown option " + strings.TrimPrefix(s, "flag provided but not defined: ")
 	case strings.HasPrefix(s, "flag needs an argument: "):
 		return "missing fd after -d"
-	case strings.Contains(s, "for flag -d"):
-		// invalid value "x" for flag -d: bad fd
-		if q := strings.Index(s, `"`); q >= 0 {
-			if v, err := strconv.Unquote(s[q : strings.Index(s[q+1:], `"`)+q+2]); err == nil {
-				return "bad fd for -d: " + v + " (must be 3 to " + strconv.Itoa(maxFd) + ")"
-			}
-		}
-		return "bad fd for -d"
-	case strings.Contains(s, "for flag -w"):
+	case strings.HasSuffix(s, " -d: bad fd"):
+		return "bad fd for -d: " + badFd + " (must be 3 to " + strconv.Itoa(maxFd) + ")"
+	case strings.Contains(s, " -w: "):
 		return "bad value for -w"
 	}
 	return s

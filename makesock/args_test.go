@@ -1,0 +1,139 @@
+package main
+
+import (
+	"errors"
+	"slices"
+	"syscall"
+	"testing"
+
+	"imap-tls/log"
+)
+
+const sep = separator
+
+func TestParseArgs(t *testing.T) {
+	for _, tt := range []struct {
+		args         []string
+		fd           int
+		wait         bool
+		prog1, prog2 []string
+	}{
+		{[]string{"a", sep, "b"}, 3, false, []string{"a"}, []string{"b"}},
+		{[]string{"-w", "a", "x", sep, "b", "y"}, 3, true, []string{"a", "x"}, []string{"b", "y"}},
+		{[]string{"-d", "7", "a", sep, "b"}, 7, false, []string{"a"}, []string{"b"}},
+		{[]string{"-d=9", "-w", "a", sep, "b"}, 9, true, []string{"a"}, []string{"b"}},
+		{[]string{"-w", "-d", "3", "a", sep, "b"}, 3, true, []string{"a"}, []string{"b"}},
+		// prog1's own options stay prog1's: options end at prog1.
+		{[]string{"stunnel-imap", "-n", "imap", "-F", "3", sep, "imapd", "-x"}, 3, false,
+			[]string{"stunnel-imap", "-n", "imap", "-F", "3"}, []string{"imapd", "-x"}},
+		// -- ends options, so prog1 may start with a dash.
+		{[]string{"--", "-odd", sep, "b"}, 3, false, []string{"-odd"}, []string{"b"}},
+		{[]string{"-d", "4", "--", "-w", sep, "b"}, 4, false, []string{"-w"}, []string{"b"}},
+		// The first separator splits; later ones belong to prog2 (a
+		// nested makesock).
+		{[]string{"a", sep, "makesock", "c", sep, "d"}, 3, false,
+			[]string{"a"}, []string{"makesock", "c", sep, "d"}},
+		{[]string{"-d", "1048575", "a", sep, "b"}, maxFd, false, []string{"a"}, []string{"b"}},
+	} {
+		c, err := parseArgs(tt.args)
+		if err != nil {
+			t.Errorf("parseArgs(%q): %v", tt.args, err)
+			continue
+		}
+		if c.fd != tt.fd || c.wait != tt.wait || !slices.Equal(c.prog1, tt.prog1) || !slices.Equal(c.prog2, tt.prog2) {
+			t.Errorf("parseArgs(%q) = fd %d wait %v prog1 %q prog2 %q, want fd %d wait %v prog1 %q prog2 %q",
+				tt.args, c.fd, c.wait, c.prog1, c.prog2, tt.fd, tt.wait, tt.prog1, tt.prog2)
+		}
+	}
+}
+
+func TestParseArgsUsage(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		msg  string
+	}{
+		{nil, "missing -makesock_connect_to"},
+		{[]string{"a", "b"}, "missing -makesock_connect_to"},
+		{[]string{"-w", "a"}, "missing -makesock_connect_to"},
+		{[]string{sep, "b"}, "missing prog1 before -makesock_connect_to"},
+		{[]string{"-w", sep, "b"}, "missing prog1 before -makesock_connect_to"},
+		{[]string{"a", sep}, "missing prog2 after -makesock_connect_to"},
+		{[]string{sep}, "missing prog1 before -makesock_connect_to"},
+		{[]string{"", sep, "b"}, "empty prog1"},
+		{[]string{"a", sep, ""}, "empty prog2"},
+		{[]string{"-d", "0", "a", sep, "b"}, "bad fd for -d: 0 (must be 3 to 1048575)"},
+		{[]string{"-d", "1", "a", sep, "b"}, "bad fd for -d: 1 (must be 3 to 1048575)"},
+		{[]string{"-d", "2", "a", sep, "b"}, "bad fd for -d: 2 (must be 3 to 1048575)"},
+		{[]string{"-d", "-1", "a", sep, "b"}, "bad fd for -d: -1 (must be 3 to 1048575)"},
+		{[]string{"-d", "x", "a", sep, "b"}, "bad fd for -d: x (must be 3 to 1048575)"},
+		{[]string{"-d", "1048576", "a", sep, "b"}, "bad fd for -d: 1048576 (must be 3 to 1048575)"},
+		{[]string{"-d", "", "a", sep, "b"}, "bad fd for -d:  (must be 3 to 1048575)"},
+		{[]string{"-d"}, "missing -makesock_connect_to"},
+		{[]string{"-d", sep, "b"}, "missing fd after -d"},
+		{[]string{"-x", "a", sep, "b"}, "unknown option -x"},
+		{[]string{"--wait", "a", sep, "b"}, "unknown option -wait"},
+		{[]string{"-w=maybe", "a", sep, "b"}, "bad value for -w"},
+		{[]string{"-h", "a", sep, "b"}, ""},
+	} {
+		_, err := parseArgs(tt.args)
+		var u *log.UsageError
+		if !errors.As(err, &u) {
+			t.Errorf("parseArgs(%q) = %v, want a usage error", tt.args, err)
+			continue
+		}
+		if u.Msg != tt.msg || u.Synopsis != synopsis {
+			t.Errorf("parseArgs(%q): msg %q synopsis %q, want %q and %q", tt.args, u.Msg, u.Synopsis, tt.msg, synopsis)
+		}
+	}
+}
+
+func TestStatusOf(t *testing.T) {
+	for _, tt := range []struct {
+		ws   syscall.WaitStatus
+		want int
+	}{
+		{0, 0},
+		{5 << 8, 5},
+		{255 << 8, 255},
+		{syscall.WaitStatus(syscall.SIGKILL), 137},
+		{syscall.WaitStatus(syscall.SIGTERM), 143},
+		{syscall.WaitStatus(syscall.SIGSEGV) | 0x80, 139}, // core dumped
+	} {
+		if got := statusOf(tt.ws); got != tt.want {
+			t.Errorf("statusOf(%#x) = %d, want %d", uint32(tt.ws), got, tt.want)
+		}
+	}
+}
+
+func TestProg1Files(t *testing.T) {
+	none := ^uintptr(0)
+	for _, tt := range []struct {
+		fd, end1  int
+		inherited []int
+		want      []uintptr
+	}{
+		{3, 9, nil, []uintptr{0, 1, 2, 9}},
+		{3, 3, []int{5}, []uintptr{0, 1, 2, 3}},
+		{6, 3, []int{4, 6, 8}, []uintptr{0, 1, 2, none, 4, none, 3}},
+	} {
+		got := prog1Files(tt.fd, tt.end1, &descriptors{inherited: tt.inherited})
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("prog1Files(%d, %d, %v) = %v, want %v", tt.fd, tt.end1, tt.inherited, got, tt.want)
+		}
+	}
+}
+
+func TestLookPath(t *testing.T) {
+	if p, err := lookPath("sh"); err != nil || p == "" {
+		t.Errorf("lookPath(sh) = %q, %v", p, err)
+	}
+	if _, err := lookPath("makesock-no-such-program"); err != syscall.ENOENT {
+		t.Errorf("lookPath(missing) error = %v, want ENOENT", err)
+	}
+	if _, err := lookPath("/nonexistent/prog"); log.Reason(err) != "file does not exist" {
+		t.Errorf("lookPath(/nonexistent/prog) reason = %q", log.Reason(err))
+	}
+	if _, err := lookPath("/etc/passwd"); err == nil {
+		t.Errorf("lookPath(/etc/passwd) succeeded on a file that is not executable")
+	}
+}
