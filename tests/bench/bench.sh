@@ -1,0 +1,342 @@
+#!/bin/sh
+# bench.sh: imap-tls against stunnel 5, tlswrapper and plaintext, side by
+# side on loopback, with one backend (tests/fakeimapd) and one client
+# (tests/loadgen); writes BENCHMARKS.md. Run from anywhere, as root, after
+# `sh redo.do` has built bin/ (`sh redo.do bench` does both).
+#
+#   sh tests/bench/bench.sh
+#
+# Environment:
+#   IMAPTLS_BIN    where the suite's binaries are (default: bin/ at the root)
+#   BENCH_ROUNDS   rounds per figure, the median is kept (default 3)
+#   BENCH_SECS     length of a sessions/s round in seconds (default 3)
+#   BENCH_SIZE     size of the bulk FETCH's message (default 64M)
+#   BENCH_OUT      the report to write (default BENCHMARKS.md at the root)
+#   BENCH_SYSTEMS  the systems to measure, by id (default: all installed)
+#   BENCH_PROFILE  0 to skip the perf profile of the chain (default 1)
+#   BENCH_QUICK    1: one short round of everything, for the tests
+#
+# Every system runs under the same `tcpserver -R -H -l 0 127.0.0.1 PORT`
+# (without -l, tcpserver asks DNS for the local name on each connection).
+set -u
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root" || exit 111
+PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
+export PATH
+
+BIN=${IMAPTLS_BIN:-$root/bin}
+ROUNDS=${BENCH_ROUNDS:-3}
+SECS=${BENCH_SECS:-3}
+SIZE=${BENCH_SIZE:-64M}
+OUT=${BENCH_OUT:-$root/BENCHMARKS.md}
+PROFILE=${BENCH_PROFILE:-1}
+QUICK=${BENCH_QUICK:-0}
+HOLD=10 # sessions held for the per-session PSS at load
+EXECN=100 # runs per start-up measurement
+if [ "$QUICK" = 1 ]; then
+	ROUNDS=1 SECS=0.5 SIZE=${BENCH_SIZE:-1M} PROFILE=0 HOLD=2 EXECN=5
+fi
+
+say() { echo "bench: $*" >&2; }
+die() { echo "bench: fatal: $*" >&2; exit 111; }
+
+for p in tcpserver openssl go awk; do
+	command -v $p >/dev/null 2>&1 || die "unable to find $p: install ucspi-tcp, openssl, Go 1.26"
+done
+
+work=$(mktemp -d /tmp/imaptls-bench.XXXXXX) || die "unable to make a temporary directory"
+servers=
+cleanup() {
+	for p in $servers; do kill "$p" 2>/dev/null; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 111' INT TERM HUP
+
+# The bench's own tools, static like the suite.
+for t in fakeimapd loadgen; do
+	CGO_ENABLED=0 go build -trimpath -o "$work/$t" "./tests/$t" || die "unable to build tests/$t"
+done
+FAKE=$work/fakeimapd
+LOADGEN=$work/loadgen
+
+# One throwaway ECDSA P-256 key and self-signed certificate, in one PEM
+# file (key first), for every TLS system alike.
+PEM=$work/ssl/localhost.pem
+mkdir -p "$work/ssl" "$work/jail"
+chmod 755 "$work" "$work/jail"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	-keyout "$work/ssl/key.pem" -out "$work/ssl/cert.pem" -days 30 -subj /CN=localhost \
+	>/dev/null 2>&1 || die "unable to make a test certificate"
+cat "$work/ssl/key.pem" "$work/ssl/cert.pem" >"$PEM"
+chmod 600 "$PEM"
+JAIL=$work/jail
+
+if ! id imaptls >/dev/null 2>&1; then
+	useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin imaptls ||
+		die "unable to create account imaptls"
+fi
+
+for mode in starttls implicit; do
+	proto=
+	[ $mode = starttls ] && proto='protocol = imap'
+	sed -e "s|@PEM@|$PEM|" -e "s|@FAKEIMAPD@|$FAKE|" -e "s|@SIZE@|$SIZE|" -e "s|@PROTOCOL@|$proto|" \
+		tests/bench/stunnel.conf.in >"$work/stunnel-$mode.conf"
+done
+
+have_chain=no
+[ -x "$BIN/makesock" ] && [ -x "$BIN/setuidgid-chroot" ] && [ -x "$BIN/stunnel-imap" ] && have_chain=yes
+STUNNEL=$(command -v stunnel4 || command -v stunnel || true)
+TLSWRAPPER=$(command -v tlswrapper || true)
+
+# The systems: id, mode, and the program tcpserver runs (one line each).
+chain="$BIN/makesock $BIN/setuidgid-chroot -u imaptls -/ $JAIL -o 4:$PEM $BIN/stunnel-imap"
+systems() {
+	echo "plain plain $FAKE -s $SIZE"
+	[ -n "$STUNNEL" ] && {
+		echo "stunnel-starttls starttls $STUNNEL $work/stunnel-starttls.conf"
+		echo "stunnel-implicit implicit $STUNNEL $work/stunnel-implicit.conf"
+	}
+	[ -n "$TLSWRAPPER" ] && echo "tlswrapper implicit $TLSWRAPPER -f $PEM $FAKE -s $SIZE"
+	[ $have_chain = yes ] && {
+		echo "chain-starttls starttls $chain -n imap -F 3 -P 4 -makesock_connect_to $FAKE -s $SIZE"
+		echo "chain-implicit implicit $chain -F 3 -P 4 -makesock_connect_to $FAKE -s $SIZE"
+		# The same chain less one link, to see what each costs.
+		echo "chain-nojail starttls $BIN/makesock $BIN/stunnel-imap -n imap -F 3 -p $PEM -makesock_connect_to $FAKE -s $SIZE"
+	}
+	true
+}
+[ -n "$STUNNEL" ] || say "warning: stunnel4 is not installed: apt-get install stunnel4"
+[ -n "$TLSWRAPPER" ] || say "warning: tlswrapper is not installed: apt-get install tlswrapper"
+[ $have_chain = yes ] || say "warning: $BIN lacks makesock, setuidgid-chroot or stunnel-imap: run sh redo.do"
+
+# start_server id cmd...: tcpserver on a free port; sets port and spid.
+start_server() {
+	id=$1
+	shift
+	: >"$work/$id.port"
+	tcpserver -1 -R -H -l 0 -c 100 127.0.0.1 0 "$@" >"$work/$id.port" 2>>"$work/$id.err" &
+	spid=$!
+	servers="$servers $spid"
+	i=0
+	while [ ! -s "$work/$id.port" ]; do
+		i=$((i + 1))
+		[ $i -gt 100 ] && die "tcpserver for $id did not start: $(tail -1 "$work/$id.err")"
+		sleep 0.1
+	done
+	port=$(cat "$work/$id.port")
+}
+
+stop_server() {
+	kill "$spid" 2>/dev/null
+	wait "$spid" 2>/dev/null
+}
+
+# result key line: the value of key= in line.
+val() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+
+# measure id mode: every figure of one system, appended to results.
+measure() {
+	id=$1 mode=$2
+	lg="$LOADGEN -a 127.0.0.1:$port -m $mode"
+	line="$id mode=$mode"
+	for c in 1 8; do
+		r=$($lg -c $c -d "${SECS}s" -r "$ROUNDS" 2>>"$work/$id.loadgen.err" | grep '^result')
+		if [ -z "$r" ]; then
+			say "$id: no result at concurrency $c: $(tail -1 "$work/$id.loadgen.err")"
+			echo "$id mode=$mode failed=yes" >>"$work/results"
+			failed="$failed $id"
+			return 1
+		fi
+		line="$line rate$c=$(val rate "$r") p50_$c=$(val p50_ms "$r") p99_$c=$(val p99_ms "$r") greet$c=$(val greet_p50_ms "$r") tls$c=$(val tls_p50_ms "$r") err$c=$(val errors "$r")"
+	done
+	r=$($lg -fetch -n 1 -r "$ROUNDS" 2>>"$work/$id.loadgen.err" | grep '^result')
+	line="$line mbps=$(val mbps "$r")"
+	for h in 1 $HOLD; do
+		$lg -hold $h -holdfor 30s >"$work/$id.hold" 2>>"$work/$id.loadgen.err" &
+		hpid=$!
+		i=0
+		while ! grep -q '^held=' "$work/$id.hold"; do
+			i=$((i + 1))
+			if [ $i -gt 300 ] || ! kill -0 $hpid 2>/dev/null; then
+				say "$id: unable to hold $h sessions: $(tail -1 "$work/$id.loadgen.err")"
+				break
+			fi
+			sleep 0.1
+		done
+		sleep 0.3 # let every process of the chain finish its start-up
+		m=$(sh tests/bench/pss.sh "$spid" fakeimapd)
+		kill $hpid 2>/dev/null
+		wait $hpid 2>/dev/null
+		if [ $h = 1 ]; then
+			line="$line procs=$(val procs "$m") pss1=$(val pss_kb "$m") comms=$(val comms "$m")"
+		else
+			line="$line pssn=$(($(val pss_kb "$m") / h))"
+		fi
+	done
+	echo "$line" >>"$work/results"
+	say "$line"
+}
+
+: >"$work/results"
+failed=
+systems | while read -r id rest; do
+	case " ${BENCH_SYSTEMS:-$id} " in *" $id "*) echo "$id $rest" ;; esac
+done >"$work/systems"
+[ -s "$work/systems" ] || die "no system to measure: BENCH_SYSTEMS=${BENCH_SYSTEMS:-}"
+say "measuring $(wc -l <"$work/systems") systems, $ROUNDS rounds of ${SECS}s each"
+while read -r id mode cmd; do
+	# shellcheck disable=SC2086
+	start_server "$id" $cmd
+	measure "$id" "$mode"
+	stop_server
+done <"$work/systems"
+
+# Start-up cost of each link on its own: N runs in a row, each with its
+# input at end of file, so that each program starts, does its set-up,
+# sees EOF and exits; microseconds per run.
+exec_us() {
+	n=$1
+	shift
+	t0=$(date +%s%N)
+	i=0
+	while [ $i -lt "$n" ]; do
+		eval "$*" </dev/null >/dev/null 2>&1
+		i=$((i + 1))
+	done
+	t1=$(date +%s%N)
+	echo $(((t1 - t0) / n / 1000))
+}
+: >"$work/startup"
+startup() {
+	what=$1
+	shift
+	echo "| $(exec_us "$EXECN" "$@") | $what | \`$*\` |" >>"$work/startup"
+}
+startup "fork+exec of a static C program (baseline)" /bin/true
+startup "a static Go program: fakeimapd greets and sees EOF" "$FAKE"
+if [ $have_chain = yes ]; then
+	startup "makesock with two static Go programs" "$BIN/makesock $FAKE -makesock_connect_to $FAKE"
+	startup "setuidgid-chroot, then the Go program" "$BIN/setuidgid-chroot -u imaptls -/ $JAIL $FAKE"
+	startup "stunnel-imap, implicit: loads the key, sees EOF" "$BIN/stunnel-imap -F 3 -P 4 3<>/dev/null 4<$PEM"
+	startup "stunnel-imap, STARTTLS: loads the key, greets, sees EOF" "$BIN/stunnel-imap -n imap -F 3 -P 4 3<>/dev/null 4<$PEM"
+	startup "the whole chain, STARTTLS" "$chain -n imap -F 3 -P 4 -makesock_connect_to $FAKE"
+fi
+[ -n "$STUNNEL" ] && startup "stunnel 5, implicit, inetd mode" "$STUNNEL $work/stunnel-implicit.conf"
+[ -n "$TLSWRAPPER" ] && startup "tlswrapper" "$TLSWRAPPER -f $PEM $FAKE"
+
+# Where the chain's CPU time goes: a system-wide perf profile while
+# loadgen drives the STARTTLS chain at concurrency 8, by command and by
+# shared object, and the hottest symbols (from unstripped builds).
+: >"$work/profile"
+if [ "$PROFILE" = 1 ] && [ $have_chain = yes ] && command -v perf >/dev/null 2>&1; then
+	mkdir -p "$work/prof"
+	ok=yes
+	for p in makesock setuidgid-chroot stunnel-imap; do
+		CGO_ENABLED=0 go build -trimpath -o "$work/prof/$p" "./$p" || ok=no
+	done
+	if [ $ok = yes ]; then
+		P=$work/prof
+		start_server prof "$P/makesock" "$P/setuidgid-chroot" -u imaptls -/ "$JAIL" -o "4:$PEM" \
+			"$P/stunnel-imap" -n imap -F 3 -P 4 -makesock_connect_to "$FAKE" -s "$SIZE"
+		perf record -a -g -o "$work/perf.data" -- "$LOADGEN" -a "127.0.0.1:$port" -m starttls -c 8 -d 5s \
+			>"$work/prof.loadgen" 2>"$work/perf.err" || say "warning: perf record failed: $(tail -1 "$work/perf.err")"
+		stop_server
+		if [ -s "$work/perf.data" ]; then
+			{
+				echo "### CPU samples by command (whole machine, loadgen included)"
+				echo
+				echo '```'
+				perf report -i "$work/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -12
+				echo '```'
+				echo
+				echo "### by command and shared object"
+				echo
+				echo '```'
+				perf report -i "$work/perf.data" --no-children --sort comm,dso --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -15
+				echo '```'
+				echo
+				echo "### hottest symbols in the chain's processes"
+				echo
+				echo '```'
+				perf report -i "$work/perf.data" --no-children --comms makesock,setuidgid-chroo,stunnel-imap --sort comm,sym --stdio -g none 2>/dev/null |
+					grep -v '^#' | grep '%' | head -25
+				echo '```'
+			} >"$work/profile"
+		fi
+	fi
+fi
+
+# The report.
+machine() {
+	echo "- $(nproc) cores: $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)"
+	echo "- kernel $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")"
+	echo "- $(go version | sed 's/^go version //')"
+	for p in ucspi-tcp stunnel4 tlswrapper openssl; do
+		v=$(dpkg-query -W -f '${Version}' $p 2>/dev/null) && echo "- $p $v"
+	done
+	echo "- load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+{
+	echo "# Benchmarks"
+	echo
+	echo "imap-tls against the TLS proxies a mail administrator would pick instead, measured"
+	echo "side by side in one run on one machine by \`sh redo.do bench\` (tests/bench/bench.sh),"
+	echo "on $(date -u '+%Y-%m-%d %H:%M UTC')."
+	echo
+	awk -v rounds="$ROUNDS" -v secs="$SECS" -v size="$SIZE" -v hold="$HOLD" -f tests/bench/report.awk "$work/results"
+	echo
+	echo "## Start-up cost of each link, on its own"
+	echo
+	echo "Each command run $EXECN times in a row from sh, its input at end of file, so that it"
+	echo "starts, does its set-up, sees EOF and exits: wall time per run, the shell's fork included."
+	echo
+	echo "| µs per run | what | command |"
+	echo "|---:|---|---|"
+	sed -e "s|$work|\$W|g" -e "s|$BIN/||g" "$work/startup"
+	echo
+	if [ -s "$work/profile" ]; then
+		echo "## Profile of the STARTTLS chain at concurrency 8"
+		echo
+		echo "\`perf record -a -g\` during 5 s of loadgen against the chain (unstripped builds of the same sources):"
+		echo "$(grep '^result' "$work/prof.loadgen" | cut -d' ' -f2-)."
+		echo
+		cat "$work/profile"
+		echo
+	fi
+	echo "## The machine"
+	echo
+	machine
+	echo
+	echo "The machine is shared: other jobs may have run during the measurement; figures are"
+	echo "medians of $ROUNDS rounds to damp that, not to remove it."
+	echo
+	echo "## How to reproduce"
+	echo
+	echo '```'
+	echo "sh redo.do bench     # installs stunnel4 and tlswrapper if missing, builds bin/, runs tests/bench/bench.sh"
+	echo '```'
+	echo
+	echo "Tunables: BENCH_ROUNDS (default 3), BENCH_SECS (3), BENCH_SIZE (64M), BENCH_OUT, BENCH_PROFILE=0."
+	echo "The systems, exactly as run (\$W is the bench's temporary directory):"
+	echo
+	echo '```'
+	while read -r id mode cmd; do
+		echo "$id ($mode): tcpserver -R -H -l 0 127.0.0.1 PORT $cmd"
+	done <"$work/systems" | sed -e "s|$work|\$W|g" -e "s|$BIN/||g"
+	echo '```'
+	echo
+	echo "stunnel's configuration is tests/bench/stunnel.conf.in with \`protocol = imap\` for STARTTLS"
+	echo "and without it for implicit TLS. A session is loadgen's: connect, greeting, STARTTLS and"
+	echo "handshake (or the implicit handshake), CAPABILITY, LOGIN, LOGOUT, each from its own"
+	echo "loopback source address; the bulk figure is one FETCH 1 BODY[] of a $SIZE message, timed"
+	echo "from the command to its tagged OK. Memory is tests/bench/pss.sh: the sum of the Pss lines"
+	echo "of /proc/PID/smaps_rollup of tcpserver's descendants, the backend left out."
+	if [ -f tests/bench/analysis.md ]; then
+		echo
+		cat tests/bench/analysis.md
+	fi
+} >"$work/report.md" || die "unable to write the report"
+cp "$work/report.md" "$OUT.tmp" && mv -f "$OUT.tmp" "$OUT" || die "unable to write $OUT"
+say "wrote $OUT"
+[ -z "$failed" ] || die "unable to measure:$failed"

@@ -1,0 +1,125 @@
+# report.awk: bench.sh's results (one line per system: "id key=value ...")
+# into BENCHMARKS.md's tables, ratios and the issue's targets.
+# Variables: rounds, secs, size, hold.
+
+function name(id) {
+	if (id == "plain") return "plaintext: tcpserver → fakeimapd"
+	if (id == "stunnel-starttls") return "stunnel 5, STARTTLS (`protocol = imap`)"
+	if (id == "stunnel-implicit") return "stunnel 5, implicit TLS"
+	if (id == "tlswrapper") return "tlswrapper, implicit TLS"
+	if (id == "chain-starttls") return "**imap-tls, STARTTLS** (`-n imap`)"
+	if (id == "chain-implicit") return "**imap-tls, implicit TLS**"
+	if (id == "chain-nojail") return "imap-tls STARTTLS without setuidgid-chroot (as root)"
+	return id
+}
+
+# peer: the stunnel 5 system of the same mode.
+function peer(id) {
+	if (v[id, "mode"] == "starttls") return "stunnel-starttls"
+	if (v[id, "mode"] == "implicit") return "stunnel-implicit"
+	return ""
+}
+
+function num(x) { return x + 0 }
+function fmt(x, d) {
+	if (x == "") return "—"
+	return sprintf("%." d "f", x)
+}
+function mb(kb) { return kb == "" ? "" : kb / 1024 }
+function ratio(a, b) {
+	if (a == "" || b == "" || num(b) == 0) return "—"
+	r = num(a) / num(b)
+	return r >= 10 ? sprintf("%.0f×", r) : sprintf("%.2f×", r)
+}
+function check(ok, text) {
+	printf "- %s %s\n", (ok ? "met:" : "**missed:**"), text
+}
+
+{
+	id = $1
+	ids[n++] = id
+	for (i = 2; i <= NF; i++) {
+		k = $i; sub(/=.*/, "", k)
+		x = $i; sub(/^[^=]*=/, "", x)
+		v[id, k] = x
+	}
+	have[id] = 1
+}
+
+END {
+	print "## Results"
+	print ""
+	printf "Medians of %d rounds (%s s each for sessions/s); latency is a whole session's, connect to LOGOUT's OK; ", rounds, secs
+	printf "bulk is one FETCH of a %s message; PSS is the processes serving one held session, the backend excluded, ", size
+	printf "then per session with %d held at once; processes are those serving one connection, the backend excluded.\n", hold
+	print ""
+	print "| system | procs | c=1 sessions/s | p50 ms | p99 ms | c=8 sessions/s | p50 ms | p99 ms | bulk MB/s | PSS MB, 1 held | PSS MB per session, " hold " held |"
+	print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	for (i = 0; i < n; i++) {
+		id = ids[i]
+		printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name(id), v[id, "procs"],
+			fmt(v[id, "rate1"], 1), fmt(v[id, "p50_1"], 2), fmt(v[id, "p99_1"], 2),
+			fmt(v[id, "rate8"], 1), fmt(v[id, "p50_8"], 2), fmt(v[id, "p99_8"], 2),
+			fmt(v[id, "mbps"], 0), fmt(mb(v[id, "pss1"]), 2), fmt(mb(v[id, "pssn"]), 2)
+	}
+	print ""
+	print "Where a session's time goes (p50, ms, at concurrency 1): until the greeting, and the TLS handshake alone."
+	print "Processes serving one connection, by name."
+	print ""
+	print "| system | greeting c=1 | handshake c=1 | greeting c=8 | handshake c=8 | failed sessions | processes |"
+	print "|---|---:|---:|---:|---:|---:|---|"
+	for (i = 0; i < n; i++) {
+		id = ids[i]
+		printf "| %s | %s | %s | %s | %s | %d | %s |\n", name(id), fmt(v[id, "greet1"], 2), fmt(v[id, "tls1"], 2),
+			fmt(v[id, "greet8"], 2), fmt(v[id, "tls8"], 2), num(v[id, "err1"]) + num(v[id, "err8"]), v[id, "comms"]
+	}
+	for (pass = 0; pass < 2; pass++) {
+		print ""
+		if (pass == 0) {
+			print "### Ratios to stunnel 5 in the same mode"
+		} else {
+			print "### Ratios to the plaintext baseline"
+		}
+		print ""
+		print "Figure ÷ reference: above 1 is better for sessions/s and MB/s, below 1 is better for latency and memory."
+		print ""
+		print "| system | c=1 sessions/s | c=1 p50 | c=8 sessions/s | c=8 p50 | bulk | PSS, 1 held | PSS, " hold " held |"
+		print "|---|---:|---:|---:|---:|---:|---:|---:|"
+		for (i = 0; i < n; i++) {
+			id = ids[i]
+			ref = pass == 0 ? peer(id) : "plain"
+			if (ref == "" || !(ref in have) || ref == id) continue
+			printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", name(id),
+				ratio(v[id, "rate1"], v[ref, "rate1"]), ratio(v[id, "p50_1"], v[ref, "p50_1"]),
+				ratio(v[id, "rate8"], v[ref, "rate8"]), ratio(v[id, "p50_8"], v[ref, "p50_8"]),
+				ratio(v[id, "mbps"], v[ref, "mbps"]),
+				pass == 0 ? ratio(v[id, "pss1"], v[ref, "pss1"]) : "—",
+				pass == 0 ? ratio(v[id, "pssn"], v[ref, "pssn"]) : "—"
+		}
+	}
+	print ""
+	print "## Targets (issue 5)"
+	print ""
+	c = "chain-starttls"; ci = "chain-implicit"; s = "stunnel-starttls"; si = "stunnel-implicit"
+	if (!(c in have) || !(s in have) || !(si in have) || !("plain" in have)) {
+		print "Not evaluated: this run lacks the chain, stunnel 5 or the baseline."
+		exit
+	}
+	check(num(v[c, "rate8"]) >= 6 * num(v[s, "rate8"]),
+		sprintf("STARTTLS sessions/s at c=8 at least 6× stunnel 5's STARTTLS: %s/s vs %s/s, %s", v[c, "rate8"], v[s, "rate8"], ratio(v[c, "rate8"], v[s, "rate8"])))
+	check(num(v[c, "rate8"]) >= 1.5 * num(v[si, "rate8"]),
+		sprintf("STARTTLS sessions/s at c=8 at least 1.5× stunnel 5's implicit TLS: %s/s vs %s/s, %s", v[c, "rate8"], v[si, "rate8"], ratio(v[c, "rate8"], v[si, "rate8"])))
+	check(num(v[c, "p50_1"]) < 10,
+		sprintf("STARTTLS p50 latency at c=1 under 10 ms: %s ms", v[c, "p50_1"]))
+	check(num(v[c, "mbps"]) >= 2 * num(v[s, "mbps"]),
+		sprintf("bulk (STARTTLS) at least 2× stunnel 5: %s vs %s MB/s, %s", v[c, "mbps"], v[s, "mbps"], ratio(v[c, "mbps"], v[s, "mbps"])))
+	if (ci in have)
+		check(num(v[ci, "mbps"]) >= 2 * num(v[si, "mbps"]),
+			sprintf("bulk (implicit) at least 2× stunnel 5: %s vs %s MB/s, %s", v[ci, "mbps"], v[si, "mbps"], ratio(v[ci, "mbps"], v[si, "mbps"])))
+	check(num(v[c, "mbps"]) >= 0.6 * num(v["plain", "mbps"]),
+		sprintf("bulk at least 0.6× the plaintext baseline: %s vs %s MB/s, %s", v[c, "mbps"], v["plain", "mbps"], ratio(v[c, "mbps"], v["plain", "mbps"])))
+	check(num(v[c, "pssn"]) <= 0.5 * num(v[s, "pssn"]),
+		sprintf("PSS per held session at most half of stunnel 5's, %d held: %.2f vs %.2f MB, %s", hold, mb(v[c, "pssn"]), mb(v[s, "pssn"]), ratio(v[c, "pssn"], v[s, "pssn"])))
+	check(num(v[c, "pss1"]) <= 0.5 * num(v[s, "pss1"]),
+		sprintf("the same with one session held: %.2f vs %.2f MB, %s", mb(v[c, "pss1"]), mb(v[s, "pss1"]), ratio(v[c, "pss1"], v[s, "pss1"])))
+}

@@ -1,0 +1,358 @@
+// The benchmarks' tools, checked without measuring anything: fakeimapd
+// answers like an IMAP server, loadgen refuses bad input and drives one
+// short round against each system kind that is installed, pss.sh finds
+// the processes that serve a connection, and bench.sh writes its report.
+// No figure is asserted: the machine is shared and timing is noise here.
+package tests
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// benchExitCode runs cmd and returns its output and exit status.
+func benchExitCode(t *testing.T, cmd *exec.Cmd) (stdout, stderr string, code int) {
+	t.Helper()
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("unable to start %s: %v", cmd.Path, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(60 * time.Second): // a hang guard, not a timing check
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s hung: %s", cmd.Path, e.String())
+	}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		code = 0
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("unable to run %s: %v", cmd.Path, err)
+	}
+	return o.String(), e.String(), code
+}
+
+func TestBenchFakeimapd(t *testing.T) {
+	fake := bin(t, "fakeimapd")
+	script := "a CAPABILITY\r\n" +
+		"b SELECT INBOX\r\n" +
+		"c LOGIN alice {6}\r\nsecret\r\n" +
+		"d SELECT INBOX\r\n" +
+		"e FETCH 1 BODY[]\r\n" +
+		"f FETCH 2 BODY[]\r\n" +
+		"g BOGUS\r\n" +
+		"h NOOP\r\n" +
+		"i LOGOUT\r\n" +
+		"j NOOP\r\n" // after LOGOUT: never answered
+	cmd := exec.Command(fake, "-s", "1000")
+	cmd.Stdin = strings.NewReader(script)
+	out, errOut, code := benchExitCode(t, cmd)
+	if code != 0 || errOut != "" {
+		t.Fatalf("fakeimapd exited %d: %s", code, errOut)
+	}
+	r := bufio.NewReader(strings.NewReader(out))
+	line := func() string {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("output ends early (%v): %q", err, out)
+		}
+		if !strings.HasSuffix(l, "\r\n") {
+			t.Fatalf("line without CRLF: %q", l)
+		}
+		return strings.TrimSuffix(l, "\r\n")
+	}
+	expect := func(want string) {
+		t.Helper()
+		if got := line(); got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+	expect("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready")
+	expect("* CAPABILITY IMAP4rev1 AUTH=PLAIN")
+	expect("a OK CAPABILITY completed")
+	expect("b NO not logged in")
+	expect("+ ready")
+	expect("c OK [CAPABILITY IMAP4rev1] LOGIN completed")
+	expect("* 1 EXISTS")
+	for l := line(); !strings.HasPrefix(l, "d "); l = line() {
+	}
+	expect("* 1 FETCH (BODY[] {1000}")
+	body := make([]byte, 1000)
+	if _, err := io.ReadFull(r, body); err != nil {
+		t.Fatalf("message shorter than 1000 bytes: %v", err)
+	}
+	if !bytes.HasPrefix(body, []byte("From: ")) || !bytes.Contains(body, []byte("\r\n\r\n")) {
+		t.Errorf("message is not header, blank line, body: %q", body[:100])
+	}
+	expect(")")
+	expect("e OK FETCH completed")
+	expect("f OK FETCH completed") // no message 2: nothing untagged
+	expect("g BAD unknown command")
+	expect("h OK NOOP completed")
+	expect("* BYE logging out")
+	expect("i OK LOGOUT completed")
+	if rest, _ := io.ReadAll(r); len(rest) != 0 {
+		t.Errorf("output after LOGOUT: %q", rest)
+	}
+
+	for _, args := range [][]string{{"-x"}, {"-s", "12q"}, {"-s", "-1"}, {"extra"}} {
+		cmd := exec.Command(fake, args...)
+		cmd.Stdin = strings.NewReader("")
+		_, errOut, code := benchExitCode(t, cmd)
+		if code != 100 || !strings.Contains(errOut, "fakeimapd: usage: fakeimapd") && !strings.Contains(errOut, "fakeimapd: fatal: bad message size") {
+			t.Errorf("fakeimapd %v: exit %d, %q; want 100 and a usage or fatal line", args, code, errOut)
+		}
+	}
+}
+
+func TestBenchLoadgenRefuses(t *testing.T) {
+	lg := bin(t, "loadgen")
+	for _, args := range [][]string{
+		{},
+		{"-a", "127.0.0.1:1", "-m", "smtp"},
+		{"-a", "nocolon"},
+		{"-a", "127.0.0.1:1", "-d", "1s", "-n", "3"},
+		{"-a", "127.0.0.1:1", "-c", "0"},
+	} {
+		_, errOut, code := benchExitCode(t, exec.Command(lg, args...))
+		if code != 100 || !strings.Contains(errOut, "loadgen: usage: loadgen -a host:port") {
+			t.Errorf("loadgen %v: exit %d, %q; want 100 and the usage line", args, code, errOut)
+		}
+	}
+	// Nothing listens: every session fails, and that is a temporary
+	// failure, with the results still printed.
+	port := freePort(t)
+	out, errOut, code := benchExitCode(t, exec.Command(lg, "-a", fmt.Sprintf("127.0.0.1:%d", port), "-m", "plain", "-n", "2"))
+	if code != 111 || !strings.Contains(errOut, "loadgen: fatal: 2 of 2 sessions failed") ||
+		!strings.Contains(out, "result rounds=1 mode=plain c=1 sessions=0 errors=2") {
+		t.Errorf("against a closed port: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// benchServer runs tcpserver as bench.sh does, on a port of its choice,
+// and returns the address and tcpserver's pid.
+func benchServer(t *testing.T, prog ...string) (addr string, pid int) {
+	t.Helper()
+	args := append([]string{"-1", "-R", "-H", "-l", "0", "127.0.0.1", "0"}, prog...)
+	cmd := exec.Command("tcpserver", args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("unable to start tcpserver: %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("tcpserver's stderr: %s", stderr.String())
+		}
+	})
+	port := make(chan string, 1)
+	go func() {
+		l, _ := bufio.NewReader(stdout).ReadString('\n')
+		port <- strings.TrimSpace(l)
+		io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case p := <-port:
+		if _, err := strconv.Atoi(p); err != nil {
+			t.Fatalf("tcpserver did not print its port: %q, %s", p, stderr.String())
+		}
+		return "127.0.0.1:" + p, cmd.Process.Pid
+	case <-time.After(30 * time.Second):
+		t.Fatalf("tcpserver did not start: %s", stderr.String())
+	}
+	return "", 0
+}
+
+// benchField returns key's value in a key=value line.
+func benchField(t *testing.T, line, key string) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?:^| )` + regexp.QuoteMeta(key) + `=(\S*)`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("no %s= in %q", key, line)
+	}
+	return m[1]
+}
+
+func benchResult(t *testing.T, out string) string {
+	t.Helper()
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "result ") {
+			return l
+		}
+	}
+	t.Fatalf("no result line in %q", out)
+	return ""
+}
+
+// TestBenchRound runs one short round of every system kind bench.sh
+// measures and that is installed, with the tools bench.sh uses: a few
+// sessions, one bulk FETCH, and the processes of one held session.
+func TestBenchRound(t *testing.T) {
+	needRoot(t)
+	need(t, "tcpserver", "openssl")
+	fake := bin(t, "fakeimapd")
+	lg := bin(t, "loadgen")
+	dir := t.TempDir()
+	pem, _ := writeCert(t, dir)
+	jail := filepath.Join(dir, "jail")
+	if err := os.Mkdir(jail, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := func(protocol string) string {
+		tmpl, err := os.ReadFile(filepath.Join(repoRoot(t), "tests/bench/stunnel.conf.in"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := strings.NewReplacer("@PEM@", pem, "@FAKEIMAPD@", fake, "@SIZE@", "1M", "@PROTOCOL@", protocol).Replace(string(tmpl))
+		p := filepath.Join(dir, fmt.Sprintf("stunnel-%d.conf", len(protocol)))
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	backend := []string{fake, "-s", "1M"}
+	type kind struct {
+		name, mode string
+		pkg        string // the Debian package it needs, if any
+		prog       func() []string
+		procs      int // serving processes, the backend excluded; -1: at least one
+	}
+	kinds := []kind{
+		{"plain", "plain", "", func() []string { return backend }, 0},
+		{"stunnel-starttls", "starttls", "stunnel4", func() []string { return []string{"stunnel4", conf("protocol = imap")} }, 1},
+		{"stunnel-implicit", "implicit", "stunnel4", func() []string { return []string{"stunnel4", conf("")} }, 1},
+		{"tlswrapper", "implicit", "tlswrapper", func() []string { return append([]string{"tlswrapper", "-f", pem}, backend...) }, 2},
+		{"chain-starttls", "starttls", "", func() []string { return benchChain(t, jail, pem, "-n", "imap") }, -1},
+		{"chain-implicit", "implicit", "", func() []string { return benchChain(t, jail, pem) }, -1},
+	}
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			if k.pkg != "" {
+				if _, err := exec.LookPath(k.pkg); err != nil {
+					t.Skipf("%s is not installed (apt-get install %s): not measured by bench.sh either", k.pkg, k.pkg)
+				}
+			}
+			addr, pid := benchServer(t, k.prog()...)
+			out, errOut, code := benchExitCode(t, exec.Command(lg, "-a", addr, "-m", k.mode, "-c", "2", "-n", "3"))
+			r := benchResult(t, out)
+			if code != 0 || benchField(t, r, "sessions") != "3" || benchField(t, r, "errors") != "0" {
+				t.Fatalf("sessions: exit %d, %q, %s", code, r, errOut)
+			}
+			if p50, _ := strconv.ParseFloat(benchField(t, r, "p50_ms"), 64); p50 <= 0 {
+				t.Errorf("p50_ms is not positive: %q", r)
+			}
+			out, errOut, code = benchExitCode(t, exec.Command(lg, "-a", addr, "-m", k.mode, "-n", "1", "-fetch"))
+			r = benchResult(t, out)
+			if code != 0 || benchField(t, r, "bytes") != strconv.Itoa(1<<20) {
+				t.Fatalf("bulk FETCH of 1 MiB: exit %d, %q, %s", code, r, errOut)
+			}
+
+			hold := exec.Command(lg, "-a", addr, "-m", k.mode, "-hold", "1", "-holdfor", "30s")
+			stdout, _ := hold.StdoutPipe()
+			if err := hold.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { hold.Process.Kill(); hold.Wait() }()
+			held, _ := bufio.NewReader(stdout).ReadString('\n')
+			if held != "held=1\n" {
+				t.Fatalf("loadgen -hold 1 printed %q", held)
+			}
+			pss, err := exec.Command("sh", filepath.Join(repoRoot(t), "tests/bench/pss.sh"), strconv.Itoa(pid), "fakeimapd").Output()
+			if err != nil {
+				t.Fatalf("pss.sh: %v", err)
+			}
+			line := strings.TrimSpace(string(pss))
+			procs, _ := strconv.Atoi(benchField(t, line, "procs"))
+			if k.procs >= 0 && procs != k.procs || k.procs < 0 && procs < 1 {
+				t.Errorf("pss.sh: %q, want procs=%d (-1: at least 1)", line, k.procs)
+			}
+			kb, _ := strconv.Atoi(benchField(t, line, "pss_kb"))
+			if procs > 0 && kb <= 0 || procs == 0 && kb != 0 {
+				t.Errorf("pss.sh: %q: pss_kb does not fit %d processes", line, procs)
+			}
+			if strings.Contains(benchField(t, line, "comms"), "fakeimapd") {
+				t.Errorf("pss.sh counted the backend: %q", line)
+			}
+		})
+	}
+}
+
+// benchChain is the suite's chain as bench.sh runs it.
+func benchChain(t *testing.T, jail, pem string, mode ...string) []string {
+	ensureAccount(t, "imaptls")
+	args := []string{bin(t, "makesock"), bin(t, "setuidgid-chroot"), "-u", "imaptls", "-/", jail, "-o", "4:" + pem,
+		bin(t, "stunnel-imap")}
+	args = append(args, mode...)
+	return append(args, "-F", "3", "-P", "4", "-makesock_connect_to", bin(t, "fakeimapd"), "-s", "1M")
+}
+
+// TestBenchScript runs bench.sh itself in its quick mode on two systems
+// and checks the report it writes.
+func TestBenchScript(t *testing.T) {
+	needRoot(t)
+	need(t, "tcpserver", "openssl", "go")
+	binDir := filepath.Dir(bin(t, "makesock"))
+	bin(t, "setuidgid-chroot")
+	bin(t, "stunnel-imap")
+	ensureAccount(t, "imaptls")
+	report := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	cmd := exec.Command("sh", filepath.Join(repoRoot(t), "tests/bench/bench.sh"))
+	cmd.Env = append(os.Environ(), "BENCH_QUICK=1", "BENCH_OUT="+report, "BENCH_SYSTEMS=plain chain-starttls", "IMAPTLS_BIN="+binDir)
+	_, errOut, code := benchExitCode(t, cmd)
+	if code != 0 {
+		t.Fatalf("bench.sh exited %d: %s", code, errOut)
+	}
+	b, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatalf("bench.sh wrote no report: %v", err)
+	}
+	md := string(b)
+	for _, want := range []string{
+		"| plaintext: tcpserver → fakeimapd | 0 |",
+		"| **imap-tls, STARTTLS** (`-n imap`) | ",
+		"### Ratios to the plaintext baseline",
+		"## Start-up cost of each link, on its own",
+		"## The machine",
+		"## How to reproduce",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "| stunnel 5, implicit TLS |") {
+		t.Errorf("BENCH_SYSTEMS ignored: stunnel measured:\n%s", md)
+	}
+
+	cmd = exec.Command("sh", filepath.Join(repoRoot(t), "tests/bench/bench.sh"))
+	cmd.Env = append(os.Environ(), "BENCH_QUICK=1", "BENCH_OUT="+report+".2", "BENCH_SYSTEMS=nosuch", "IMAPTLS_BIN="+binDir)
+	_, errOut, code = benchExitCode(t, cmd)
+	if code != 111 || !strings.Contains(errOut, "bench: fatal: no system to measure") {
+		t.Errorf("BENCH_SYSTEMS=nosuch: exit %d, %q", code, errOut)
+	}
+}
