@@ -1,0 +1,238 @@
+package tests
+
+// The first two programs of the pipeline under a real tcpserver:
+//
+//	tcpserver -H -R -l 0 127.0.0.1 PORT
+//	makesock
+//	  setuidgid-chroot -u imaptls -/ EMPTYJAIL
+//	    relay                  (static test program: network fd 0/1 <-> fd 3)
+//	-makesock_connect_to
+//	  sh prog2.sh              (echoes $TCPREMOTEIP, then every line it gets)
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// pipelineRelaySource is the jailed program: it says who and where it is
+// on the network, then relays the network (fd 0/1) to fd 3 and back;
+// end-of-file from the client becomes a half-close of fd 3, and
+// end-of-file on fd 3 ends the connection.
+const pipelineRelaySource = `package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	in, out, peer := os.NewFile(0, "net-in"), os.NewFile(1, "net-out"), os.NewFile(3, "fd3")
+	var names []string
+	root := ""
+	ents, err := os.ReadDir("/")
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	root = "[" + strings.Join(names, ",") + "]"
+	if err != nil {
+		root = "error"
+	}
+	nnp, _, _ := syscall.RawSyscall(syscall.SYS_PRCTL, 39, 0, 0) // PR_GET_NO_NEW_PRIVS
+	fmt.Fprintf(out, "relay uid=%d euid=%d gid=%d egid=%d nnp=%d root=%s\r\n",
+		syscall.Getuid(), syscall.Geteuid(), syscall.Getgid(), syscall.Getegid(), nnp, root)
+	go func() {
+		io.Copy(peer, in)
+		syscall.Shutdown(3, syscall.SHUT_WR)
+	}()
+	io.Copy(out, peer)
+	os.Exit(0)
+}
+`
+
+const pipelineProg2 = `#!/bin/sh
+echo "prog2 TCPREMOTEIP=$TCPREMOTEIP TCPREMOTEPORT=$TCPREMOTEPORT"
+while IFS= read -r line; do echo "prog2 got: $line"; done
+echo "prog2 eof"
+`
+
+var (
+	pipelineRelayOnce sync.Once
+	pipelineRelayPath string
+	pipelineRelayErr  error
+)
+
+// pipelineRelay builds the relay once per test process, static, into its
+// own directory (it has its own go.mod: it is not part of the module).
+func pipelineRelay(t *testing.T) string {
+	t.Helper()
+	pipelineRelayOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "imaptls-relay-")
+		if err != nil {
+			pipelineRelayErr = err
+			return
+		}
+		os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module relay\n\ngo 1.26\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "main.go"), []byte(pipelineRelaySource), 0o644)
+		cmd := exec.Command("go", "build", "-trimpath", "-o", "relay", ".")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			pipelineRelayErr = fmt.Errorf("go build relay: %v: %s", err, out)
+			return
+		}
+		pipelineRelayPath = filepath.Join(dir, "relay")
+	})
+	if pipelineRelayErr != nil {
+		t.Fatal(pipelineRelayErr)
+	}
+	return pipelineRelayPath
+}
+
+// pipelineStart runs tcpserver with args after its address on a free
+// loopback port, and returns it as a harness pipeline (for Stderr and
+// waitNoChildren) once it listens.
+func pipelineStart(t *testing.T, prog ...string) *pipeline {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		p := &pipeline{Port: freePort(t), stderr: &lockedBuffer{}}
+		p.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port))
+		args := append([]string{"-H", "-R", "-l", "0", "127.0.0.1", strconv.Itoa(p.Port)}, prog...)
+		cmd := exec.Command("tcpserver", args...)
+		cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.WaitDelay = 2 * time.Second
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("unable to start tcpserver: %v", err)
+		}
+		p.cmd = cmd
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		up := false
+		for deadline := time.Now().Add(15 * time.Second); !up && time.Now().Before(deadline); {
+			select {
+			case <-exited:
+				deadline = time.Time{}
+				continue
+			default:
+			}
+			if up = listening(p.Port); !up {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		if up {
+			t.Cleanup(func() {
+				syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+				select {
+				case <-exited:
+				case <-time.After(3 * time.Second):
+					syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+					<-exited
+				}
+			})
+			return p
+		}
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+		if attempt >= 2 {
+			t.Fatalf("tcpserver did not listen on %s: %s", p.Addr, p.stderr.String())
+		}
+	}
+}
+
+func TestPipelineMakesockSetuidgidChroot(t *testing.T) {
+	needRoot(t)
+	need(t, "tcpserver", "sh")
+	ensureAccount(t, "imaptls")
+	u, err := user.Lookup("imaptls")
+	if err != nil {
+		t.Fatalf("account imaptls: %v", err)
+	}
+	makesock, sgc, relay := bin(t, "makesock"), bin(t, "setuidgid-chroot"), pipelineRelay(t)
+	jail := t.TempDir()
+	if err := os.Chmod(jail, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	prog2 := filepath.Join(t.TempDir(), "prog2.sh")
+	if err := os.WriteFile(prog2, []byte(pipelineProg2), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := pipelineStart(t, makesock, sgc, "-u", "imaptls", "-/", jail, relay, "-makesock_connect_to", "sh", prog2)
+
+	c, err := net.DialTimeout("tcp", p.Addr, 10*time.Second)
+	if err != nil {
+		t.Fatalf("unable to connect: %v", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second)) // hang guard
+	r := bufio.NewReader(c)
+	line := func() string {
+		t.Helper()
+		s, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading from the pipeline: %v (got %q); stderr: %s", err, s, p.Stderr())
+		}
+		return strings.TrimRight(s, "\r\n")
+	}
+
+	// The jailed program: imaptls's ids, no_new_privs, an empty root.
+	want := fmt.Sprintf("relay uid=%s euid=%s gid=%s egid=%s nnp=1 root=[]", u.Uid, u.Uid, u.Gid, u.Gid)
+	if got := line(); got != want {
+		t.Errorf("relay said %q, want %q", got, want)
+	}
+	// prog2 through fd 3, with tcpserver's environment.
+	clientPort := c.LocalAddr().(*net.TCPAddr).Port
+	want = fmt.Sprintf("prog2 TCPREMOTEIP=127.0.0.1 TCPREMOTEPORT=%d", clientPort)
+	if got := line(); got != want {
+		t.Errorf("prog2 said %q, want %q", got, want)
+	}
+
+	// Bytes both ways: many lines written while the echoes are read.
+	const n = 2000
+	errc := make(chan error, 1)
+	go func() {
+		w := bufio.NewWriter(c)
+		for i := range n {
+			fmt.Fprintf(w, "line %d %s\n", i, strings.Repeat("x", i%200))
+		}
+		if err := w.Flush(); err != nil {
+			errc <- err
+			return
+		}
+		errc <- c.(*net.TCPConn).CloseWrite() // end-of-file towards prog2
+	}()
+	for i := range n {
+		want := fmt.Sprintf("prog2 got: line %d %s", i, strings.Repeat("x", i%200))
+		if got := line(); got != want {
+			t.Fatalf("echo %d: %q, want %q", i, got, want)
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("writing to the pipeline: %v", err)
+	}
+	// The client's end-of-file reached prog2, and prog2's exit ends the
+	// connection.
+	if got := line(); got != "prog2 eof" {
+		t.Errorf("after the client's end-of-file: %q, want prog2 eof", got)
+	}
+	if rest, err := r.ReadString('\n'); rest != "" || err == nil {
+		t.Errorf("after prog2 ended: %q, %v; want end-of-file", rest, err)
+	}
+	p.waitNoChildren(t, 10*time.Second)
+	if s := p.Stderr(); strings.Contains(s, "fatal") {
+		t.Errorf("the pipeline complained: %s", s)
+	}
+}
