@@ -169,14 +169,14 @@ func build(arch, x32 uint32, rules []rule) []unix.SockFilter {
 	}
 	p = append(p,
 		// clone: threads (CLONE_THREAD) yes, processes no.
-		jump(jeqK, unix.SYS_CLONE, 0, 3),
+		jump(jeqK, unix.SYS_CLONE, 0, 4),
 		stmt(ldAbs, offArg0),
 		jump(jsetK, cloneT, 0, 1),
 		stmt(retK, retAllow),
 		stmt(retK, retEPERM),
 		// prctl(PR_SET_DUMPABLE, ...): the process stays undumpable, so
 		// /proc/PID/mem and ptrace stay closed to its own uid.
-		jump(jeqK, unix.SYS_PRCTL, 0, 3),
+		jump(jeqK, unix.SYS_PRCTL, 0, 4),
 		stmt(ldAbs, offArg0),
 		jump(jeqK, unix.PR_SET_DUMPABLE, 0, 1),
 		stmt(retK, retEPERM),
