@@ -504,4 +504,3 @@ func TestProxyMemoryHoldsNoKey(t *testing.T) {
 		})
 	}
 }
-
