@@ -491,3 +491,51 @@ func BenchmarkSetuidgidChroot(b *testing.B) {
 		}
 	}
 }
+
+// TestNofileKept: the Go runtime raises its own soft RLIMIT_NOFILE; prog
+// must get the soft limit setuidgid-chroot was started with (an
+// administrator's softlimit -o), and -o beyond it fails.
+func TestNofileKept(t *testing.T) {
+	needRoot(t)
+	account(t, "imaptls")
+	out, err := exec.Command("/bin/sh", "-c", `ulimit -Sn 77 && ulimit -Hn 4096 && exec "$0" -u imaptls /bin/sh -c 'ulimit -Sn; ulimit -Hn'`, sgcBin).CombinedOutput()
+	if err != nil || string(out) != "77\n4096\n" {
+		t.Errorf("prog's nofile limits: %q (%v), want 77 and 4096", out, err)
+	}
+	out, err = exec.Command("/bin/sh", "-c", `ulimit -Sn 77 && ulimit -Hn 4096 && exec "$0" -u imaptls -o 80:/dev/null /bin/true`, sgcBin).CombinedOutput()
+	if code := exitCode(err); code != 111 || !strings.Contains(string(out), "unable to open /dev/null on fd 80: bad file descriptor") {
+		t.Errorf("-o past the soft limit: exit %d, %q", code, out)
+	}
+}
+
+// TestOpenReplacesInherited: -o on a descriptor the caller passed in
+// replaces it, as a shell's 3<file would.
+func TestOpenReplacesInherited(t *testing.T) {
+	needRoot(t)
+	account(t, "imaptls")
+	dir := jail(t, map[string]string{"file": "from -o\n"})
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	pw.WriteString("from the pipe\n")
+	pw.Close()
+	cmd := exec.Command(sgcBin, "-u", "imaptls", "-o", "3:"+filepath.Join(dir, "file"), statusProg, "fd", "3")
+	cmd.ExtraFiles = []*os.File{pr}
+	out, err := cmd.Output()
+	if err != nil || string(out) != `fd 3 ok "from -o\n"`+"\n" {
+		t.Errorf("got %q (%v), want the file's content on fd 3", out, err)
+	}
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}

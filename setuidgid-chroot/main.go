@@ -158,6 +158,7 @@ func run(args []string) error {
 	}
 	// One thread does every per-thread step (no_new_privs) and the exec.
 	runtime.LockOSThread()
+	restoreNofile()
 
 	// 1. The target, looked up before any chroot.
 	t, err := findTarget(c)
@@ -268,6 +269,18 @@ func readDB(file string, fields int) ([]entry, error) {
 		return nil, log.Config(nil, "%s", err.Error())
 	}
 	return e, nil
+}
+
+// restoreNofile undoes the Go runtime's one change to the process: at
+// start it raises the soft RLIMIT_NOFILE to the hard limit, and puts the
+// original back only for children it starts itself (os/exec, and
+// syscall.Exec). Our execveat would otherwise hand prog the raised limit,
+// silently undoing an administrator's softlimit -o. syscall.Exec restores
+// the original before it calls execve; an empty path makes execve fail at
+// once with ENOENT, and the original soft limit stays in place for every
+// step that follows.
+func restoreNofile() {
+	syscall.Exec("", nil, nil)
 }
 
 // readFile reads a small file with bare system calls. The os package would
