@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -538,4 +539,49 @@ func exitCode(err error) int {
 		return -1
 	}
 	return 0
+}
+
+// TestOpenRuntimeFD: with a non-blocking stdin the Go runtime starts its
+// poller before main, on the lowest free descriptors (3 and 4 here); an
+// -o on one of them is refused, not pulled from under the runtime, while
+// a free number still works.
+func TestOpenRuntimeFD(t *testing.T) {
+	needRoot(t)
+	account(t, "imaptls")
+	var in [2]int
+	if err := syscall.Pipe2(in[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(in[0])
+	defer syscall.Close(in[1])
+	run := func(args ...string) (int, string) {
+		er, ew, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer er.Close()
+		// syscall.ForkExec, not os/exec: os/exec would make stdin blocking.
+		pid, err := syscall.ForkExec(sgcBin, append([]string{sgcBin}, args...), &syscall.ProcAttr{
+			Env:   os.Environ(),
+			Files: []uintptr{uintptr(in[0]), ew.Fd(), ew.Fd()},
+		})
+		ew.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, _ := io.ReadAll(er)
+		var ws syscall.WaitStatus
+		if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+		return ws.ExitStatus(), string(msg)
+	}
+	code, msg := run("-u", "imaptls", "-o", "3:/dev/null", statusProg)
+	if code != 111 || msg != "setuidgid-chroot: fatal: unable to open /dev/null on fd 3: descriptor in use by setuidgid-chroot itself\n" {
+		t.Errorf("-o 3 over the runtime's poller: exit %d, %q", code, msg)
+	}
+	code, msg = run("-u", "imaptls", "-o", "9:/dev/null", statusProg, "fd", "9")
+	if code != 0 || msg != `fd 9 ok ""`+"\n" {
+		t.Errorf("-o 9: exit %d, %q", code, msg)
+	}
 }
