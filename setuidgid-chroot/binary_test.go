@@ -234,7 +234,7 @@ func checkIDs(t *testing.T, pid, uid, gid int, groups string) {
 	if st["NoNewPrivs"] != "1" {
 		t.Errorf("NoNewPrivs: %q, want 1", st["NoNewPrivs"])
 	}
-	for _, c := range []string{"CapEff", "CapPrm", "CapAmb"} {
+	for _, c := range []string{"CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd"} {
 		if st[c] != "0000000000000000" {
 			t.Errorf("%s: %q, want none", c, st[c])
 		}

@@ -193,11 +193,18 @@ func run(args []string) error {
 	}
 
 	// 5. No core file, ever (a core of the TLS proxy would hold session
-	// keys); then groups, gid, uid; then no way back.
+	// keys); an empty capability bounding set; then groups, gid, uid; no
+	// capability left; then no way back.
 	if err := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{Cur: 0, Max: 0}); err != nil {
 		return log.Temp(err, "set core size limit to 0")
 	}
+	if err := dropBounding(); err != nil {
+		return err
+	}
 	if err := drop(t); err != nil {
+		return err
+	}
+	if err := clearCaps(); err != nil {
 		return err
 	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
@@ -424,6 +431,43 @@ func drop(t target) error {
 	r, e, s = unix.Getresgid()
 	if r != int(t.gid) || e != int(t.gid) || s != int(t.gid) {
 		return log.Temp(unix.EPERM, "set gid to %d", t.gid)
+	}
+	return nil
+}
+
+// dropBounding empties the capability bounding set of this thread (the
+// one that execs, so prog inherits it), while root still holds
+// CAP_SETPCAP: should anything ever hand prog uid 0 again, it still gets
+// no capability.
+func dropBounding() error {
+	for c := 0; c < 64; c++ {
+		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
+		if err == unix.EINVAL {
+			return nil // past the kernel's last capability
+		}
+		if err != nil {
+			return log.Temp(err, "drop capability %d from the bounding set", c)
+		}
+	}
+	return nil
+}
+
+// clearCaps empties the effective, permitted and inheritable sets (the
+// uid change has already emptied effective, permitted and ambient; the
+// inheritable set survives it) and checks that all are empty.
+func clearCaps() error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return log.Temp(err, "clear capabilities")
+	}
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return log.Temp(err, "clear capabilities")
+	}
+	for _, d := range data {
+		if d.Effective|d.Permitted|d.Inheritable != 0 {
+			return log.Temp(unix.EPERM, "clear capabilities")
+		}
 	}
 	return nil
 }
