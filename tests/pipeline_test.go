@@ -52,8 +52,8 @@ func main() {
 		root = "error"
 	}
 	nnp, _, _ := syscall.RawSyscall(syscall.SYS_PRCTL, 39, 0, 0) // PR_GET_NO_NEW_PRIVS
-	fmt.Fprintf(out, "relay uid=%d euid=%d gid=%d egid=%d nnp=%d root=%s\r\n",
-		syscall.Getuid(), syscall.Geteuid(), syscall.Getgid(), syscall.Getegid(), nnp, root)
+	fmt.Fprintf(out, "relay uid=%d euid=%d gid=%d egid=%d nnp=%d root=%s pid=%d\r\n",
+		syscall.Getuid(), syscall.Geteuid(), syscall.Getgid(), syscall.Getegid(), nnp, root, os.Getpid())
 	go func() {
 		io.Copy(peer, in)
 		syscall.Shutdown(3, syscall.SHUT_WR)
@@ -189,9 +189,9 @@ func TestPipelineMakesockSetuidgidChroot(t *testing.T) {
 	}
 
 	// The jailed program: imaptls's ids, no_new_privs, an empty root.
-	want := fmt.Sprintf("relay uid=%s euid=%s gid=%s egid=%s nnp=1 root=[]", u.Uid, u.Uid, u.Gid, u.Gid)
-	if got := line(); got != want {
-		t.Errorf("relay said %q, want %q", got, want)
+	want := fmt.Sprintf("relay uid=%s euid=%s gid=%s egid=%s nnp=1 root=[] pid=", u.Uid, u.Uid, u.Gid, u.Gid)
+	if got := line(); !strings.HasPrefix(got, want) {
+		t.Errorf("relay said %q, want %q...", got, want)
 	}
 	// prog2 through fd 3, with tcpserver's environment.
 	clientPort := c.LocalAddr().(*net.TCPAddr).Port
@@ -235,4 +235,54 @@ func TestPipelineMakesockSetuidgidChroot(t *testing.T) {
 	if s := p.Stderr(); strings.Contains(s, "fatal") {
 		t.Errorf("the pipeline complained: %s", s)
 	}
+}
+
+// TestPipelinePerConnectionUID: with -r, two live connections run their
+// jailed programs under two uids, each base + its own pid.
+func TestPipelinePerConnectionUID(t *testing.T) {
+	needRoot(t)
+	need(t, "tcpserver", "sh")
+	makesock, sgc, relay := bin(t, "makesock"), bin(t, "setuidgid-chroot"), pipelineRelay(t)
+	jail := t.TempDir()
+	if err := os.Chmod(jail, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	prog2 := filepath.Join(t.TempDir(), "prog2.sh")
+	if err := os.WriteFile(prog2, []byte(pipelineProg2), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const base = 2000000000
+	p := pipelineStart(t, makesock, sgc, "-r", fmt.Sprintf("%d:4194304", base), "-/", jail, relay, "-makesock_connect_to", "sh", prog2)
+	uids := map[int]bool{}
+	var conns []net.Conn
+	for i := range 2 {
+		c, err := net.DialTimeout("tcp", p.Addr, 10*time.Second)
+		if err != nil {
+			t.Fatalf("unable to connect: %v", err)
+		}
+		defer c.Close()
+		conns = append(conns, c)                        // both stay open while the second is checked
+		c.SetDeadline(time.Now().Add(30 * time.Second)) // hang guard
+		r := bufio.NewReader(c)
+		s, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("connection %d: %v (got %q); stderr: %s", i, err, s, p.Stderr())
+		}
+		var uid, euid, gid, egid, nnp, pid int
+		var root string
+		if _, err := fmt.Sscanf(strings.TrimRight(s, "\r\n"), "relay uid=%d euid=%d gid=%d egid=%d nnp=%d root=%s pid=%d", &uid, &euid, &gid, &egid, &nnp, &root, &pid); err != nil {
+			t.Fatalf("connection %d: relay said %q: %v", i, s, err)
+		}
+		if uid != base+pid || euid != uid || gid != uid || egid != uid || nnp != 1 || root != "[]" {
+			t.Errorf("connection %d: relay said %q, want uid = gid = %d + pid %d", i, s, base, pid)
+		}
+		uids[uid] = true
+	}
+	if len(uids) != 2 {
+		t.Errorf("two live connections share a uid: %v", uids)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	p.waitNoChildren(t, 10*time.Second)
 }
