@@ -7,6 +7,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -484,4 +486,77 @@ func TestExecReplacesMakesock(t *testing.T) {
 	if r2.stdout == "makesock\n" {
 		t.Errorf("prog1's parent is makesock: makesock did not exec into prog1")
 	}
+}
+
+// Under a real tcpserver on loopback, as in the pipeline: the network
+// reaches prog1 on its stdin and stdout, prog2 gets only its socket (not
+// the network connection) and tcpserver's environment.
+func TestUnderTcpserver(t *testing.T) {
+	tcpserver, err := exec.LookPath("tcpserver")
+	if err != nil {
+		t.Fatal("tcpserver is missing: install the Debian package ucspi-tcp")
+	}
+	prog2 := `fdtool fds; echo "remote $TCPREMOTEIP"; tr a-z A-Z`
+	for _, opts := range [][]string{nil, {"-w"}} {
+		t.Run(strings.Join(append([]string{"makesock"}, opts...), " "), func(t *testing.T) {
+			args := append(append([]string{}, opts...), "fdtool", "relay", "3", sep, "sh", "-c", prog2)
+			addr := startTcpserver(t, tcpserver, args)
+			for i := 0; i < 3; i++ { // a fresh process tree per connection
+				c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				fmt.Fprintf(c, "hello %d\n", i)
+				c.(*net.TCPConn).CloseWrite()
+				got, err := io.ReadAll(c)
+				c.Close()
+				if want := fmt.Sprintf("0 1 2\nremote 127.0.0.1\nHELLO %d\n", i); err != nil || string(got) != want {
+					t.Errorf("connection %d: %q (%v), want %q", i, got, err, want)
+				}
+			}
+		})
+	}
+}
+
+// startTcpserver runs tcpserver -R -H -l 0 on a free loopback port with
+// makesock and args, and returns its address once it accepts.
+func startTcpserver(t *testing.T, tcpserver string, args []string) string {
+	t.Helper()
+	for try := 0; try < 5; try++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().(*net.TCPAddr)
+		l.Close()
+		cmd := exec.Command(tcpserver, append([]string{"-R", "-H", "-l", "0", "127.0.0.1", strconv.Itoa(addr.Port), makesockBin}, args...)...)
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			<-exited
+		})
+		for i := 0; i < 200; i++ {
+			select {
+			case <-exited:
+				i = 200 // lost the port to someone else: try another
+				continue
+			default:
+			}
+			if c, err := net.Dial("tcp", addr.String()); err == nil {
+				c.Close()
+				return addr.String()
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Logf("tcpserver on %v: %s", addr, errb.String())
+	}
+	t.Fatal("unable to start tcpserver")
+	return ""
 }
