@@ -1,0 +1,115 @@
+package keyproc
+
+import (
+	"bytes"
+	"crypto"
+	"io"
+	"sync"
+	"testing"
+)
+
+// consumed reports how many bytes of data the reader has taken.
+func consumed(data []byte, r *bytes.Reader) int { return len(data) - r.Len() }
+
+// FuzzReadRequest is the key process's decoder: whatever the proxy
+// sends, no panic, no frame beyond its limit, and every frame it accepts
+// encodes back to exactly the bytes it came from.
+func FuzzReadRequest(f *testing.F) {
+	f.Add(cat(frame(TypeName, []byte("imap.example.test")...), signFrame(crypto.SHA256, 0, 32)))
+	f.Add(cat(frame(TypeName), signFrame(crypto.SHA384, flagPSS, 48)))
+	f.Add(cat(frame(TypeName), signFrame(0, 0, 146)))
+	f.Add([]byte{1, TypeSign, 0xff, 0xff})
+	f.Add([]byte{2, TypeName, 0, 0})
+	f.Add([]byte{1, TypeName, 0, 3, '.', '.', '/'})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := bytes.NewReader(data)
+		var buf [MaxFrame]byte
+		for i := 0; i < 16; i++ {
+			start := consumed(data, r)
+			req, err := ReadRequest(r, &buf)
+			if err != nil {
+				return
+			}
+			in := data[start:consumed(data, r)]
+			if len(in) > headerLen+maxRequest(req.Type) {
+				t.Fatalf("accepted a %d-byte frame of type %c", len(in), req.Type)
+			}
+			out, err := EncodeRequest(req)
+			if err != nil {
+				t.Fatalf("accepted %x but cannot encode it: %v", in, err)
+			}
+			if !bytes.Equal(in, out) {
+				t.Fatalf("round trip: %x became %x", in, out)
+			}
+		}
+	})
+}
+
+// FuzzReadReply is the proxy's decoder, for a key process gone wrong.
+func FuzzReadReply(f *testing.F) {
+	f.Add(cat(frame(TypeChain, 1, 0, 3, 0x30, 0x01, 0x00), frame(TypeSig, 1, 2, 3)))
+	f.Add(cat(frame(TypeChain, 2, 0, 1, 0x30, 0, 1, 0x31)))
+	f.Add(frame(TypeError, []byte("signature refused")...))
+	f.Add([]byte{1, TypeChain, 0xff, 0xff})
+	f.Add([]byte{1, TypeChain, 0, 1, 9})
+	f.Add([]byte{1, TypeSig, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := bytes.NewReader(data)
+		var buf [MaxFrame]byte
+		for i := 0; i < 16; i++ {
+			start := consumed(data, r)
+			rep, err := ReadReply(r, &buf)
+			if err != nil {
+				return
+			}
+			in := data[start:consumed(data, r)]
+			if rep.Type == TypeChain && (len(rep.Chain) < 1 || len(rep.Chain) > MaxCerts) {
+				t.Fatalf("accepted a chain of %d certificates", len(rep.Chain))
+			}
+			out, err := EncodeReply(rep)
+			if err != nil {
+				t.Fatalf("accepted %x but cannot encode it: %v", in, err)
+			}
+			if !bytes.Equal(in, out) {
+				t.Fatalf("round trip: %x became %x", in, out)
+			}
+		}
+	})
+}
+
+var (
+	fuzzKeyOnce sync.Once
+	fuzzKeys    Keys
+)
+
+// FuzzServe drives the whole key process loop: whatever arrives, it
+// answers with well-formed frames, at most one chain, at most one
+// signature, and the chain first.
+func FuzzServe(f *testing.F) {
+	f.Add(cat(frame(TypeName), signFrame(crypto.SHA256, 0, 32)))
+	f.Add(cat(frame(TypeName), frame(TypeName)))
+	f.Add(cat(signFrame(crypto.SHA256, 0, 32)))
+	f.Add(cat(frame(TypeName), signFrame(crypto.SHA256, 0, 32), signFrame(crypto.SHA256, 0, 32)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzKeyOnce.Do(func() { fuzzKeys = genKey(t, "ecdsa").keys(t) })
+		var out bytes.Buffer
+		Serve(bytes.NewReader(data), &out, fuzzKeys)
+		var buf [MaxFrame]byte
+		var types []byte
+		for {
+			rep, err := ReadReply(&out, &buf)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("Serve wrote a bad frame: %v", err)
+			}
+			types = append(types, rep.Type)
+		}
+		switch string(types) {
+		case "", "C", "CG", "CE":
+		default:
+			t.Fatalf("Serve answered %q", types)
+		}
+	})
+}
