@@ -560,3 +560,25 @@ func startTcpserver(t *testing.T, tcpserver string, args []string) string {
 	t.Fatal("unable to start tcpserver")
 	return ""
 }
+
+// A HUP or INT that makesock was started with ignored (nohup, a shell's
+// background job) stays ignored for both programs, with and without -w.
+func TestIgnoredSignalsStayIgnored(t *testing.T) {
+	show := `grep SigIgn /proc/$$/status`
+	for _, opts := range [][]string{nil, {"-w"}} {
+		args := append([]string{"-c", `trap "" HUP INT; exec "$@"`, "sh", makesockBin}, opts...)
+		args = append(args, "sh", "-c", show+"; cat <&3", sep, "sh", "-c", show)
+		r := runProg(t, "", nil, nil, "sh", args...)
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if r.code != 0 || len(lines) != 2 {
+			t.Fatalf("makesock %s: exit %d stdout %q stderr %q", opts, r.code, r.stdout, r.stderr)
+		}
+		for i, line := range lines {
+			mask, err := strconv.ParseUint(strings.TrimSpace(strings.TrimPrefix(line, "SigIgn:")), 16, 64)
+			want := uint64(1)<<(syscall.SIGHUP-1) | uint64(1)<<(syscall.SIGINT-1)
+			if err != nil || mask&want != want {
+				t.Errorf("makesock %s: prog%d %q: HUP and INT not both ignored", opts, i+1, line)
+			}
+		}
+	}
+}
