@@ -7,10 +7,11 @@
 // extra lingers for the life of the connection; with -w it stays, forwards
 // TERM, HUP and INT to both, reaps both and exits with prog1's status.
 // See README.md.
-
-// The runtime would otherwise keep the cgroup CPU limit files open, on
-// the lowest free descriptors (3 and 4, the default -d), for as long as
-// it runs; makesock runs for an instant and needs those numbers.
+//
+// The go:debug settings below keep the Go runtime from holding the cgroup
+// CPU limit files open on the lowest free descriptors (3 and 4, the
+// default -d) for as long as it runs: makesock runs for an instant and
+// needs those numbers.
 //
 //go:debug containermaxprocs=0
 //go:debug updatemaxprocs=0
@@ -44,7 +45,7 @@ func main() {
 	err := run(os.Args[1:])
 	var st exitStatus
 	if errors.As(err, &st) {
-		os.Exit(int(st)) // -w: prog1's status, said by prog1 itself
+		os.Exit(int(st)) // -w: prog1's status; nothing to say about it
 	}
 	l.Exit(err)
 }
