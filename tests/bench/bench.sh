@@ -31,10 +31,11 @@ SIZE=${BENCH_SIZE:-64M}
 OUT=${BENCH_OUT:-$root/BENCHMARKS.md}
 PROFILE=${BENCH_PROFILE:-1}
 QUICK=${BENCH_QUICK:-0}
-HOLD=10 # sessions held for the per-session PSS at load
+HOLD=50   # sessions held at once for the per-session PSS at load
 EXECN=100 # runs per start-up measurement
+CPUN=200  # sessions for the CPU time per session
 if [ "$QUICK" = 1 ]; then
-	ROUNDS=1 SECS=0.5 SIZE=${BENCH_SIZE:-1M} PROFILE=0 HOLD=2 EXECN=5
+	ROUNDS=1 SECS=0.5 SIZE=${BENCH_SIZE:-1M} PROFILE=0 HOLD=2 EXECN=5 CPUN=4
 fi
 
 say() { echo "bench: $*" >&2; }
@@ -84,6 +85,9 @@ for mode in starttls implicit; do
 		tests/bench/stunnel.conf.in >"$work/stunnel-$mode.conf"
 done
 
+have_perf=no
+perf stat -x, -e task-clock -o /dev/null true >/dev/null 2>&1 && have_perf=yes
+[ $have_perf = yes ] || say "warning: perf does not work here (apt-get install linux-perf): no CPU figures"
 have_chain=no
 [ -x "$BIN/makesock" ] && [ -x "$BIN/setuidgid-chroot" ] && [ -x "$BIN/stunnel-imap" ] && have_chain=yes
 STUNNEL=$(command -v stunnel4 || command -v stunnel || true)
@@ -111,11 +115,19 @@ systems() {
 [ $have_chain = yes ] || say "warning: $BIN lacks makesock, setuidgid-chroot or stunnel-imap: run sh redo.do"
 
 # start_server id cmd...: tcpserver on a free port; sets port and spid.
+# With $counting set (and perf installed), tcpserver runs under
+# `perf stat -e task-clock`, which follows every process it forks, and
+# $work/$id.cpu gets the CPU time of the whole server side when it stops.
 start_server() {
 	id=$1
 	shift
 	: >"$work/$id.port"
-	tcpserver -1 -R -H -l 0 -c 100 127.0.0.1 0 "$@" >"$work/$id.port" 2>>"$work/$id.err" &
+	if [ -n "${counting:-}" ]; then
+		perf stat -x, -e task-clock -o "$work/$id.cpu" \
+			tcpserver -1 -R -H -l 0 -c 200 127.0.0.1 0 "$@" >"$work/$id.port" 2>>"$work/$id.err" &
+	else
+		tcpserver -1 -R -H -l 0 -c 200 127.0.0.1 0 "$@" >"$work/$id.port" 2>>"$work/$id.err" &
+	fi
 	spid=$!
 	servers="$servers $spid"
 	i=0
@@ -125,11 +137,21 @@ start_server() {
 		sleep 0.1
 	done
 	port=$(cat "$work/$id.port")
+	if [ -n "${counting:-}" ]; then
+		wrapper=$spid
+		spid=$(pgrep -P "$wrapper" tcpserver)
+		[ -n "$spid" ] || die "unable to find tcpserver under perf stat"
+		servers="$servers $spid"
+	fi
 }
 
 stop_server() {
 	kill "$spid" 2>/dev/null
-	wait "$spid" 2>/dev/null
+	if [ -n "${counting:-}" ]; then
+		wait "$wrapper" 2>/dev/null
+	else
+		wait "$spid" 2>/dev/null
+	fi
 }
 
 # result key line: the value of key= in line.
@@ -153,6 +175,7 @@ measure() {
 	r=$($lg -fetch -n 1 -r "$ROUNDS" 2>>"$work/$id.loadgen.err" | grep '^result')
 	line="$line mbps=$(val mbps "$r")"
 	for h in 1 $HOLD; do
+		: >"$work/$id.hold"
 		$lg -hold $h -holdfor 30s >"$work/$id.hold" 2>>"$work/$id.loadgen.err" &
 		hpid=$!
 		i=0
@@ -178,6 +201,25 @@ measure() {
 	say "$line"
 }
 
+# cpu id mode cmd...: the CPU time the whole server side (tcpserver, the
+# system, the backend) spends per session at concurrency 8, from a fresh
+# tcpserver under perf stat; CPU time, unlike wall time, hardly moves
+# with what else the machine runs.
+cpu() {
+	id=$1 mode=$2
+	shift 2
+	counting=yes
+	start_server "$id" "$@"
+	r=$($LOADGEN -a "127.0.0.1:$port" -m "$mode" -c 8 -n "$CPUN" 2>>"$work/$id.loadgen.err" | grep '^result')
+	stop_server
+	counting=
+	ms=$(awk -F, '/task-clock/ { print $1 }' "$work/$id.cpu")
+	n=$(val sessions "$r")
+	if [ -n "$ms" ] && [ "${n:-0}" -gt 0 ]; then
+		sed -i "s/^$id .*/& cpu=$(awk -v ms="$ms" -v n="$n" 'BEGIN { printf "%.3f", ms / n }')/" "$work/results"
+	fi
+}
+
 : >"$work/results"
 failed=
 systems | while read -r id rest; do
@@ -190,22 +232,28 @@ while read -r id mode cmd; do
 	start_server "$id" $cmd
 	measure "$id" "$mode"
 	stop_server
+	# shellcheck disable=SC2086
+	[ $have_perf = yes ] && cpu "$id" "$mode" $cmd
 done <"$work/systems"
 
 # Start-up cost of each link on its own: N runs in a row, each with its
 # input at end of file, so that each program starts, does its set-up,
-# sees EOF and exits; microseconds per run.
+# sees EOF and exits: wall time per run, and CPU time per run (perf stat
+# follows every process the loop starts), in microseconds.
 exec_us() {
 	n=$1
 	shift
+	loop="i=0; while [ \$i -lt $n ]; do $* </dev/null >/dev/null 2>&1; i=\$((i + 1)); done"
 	t0=$(date +%s%N)
-	i=0
-	while [ $i -lt "$n" ]; do
-		eval "$*" </dev/null >/dev/null 2>&1
-		i=$((i + 1))
-	done
+	if [ $have_perf = yes ]; then
+		perf stat -x, -e task-clock -o "$work/exec.cpu" sh -c "$loop"
+		cpu=$(awk -F, -v n="$n" '/task-clock/ { printf "%d", $1 * 1000 / n }' "$work/exec.cpu")
+	else
+		sh -c "$loop"
+		cpu=—
+	fi
 	t1=$(date +%s%N)
-	echo $(((t1 - t0) / n / 1000))
+	echo "$(((t1 - t0) / n / 1000)) | $cpu"
 }
 : >"$work/startup"
 startup() {
@@ -213,17 +261,17 @@ startup() {
 	shift
 	echo "| $(exec_us "$EXECN" "$@") | $what | \`$*\` |" >>"$work/startup"
 }
-startup "fork+exec of a static C program (baseline)" /bin/true
+startup "fork+exec of a small C program (the baseline)" /bin/true
 startup "a static Go program: fakeimapd greets and sees EOF" "$FAKE"
 if [ $have_chain = yes ]; then
-	startup "makesock with two static Go programs" "$BIN/makesock $FAKE -makesock_connect_to $FAKE"
-	startup "setuidgid-chroot, then the Go program" "$BIN/setuidgid-chroot -u imaptls -/ $JAIL $FAKE"
-	startup "stunnel-imap, implicit: loads the key, sees EOF" "$BIN/stunnel-imap -F 3 -P 4 3<>/dev/null 4<$PEM"
-	startup "stunnel-imap, STARTTLS: loads the key, greets, sees EOF" "$BIN/stunnel-imap -n imap -F 3 -P 4 3<>/dev/null 4<$PEM"
+	startup "makesock and two fakeimapd" "$BIN/makesock $FAKE -makesock_connect_to $FAKE"
+	startup "setuidgid-chroot, then fakeimapd" "$BIN/setuidgid-chroot -u imaptls -/ $JAIL $FAKE"
+	startup "makesock, stunnel-imap (loads the key, greets, sees EOF) and fakeimapd" \
+		"$BIN/makesock $BIN/stunnel-imap -n imap -F 3 -p $PEM -makesock_connect_to $FAKE"
 	startup "the whole chain, STARTTLS" "$chain -n imap -F 3 -P 4 -makesock_connect_to $FAKE"
 fi
-[ -n "$STUNNEL" ] && startup "stunnel 5, implicit, inetd mode" "$STUNNEL $work/stunnel-implicit.conf"
-[ -n "$TLSWRAPPER" ] && startup "tlswrapper" "$TLSWRAPPER -f $PEM $FAKE"
+[ -n "$STUNNEL" ] && startup "stunnel 5, implicit, inetd mode, and fakeimapd" "$STUNNEL $work/stunnel-implicit.conf"
+[ -n "$TLSWRAPPER" ] && startup "tlswrapper and fakeimapd" "$TLSWRAPPER -f $PEM $FAKE"
 
 # Where the chain's CPU time goes: a system-wide perf profile while
 # loadgen drives the STARTTLS chain at concurrency 8, by command and by
@@ -241,26 +289,40 @@ if [ "$PROFILE" = 1 ] && [ $have_chain = yes ] && command -v perf >/dev/null 2>&
 			"$P/stunnel-imap" -n imap -F 3 -P 4 -makesock_connect_to "$FAKE" -s "$SIZE"
 		perf record -a -g -o "$work/perf.data" -- "$LOADGEN" -a "127.0.0.1:$port" -m starttls -c 8 -d 5s \
 			>"$work/prof.loadgen" 2>"$work/perf.err" || say "warning: perf record failed: $(tail -1 "$work/perf.err")"
+		perf record -a -g -o "$work/perf-bulk.data" -- "$LOADGEN" -a "127.0.0.1:$port" -m starttls -n 2 -fetch \
+			>"$work/prof-bulk.loadgen" 2>>"$work/perf.err" || say "warning: perf record failed: $(tail -1 "$work/perf.err")"
 		stop_server
 		if [ -s "$work/perf.data" ]; then
+			rep() { perf report -i "$work/perf.data" --no-children -g none --stdio "$@" 2>/dev/null | grep -v '^#' | grep '%'; }
+			comms=tcpserver,makesock,setuidgid-chroo,stunnel-imap,fakeimapd,loadgen
 			{
-				echo "### CPU samples by command (whole machine, loadgen included)"
+				echo "CPU samples of the processes of the test (other processes on the machine left out),"
+				echo "by command (setuidgid-chroo is setuidgid-chroot: the kernel keeps 15 characters):"
 				echo
 				echo '```'
-				perf report -i "$work/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -12
+				rep --comms $comms --percentage relative --sort comm | head -8
 				echo '```'
 				echo
-				echo "### by command and shared object"
+				echo "Kernel ([k]) and user ([.]) time of each link, by command:"
 				echo
 				echo '```'
-				perf report -i "$work/perf.data" --no-children --sort comm,dso --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -15
+				perf report -i "$work/perf.data" --no-children -g none --stdio --comms $comms --percentage relative \
+					--sort comm,sym 2>/dev/null | awk '/%/ && $1 ~ /%$/ { split($1, p, "%"); k = $3 == "[k]" ? "kernel" : "user"; t[$2 " " k] += p[1] } END { for (x in t) printf "%7.2f%%  %s\n", t[x], x }' | sort -rn | head -12
 				echo '```'
+				for c in stunnel-imap setuidgid-chroo makesock; do
+					echo
+					echo "Hottest symbols of $c (share of its own samples):"
+					echo
+					echo '```'
+					rep --comms $c --percentage relative --sort sym | head -12
+					echo '```'
+				done
 				echo
-				echo "### hottest symbols in the chain's processes"
+				echo "During two bulk FETCHes of the $SIZE message ($(grep '^result' "$work/prof-bulk.loadgen" | sed 's/.*mbps=/MB\/s: /')), by command and symbol:"
 				echo
 				echo '```'
-				perf report -i "$work/perf.data" --no-children --comms makesock,setuidgid-chroo,stunnel-imap --sort comm,sym --stdio -g none 2>/dev/null |
-					grep -v '^#' | grep '%' | head -25
+				perf report -i "$work/perf-bulk.data" --no-children -g none --stdio --comms $comms --percentage relative \
+					--sort comm,sym 2>/dev/null | grep -v '^#' | grep '%' | head -12
 				echo '```'
 			} >"$work/profile"
 		fi
@@ -289,10 +351,12 @@ machine() {
 	echo "## Start-up cost of each link, on its own"
 	echo
 	echo "Each command run $EXECN times in a row from sh, its input at end of file, so that it"
-	echo "starts, does its set-up, sees EOF and exits: wall time per run, the shell's fork included."
+	echo "starts, does its set-up, sees EOF and exits: wall time per run, and the CPU time of every"
+	echo "process involved (perf stat), the shell's fork included. Each link's own cost is its row less"
+	echo "the rows of what it runs."
 	echo
-	echo "| µs per run | what | command |"
-	echo "|---:|---|---|"
+	echo "| wall µs per run | CPU µs per run | what | command |"
+	echo "|---:|---:|---|---|"
 	sed -e "s|$work|\$W|g" -e "s|$BIN/||g" "$work/startup"
 	echo
 	if [ -s "$work/profile" ]; then

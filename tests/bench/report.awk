@@ -66,12 +66,18 @@ END {
 	print "Where a session's time goes (p50, ms, at concurrency 1): until the greeting, and the TLS handshake alone."
 	print "Processes serving one connection, by name."
 	print ""
-	print "| system | greeting c=1 | handshake c=1 | greeting c=8 | handshake c=8 | failed sessions | processes |"
-	print "|---|---:|---:|---:|---:|---:|---|"
+	print "CPU: the CPU time of the whole server side (tcpserver, the system, the backend) per session at c=8,"
+	print "from perf stat; then less the plaintext baseline's, which leaves what TLS and the proxy cost."
+	print ""
+	print "| system | greeting c=1 | handshake c=1 | greeting c=8 | handshake c=8 | CPU ms/session | less baseline | failed sessions | processes |"
+	print "|---|---:|---:|---:|---:|---:|---:|---:|---|"
 	for (i = 0; i < n; i++) {
 		id = ids[i]
-		printf "| %s | %s | %s | %s | %s | %d | %s |\n", name(id), fmt(v[id, "greet1"], 2), fmt(v[id, "tls1"], 2),
-			fmt(v[id, "greet8"], 2), fmt(v[id, "tls8"], 2), num(v[id, "err1"]) + num(v[id, "err8"]), v[id, "comms"]
+		extra = ""
+		if (v[id, "cpu"] != "" && v["plain", "cpu"] != "" && id != "plain") extra = v[id, "cpu"] - v["plain", "cpu"]
+		printf "| %s | %s | %s | %s | %s | %s | %s | %d | %s |\n", name(id), fmt(v[id, "greet1"], 2), fmt(v[id, "tls1"], 2),
+			fmt(v[id, "greet8"], 2), fmt(v[id, "tls8"], 2), fmt(v[id, "cpu"], 2), fmt(extra, 2),
+			num(v[id, "err1"]) + num(v[id, "err8"]), v[id, "comms"]
 	}
 	for (pass = 0; pass < 2; pass++) {
 		print ""
@@ -83,18 +89,19 @@ END {
 		print ""
 		print "Figure ÷ reference: above 1 is better for sessions/s and MB/s, below 1 is better for latency and memory."
 		print ""
-		print "| system | c=1 sessions/s | c=1 p50 | c=8 sessions/s | c=8 p50 | bulk | PSS, 1 held | PSS, " hold " held |"
-		print "|---|---:|---:|---:|---:|---:|---:|---:|"
+		print "| system | c=1 sessions/s | c=1 p50 | c=8 sessions/s | c=8 p50 | bulk | PSS, 1 held | PSS, " hold " held | CPU/session |"
+		print "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 		for (i = 0; i < n; i++) {
 			id = ids[i]
 			ref = pass == 0 ? peer(id) : "plain"
 			if (ref == "" || !(ref in have) || ref == id) continue
-			printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", name(id),
+			printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name(id),
 				ratio(v[id, "rate1"], v[ref, "rate1"]), ratio(v[id, "p50_1"], v[ref, "p50_1"]),
 				ratio(v[id, "rate8"], v[ref, "rate8"]), ratio(v[id, "p50_8"], v[ref, "p50_8"]),
 				ratio(v[id, "mbps"], v[ref, "mbps"]),
 				pass == 0 ? ratio(v[id, "pss1"], v[ref, "pss1"]) : "—",
-				pass == 0 ? ratio(v[id, "pssn"], v[ref, "pssn"]) : "—"
+				pass == 0 ? ratio(v[id, "pssn"], v[ref, "pssn"]) : "—",
+				ratio(v[id, "cpu"], v[ref, "cpu"])
 		}
 	}
 	print ""
