@@ -31,6 +31,7 @@ type Client struct {
 	timeout time.Duration
 
 	mu     sync.Mutex
+	ready  bool
 	cert   *tls.Certificate
 	signed bool
 	buf    [MaxFrame]byte
@@ -63,6 +64,30 @@ func FileClient(fd int, timeout time.Duration) (*Client, error) {
 // Close ends the channel; the key process exits on its EOF.
 func (c *Client) Close() error { return c.conn.Close() }
 
+// Ready waits for the key process to say that every key is loaded and
+// checked. Call it at start, before the first byte to the client, to
+// fail early; Certificate calls it too.
+func (c *Client) Ready() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.waitReady()
+}
+
+func (c *Client) waitReady() error {
+	if c.ready {
+		return nil
+	}
+	rep, err := c.exchange(nil)
+	if err != nil {
+		return err
+	}
+	if rep.Type != TypeReady {
+		return unexpected(rep)
+	}
+	c.ready = true
+	return nil
+}
+
 // GetCertificate is for tls.Config.GetCertificate.
 func (c *Client) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return c.Certificate(hello.ServerName)
@@ -77,6 +102,9 @@ func (c *Client) Certificate(name string) (*tls.Certificate, error) {
 	defer c.mu.Unlock()
 	if c.cert != nil {
 		return c.cert, nil
+	}
+	if err := c.waitReady(); err != nil {
+		return nil, err
 	}
 	if !ValidName(name) {
 		name = "" // crypto/tls checks little; an odd name gets the default
@@ -110,15 +138,18 @@ func (c *Client) Certificate(name string) (*tls.Certificate, error) {
 	return cert, nil
 }
 
-// exchange sends one frame and reads one reply under the deadline.
+// exchange sends one frame (none if f is nil) and reads one reply under
+// the deadline.
 func (c *Client) exchange(f []byte) (Reply, error) {
 	c.conn.SetDeadline(time.Now().Add(c.timeout))
 	defer c.conn.SetDeadline(time.Time{})
-	if _, err := c.conn.Write(f); err != nil {
-		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
-			return Reply{}, errors.New("key process ended")
+	if f != nil {
+		if _, err := c.conn.Write(f); err != nil {
+			if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+				return Reply{}, errors.New("key process ended")
+			}
+			return Reply{}, fmt.Errorf("key process: %w", err)
 		}
-		return Reply{}, fmt.Errorf("key process: %w", err)
 	}
 	rep, err := ReadReply(c.conn, &c.buf)
 	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {

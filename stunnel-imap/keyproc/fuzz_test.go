@@ -47,7 +47,8 @@ func FuzzReadRequest(f *testing.F) {
 
 // FuzzReadReply is the proxy's decoder, for a key process gone wrong.
 func FuzzReadReply(f *testing.F) {
-	f.Add(cat(frame(TypeChain, 1, 0, 3, 0x30, 0x01, 0x00), frame(TypeSig, 1, 2, 3)))
+	f.Add(cat(frame(TypeReady), frame(TypeChain, 1, 0, 3, 0x30, 0x01, 0x00), frame(TypeSig, 1, 2, 3)))
+	f.Add([]byte{1, TypeReady, 0, 1, 0})
 	f.Add(cat(frame(TypeChain, 2, 0, 1, 0x30, 0, 1, 0x31)))
 	f.Add(frame(TypeError, []byte("signature refused")...))
 	f.Add([]byte{1, TypeChain, 0xff, 0xff})
@@ -107,7 +108,7 @@ func FuzzServe(f *testing.F) {
 			types = append(types, rep.Type)
 		}
 		switch string(types) {
-		case "", "C", "CG", "CE":
+		case "R", "RC", "RCG", "RCE":
 		default:
 			t.Fatalf("Serve answered %q", types)
 		}

@@ -191,39 +191,49 @@ func TestClientRefusesBadReplies(t *testing.T) {
 	k := genKey(t, "ecdsa")
 	other := genKey(t, "ecdsa", "other.example.test")
 	chain, _ := EncodeReply(Reply{Type: TypeChain, Chain: [][]byte{k.der}})
+	ready := frame(TypeReady)
 	for _, tc := range []struct {
 		name  string
-		reply []byte
+		first []byte // before the name request
+		reply []byte // after it
 		want  string
 	}{
-		{"nothing", nil, "key process ended"},
-		{"oversized chain", []byte{1, TypeChain, 0xff, 0xff}, "frame too long"},
-		{"chain with zero certificates", frame(TypeChain, 0), "malformed frame"},
-		{"chain with trailing bytes", append(frame(TypeChain, 1, 0, 1, 0x30), 0), "malformed"},
-		{"garbage certificate", frame(TypeChain, 1, 0, 2, 1, 2), "bad certificate"},
-		{"signature instead of chain", frame(TypeSig, 1), "unexpected frame"},
-		{"error", frame(TypeError, []byte("no")...), "refused"},
-		{"bad version", []byte{9, TypeChain, 0, 0}, "unknown protocol version"},
-		{"chain then eof", chain, "key process ended"},
-		{"chain then oversized signature", cat(chain, []byte{1, TypeSig, 0x04, 0x01}), "frame too long"},
-		{"chain then a signature by another key", nil, "bad signature"},
+		{"nothing at all", nil, nil, "key process ended"},
+		{"chain before ready", chain, nil, "unexpected frame (type C)"},
+		{"ready with a payload", []byte{1, TypeReady, 0, 1, 0}, nil, "frame too long (type R)"},
+		{"nothing after ready", ready, nil, "key process ended"},
+		{"oversized chain", ready, []byte{1, TypeChain, 0xff, 0xff}, "frame too long"},
+		{"chain with zero certificates", ready, frame(TypeChain, 0), "malformed frame"},
+		{"chain with trailing bytes", ready, append(frame(TypeChain, 1, 0, 1, 0x30), 0), "malformed"},
+		{"garbage certificate", ready, frame(TypeChain, 1, 0, 2, 1, 2), "bad certificate"},
+		{"signature instead of chain", ready, frame(TypeSig, 1), "unexpected frame"},
+		{"second ready", ready, ready, "unexpected frame"},
+		{"error", ready, frame(TypeError, []byte("no")...), "refused"},
+		{"bad version", ready, []byte{9, TypeChain, 0, 0}, "unknown protocol version"},
+		{"chain then eof", ready, chain, "key process ended"},
+		{"chain then oversized signature", ready, cat(chain, []byte{1, TypeSig, 0x04, 0x01}), "frame too long"},
+		{"chain then a signature by another key", nil, nil, "bad signature"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pc, kc := socketConns(t)
 			go func() {
+				defer kc.Close()
 				if tc.name == "chain then a signature by another key" {
 					// A key process whose key does not match its chain.
 					bad := Keys{{Cert: tls.Certificate{Certificate: [][]byte{k.der}, PrivateKey: other.priv}}}
 					Serve(kc, kc, bad)
-				} else {
-					var b [MaxFrame]byte
-					ReadRequest(kc, &b)
-					kc.Write(tc.reply)
-					if tc.reply != nil {
-						ReadRequest(kc, &b) // the sign request, if any
-					}
+					return
 				}
-				kc.Close()
+				if tc.first == nil {
+					return
+				}
+				kc.Write(tc.first)
+				var b [MaxFrame]byte
+				if _, err := ReadRequest(kc, &b); err != nil || tc.reply == nil {
+					return
+				}
+				kc.Write(tc.reply)
+				ReadRequest(kc, &b) // the sign request, if any
 			}()
 			c := NewClient(pc, 0)
 			cert, err := c.Certificate("imap.example.test")

@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 	switch os.Getenv("KEYPROC_TEST_CHILD") {
 	case "key":
 		l := log.New("stunnel-imap")
-		l.Exit(Run(strings.Fields(os.Getenv("KEYPROC_TEST_ARGS")), os.Stdin, os.Stdout, l))
+		l.Exit(Run(strings.Fields(os.Getenv("KEYPROC_TEST_ARGS")), l))
 		return
 	case "proxy":
 		os.Exit(proxyChild())
@@ -157,6 +157,9 @@ func TestKeyProcess(t *testing.T) {
 			k := genKey(t, kind)
 			kp, conn := startKey(t, "-P 3", pemFile(t, k.pem))
 			c := NewClient(conn, 0)
+			if err := c.Ready(); err != nil {
+				t.Fatal(err)
+			}
 			if _, err := c.Certificate(""); err != nil {
 				t.Fatal(err)
 			}
@@ -263,7 +266,7 @@ func TestKeyProcessRefuses(t *testing.T) {
 			}
 			types = append(types, rep.Type)
 		}
-		if string(types) != "CG" {
+		if string(types) != "RCG" {
 			t.Errorf("replies %q, want a chain and one signature", types)
 		}
 		if code, _ := kp.wait(t); code != 0 {
@@ -295,6 +298,10 @@ func TestKeyProcessUsageAndConfig(t *testing.T) {
 			extra = append(extra, pemFile(t, tc.extra))
 		}
 		kp, conn := startKey(t, tc.args, extra...)
+		// The proxy learns of it before it greets its client.
+		if err := NewClient(conn, 0).Ready(); err == nil || err.Error() != "key process ended" {
+			t.Errorf("%q: Ready: %v", tc.args, err)
+		}
 		conn.Close()
 		code, stderr := kp.wait(t)
 		if code != tc.code || !regexp.MustCompile(tc.want).MatchString(stderr) {
@@ -313,7 +320,12 @@ func TestKeyProcessDiesMidHandshake(t *testing.T) {
 	go func() {
 		defer relay.Close()
 		var buf [MaxFrame]byte
-		typ, p, err := readFrame(relay, &buf, maxRequest)
+		typ, p, err := readFrame(kconn, &buf, maxReply) // ready
+		if err != nil {
+			return
+		}
+		relay.Write(appendFrame(nil, typ, p))
+		typ, p, err = readFrame(relay, &buf, maxRequest)
 		if err != nil {
 			return
 		}

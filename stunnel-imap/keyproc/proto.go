@@ -12,9 +12,10 @@
 //	frame   = version type length payload
 //	version = 0x01
 //	type    = 'N' / 'S'              (proxy to key process)
-//	        / 'C' / 'G' / 'E'        (key process to proxy)
+//	        / 'R' / 'C' / 'G' / 'E'  (key process to proxy)
 //	length  = 2 bytes, big-endian, at most the type's own maximum
 //
+//	'R' ready    empty: every key is loaded and checked
 //	'N' name     the SNI server name, possibly empty (0..255 bytes)
 //	'C' chain    count(1) then count x ( length(2) DER certificate )
 //	'S' sign     hash(1) flags(1) digest: hash is the crypto.Hash number
@@ -23,7 +24,7 @@
 //	'G' sig      the signature
 //	'E' error    a short text
 //
-// A session is exactly: N -> C, then S -> G (or E), then the key process
+// A session is exactly: R, then N -> C, then S -> G (or E), then the key process
 // exits. Anything else, a second N, an S before N, a second S, a bad
 // version, type or length, and the key process logs one line and exits;
 // EOF at any point ends it quietly. Every buffer is a fixed array of the
@@ -45,6 +46,7 @@ const Version = 1
 const (
 	TypeName  = 'N'
 	TypeSign  = 'S'
+	TypeReady = 'R'
 	TypeChain = 'C'
 	TypeSig   = 'G'
 	TypeError = 'E'
@@ -105,6 +107,8 @@ func maxRequest(t byte) int {
 
 func maxReply(t byte) int {
 	switch t {
+	case TypeReady:
+		return 0
 	case TypeChain:
 		return MaxChain
 	case TypeSig:
@@ -262,6 +266,8 @@ func ParseReply(t byte, p []byte) (Reply, error) {
 		return Reply{}, &FrameError{t, errTooLong}
 	}
 	switch t {
+	case TypeReady:
+		return Reply{Type: t}, nil
 	case TypeChain:
 		if len(p) < 1 || p[0] < 1 || p[0] > MaxCerts {
 			return Reply{}, &FrameError{t, errMalform}
@@ -338,6 +344,8 @@ func EncodeRequest(req Request) ([]byte, error) {
 // protocol's limits.
 func EncodeReply(rep Reply) ([]byte, error) {
 	switch rep.Type {
+	case TypeReady:
+		return appendFrame(nil, TypeReady), nil
 	case TypeChain:
 		if len(rep.Chain) < 1 || len(rep.Chain) > MaxCerts {
 			return nil, fmt.Errorf("chain of %d certificates: the limit is %d", len(rep.Chain), MaxCerts)

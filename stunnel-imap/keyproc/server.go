@@ -11,11 +11,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"imap-tls/log"
 	"imap-tls/stunnel-imap/seccomp"
@@ -98,13 +100,20 @@ func (k *Key) sign(req Request) ([]byte, error) {
 	return k.Cert.PrivateKey.(crypto.Signer).Sign(rand.Reader, req.Digest, opts)
 }
 
-// Serve answers one handshake's requests on r and w: the server name,
-// then one signature. It returns nil after the signature is sent, or at
+// Serve answers one handshake's requests on r and w: it says it is
+// ready, then answers the server name, then one signature. It returns nil after the signature is sent, or at
 // EOF between frames, and an error for anything the protocol does not
 // allow, after which the caller exits.
 func Serve(r io.Reader, w io.Writer, ks Keys) error {
 	if len(ks) == 0 {
 		return errors.New("no key")
+	}
+	f, _ := EncodeReply(Reply{Type: TypeReady})
+	if _, err := w.Write(f); err != nil {
+		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+			return nil // the proxy is gone already: a client that left
+		}
+		return fmt.Errorf("send ready: %w", err)
 	}
 	var buf [MaxFrame]byte
 	req, err := ReadRequest(r, &buf)
@@ -118,7 +127,7 @@ func Serve(r io.Reader, w io.Writer, ks Keys) error {
 		return errors.New("sign request before the server name")
 	}
 	k := ks.choose(req.Name)
-	f, err := EncodeReply(Reply{Type: TypeChain, Chain: k.Cert.Certificate})
+	f, err = EncodeReply(Reply{Type: TypeChain, Chain: k.Cert.Certificate})
 	if err != nil {
 		return err
 	}
@@ -169,9 +178,9 @@ func adder(s *sources, kind string) func(string) error {
 
 // Run is `stunnel-imap -S`, the key process: args are what follows -S.
 // It makes itself undumpable, loads every key, installs the seccomp
-// filter, and serves one handshake on r and w (fd 0 and 1, the channel
-// makesock gives it), logging through l.
-func Run(args []string, r io.Reader, w io.Writer, l *log.Logger) error {
+// filter, and serves one handshake on fd 0 (the socket makesock gives
+// it), logging through l.
+func Run(args []string, l *log.Logger) error {
 	var src sources
 	fs := flag.NewFlagSet("stunnel-imap -S", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -193,6 +202,14 @@ func Run(args []string, r io.Reader, w io.Writer, l *log.Logger) error {
 	ks, err := load(src)
 	if err != nil {
 		return err
+	}
+	// The channel as a net.Conn: a write to a closed peer is then an
+	// EPIPE error, not the SIGPIPE death the runtime gives fd 1.
+	var r io.Reader = os.Stdin
+	var w io.Writer = os.Stdout
+	if c, err := net.FileConn(os.Stdin); err == nil {
+		defer c.Close()
+		r, w = c, c
 	}
 	if err := seccomp.Install(); err != nil {
 		return log.Temp(err, "lock the key process down")
