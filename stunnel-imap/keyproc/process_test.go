@@ -3,8 +3,6 @@ package keyproc
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/rsa"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -13,12 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"imap-tls/log"
+	"imap-tls/stunnel-imap/keyproc/memscan"
 	"imap-tls/stunnel-imap/seccomp"
 )
 
@@ -351,83 +349,22 @@ func TestKeyProcessDiesMidHandshake(t *testing.T) {
 	}
 }
 
-// secrets returns the private key's secret integers, big-endian.
 func secrets(t testing.TB, k *testKey) map[string][]byte {
-	switch p := k.priv.(type) {
-	case *rsa.PrivateKey:
-		return map[string][]byte{"p": p.Primes[0].Bytes(), "q": p.Primes[1].Bytes(), "d": p.D.Bytes()}
-	case *ecdsa.PrivateKey:
-		b, err := p.Bytes()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return map[string][]byte{"d": b}
+	t.Helper()
+	s, err := memscan.Secrets(k.priv)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no secrets for %T", k.priv)
-	return nil
+	return s
 }
 
-// needles cuts 24 bytes from the middle of each secret, in big-endian
-// order and reversed (Go's big.Int and bigmod keep little-endian words).
-func needles(s map[string][]byte) map[string][]byte {
-	n := map[string][]byte{}
-	for name, b := range s {
-		m := len(b) / 2
-		n[name+"/be"] = b[m-12 : m+12]
-		r := make([]byte, len(b))
-		for i := range b {
-			r[len(b)-1-i] = b[i]
-		}
-		n[name+"/le"] = r[m-12 : m+12]
-	}
-	return n
-}
-
-// scanMemory reads every readable mapping of pid through /proc/PID/mem
-// and returns which needles it found and how many bytes it read.
 func scanMemory(t testing.TB, pid int, nd map[string][]byte) (map[string]bool, int64) {
 	t.Helper()
-	maps, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	found, n, err := memscan.Scan(pid, nd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer maps.Close()
-	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mem.Close()
-	found := map[string]bool{}
-	var total int64
-	const chunk, overlap = 1 << 20, 64
-	buf := make([]byte, chunk+overlap)
-	sc := bufio.NewScanner(maps)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 2 || f[1][0] != 'r' || (len(f) >= 6 && strings.HasPrefix(f[5], "[v")) {
-			continue // unreadable, or [vvar]/[vsyscall]
-		}
-		lo, hi, _ := strings.Cut(f[0], "-")
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		for off := start; off < end; off += chunk {
-			n := uint64(len(buf))
-			if off+n > end {
-				n = end - off
-			}
-			got, _ := mem.ReadAt(buf[:n], int64(off))
-			total += int64(got)
-			for name, needle := range nd {
-				if bytes.Contains(buf[:got], needle) {
-					found[name] = true
-				}
-			}
-		}
-	}
-	return found, total
+	return found, n
 }
 
 // TestProxyMemoryHoldsNoKey runs the proxy side in its own process,
@@ -444,7 +381,7 @@ func TestProxyMemoryHoldsNoKey(t *testing.T) {
 	}{{"rsa", tls.VersionTLS13}, {"ecdsa", tls.VersionTLS12}, {"ecdsa", tls.VersionTLS13}} {
 		t.Run(tc.kind+"/"+tls.VersionName(tc.version), func(t *testing.T) {
 			k := genKey(t, tc.kind)
-			nd := needles(secrets(t, k))
+			nd := memscan.Needles(secrets(t, k))
 
 			// Control: the key process, loaded, holds the key.
 			kp, kconn := startKey(t, "-P 3", pemFile(t, k.pem))
