@@ -140,7 +140,12 @@ EOF
 	# the stdio imap binary (sub-command imap) logs here, as imaptlsmail
 	touch "$dir/imap.log" && chown "$uid:$gid" "$dir/imap.log" || fatal "unable to create $dir/imap.log"
 	rm -f "$dir/imap.sock"
-	dovecot -c "$dir/dovecot.conf" || fatal "unable to start dovecot (see $dir/dovecot.log)"
+	# the daemon must not keep the caller's stdout/stderr open (a caller
+	# that reads them to end of file would wait forever)
+	if ! dovecot -c "$dir/dovecot.conf" </dev/null >"$dir/start.log" 2>&1; then
+		cat "$dir/start.log" >&2
+		fatal "unable to start dovecot (see $dir/dovecot.log)"
+	fi
 	i=0
 	while ! sockup "$dir/imap.sock"; do
 		i=$((i + 1))

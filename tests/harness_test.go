@@ -19,6 +19,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -328,7 +329,9 @@ func startDovecotOn(t testing.TB, port int) *dovecot {
 	if port != 0 {
 		args = append(args, strconv.Itoa(port))
 	}
-	out, err := exec.Command("sh", args...).CombinedOutput()
+	cmd := exec.Command("sh", args...)
+	cmd.WaitDelay = 5 * time.Second // in case a daemon keeps the output pipe
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		exec.Command("sh", d.script, "stop", dir).Run()
 		os.RemoveAll(dir)
@@ -633,3 +636,100 @@ func (p *pipeline) waitNoChildren(t testing.TB, timeout time.Duration) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// imapClient is a raw IMAP client for the tests: it writes exactly the
+// bytes it is given and reads the answers a line at a time, so tests
+// can send what no real client would.
+type imapClient struct {
+	t    testing.TB
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+// dialIMAP connects to addr with a 30 s deadline on the whole exchange
+// (a hang guard, not a timing assertion); closed when the test ends.
+func dialIMAP(t testing.TB, addr string) *imapClient {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatalf("unable to connect to %s: %v", addr, err)
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	return &imapClient{t: t, conn: c, r: bufio.NewReader(c)}
+}
+
+// Send writes s as it is, in one write.
+func (c *imapClient) Send(s string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.conn, s); err != nil {
+		c.t.Fatalf("unable to send %q: %v", s, err)
+	}
+}
+
+// Line reads one line and returns it without its CRLF.
+func (c *imapClient) Line() string {
+	c.t.Helper()
+	l, err := c.r.ReadString('\n')
+	if err != nil {
+		c.t.Fatalf("unable to read a line (got %q): %v", l, err)
+	}
+	return strings.TrimRight(l, "\r\n")
+}
+
+// Cmd sends "tag command\r\n" and reads up to the tagged response,
+// returning the untagged lines and the tagged line.
+func (c *imapClient) Cmd(tag, command string) (untagged []string, tagged string) {
+	c.t.Helper()
+	c.Send(tag + " " + command + "\r\n")
+	return c.Until(tag)
+}
+
+// Until reads lines up to the one tagged tag.
+func (c *imapClient) Until(tag string) (untagged []string, tagged string) {
+	c.t.Helper()
+	for {
+		l := c.Line()
+		if strings.HasPrefix(l, tag+" ") {
+			return untagged, l
+		}
+		untagged = append(untagged, l)
+	}
+}
+
+// StartTLS runs "tag STARTTLS", expects OK, and does the handshake with
+// cfg; the client speaks TLS from then on.
+func (c *imapClient) StartTLS(tag string, cfg *tls.Config) *tls.ConnectionState {
+	c.t.Helper()
+	if _, tagged := c.Cmd(tag, "STARTTLS"); !strings.HasPrefix(tagged, tag+" OK") {
+		c.t.Fatalf("STARTTLS refused: %q", tagged)
+	}
+	if c.r.Buffered() != 0 {
+		c.t.Fatalf("%d plaintext bytes after the STARTTLS OK", c.r.Buffered())
+	}
+	return c.TLS(cfg)
+}
+
+// TLS does a TLS handshake on the connection with cfg (implicit TLS, or
+// after STARTTLS) and returns the connection state.
+func (c *imapClient) TLS(cfg *tls.Config) *tls.ConnectionState {
+	c.t.Helper()
+	tc := tls.Client(c.conn, cfg)
+	if err := tc.Handshake(); err != nil {
+		c.t.Fatalf("TLS handshake failed: %v", err)
+	}
+	c.conn = tc
+	c.r = bufio.NewReader(tc)
+	st := tc.ConnectionState()
+	return &st
+}
+
+// Rest reads until end of file and returns what came, with the error
+// that ended it (nil for a clean EOF).
+func (c *imapClient) Rest() (string, error) {
+	b, err := io.ReadAll(c.r)
+	return string(b), err
+}
+
+// Close closes the connection.
+func (c *imapClient) Close() { c.conn.Close() }
