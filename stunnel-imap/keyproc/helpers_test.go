@@ -113,6 +113,8 @@ func socketFiles(t testing.TB) (*os.File, *os.File) {
 	return os.NewFile(uintptr(fds[0]), "sp0"), os.NewFile(uintptr(fds[1]), "sp1")
 }
 
+func netFileConn(f *os.File) (net.Conn, error) { return net.FileConn(f) }
+
 // socketConns returns the two ends of a socketpair as net.Conns.
 func socketConns(t testing.TB) (net.Conn, net.Conn) {
 	t.Helper()

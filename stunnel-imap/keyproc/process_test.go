@@ -30,6 +30,8 @@ func TestMain(m *testing.M) {
 		return
 	case "proxy":
 		os.Exit(proxyChild())
+	case "sleep":
+		os.Exit(sleepChild())
 	}
 	os.Exit(m.Run())
 }
