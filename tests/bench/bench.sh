@@ -124,9 +124,9 @@ start_server() {
 	: >"$work/$id.port"
 	if [ -n "${counting:-}" ]; then
 		perf stat -x, -e task-clock -o "$work/$id.cpu" \
-			tcpserver -1 -R -H -l 0 -c 200 127.0.0.1 0 "$@" >"$work/$id.port" 2>>"$work/$id.err" &
+			tcpserver -1 -R -H -l 0 -c 200 -b 100 127.0.0.1 0 "$@" >"$work/$id.port" 2>>"$work/$id.err" &
 	else
-		tcpserver -1 -R -H -l 0 -c 200 127.0.0.1 0 "$@" >"$work/$id.port" 2>>"$work/$id.err" &
+		tcpserver -1 -R -H -l 0 -c 200 -b 100 127.0.0.1 0 "$@" >"$work/$id.port" 2>>"$work/$id.err" &
 	fi
 	spid=$!
 	servers="$servers $spid"
@@ -176,7 +176,7 @@ measure() {
 	line="$line mbps=$(val mbps "$r")"
 	for h in 1 $HOLD; do
 		: >"$work/$id.hold"
-		$lg -hold $h -holdfor 30s >"$work/$id.hold" 2>>"$work/$id.loadgen.err" &
+		$lg -hold $h -c 8 -holdfor 30s >"$work/$id.hold" 2>>"$work/$id.loadgen.err" &
 		hpid=$!
 		i=0
 		while ! grep -q '^held=' "$work/$id.hold"; do

@@ -104,6 +104,22 @@ END {
 				ratio(v[id, "cpu"], v[ref, "cpu"])
 		}
 	}
+	if (("chain-starttls" in have) && ("chain-nojail" in have) && ("plain" in have) && v["chain-nojail", "cpu"] != "") {
+		print ""
+		print "### Each link's share, from the chain variants"
+		print ""
+		print "CPU per session at c=8 (ms), differences between rows of the table above:"
+		print ""
+		print "| link | CPU ms/session | greeting p50 at c=1, ms |"
+		print "|---|---:|---:|"
+		printf "| tcpserver, fork, the backend, the session itself (the plaintext baseline) | %s | %s |\n", fmt(v["plain", "cpu"], 2), fmt(v["plain", "greet1"], 2)
+		printf "| makesock and stunnel-imap: start-up, key, TLS handshake, relay (no-setuidgid-chroot variant less baseline) | %s | %s |\n",
+			fmt(v["chain-nojail", "cpu"] - v["plain", "cpu"], 2), fmt(v["chain-nojail", "greet1"] - v["plain", "greet1"], 2)
+		printf "| setuidgid-chroot (full chain less the variant without it) | %s | %s |\n",
+			fmt(v["chain-starttls", "cpu"] - v["chain-nojail", "cpu"], 2), fmt(v["chain-starttls", "greet1"] - v["chain-nojail", "greet1"], 2)
+		print ""
+		print "The start-up table below splits makesock from stunnel-imap."
+	}
 	print ""
 	print "## Targets (issue 5)"
 	print ""

@@ -21,7 +21,8 @@
 // (BODY[]); bytes= is the literal's total and mbps= the bytes per second
 // (in 10^6) of the FETCH commands, from the command to its tagged OK,
 // summed over the sessions. With -hold n, n sessions are opened to after
-// LOGIN, "held=n" is printed, and they are kept for -holdfor before LOGOUT.
+// LOGIN (-c at a time), "held=n" is printed, and they are kept for
+// -holdfor before LOGOUT.
 package main
 
 import (
@@ -293,9 +294,13 @@ func hold(c *config, out io.Writer) error {
 	held := make(chan error, c.hold)
 	release := make(chan struct{})
 	done := make(chan error, c.hold)
+	// Open them -c at a time: a burst of SYNs beyond the server's listen
+	// backlog would be refused.
+	opening := make(chan struct{}, c.conc)
 	for i := 0; i < c.hold; i++ {
+		opening <- struct{}{}
 		go func() {
-			_, err := session(c, &holder{held: held, release: release})
+			_, err := session(c, &holder{held: held, release: release, opening: opening})
 			done <- err
 		}()
 	}
@@ -323,6 +328,7 @@ func hold(c *config, out io.Writer) error {
 type holder struct {
 	held    chan<- error
 	release <-chan struct{}
+	opening <-chan struct{} // a slot to free once LOGIN is done or failed
 }
 
 // session runs one session; h, when not nil, is told once LOGIN is done
@@ -335,6 +341,7 @@ func session(c *config, h *holder) (t timing, err error) {
 				if err == nil {
 					err = errors.New("session ended before LOGIN")
 				}
+				<-h.opening
 				h.held <- err
 			}
 		}()
@@ -428,6 +435,7 @@ func session(c *config, h *holder) (t timing, err error) {
 	}
 	if h != nil {
 		announced = true
+		<-h.opening
 		h.held <- nil
 		<-h.release
 	}
