@@ -29,10 +29,10 @@ func TestParseArgs(t *testing.T) {
 		// -- ends options, so prog1 may start with a dash.
 		{[]string{"--", "-odd", sep, "b"}, 3, false, []string{"-odd"}, []string{"b"}},
 		{[]string{"-d", "4", "--", "-w", sep, "b"}, 4, false, []string{"-w"}, []string{"b"}},
-		// The first separator splits; later ones belong to prog2 (a
-		// nested makesock).
-		{[]string{"a", sep, "makesock", "c", sep, "d"}, 3, false,
-			[]string{"a"}, []string{"makesock", "c", sep, "d"}},
+		// The last separator splits; earlier ones belong to prog1 (a
+		// nested makesock, which must inherit the first socket).
+		{[]string{"makesock", "-d", "4", "a", sep, "c", sep, "d"}, 3, false,
+			[]string{"makesock", "-d", "4", "a", sep, "c"}, []string{"d"}},
 		{[]string{"-d", "1048575", "a", sep, "b"}, maxFd, false, []string{"a"}, []string{"b"}},
 	} {
 		c, err := parseArgs(tt.args)

@@ -89,15 +89,20 @@ func (f fdFlag) Set(s string) error {
 	return nil
 }
 
-// parseArgs splits argv at the first -makesock_connect_to and parses the
-// options in front of prog1.
+// parseArgs splits argv at the last -makesock_connect_to and parses the
+// options in front of prog1. The last, not the first: a nested makesock
+// belongs on prog1's side, the side that inherits descriptors (prog2 gets
+// only its socket), so earlier separators are prog1's, e.g.
+//
+//	makesock makesock -d 4 proxy -makesock_connect_to keyd -makesock_connect_to imapd
+//
+// gives the proxy the IMAP server on fd 3 and the key process on fd 4.
 func parseArgs(args []string) (*config, error) {
 	c := &config{fd: 3}
 	i := -1
 	for j, a := range args {
 		if a == separator {
 			i = j
-			break
 		}
 	}
 	if i < 0 {

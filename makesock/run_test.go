@@ -582,3 +582,15 @@ func TestIgnoredSignalsStayIgnored(t *testing.T) {
 		}
 	}
 }
+
+// A nested makesock, as in the key-process pipeline: the last separator
+// splits, so the inner makesock runs on prog1's side and prog1 ends up
+// with the outer socket on fd 3 and the inner one on fd 4, while each
+// prog2 holds only its own socket on 0 and 1.
+func TestNested(t *testing.T) {
+	r := runMakesock(t, "", nil, nil,
+		"makesock", "-d", "4", "sh", "-c", "fdtool fds; cat <&3; cat <&4",
+		sep, "sh", "-c", "echo inner; fdtool fds",
+		sep, "sh", "-c", "echo outer; fdtool fds")
+	r.want(t, 0, "0 1 2 3 4\nouter\n0 1 2\ninner\n0 1 2\n")
+}
