@@ -151,7 +151,9 @@ mkdir "$work/service" || fatal "unable to create $work/service"
 echo implicit >"$work/service/implicit/env/MODE"
 for s in starttls implicit; do
 	d=$work/service/$s
-	echo "socat -t 5 STDIO UNIX-CONNECT:$work/dovecot/imap.sock" >"$d/env/IMAPD"
+	# shut-down: pass Dovecot's end of file on at once (socat's STDIO does
+	# not shut down a socket otherwise, and waits -t seconds)
+	echo "socat -t 5 STDIO,shut-down UNIX-CONNECT:$work/dovecot/imap.sock" >"$d/env/IMAPD"
 	echo 10 >"$d/env/CONCURRENCY"
 	cat "$work/cert.pem" "$work/key.pem" >"$d/ssl/stunnel.pem" && chmod 0400 "$d/ssl/stunnel.pem" ||
 		fatal "unable to install $d/ssl/stunnel.pem"

@@ -50,7 +50,7 @@ const (
 	implicitPort       = 993
 	defaultConcurrency = "40"
 	defaultMemLimit    = "2000000000"
-	defaultIMAPD       = "socat STDIO UNIX-CONNECT:/run/dovecot/imap-tls"
+	defaultIMAPD       = "socat -t 5 STDIO,shut-down UNIX-CONNECT:/run/dovecot/imap-tls"
 	systemPath         = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 )
 

@@ -180,7 +180,7 @@ func TestRunFileMode(t *testing.T) {
 			t.Errorf("MODE=%s: %v %s", c.mode, err, out)
 			continue
 		}
-		want := fake + "/softlimit -m " + defaultMemLimit + " tcpserver -R -H -l 0 -c 40 0.0.0.0 143 makesock setuidgid-chroot -/ ./jail -u " + acct + " -o 4:./ssl/stunnel.pem " + c.want + " -makesock_connect_to socat STDIO UNIX-CONNECT:/run/dovecot/imap-tls\n"
+		want := fake + "/softlimit -m " + defaultMemLimit + " tcpserver -R -H -l 0 -c 40 0.0.0.0 143 makesock setuidgid-chroot -/ ./jail -u " + acct + " -o 4:./ssl/stunnel.pem " + c.want + " -makesock_connect_to socat -t 5 STDIO,shut-down UNIX-CONNECT:/run/dovecot/imap-tls\n"
 		if string(out) != want {
 			t.Errorf("MODE=%s:\n got %q\nwant %q", c.mode, out, want)
 		}
