@@ -189,9 +189,10 @@ imap() {
 
 login() {
 	dir=$(absdir "$1")
-	# -t 5: after one side's end of file, wait up to 5 s for the other
-	# side's last bytes (socat's default is half a second)
-	exec socat -t 5 STDIO "UNIX-CONNECT:$dir/imap.sock"
+	# shut-down: pass Dovecot's end of file on at once as a half-close
+	# (stdio is a socket under makesock); -t 5: then wait up to 5 s for
+	# the other side's last bytes (socat's default is half a second)
+	exec socat -t 5 STDIO,shut-down "UNIX-CONNECT:$dir/imap.sock"
 }
 
 [ $# -ge 2 ] || usage

@@ -353,7 +353,7 @@ func (d *dovecot) LoginCmd() []string { return []string{"sh", d.script, "login",
 // RawLoginCmd is LoginCmd that also records every byte the backend
 // receives, one file DIR/raw.PID per connection (see Raw).
 func (d *dovecot) RawLoginCmd() []string {
-	return []string{"sh", "-c", `exec socat -t 5 -r "$0/raw.$$" STDIO "UNIX-CONNECT:$0/imap.sock"`, d.Dir}
+	return []string{"sh", "-c", `exec socat -t 5 -r "$0/raw.$$" STDIO,shut-down "UNIX-CONNECT:$0/imap.sock"`, d.Dir}
 }
 
 // Raw returns everything the RawLoginCmd backends received so far, all

@@ -181,51 +181,32 @@ func logFields(line string) map[string]string {
 	return f
 }
 
-// field returns the first of the keys present in f, and its value, so
-// that a check survives a field named "tls" or "version".
-func field(f map[string]string, keys ...string) (string, string) {
-	for _, k := range keys {
-		if v, ok := f[k]; ok {
-			return k, v
-		}
-	}
-	return "", ""
-}
-
 // checkSessionLog finds the info line of the session that came from
-// local port clientPort and checks its fields: remote address, mode,
-// whether STARTTLS happened, the TLS version, authentication, bytes.
+// local port clientPort and checks its fields (remote, mode, starttls,
+// tls, auth, in, out: stunnel-imap's one line per connection).
 func checkSessionLog(t *testing.T, p *pipeline, clientPort int, mode, starttls, auth string) map[string]string {
 	t.Helper()
-	line := p.waitLog(t, `stunnel-imap: info: .*127\.0\.0\.1:`+strconv.Itoa(clientPort)+`\b`, 15*time.Second)
+	line := p.waitLog(t, `stunnel-imap: info: remote=127\.0\.0\.1:`+strconv.Itoa(clientPort)+` `, 15*time.Second)
 	f := logFields(line)
-	if _, v := field(f, "remote", "client", "peer"); v != "127.0.0.1:"+strconv.Itoa(clientPort) {
-		t.Errorf("log line lacks remote=127.0.0.1:%d: %s", clientPort, line)
+	if f["mode"] != mode {
+		t.Errorf("log line: mode %q, want %q: %s", f["mode"], mode, line)
 	}
-	if k, v := field(f, "mode"); k == "" || v != mode {
-		t.Errorf("log line: mode %q, want %q: %s", v, mode, line)
+	if f["starttls"] != starttls {
+		t.Errorf("log line: starttls %q, want %q: %s", f["starttls"], starttls, line)
 	}
-	if starttls != "" {
-		if k, v := field(f, "starttls"); k == "" || v != starttls {
-			t.Errorf("log line: starttls %q, want %q: %s", v, starttls, line)
+	if v := f["tls"]; v != "1.2" && v != "1.3" {
+		t.Errorf("log line: tls %q, want 1.2 or 1.3: %s", v, line)
+	}
+	if f["auth"] != auth {
+		t.Errorf("log line: auth %q, want %q: %s", f["auth"], auth, line)
+	}
+	for _, k := range []string{"in", "out"} {
+		if n, err := strconv.Atoi(f[k]); err != nil || n <= 0 {
+			t.Errorf("log line: %s=%q, want a byte count: %s", k, f[k], line)
 		}
 	}
-	if _, v := field(f, "tls", "version", "tlsversion", "tls_version", "proto"); !regexp.MustCompile(`(?i)^(tls)?v?1\.[23]$`).MatchString(v) {
-		t.Errorf("log line lacks a TLS version 1.2 or 1.3: %s", line)
-	}
-	if k, v := field(f, "auth", "authenticated", "login"); k == "" || v != auth {
-		t.Errorf("log line: auth %q, want %q: %s", v, auth, line)
-	}
-	nums := 0
-	for k, v := range f {
-		if regexp.MustCompile(`(?i)^(in|out|bytes.*|.*_?bytes|rx|tx|c2s|s2c|from.*|to.*|sent|recv.*|received)$`).MatchString(k) {
-			if n, err := strconv.Atoi(v); err == nil && n > 0 {
-				nums++
-			}
-		}
-	}
-	if nums < 2 {
-		t.Errorf("log line lacks byte counts each way: %s", line)
+	if f["cipher"] == "" || f["cipher"] == "none" {
+		t.Errorf("log line: no cipher: %s", line)
 	}
 	return f
 }
@@ -320,11 +301,7 @@ func TestE2EPythonStarttls(t *testing.T) {
 	if n := strings.Count(d.Log(t), "Login: user=<alice>"); n != 1 {
 		t.Errorf("Dovecot logged %d logins of alice, want 1:\n%s", n, d.Log(t))
 	}
-	line := p.waitLog(t, `stunnel-imap: info: `, 15*time.Second)
-	f := logFields(line)
-	if _, v := field(f, "starttls"); v != "yes" {
-		t.Errorf("log line: %s", line)
-	}
+	checkSessionLog(t, p, clientPortFromLog(t, p), "imap", "yes", "yes")
 	noSecrets(t, p, d)
 }
 
@@ -406,6 +383,7 @@ func TestE2ERequiredPlaintext(t *testing.T) {
 	if rest, err := c.Rest(); err != nil || rest != "" {
 		t.Errorf("after LOGOUT: %q, %v; want a clean end of file", rest, err)
 	}
+	c.Close()
 	line := p.waitLog(t, `stunnel-imap: info: `, 15*time.Second)
 	if f := logFields(line); f["starttls"] != "no" {
 		t.Errorf("log line without starttls=no: %s", line)
@@ -429,6 +407,8 @@ func TestE2ERequiredPlaintext(t *testing.T) {
 // LOGOUT; then the session's log line: remote address and port, mode,
 // starttls, TLS version, authentication, bytes each way.
 func TestE2EGoClientLog(t *testing.T) {
+	t0 := time.Now()
+	defer func() { t.Logf("total %v", time.Since(t0)) }()
 	d := startDovecot(t)
 	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.LoginCmd()})
 	c := dialIMAP(t, p.Addr)
@@ -447,14 +427,18 @@ func TestE2EGoClientLog(t *testing.T) {
 	if un, tagged := c.Cmd("e", "SELECT INBOX"); !strings.HasPrefix(tagged, "e OK") || !strings.Contains(strings.Join(un, "\n"), "* 3 EXISTS") {
 		t.Errorf("SELECT: %q %q", un, tagged)
 	}
+	t.Logf("before logout %v", time.Since(t0))
 	c.Cmd("f", "LOGOUT")
 	if rest, err := c.Rest(); err != nil || rest != "" {
 		t.Errorf("after LOGOUT: %q, %v; want a clean end of file", rest, err)
 	}
+	c.Close()
+	t.Logf("after EOF %v", time.Since(t0))
 	f := checkSessionLog(t, p, cport, "imap", "yes", "yes")
+	t.Logf("after log %v: %s", time.Since(t0), p.Stderr())
 	want := map[uint16]string{0x0303: "1.2", 0x0304: "1.3"}[st.Version]
-	if _, v := field(f, "tls", "version", "tlsversion", "tls_version", "proto"); !strings.HasSuffix(v, want) {
-		t.Errorf("log line TLS version %q, the client negotiated %s", v, want)
+	if f["tls"] != want {
+		t.Errorf("log line TLS version %q, the client negotiated %s", f["tls"], want)
 	}
 	if lines := strings.Count(p.Stderr(), "stunnel-imap: info:"); lines != 1 {
 		t.Errorf("%d info lines for one session:\n%s", lines, p.Stderr())
@@ -483,9 +467,10 @@ func TestE2EOpenssl(t *testing.T) {
 	if !strings.Contains(s, "Verify return code: 0 (ok)") {
 		t.Errorf("the certificate did not verify:\n%s", s)
 	}
+	// the first capability list after TLS: the answer to "a CAPABILITY"
 	var capLine string
 	for _, l := range strings.Split(s, "\n") {
-		if strings.HasPrefix(l, "* CAPABILITY ") {
+		if strings.HasPrefix(l, "* CAPABILITY ") && capLine == "" {
 			capLine = strings.TrimSpace(l)
 		}
 	}
@@ -581,13 +566,16 @@ func TestE2EMbsync(t *testing.T) {
 			dir := t.TempDir()
 			local := filepath.Join(dir, "local")
 			rc := filepath.Join(dir, "mbsyncrc")
+			if err := os.Mkdir(local, 0o700); err != nil {
+				t.Fatal(err)
+			}
 			conf := strings.Join([]string{
 				"IMAPAccount alice",
 				"Host localhost",
 				"Port " + strconv.Itoa(p.Port),
 				"User alice",
 				"Pass secret",
-				"TLSType " + tc.tlsType,
+				"SSLType " + tc.tlsType,
 				"CertificateFile " + p.CA,
 				"",
 				"IMAPStore alice-far",
@@ -627,7 +615,8 @@ func TestE2EMbsync(t *testing.T) {
 			for _, f := range got {
 				b, _ := os.ReadFile(f)
 				for n := 1; n <= 3; n++ {
-					if strings.Contains(string(b), "Subject: seed message "+strconv.Itoa(n)+"\r\n") {
+					// mbsync stores lines with LF
+					if strings.Contains(string(b), "Subject: seed message "+strconv.Itoa(n)+"\n") {
 						seeds++
 					}
 				}
