@@ -27,7 +27,7 @@ set -u
 prog=demo.sh
 
 say() { echo "$prog: $*" >&2; }
-fatal() { echo "$prog: fatal: $*" >&2; exit "${2:-111}"; }
+fatal() { echo "$prog: fatal: $1" >&2; exit "${2:-111}"; }
 
 root=$(cd "$(dirname "$0")/.." && pwd -P) || fatal "unable to find the repository root"
 bin=${IMAPTLS_BIN:-$root/bin}
@@ -59,7 +59,7 @@ if [ -n "$check" ]; then
 	need curl curl
 	need python3 python3
 fi
-pkgs=$(echo $pkgs | tr ' ' '\n' | sort -u | tr '\n' ' ')
+pkgs=$(for p in $pkgs; do echo "$p"; done | sort -u | tr '\n' ' ' | sed 's/ $//')
 [ -z "$pkgs" ] || fatal "missing Debian packages: $pkgs: run: apt-get install $pkgs" 100
 
 # up PORT: true when something answers an IMAP greeting there.

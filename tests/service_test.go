@@ -70,9 +70,13 @@ func startServices(t *testing.T, specs ...serviceSpec) *svscanTree {
 		}
 	}
 	dc := startDovecot(t)
+	// Traversable by everyone down to the service directories, as /etc
+	// is: so that what keeps acct from the key is the service's own modes.
 	top := t.TempDir()
-	if err := os.Chmod(top, 0o755); err != nil {
-		t.Fatal(err)
+	for _, d := range []string{filepath.Dir(top), top} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	pem, ca := writeCert(t, top)
 	key, err := os.ReadFile(pem)
@@ -111,9 +115,44 @@ func startServices(t *testing.T, specs ...serviceSpec) *svscanTree {
 	}
 	t.Cleanup(func() { tr.stop(t) })
 	for _, s := range tr.services {
-		s.waitListening(t, s.Port, true)
+		s.waitUp(t)
 	}
 	return tr
+}
+
+// waitUp waits until the service listens on its port. A port that was
+// free a moment ago can be taken meanwhile (another test's listener, or
+// any client's ephemeral port: the ranges overlap); then it moves the
+// service to another free port, the way an administrator would: a new
+// env/PORT and svc -t.
+func (s *service) waitUp(t *testing.T) {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		deadline := time.Now().Add(20 * time.Second)
+		for !listening(s.Port) && time.Now().Before(deadline) {
+			if attempt < 3 && s.bindFailed(t) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if listening(s.Port) {
+			return
+		}
+		if attempt >= 3 || !s.bindFailed(t) {
+			t.Fatalf("%s: not listening on port %d after 20 s; log:\n%s", s.Dir, s.Port, strings.Join(s.logLines(t), "\n"))
+		}
+		t.Logf("%s: port %d was taken meanwhile; moving to another", s.Dir, s.Port)
+		s.Port = freePort(t)
+		s.writeEnv(t, "PORT", strconv.Itoa(s.Port))
+		s.svc(t, "-t")
+	}
+}
+
+// bindFailed reports whether the last line of the log is tcpserver's
+// failure to bind.
+func (s *service) bindFailed(t *testing.T) bool {
+	lines := s.logLines(t)
+	return len(lines) > 0 && strings.Contains(lines[len(lines)-1], "tcpserver: fatal: unable to bind")
 }
 
 // stop takes every service and logger down the daemontools way, then
@@ -651,7 +690,10 @@ func TestServiceJail(t *testing.T) {
 	if out, err := exec.Command("setuidgid", serviceAcct, "cat", pem).CombinedOutput(); err == nil {
 		t.Errorf("%s can read %s: %.40s", serviceAcct, pem, out)
 	}
-	if out, err := exec.Command("setuidgid", serviceAcct, "ls", jail).CombinedOutput(); err != nil || len(out) != 0 {
+	if out, err := exec.Command("setuidgid", serviceAcct, "cat", filepath.Join(s.Dir, "env", "PORT")).CombinedOutput(); err != nil {
+		t.Fatalf("%s cannot read env/PORT, so the key check above proves nothing: %v %s", serviceAcct, err, out)
+	}
+	if out, err := exec.Command("setuidgid", serviceAcct, "ls", "-A", jail).CombinedOutput(); err != nil || len(out) != 0 {
 		t.Errorf("the jail is not empty, or not readable: %v %s", err, out)
 	}
 	if out, err := exec.Command("setuidgid", serviceAcct, "touch", filepath.Join(jail, "x")).CombinedOutput(); err == nil {
@@ -701,7 +743,7 @@ func TestServiceControl(t *testing.T) {
 		t.Errorf("svc -d: %s still accepts", s.Addr())
 	}
 	s.svc(t, "-u")
-	s.waitListening(t, s.Port, true)
+	s.waitUp(t)
 	s.session(t, tr.CA)
 	second := s.pid(t)
 	if second == first || second == 0 {
@@ -722,7 +764,7 @@ func TestServiceControl(t *testing.T) {
 	s.Port = freePort(t)
 	s.writeEnv(t, "PORT", strconv.Itoa(s.Port))
 	s.svc(t, "-t")
-	s.waitListening(t, s.Port, true)
+	s.waitUp(t)
 	s.waitListening(t, old, false)
 	s.session(t, tr.CA)
 
