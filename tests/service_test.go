@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"regexp"
@@ -919,9 +920,10 @@ func (c *imapClient) cmdNoFatal(tag, command string) ([]string, string) {
 	}
 }
 
-// TestServiceDemo runs service/demo.sh in its check mode on free ports:
-// it must start everything, pass its three clients, stop, and leave no
-// process behind.
+// TestServiceDemo runs service/demo.sh twice on free ports: in its check
+// mode (start everything, pass three real clients, stop), and as a user
+// would, in the foreground, serving a client until Ctrl-C (SIGINT to its
+// process group). Both times nothing may be left running or on disk.
 func TestServiceDemo(t *testing.T) {
 	needRoot(t)
 	need(t, "svscan", "tcpserver", "dovecot", "socat", "openssl", "curl", "python3", "setsid", "pgrep")
@@ -929,58 +931,118 @@ func TestServiceDemo(t *testing.T) {
 	for _, p := range []string{"makesock", "setuidgid-chroot", "stunnel-imap"} {
 		bin(t, p)
 	}
-	p1, p2 := freePort(t), freePort(t)
-	for p2 == p1 {
-		p2 = freePort(t)
-	}
-	cmd := exec.Command("sh", filepath.Join(repoRoot(t), "service", "demo.sh"))
-	cmd.Env = append(os.Environ(), "DEMO_CHECK=1", "IMAPTLS_BIN="+filepath.Dir(conf),
-		"DEMO_STARTTLS_PORT="+strconv.Itoa(p1), "DEMO_IMPLICIT_PORT="+strconv.Itoa(p2))
-	var out lockedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
+	demo := func(t *testing.T, env ...string) (*exec.Cmd, *lockedBuffer, chan error, int, int) {
+		p1, p2 := freePort(t), freePort(t)
+		for p2 == p1 {
+			p2 = freePort(t)
+		}
+		cmd := exec.Command("sh", filepath.Join(repoRoot(t), "service", "demo.sh"))
+		cmd.Env = append(os.Environ(), "IMAPTLS_BIN="+filepath.Dir(conf),
+			"DEMO_STARTTLS_PORT="+strconv.Itoa(p1), "DEMO_IMPLICIT_PORT="+strconv.Itoa(p2))
+		cmd.Env = append(cmd.Env, env...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // a terminal's foreground group of its own
+		out := &lockedBuffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		// A signal ignored by this process would stay ignored in the demo
+		// (go test run in the background ignores SIGINT), and a shell
+		// cannot trap it then: catching it here for the moment makes the
+		// demo start with the default disposition, as from a terminal.
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGINT)
+		err := cmd.Start()
+		signal.Stop(sigs)
 		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		t.Cleanup(func() {
+			select {
+			case <-done:
+			default:
+				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			}
+		})
+		return cmd, out, done, p1, p2
+	}
+	wait := func(t *testing.T, done chan error, out *lockedBuffer) error {
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(120 * time.Second): // a hang guard
+			t.Fatalf("demo.sh still running after 120 s:\n%s", out.String())
+			return nil
+		}
+	}
+	nothingLeft := func(t *testing.T, out string, ports ...int) {
+		if !strings.Contains(out, "nothing left running") {
+			t.Errorf("demo.sh did not say it stopped everything:\n%s", out)
+		}
+		m := regexp.MustCompile(`tree: (\S+)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("demo.sh did not say where its tree is:\n%s", out)
+		}
+		if _, err := os.Stat(m[1]); err == nil {
+			t.Errorf("demo.sh left %s behind", m[1])
+		}
+		var left []int
+		for _, pid := range allPids() {
+			cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+			if strings.Contains(cmdline(pid), m[1]) || strings.HasPrefix(cwd, m[1]) {
+				left = append(left, pid)
+			}
+		}
+		if len(left) > 0 {
+			t.Errorf("demo.sh left processes running: %s", describe(left))
+		}
+		for _, p := range ports {
+			if listening(p) {
+				t.Errorf("port %d still listening after the demo", p)
+			}
+		}
+	}
+
+	t.Run("check", func(t *testing.T) {
+		_, out, done, p1, p2 := demo(t, "DEMO_CHECK=1")
+		if err := wait(t, done, out); err != nil {
 			t.Fatalf("demo.sh: %v\n%s", err, out.String())
 		}
-	case <-time.After(120 * time.Second): // a hang guard
-		cmd.Process.Kill()
-		t.Fatalf("demo.sh still running after 120 s:\n%s", out.String())
-	}
-	text := out.String()
-	if !strings.Contains(text, "all checks passed") || !strings.Contains(text, "nothing left running") {
-		t.Fatalf("demo.sh:\n%s", text)
-	}
-	m := regexp.MustCompile(`tree: (\S+)`).FindStringSubmatch(text)
-	if m == nil {
-		t.Fatalf("demo.sh did not say where its tree is:\n%s", text)
-	}
-	if _, err := os.Stat(m[1]); err == nil {
-		t.Errorf("demo.sh left %s behind", m[1])
-	}
-	var left []int
-	for _, pid := range allPids() {
-		if strings.Contains(cmdline(pid), m[1]) {
-			left = append(left, pid)
+		if !strings.Contains(out.String(), "all checks passed") {
+			t.Errorf("demo.sh:\n%s", out.String())
 		}
-		if cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); strings.HasPrefix(cwd, m[1]) {
-			left = append(left, pid)
+		nothingLeft(t, out.String(), p1, p2)
+		t.Logf("demo.sh:\n%s", out.String())
+	})
+
+	t.Run("ctrl-c", func(t *testing.T) {
+		cmd, out, done, p1, _ := demo(t)
+		deadline := time.Now().Add(60 * time.Second)
+		for !strings.Contains(out.String(), "Ctrl-C stops everything") {
+			select {
+			case err := <-done:
+				t.Fatalf("demo.sh exited: %v\n%s", err, out.String())
+			case <-time.After(50 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("demo.sh not ready after 60 s:\n%s", out.String())
+			}
 		}
-	}
-	if len(left) > 0 {
-		t.Errorf("demo.sh left processes running: %s", describe(left))
-	}
-	for _, p := range []int{p1, p2} {
-		if listening(p) {
-			t.Errorf("port %d still listening after the demo", p)
+		// the printed curl command, as a user would paste it
+		m := regexp.MustCompile(`(?m)^  (curl --ssl-reqd --cacert \S+ 'imap://alice:secret@127\.0\.0\.1:\d+/INBOX;MAILINDEX=1')$`).FindStringSubmatch(out.String())
+		if m == nil {
+			t.Fatalf("no curl command in:\n%s", out.String())
 		}
-	}
-	t.Logf("demo.sh:\n%s", text)
+		got := runClient(t, "curl", 60*time.Second, nil, "sh", "-c", m[1])
+		if !strings.Contains(got, "Subject: seed message 1") {
+			t.Errorf("%s: %q", m[1], got)
+		}
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+		err := wait(t, done, out)
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+			t.Errorf("demo.sh after Ctrl-C: %v, want exit 130", err)
+		}
+		nothingLeft(t, out.String(), p1)
+	})
 }
 
 // TestServiceConfRefuses runs the real binary on bad arguments: a clear
