@@ -203,21 +203,26 @@ measure() {
 
 # cpu id mode cmd...: the CPU time the whole server side (tcpserver, the
 # system, the backend) spends per session at concurrency 8, from a fresh
-# tcpserver under perf stat; CPU time, unlike wall time, hardly moves
-# with what else the machine runs.
+# tcpserver under perf stat for each round, the median of the rounds; CPU
+# time, unlike wall time, moves little with what else the machine runs.
 cpu() {
 	id=$1 mode=$2
 	shift 2
-	counting=yes
-	start_server "$id" "$@"
-	r=$($LOADGEN -a "127.0.0.1:$port" -m "$mode" -c 8 -n "$CPUN" 2>>"$work/$id.loadgen.err" | grep '^result')
-	stop_server
-	counting=
-	ms=$(awk -F, '/task-clock/ { print $1 }' "$work/$id.cpu")
-	n=$(val sessions "$r")
-	if [ -n "$ms" ] && [ "${n:-0}" -gt 0 ]; then
-		sed -i "s/^$id .*/& cpu=$(awk -v ms="$ms" -v n="$n" 'BEGIN { printf "%.3f", ms / n }')/" "$work/results"
-	fi
+	: >"$work/$id.cpus"
+	k=0
+	while [ $k -lt "$ROUNDS" ]; do
+		k=$((k + 1))
+		counting=yes
+		start_server "$id" "$@"
+		r=$($LOADGEN -a "127.0.0.1:$port" -m "$mode" -c 8 -n "$CPUN" 2>>"$work/$id.loadgen.err" | grep '^result')
+		stop_server
+		counting=
+		n=$(val sessions "$r")
+		[ "${n:-0}" -gt 0 ] || continue
+		awk -F, -v n="$n" '/task-clock/ { printf "%.3f\n", $1 / n }' "$work/$id.cpu" >>"$work/$id.cpus"
+	done
+	m=$(sort -n "$work/$id.cpus" | awk '{ v[NR] = $1 } END { if (NR) printf "%.3f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+	[ -n "$m" ] && sed -i "s/^$id .*/& cpu=$m/" "$work/results"
 }
 
 : >"$work/results"
