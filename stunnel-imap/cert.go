@@ -1,0 +1,163 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"imap-tls/log"
+)
+
+// certSource yields the certificate for one handshake, from
+// tls.Config.GetCertificate. This is the one seam through which the proxy
+// gets its certificate: the PrivateKey of what it returns is any
+// crypto.Signer, a key parsed from PEM here, or (wired in later) a signer
+// that asks a separate key process, so that the proxy never holds the key.
+type certSource interface {
+	certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error)
+}
+
+// staticSource serves one certificate (-p, -P), read when the process
+// starts: the process lives for one connection, so a renewed file takes
+// effect at the next connection.
+type staticSource struct{ cert *tls.Certificate }
+
+func (s staticSource) certificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return s.cert, nil
+}
+
+// dirSource serves certdir/NAME.pem for the server name the client asks
+// for (SNI), and certdir/default.pem when it asks for none or for a name
+// without a file.
+type dirSource struct {
+	dir string
+	def *tls.Certificate
+	l   *log.Logger
+
+	mu    sync.Mutex
+	bySNI map[string]*tls.Certificate
+}
+
+// errBadName refuses a server name that could leave the directory.
+var errBadName = errors.New("server name refused")
+
+func (d *dirSource) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	name := strings.ToLower(hello.ServerName)
+	if name == "" {
+		return d.def, nil
+	}
+	if !cleanName(name) {
+		d.l.Warning("client asked for server name %q: refused", name)
+		return nil, errBadName
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if c, ok := d.bySNI[name]; ok {
+		return c, nil
+	}
+	c, err := readPEMFile(filepath.Join(d.dir, name+".pem"))
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			d.l.Warning("%s", err)
+			return nil, err
+		}
+		c = d.def
+	}
+	if d.bySNI == nil {
+		d.bySNI = map[string]*tls.Certificate{}
+	}
+	d.bySNI[name] = c
+	return c, nil
+}
+
+// cleanName accepts a server name as a file name only when it cannot name
+// anything outside the directory nor a hidden file: no '/', no '\', no
+// "..", no NUL or control byte, no leading dot, not "default".
+func cleanName(name string) bool {
+	if name == "" || len(name) > 253 || name[0] == '.' || name == "default" ||
+		strings.Contains(name, "..") || strings.ContainsAny(name, "/\\") {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] <= 0x20 || name[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func openCertSource(o *options, l *log.Logger) (certSource, error) {
+	switch {
+	case o.pemFile != "":
+		c, err := readPEMFile(o.pemFile)
+		if err != nil {
+			return nil, err
+		}
+		return staticSource{c}, nil
+	case o.pemFD >= 0:
+		f := os.NewFile(uintptr(o.pemFD), "fd"+strconv.Itoa(o.pemFD))
+		b, err := io.ReadAll(io.LimitReader(f, maxPEM+1))
+		f.Close()
+		if err != nil {
+			return nil, log.Config(err, "unable to read certificate from descriptor %d", o.pemFD)
+		}
+		c, err := parsePEM(b)
+		if err != nil {
+			return nil, log.Config(err, "unable to load certificate from descriptor %d", o.pemFD)
+		}
+		return staticSource{c}, nil
+	default:
+		c, err := readPEMFile(filepath.Join(o.certDir, "default.pem"))
+		if err != nil {
+			return nil, err
+		}
+		return &dirSource{dir: o.certDir, def: c, l: l}, nil
+	}
+}
+
+const maxPEM = 1 << 20
+
+func readPEMFile(path string) (*tls.Certificate, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, log.Config(err, "unable to read certificate %s", path)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxPEM+1))
+	if err != nil {
+		return nil, log.Config(err, "unable to read certificate %s", path)
+	}
+	c, err := parsePEM(b)
+	if err != nil {
+		return nil, log.Config(err, "unable to load certificate %s", path)
+	}
+	return c, nil
+}
+
+// parsePEM reads a certificate chain and its private key from one PEM
+// (the leaf first). The key is the crypto.Signer the handshake uses.
+func parsePEM(b []byte) (*tls.Certificate, error) {
+	if len(b) > maxPEM {
+		return nil, errors.New("file too large")
+	}
+	c, err := tls.X509KeyPair(b, b)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil {
+		return nil, err
+	}
+	if time.Now().After(leaf.NotAfter) {
+		return nil, errors.New("certificate has expired")
+	}
+	c.Leaf = leaf
+	return &c, nil
+}

@@ -1,0 +1,267 @@
+// Command stunnel-imap is the IMAP STARTTLS proxy of imap-tls: the client
+// on fd 0/1, the plaintext IMAP server on fd 3; it answers STARTTLS, does
+// TLS, and relays. See README.md.
+package main
+
+import (
+	"flag"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"imap-tls/log"
+)
+
+const synopsis = "[ -n imap | -n imap- ] [ -F fd ] ( -p pemfile | -P fd | -d certdir ) [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ]"
+
+// lockDown is called once, after every descriptor is open and the TLS
+// configuration is ready, and before the first byte is read from the
+// network. LOCK-DOWN HOOK: the seccomp filter (stunnel-imap/seccomp) is
+// installed here. It must not fail open: an error ends the process (111).
+var lockDown = func() error { return nil }
+
+func main() {
+	l := log.New("stunnel-imap")
+	l.Exit(run(l, os.Args[1:]))
+}
+
+// options are the parsed command line.
+type options struct {
+	mode       mode
+	serverFD   int
+	pemFile    string
+	pemFD      int
+	certDir    string
+	handshake  time.Duration
+	command    time.Duration
+	idle       time.Duration
+	verbosity  int // -1 quiet, 0 normal, 1 verbose
+	certSource int // how many of -p -P -d were given
+}
+
+type secondsFlag struct{ d *time.Duration }
+
+func (s secondsFlag) String() string { return "" }
+func (s secondsFlag) Set(v string) error {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f <= 0 || f > 1e7 {
+		return errBadSeconds
+	}
+	*s.d = time.Duration(f * float64(time.Second))
+	return nil
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+const errBadSeconds = errString("not a positive number of seconds")
+
+type fdFlag struct {
+	fd  *int
+	set *int
+}
+
+func (f fdFlag) String() string { return "" }
+func (f fdFlag) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return errString("not a descriptor number")
+	}
+	*f.fd = n
+	if f.set != nil {
+		*f.set++
+	}
+	return nil
+}
+
+func parseArgs(args []string) (*options, error) {
+	o := &options{
+		mode:      modeImplicit,
+		serverFD:  3,
+		pemFD:     -1,
+		handshake: 30 * time.Second,
+		command:   180 * time.Second,
+		idle:      31 * time.Minute,
+	}
+	fs := flag.NewFlagSet("stunnel-imap", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	var modeName string
+	var verbose, quiet bool
+	fs.StringVar(&modeName, "n", "", "")
+	fs.Var(fdFlag{fd: &o.serverFD}, "F", "")
+	fs.Func("p", "", func(v string) error {
+		if v == "" {
+			return errString("empty file name")
+		}
+		o.pemFile = v
+		o.certSource++
+		return nil
+	})
+	fs.Var(fdFlag{fd: &o.pemFD, set: &o.certSource}, "P", "")
+	fs.Func("d", "", func(v string) error {
+		if v == "" {
+			return errString("empty directory name")
+		}
+		o.certDir = v
+		o.certSource++
+		return nil
+	})
+	fs.Var(secondsFlag{&o.handshake}, "T", "")
+	fs.Var(secondsFlag{&o.command}, "t", "")
+	fs.Var(secondsFlag{&o.idle}, "A", "")
+	fs.BoolVar(&verbose, "v", false, "")
+	fs.BoolVar(&quiet, "q", false, "")
+	if err := fs.Parse(args); err != nil {
+		return nil, &log.UsageError{Synopsis: synopsis, Msg: log.Reason(err)}
+	}
+	if fs.NArg() > 0 {
+		return nil, &log.UsageError{Synopsis: synopsis, Msg: "unexpected argument " + strconv.Quote(fs.Arg(0))}
+	}
+	switch modeName {
+	case "":
+		o.mode = modeImplicit
+	case "imap":
+		o.mode = modeRequired
+	case "imap-":
+		o.mode = modeOptional
+	default:
+		return nil, &log.UsageError{Synopsis: synopsis, Msg: "unknown protocol " + strconv.Quote(modeName) + ": use imap or imap-"}
+	}
+	if o.certSource != 1 {
+		return nil, &log.UsageError{Synopsis: synopsis, Msg: "exactly one of -p, -P and -d is needed"}
+	}
+	if verbose && quiet {
+		return nil, &log.UsageError{Synopsis: synopsis, Msg: "-v and -q exclude each other"}
+	}
+	if verbose {
+		o.verbosity = 1
+	}
+	if quiet {
+		o.verbosity = -1
+	}
+	return o, nil
+}
+
+func run(l *log.Logger, args []string) error {
+	o, err := parseArgs(args)
+	if err != nil {
+		return err
+	}
+
+	// The certificate first: a bad one ends the process (100) before a
+	// byte reaches the client.
+	src, err := openCertSource(o, l)
+	if err != nil {
+		return err
+	}
+
+	server, err := fileConn(o.serverFD)
+	if err != nil {
+		return log.Temp(err, "use descriptor %d for the server", o.serverFD)
+	}
+	client, err := clientConn()
+	if err != nil {
+		return log.Temp(err, "use descriptors 0 and 1 for the client")
+	}
+
+	cfg := &config{
+		mode:      o.mode,
+		tls:       tlsConfig(src, l),
+		handshake: o.handshake,
+		command:   o.command,
+		idle:      o.idle,
+		log:       l,
+		verbosity: o.verbosity,
+		remote:    remoteAddr(),
+	}
+
+	// LOCK-DOWN POINT: every descriptor is open, the TLS configuration is
+	// ready, and nothing has been read from the network yet.
+	if err := lockDown(); err != nil {
+		return log.Temp(err, "lock down")
+	}
+
+	serve(cfg, client, server)
+	return nil
+}
+
+func remoteAddr() string {
+	ip, port := os.Getenv("TCPREMOTEIP"), os.Getenv("TCPREMOTEPORT")
+	if ip == "" {
+		return "unknown"
+	}
+	if port == "" {
+		return ip
+	}
+	return net.JoinHostPort(ip, port)
+}
+
+// fileConn makes a net.Conn of descriptor fd, which must be a socket, and
+// closes fd itself (the conn holds a duplicate).
+func fileConn(fd int) (net.Conn, error) {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "fd"+strconv.Itoa(fd))
+	defer f.Close()
+	return net.FileConn(f)
+}
+
+// clientConn is the client: under tcpserver fd 0 and fd 1 are the same
+// TCP socket, used as one net.Conn (half-close by shutdown). Otherwise
+// (pipes, a terminal, two different sockets) reads come from fd 0 and
+// writes go to fd 1, and a half-close closes fd 1.
+func clientConn() (net.Conn, error) {
+	var s0, s1 syscall.Stat_t
+	if err := syscall.Fstat(0, &s0); err != nil {
+		return nil, err
+	}
+	if err := syscall.Fstat(1, &s1); err != nil {
+		return nil, err
+	}
+	if s0.Mode&syscall.S_IFMT == syscall.S_IFSOCK && s0.Dev == s1.Dev && s0.Ino == s1.Ino {
+		c, err := fileConn(0)
+		if err != nil {
+			return nil, err
+		}
+		// fd 1 stays open: shutdown acts on the socket, not the descriptor.
+		return c, nil
+	}
+	// Non-blocking descriptors let the runtime poller honour deadlines.
+	syscall.SetNonblock(0, true)
+	syscall.SetNonblock(1, true)
+	return &pipeConn{r: os.NewFile(0, "stdin"), w: os.NewFile(1, "stdout")}, nil
+}
+
+// pipeConn is a net.Conn made of two files.
+type pipeConn struct {
+	r, w *os.File
+}
+
+func (p *pipeConn) Read(b []byte) (int, error)  { return p.r.Read(b) }
+func (p *pipeConn) Write(b []byte) (int, error) { return p.w.Write(b) }
+func (p *pipeConn) Close() error {
+	p.r.Close()
+	return p.w.Close()
+}
+func (p *pipeConn) CloseWrite() error    { return p.w.Close() }
+func (p *pipeConn) LocalAddr() net.Addr  { return pipeAddr{} }
+func (p *pipeConn) RemoteAddr() net.Addr { return pipeAddr{} }
+func (p *pipeConn) SetDeadline(t time.Time) error {
+	p.r.SetDeadline(t)
+	p.w.SetDeadline(t)
+	return nil
+}
+func (p *pipeConn) SetReadDeadline(t time.Time) error  { p.r.SetReadDeadline(t); return nil }
+func (p *pipeConn) SetWriteDeadline(t time.Time) error { p.w.SetWriteDeadline(t); return nil }
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }
