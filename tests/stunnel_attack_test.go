@@ -39,6 +39,7 @@ func TestE2EAttackPipelinedAfterStarttls(t *testing.T) {
 				c.Send(tc.second)
 			}
 			rest, _ := c.Rest()
+			c.Close()
 			if strings.HasPrefix(tc.first, "a STARTTLS\r\n") && !strings.HasPrefix(rest, "a OK") {
 				t.Errorf("STARTTLS not answered OK: %q", rest)
 			}
@@ -148,6 +149,7 @@ func TestE2EAttackPreauthBackend(t *testing.T) {
 			c := dialIMAP(t, p.Addr)
 			c.Send("a SELECT INBOX\r\n")
 			rest, err := c.Rest()
+			c.Close() // a real client closes on end of file; the proxy lingers for it
 			if err != nil && !isReset(err) {
 				t.Errorf("reading: %v", err)
 			}
@@ -196,6 +198,7 @@ func TestE2EAttackBackendDies(t *testing.T) {
 		t.Fatalf("unable to kill the backend %d: %v", pid, err)
 	}
 	rest, err := c.Rest()
+	c.Close() // a real client closes on end of file; the proxy lingers for it
 	if err != nil {
 		t.Errorf("client's end: %v (after %q); want a clean end of file", err, rest)
 	}
@@ -225,6 +228,7 @@ func TestE2EAttackEndlessLine(t *testing.T) {
 		}
 	}()
 	rest, err := c.Rest()
+	c.Close() // a real client closes on end of file; the proxy lingers for it
 	if err != nil && !isReset(err) {
 		t.Errorf("reading: %v", err)
 	}
