@@ -90,19 +90,24 @@ stop() {
 	stopped=1
 	trap '' INT TERM HUP
 	say "stopping"
+	# svscan first, or it would start a new supervise for a service whose
+	# supervise just left; then each service and its logger, the
+	# daemontools way
+	if [ -n "$svscan_pid" ]; then
+		kill -TERM "$svscan_pid" 2>/dev/null
+		wait "$svscan_pid" 2>/dev/null
+	fi
 	if [ -d "$work/service" ]; then
 		for s in "$work"/service/*; do
 			svc -dx "$s" 2>/dev/null
 		done
-		sleep 1
 		for s in "$work"/service/*; do
 			svc -dx "$s/log" 2>/dev/null
 		done
 	fi
 	if [ -n "$svscan_pid" ]; then
-		kill -TERM "$svscan_pid" 2>/dev/null
-		# svscan is the leader of its own process group: what is left in
-		# that group are live connections (and a supervise still busy)
+		# svscan led its own process group: what is left in it are live
+		# connections, or a supervise still busy
 		i=0
 		while pgrep -g "$svscan_pid" >/dev/null 2>&1; do
 			i=$((i + 1))

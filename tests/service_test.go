@@ -111,6 +111,7 @@ func startServices(t *testing.T, specs ...serviceSpec) *svscanTree {
 	tr.cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"}
 	tr.cmd.Stdout, tr.cmd.Stderr = tr.out, tr.out
 	tr.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	tr.cmd.WaitDelay = time.Second // supervise and the rest hold its output
 	if err := tr.cmd.Start(); err != nil {
 		t.Fatalf("unable to start svscan: %v", err)
 	}
@@ -156,27 +157,33 @@ func (s *service) bindFailed(t *testing.T) bool {
 	return len(lines) > 0 && strings.Contains(lines[len(lines)-1], "tcpserver: fatal: unable to bind")
 }
 
-// stop takes every service and logger down the daemontools way, then
-// stops svscan, and fails the test if any process of the tree is left.
+// stop takes the tree down in the daemontools order: svscan first (or it
+// would start a new supervise for a service whose supervise just left),
+// then svc -dx each service and its logger; then it fails the test if any
+// process of the tree is left.
 func (tr *svscanTree) stop(t *testing.T) {
+	pgid := tr.cmd.Process.Pid
+	syscall.Kill(pgid, syscall.SIGTERM)
+	exited := make(chan struct{})
+	go func() { tr.cmd.Wait(); close(exited) }()
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Errorf("svscan %d did not exit on SIGTERM", pgid)
+	}
 	for _, s := range tr.services {
 		exec.Command("svc", "-dx", s.Dir).Run()
 	}
-	// the loggers exit by themselves at end of file; -dx to make sure
-	time.Sleep(200 * time.Millisecond)
 	for _, s := range tr.services {
 		exec.Command("svc", "-dx", filepath.Join(s.Dir, "log")).Run()
 	}
-	pgid := tr.cmd.Process.Pid
 	deadline := time.Now().Add(10 * time.Second)
-	for len(processGroup(pgid, true)) > 0 && time.Now().Before(deadline) {
+	for len(processGroup(pgid, false)) > 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	syscall.Kill(pgid, syscall.SIGTERM)
-	tr.cmd.Wait()
 	if left := processGroup(pgid, false); len(left) > 0 {
 		syscall.Kill(-pgid, syscall.SIGKILL)
-		t.Errorf("processes left after svc -dx and svscan's end: %s", describe(left))
+		t.Errorf("processes left after svc -dx: %s", describe(left))
 	}
 }
 
@@ -594,6 +601,7 @@ SyncState *
 // byte-identical; then the logs: tai64n-stamped, one line per connection
 // with stunnel-imap's fields, no password.
 func TestServiceClients(t *testing.T) {
+	t.Parallel() // independent: own directories, ports, Dovecot and svscan
 	need(t, "/usr/bin/python3", "openssl", "curl", "mbsync")
 	tr := startServices(t, serviceSpec{Name: "starttls", Mode: "imap"}, serviceSpec{Name: "implicit", Mode: "implicit"})
 	for _, s := range tr.services {
@@ -640,6 +648,7 @@ func TestServiceClients(t *testing.T) {
 // outside, then kills a connection's processes mid-session and checks
 // the service goes on serving.
 func TestServiceJail(t *testing.T) {
+	t.Parallel() // independent: own directories, ports, Dovecot and svscan
 	tr := startServices(t, serviceSpec{Name: "starttls", Mode: "imap"})
 	s := tr.services[0]
 	u, err := user.Lookup(serviceAcct)
@@ -732,6 +741,7 @@ func TestServiceJail(t *testing.T) {
 // limit too small for a Go program is seen to fail (so the default one
 // is known to be a real limit the pipeline lives under).
 func TestServiceControl(t *testing.T) {
+	t.Parallel() // independent: own directories, ports, Dovecot and svscan
 	tr := startServices(t, serviceSpec{Name: "starttls", Mode: "imap"})
 	s := tr.services[0]
 	s.session(t, tr.CA)
@@ -797,6 +807,7 @@ func TestServiceControl(t *testing.T) {
 // and ten more started: the ten wait (tcpserver -c) with no proxy
 // started for them, and are all served when the three leave.
 func TestServiceConcurrency(t *testing.T) {
+	t.Parallel() // independent: own directories, ports, Dovecot and svscan
 	const concurrency = 3
 	tr := startServices(t, serviceSpec{Name: "starttls", Mode: "imap", Concurrency: concurrency})
 	s := tr.services[0]
@@ -925,6 +936,7 @@ func (c *imapClient) cmdNoFatal(tag, command string) ([]string, string) {
 // would, in the foreground, serving a client until Ctrl-C (SIGINT to its
 // process group). Both times nothing may be left running or on disk.
 func TestServiceDemo(t *testing.T) {
+	t.Parallel() // independent: own directories, ports, Dovecot and svscan
 	needRoot(t)
 	need(t, "svscan", "tcpserver", "dovecot", "socat", "openssl", "curl", "python3", "setsid", "pgrep")
 	conf := bin(t, "imap-tls-conf")
@@ -1048,6 +1060,7 @@ func TestServiceDemo(t *testing.T) {
 // TestServiceConfRefuses runs the real binary on bad arguments: a clear
 // message and exit 100, nothing made.
 func TestServiceConfRefuses(t *testing.T) {
+	t.Parallel() // independent: own directories, ports, Dovecot and svscan
 	needRoot(t)
 	ensureAccount(t, serviceAcct)
 	ensureAccount(t, serviceLogAcct)
