@@ -153,13 +153,17 @@ type setup struct {
 	command   time.Duration
 	idle      time.Duration
 	src       certSource
+	logs      *syncBuffer
 }
 
 func start(t *testing.T, su setup) *harness {
 	t.Helper()
 	cTest, cProxy := socketpair(t)
 	sProxy, sTest := socketpair(t)
-	logs := &syncBuffer{}
+	logs := su.logs
+	if logs == nil {
+		logs = &syncBuffer{}
+	}
 	l := log.NewTo("stunnel-imap", logs, func(int) {})
 	if su.src == nil {
 		c, err := parsePEM(testPEM)
@@ -323,7 +327,11 @@ func (h *harness) expectEnd(who string, conn net.Conn, alert bool) bool {
 // ended checks the session's end and its log.
 func (h *harness) ended(end string, logs ...string) *session {
 	h.t.Helper()
+	// The client goes first; the server's end of file follows from it
+	// (or from the session's own end), so the end reason is certain.
 	h.client.Close()
+	h.server.SetReadDeadline(time.Now().Add(guard))
+	io.Copy(io.Discard, h.server)
 	h.server.Close()
 	sess := h.wait()
 	if sess.end != end {

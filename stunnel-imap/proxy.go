@@ -640,6 +640,7 @@ func (s *session) finish() {
 const relayBuffer = 64 << 10
 
 type direction struct {
+	seq      int32 // 1 for the direction that ended first
 	toServer bool
 	err      error // nil at end of file
 	write    bool  // the error was on the writing side
@@ -658,8 +659,9 @@ func (s *session) relay() {
 	var last atomic.Int64
 	last.Store(time.Now().UnixNano())
 	done := make(chan direction, 2)
-	go func() { done <- pump(s.server, s.cr, &s.in, &last, true) }()
-	go func() { done <- pump(s.client, s.sr, &s.out, &last, false) }()
+	var order atomic.Int32
+	go func() { done <- pump(s.server, s.cr, &s.in, &last, &order, true) }()
+	go func() { done <- pump(s.client, s.sr, &s.out, &last, &order, false) }()
 
 	stop := make(chan struct{})
 	var idled atomic.Bool
@@ -700,6 +702,9 @@ func (s *session) relay() {
 	}
 	second := <-done
 	close(stop)
+	if second.seq < first.seq {
+		first = second
+	}
 
 	switch {
 	case idled.Load():
@@ -716,28 +721,28 @@ func (s *session) relay() {
 	default:
 		s.end = "client-error"
 	}
-	_ = second
 }
 
 // pump copies src to dst with a large buffer and passes end of file on as
 // a half-close.
-func pump(dst net.Conn, src io.Reader, count, last *atomic.Int64, toServer bool) direction {
+func pump(dst net.Conn, src io.Reader, count, last *atomic.Int64, order *atomic.Int32, toServer bool) direction {
 	buf := make([]byte, relayBuffer)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			last.Store(time.Now().UnixNano())
 			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return direction{toServer: toServer, err: werr, write: true}
+				return direction{seq: order.Add(1), toServer: toServer, err: werr, write: true}
 			}
 			count.Add(int64(n))
 		}
 		if err == io.EOF {
+			d := direction{seq: order.Add(1), toServer: toServer}
 			closeWrite(dst)
-			return direction{toServer: toServer}
+			return d
 		}
 		if err != nil {
-			return direction{toServer: toServer, err: err}
+			return direction{seq: order.Add(1), toServer: toServer, err: err}
 		}
 	}
 }
