@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -239,5 +240,319 @@ func TestE2EAttackEndlessLine(t *testing.T) {
 	p.waitNoChildren(t, 15*time.Second)
 	if raw := d.Raw(t); strings.Contains(raw, "xxxxxxxx") {
 		t.Errorf("Dovecot received %d bytes of the endless line", strings.Count(raw, "x"))
+	}
+}
+
+// TestE2EAttackStarttlsArguments: STARTTLS with arguments gets BAD from
+// the proxy, no TLS starts, the plaintext session goes on, and Dovecot
+// never sees the command.
+func TestE2EAttackStarttlsArguments(t *testing.T) {
+	d := startDovecot(t)
+	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.RawLoginCmd()})
+	c := dialIMAP(t, p.Addr)
+	c.Line()
+	if _, tagged := c.Cmd("a", "STARTTLS now"); !strings.HasPrefix(tagged, "a BAD") {
+		t.Errorf("STARTTLS with arguments: %q, want a BAD", tagged)
+	}
+	if un, tagged := c.Cmd("b", "CAPABILITY"); !strings.HasPrefix(tagged, "b OK") || len(un) != 1 || !hasCap(capsOf(un[0]), "STARTTLS") {
+		t.Errorf("plaintext CAPABILITY after the refused STARTTLS: %q %q", un, tagged)
+	}
+	c.Cmd("c", "LOGOUT")
+	c.Rest()
+	c.Close()
+	p.waitLog(t, `stunnel-imap: info: .* starttls=no `, 15*time.Second)
+	p.waitLog(t, `stunnel-imap: warning: .*STARTTLS with arguments`, 15*time.Second)
+	if raw := strings.ToUpper(d.Raw(t)); strings.Contains(raw, "STARTTLS") || !strings.Contains(raw, "B CAPABILITY\r\n") {
+		t.Errorf("Dovecot received %q", raw)
+	}
+}
+
+// TestE2EAttackStarttlsInLiteral: "STARTTLS" inside a literal, synchronizing
+// ({n}, after the server's continuation) or not ({n+}), is data: the
+// proxy does not answer it, Dovecot receives it as part of the command,
+// and the session stays in plaintext.
+func TestE2EAttackStarttlsInLiteral(t *testing.T) {
+	d := startDovecot(t)
+	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.RawLoginCmd()})
+	c := dialIMAP(t, p.Addr)
+	c.Line()
+	// LITERAL+: all in one write
+	c.Send("a ID (\"name\" {12+}\r\nb STARTTLS\r\n)\r\n")
+	un, tagged := c.Until("a")
+	if !strings.HasPrefix(tagged, "a OK") || len(un) != 1 || !strings.HasPrefix(un[0], "* ID ") {
+		t.Errorf("ID with a non-synchronizing literal: %q %q", un, tagged)
+	}
+	// synchronizing: the server's + continuation comes through
+	c.Send("c ID (\"name\" {12}\r\n")
+	if l := c.Line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("no continuation for a synchronizing literal: %q", l)
+	}
+	c.Send("d STARTTLS\r\n)\r\n")
+	un, tagged = c.Until("c")
+	if !strings.HasPrefix(tagged, "c OK") || len(un) != 1 || !strings.HasPrefix(un[0], "* ID ") {
+		t.Errorf("ID with a synchronizing literal: %q %q", un, tagged)
+	}
+	for _, l := range un {
+		if strings.HasPrefix(l, "b ") || strings.HasPrefix(l, "d ") {
+			t.Errorf("the STARTTLS inside a literal was answered: %q", l)
+		}
+	}
+	// still plaintext: a CAPABILITY is answered in the clear
+	if _, tagged := c.Cmd("e", "CAPABILITY"); !strings.HasPrefix(tagged, "e OK") {
+		t.Errorf("plaintext CAPABILITY after the literals: %q", tagged)
+	}
+	c.Cmd("f", "LOGOUT")
+	c.Rest()
+	c.Close()
+	p.waitLog(t, `stunnel-imap: info: .* starttls=no `, 15*time.Second)
+	raw := d.Raw(t)
+	// the proxy may pass a {12+} literal on as {12} (it then takes the
+	// server's continuation itself); the literal's bytes arrive as data
+	for _, want := range []string{`a ID \("name" \{12\+?\}\r\nb STARTTLS\r\n\)\r\n`, `c ID \("name" \{12\}\r\nd STARTTLS\r\n\)\r\n`} {
+		if !regexp.MustCompile(want).MatchString(raw) {
+			t.Errorf("Dovecot did not receive %s whole:\n%q", want, raw)
+		}
+	}
+}
+
+// fakeStarttlsBackend is a tiny stdio IMAP server (sh) that advertises
+// STARTTLS and LOGINDISABLED itself, in its greeting, in CAPABILITY and
+// in tagged [CAPABILITY] codes, and answers OK to everything, STARTTLS
+// included: only the proxy's rewriting keeps them from the client.
+const fakeStarttlsBackend = `printf '* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED AUTH=PLAIN] fake\r\n'
+while IFS= read -r line; do
+	tag=${line%% *}
+	case $line in
+	*[Cc][Aa][Pp][Aa][Bb]*) printf '* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED AUTH=PLAIN\r\n%s OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED AUTH=PLAIN] done\r\n' "$tag" ;;
+	*[Ll][Oo][Gg][Oo][Uu][Tt]*) printf '* BYE fake\r\n%s OK bye\r\n' "$tag"; exit 0 ;;
+	*) printf '%s OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED AUTH=PLAIN] fine\r\n' "$tag" ;;
+	esac
+done`
+
+// TestE2EAttackBackendAdvertisesStarttls: a backend that advertises
+// STARTTLS (and LOGINDISABLED) itself: before TLS the client sees
+// STARTTLS, after TLS neither STARTTLS nor LOGINDISABLED, in every
+// capability list; under implicit TLS never STARTTLS, and STARTTLS gets
+// BAD from the proxy; the backend's own STARTTLS is never reached.
+func TestE2EAttackBackendAdvertisesStarttls(t *testing.T) {
+	backend := []string{"sh", "-c", fakeStarttlsBackend}
+	check := func(t *testing.T, what string, caps []string, starttls bool) {
+		t.Helper()
+		if len(caps) == 0 {
+			t.Errorf("%s: no capability list", what)
+			return
+		}
+		if hasCap(caps, "STARTTLS") != starttls || (!starttls && hasCap(caps, "LOGINDISABLED")) {
+			t.Errorf("%s: %v (STARTTLS wanted: %v; no LOGINDISABLED after TLS)", what, caps, starttls)
+		}
+	}
+	t.Run("starttls", func(t *testing.T) {
+		p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: backend})
+		c := dialIMAP(t, p.Addr)
+		check(t, "greeting", capsOf(c.Line()), true)
+		c.StartTLS("a", clientTLS(t, p.CA, "localhost"))
+		un, tagged := c.Cmd("b", "CAPABILITY")
+		if len(un) != 1 {
+			t.Fatalf("CAPABILITY after TLS: %q %q", un, tagged)
+		}
+		check(t, "CAPABILITY after TLS", capsOf(un[0]), false)
+		check(t, "tagged code after TLS", capsOf(tagged), false)
+		if anyAuth(capsOf(un[0])) != "AUTH=PLAIN" {
+			t.Errorf("the server's AUTH= was not kept after TLS: %q", un[0])
+		}
+		if _, tagged := c.Cmd("c", "STARTTLS"); !strings.HasPrefix(tagged, "c BAD") {
+			t.Errorf("STARTTLS after TLS reached the backend: %q", tagged)
+		}
+		_, tagged = c.Cmd("d", "NOOP")
+		check(t, "NOOP's tagged code after TLS", capsOf(tagged), false)
+		c.Cmd("e", "LOGOUT")
+		c.Rest()
+		c.Close()
+		p.waitLog(t, `stunnel-imap: info: `, 15*time.Second)
+	})
+	t.Run("implicit", func(t *testing.T) {
+		p := startPipeline(t, pipelineOpts{Backend: backend})
+		c := dialIMAP(t, p.Addr)
+		c.TLS(clientTLS(t, p.CA, "localhost"))
+		check(t, "greeting", capsOf(c.Line()), false)
+		un, tagged := c.Cmd("b", "CAPABILITY")
+		if len(un) != 1 {
+			t.Fatalf("CAPABILITY: %q %q", un, tagged)
+		}
+		check(t, "CAPABILITY", capsOf(un[0]), false)
+		if _, tagged := c.Cmd("c", "STARTTLS"); !strings.HasPrefix(tagged, "c BAD") {
+			t.Errorf("STARTTLS under implicit TLS: %q, want BAD from the proxy", tagged)
+		}
+		c.Cmd("e", "LOGOUT")
+		c.Rest()
+		c.Close()
+		p.waitLog(t, `stunnel-imap: info: .*mode=tls `, 15*time.Second)
+	})
+}
+
+// TestE2EAttackOversizedLiteral: a literal over 64 KiB announced before
+// authentication gets BAD or * BYE and the end, and is never passed on.
+func TestE2EAttackOversizedLiteral(t *testing.T) {
+	d := startDovecot(t)
+	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.RawLoginCmd()})
+	for _, lit := range []string{"{70000}", "{70000+}", "{99999999999999999999}"} {
+		t.Run(lit, func(t *testing.T) {
+			c := dialIMAP(t, p.Addr)
+			c.Line()
+			c.Send("a ID (\"name\" " + lit + "\r\n")
+			go c.conn.Write([]byte(strings.Repeat("y", 70000)))
+			rest, err := c.Rest()
+			c.Close()
+			if err != nil && !isReset(err) {
+				t.Errorf("reading: %v", err)
+			}
+			if !strings.Contains(rest, " BAD") && !strings.HasPrefix(rest, "* BYE") {
+				t.Errorf("an oversized literal got %q: want BAD or * BYE, then the end", rest)
+			}
+			if strings.HasPrefix(rest, "+") {
+				t.Errorf("an oversized literal got a continuation: %q", rest)
+			}
+		})
+	}
+	p.waitLines(t, 6, 15*time.Second)
+	p.waitNoChildren(t, 15*time.Second)
+	if raw := d.Raw(t); strings.Contains(raw, "ID") || strings.Contains(raw, "yyyy") {
+		t.Errorf("Dovecot received part of an oversized literal: %d bytes", len(raw))
+	}
+}
+
+// TestE2EAttackStalledHandshake: a client that says STARTTLS (or opens
+// an implicit-TLS connection) and then sends nothing is cut off after the
+// handshake timeout (-T 1 here), with one log line saying so.
+func TestE2EAttackStalledHandshake(t *testing.T) {
+	d := startDovecot(t)
+	for _, mode := range []string{"imap", ""} {
+		name := mode
+		if name == "" {
+			name = "implicit"
+		}
+		t.Run(name, func(t *testing.T) {
+			p := startPipeline(t, pipelineOpts{Mode: mode, Backend: d.LoginCmd(), Args: []string{"-T", "1"}})
+			c := dialIMAP(t, p.Addr)
+			if mode != "" {
+				c.Line()
+				c.Send("a STARTTLS\r\n")
+				if l := c.Line(); !strings.HasPrefix(l, "a OK") {
+					t.Fatalf("STARTTLS: %q", l)
+				}
+			}
+			rest, err := c.Rest() // hang guard: dialIMAP's 30 s deadline
+			c.Close()
+			if err != nil && !isReset(err) {
+				t.Errorf("a stalled handshake was not ended by the proxy: %v", err)
+			}
+			if rest != "" {
+				t.Errorf("a stalled handshake got %q", rest)
+			}
+			line := p.waitLog(t, `stunnel-imap: info: `, 15*time.Second)
+			if f := logFields(line); f["end"] != "handshake-timeout" || f["tls"] != "none" {
+				t.Errorf("log line: %s, want end=handshake-timeout tls=none", line)
+			}
+			p.waitNoChildren(t, 15*time.Second)
+		})
+	}
+}
+
+// TestE2EAttackDripFed: a command sent a byte at a time, each byte well
+// within the command timeout (-t 1 here), does not keep the connection
+// open: the whole command must arrive in time.
+func TestE2EAttackDripFed(t *testing.T) {
+	d := startDovecot(t)
+	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.RawLoginCmd(), Args: []string{"-t", "1"}})
+	c := dialIMAP(t, p.Addr)
+	c.Line()
+	// 40 bytes, one every 250 ms: 10 s in all, ten times the limit
+	cmd := "a NOOP " + strings.Repeat("z", 31) + "\r\n"
+	cut := false
+	for i := 0; i < len(cmd); i++ {
+		if _, err := c.conn.Write([]byte{cmd[i]}); err != nil {
+			cut = true
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+		c.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
+		if _, err := c.r.Peek(1); err == nil || !isTimeout(err) {
+			cut = true
+			break
+		}
+		c.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	}
+	if !cut {
+		t.Fatalf("a command drip-fed over 10 s was not cut off with -t 1")
+	}
+	c.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	rest, _ := c.Rest()
+	c.Close()
+	if rest != "" && !strings.HasPrefix(rest, "* BYE") {
+		t.Errorf("a drip-fed command got %q: want * BYE or just the end", rest)
+	}
+	p.waitLog(t, `stunnel-imap: warning: .*took more than`, 15*time.Second)
+	line := p.waitLog(t, `stunnel-imap: info: `, 15*time.Second)
+	if f := logFields(line); f["end"] != "timeout" {
+		t.Errorf("log line: %s, want end=timeout", line)
+	}
+	p.waitNoChildren(t, 15*time.Second)
+	if raw := d.Raw(t); strings.Contains(raw, "NOOP") {
+		t.Errorf("Dovecot received the drip-fed command: %q", raw)
+	}
+}
+
+// isTimeout reports a deadline error.
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+// clientHello returns the first flight of a TLS client (a ClientHello
+// record) for addr's certificate name, made without any network.
+func clientHello(t *testing.T, cfg *tls.Config) []byte {
+	t.Helper()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go tls.Client(a, cfg).Handshake()
+	b.SetReadDeadline(time.Now().Add(10 * time.Second))
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(b, hdr); err != nil {
+		t.Fatalf("no ClientHello: %v", err)
+	}
+	body := make([]byte, int(hdr[3])<<8|int(hdr[4]))
+	if _, err := io.ReadFull(b, body); err != nil {
+		t.Fatalf("short ClientHello: %v", err)
+	}
+	return append(hdr, body...)
+}
+
+// TestE2EAttackClientGoneMidHandshake: a client that sends half a
+// ClientHello after STARTTLS and vanishes: the proxy ends with one log
+// line and no process left, and Dovecot saw nothing but the greeting's
+// connection.
+func TestE2EAttackClientGoneMidHandshake(t *testing.T) {
+	d := startDovecot(t)
+	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.RawLoginCmd()})
+	hello := clientHello(t, clientTLS(t, p.CA, "localhost"))
+	c := dialIMAP(t, p.Addr)
+	c.Line()
+	c.Send("a STARTTLS\r\n")
+	if l := c.Line(); !strings.HasPrefix(l, "a OK") {
+		t.Fatalf("STARTTLS: %q", l)
+	}
+	c.Send(string(hello[:len(hello)/2]))
+	c.Close()
+	line := p.waitLog(t, `stunnel-imap: info: `, 15*time.Second)
+	if f := logFields(line); f["tls"] != "none" || f["auth"] != "no" || (f["end"] != "client-eof" && f["end"] != "handshake-failed") {
+		t.Errorf("log line: %s, want tls=none auth=no end=client-eof or handshake-failed", line)
+	}
+	p.waitNoChildren(t, 15*time.Second)
+	if n := strings.Count(p.Stderr(), "stunnel-imap: info:"); n != 1 {
+		t.Errorf("%d info lines for one session:\n%s", n, p.Stderr())
+	}
+	if raw := d.Raw(t); raw != "" {
+		t.Errorf("Dovecot received %q", raw)
 	}
 }
