@@ -156,6 +156,18 @@ func TestRunFileMode(t *testing.T) {
 	// A PATH of stand-ins that print their argv: the run file's own logic
 	// is what is under test here, the real programs are in tests/.
 	fake := t.TempDir()
+	// Without a key the run file refuses to start, with a message.
+	cmd := exec.Command("sh", "./run")
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 111 || !strings.Contains(string(out), "no ssl/stunnel.pem") {
+		t.Errorf("without ssl/stunnel.pem: %v %s, want exit 111 naming it", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ssl/stunnel.pem"), []byte("not checked by run\n"), 0400); err != nil {
+		t.Fatal(err)
+	}
 	script := "#!/bin/sh\necho \"$0 $*\"\n"
 	if err := os.WriteFile(filepath.Join(fake, "softlimit"), []byte(script), 0755); err != nil {
 		t.Fatal(err)
@@ -186,11 +198,10 @@ func TestRunFileMode(t *testing.T) {
 		}
 	}
 	os.WriteFile(filepath.Join(dir, "env/MODE"), []byte("imaps\n"), 0644)
-	cmd := exec.Command("sh", "./run")
+	cmd = exec.Command("sh", "./run")
 	cmd.Dir = dir
 	cmd.Env = []string{"PATH=" + filepath.Dir(envdir) + ":/usr/bin:/bin"}
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
+	out, err = cmd.CombinedOutput()
 	if !errors.As(err, &ee) || ee.ExitCode() != 100 || !strings.Contains(string(out), "env/MODE is \"imaps\"") {
 		t.Errorf("MODE=imaps: %v %s, want exit 100 naming env/MODE", err, out)
 	}
