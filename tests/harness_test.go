@@ -436,6 +436,9 @@ type pipelineOpts struct {
 	Account string
 	// Env is added to tcpserver's environment (and so to every program).
 	Env []string
+	// Verbose runs tcpserver -v: its status, pid and end lines (with
+	// each child's raw wait status) join the captured stderr.
+	Verbose bool
 }
 
 // pipeline is a running
@@ -483,8 +486,12 @@ func startPipeline(t testing.TB, o pipelineOpts) *pipeline {
 	for attempt := 0; ; attempt++ {
 		p.Port = freePort(t)
 		p.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port))
-		args := []string{"-R", "-H", "-l", "0", "127.0.0.1", strconv.Itoa(p.Port),
-			makesock, sgc, "-u", o.Account, "-/", p.Jail, "-o", "4:" + p.PEM, stunnel}
+		args := []string{"-R", "-H", "-l", "0"}
+		if o.Verbose {
+			args = append(args, "-v")
+		}
+		args = append(args, "127.0.0.1", strconv.Itoa(p.Port),
+			makesock, sgc, "-u", o.Account, "-/", p.Jail, "-o", "4:"+p.PEM, stunnel)
 		if o.Mode != "" {
 			args = append(args, "-n", o.Mode)
 		}
