@@ -1,6 +1,9 @@
 package imap
 
-import "bytes"
+import (
+	"bytes"
+	"strings"
+)
 
 // Rule says how the proxy rewrites a capability list (RFC 2595 §3.2,
 // RFC 9051 §6.2.1, §7.1).
@@ -89,7 +92,7 @@ func rewriteList(list []byte, rule Rule) []byte {
 		switch {
 		case (u == startTLS || u == loginDis) && !rule.StartTLS:
 			continue
-		case rule.LoginDisabled && len(u) > 5 && u[:5] == "AUTH=":
+		case rule.LoginDisabled && strings.HasPrefix(u, "AUTH="):
 			continue
 		}
 		if has[u] {

@@ -266,8 +266,8 @@ func ReadResponse(r *bufio.Reader, maxLine, maxTotal int) (raw []byte, first int
 		}
 		n := len(raw)
 		raw = append(raw, make([]byte, lit.Size)...)
-		if _, err := io.ReadFull(r, raw[n:]); err != nil {
-			return raw[:n], first, err
+		if k, err := io.ReadFull(r, raw[n:]); err != nil {
+			return raw[:n+k], first, err
 		}
 	}
 }
