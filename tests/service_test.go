@@ -613,15 +613,34 @@ func TestServiceClients(t *testing.T) {
 		})
 	}
 	for _, s := range tr.services {
-		// one more connection, counted exactly
-		s.waitConnLines(t, 1)
-		time.Sleep(300 * time.Millisecond)
-		before := s.connLines(t)
-		s.session(t, tr.CA)
-		s.waitConnLines(t, before+1)
+		// One more connection, known by its client port: exactly one
+		// line names it.
+		c := s.login(t, tr.CA)
+		port := c.conn.LocalAddr().(*net.TCPAddr).Port
+		c.Cmd("b", "LOGOUT")
+		c.Close()
+		mine := regexp.MustCompile(`stunnel-imap: info: remote=127\.0\.0\.1:` + strconv.Itoa(port) + ` `)
+		count := func() (n int) {
+			for _, l := range s.logLines(t) {
+				if mine.MatchString(l) {
+					if !connLine.MatchString(l) {
+						t.Errorf("%s: the connection's line lacks fields: %q", s.Mode, l)
+					}
+					n++
+				}
+			}
+			return n
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for count() == 0 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
 		time.Sleep(500 * time.Millisecond)
-		if n := s.connLines(t); n != before+1 {
-			t.Errorf("%s: one session made %d log lines, want 1", s.Mode, n-before)
+		if n := count(); n != 1 {
+			t.Errorf("%s: %d log lines for the connection from port %d, want 1", s.Mode, n, port)
+		}
+		if n := s.connLines(t); n < 8 {
+			t.Errorf("%s: %d connection lines after at least 8 connections", s.Mode, n)
 		}
 		lines := s.logLines(t)
 		stamp := regexp.MustCompile(`^@4000[0-9a-f]{20} `)
