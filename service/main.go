@@ -262,6 +262,14 @@ func build(c *config) (err error) {
 			return err
 		}
 	}
+	// Every directory's entries on disk before the tree gets its name.
+	for _, e := range entries {
+		if e.dir {
+			if err := syncDir(filepath.Join(tmp, e.path)); err != nil {
+				return err
+			}
+		}
+	}
 	if err := syncDir(tmp); err != nil {
 		return err
 	}

@@ -710,6 +710,8 @@ func TestServiceJail(t *testing.T) {
 			t.Errorf("/proc/%d/status %s: %q, want %q", proxy, k, fields[k], want)
 		}
 	}
+	t.Logf("proxy %d: Uid %s, Gid %s, Groups %q, NoNewPrivs %s, CapEff %s, root %s",
+		proxy, fields["Uid"], fields["Gid"], fields["Groups"], fields["NoNewPrivs"], fields["CapEff"], jail)
 	if g := fields["Groups"]; g != "" && g != u.Gid {
 		t.Errorf("/proc/%d/status Groups: %q, want only %s", proxy, g, u.Gid)
 	}
