@@ -41,7 +41,7 @@ check=${DEMO_CHECK:-}
 # What must be there before anything starts.
 missing=
 for p in makesock setuidgid-chroot stunnel-imap imap-tls-conf; do
-	[ -x "$bin/$p" ] || missing="$missing bin/$p"
+	[ -x "$bin/$p" ] || missing="$missing $p"
 done
 [ -z "$missing" ] || fatal "missing in $bin:$missing: build them first with: sh redo.do" 100
 need() { # need command package
