@@ -278,7 +278,8 @@ func TestE2EDovecotHarness(t *testing.T) {
 // message and FETCH of it, byte for byte.
 func TestE2EPythonStarttls(t *testing.T) {
 	d := startDovecot(t)
-	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.RawLoginCmd()})
+	// -v: the verbose log too must hold no password
+	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.RawLoginCmd(), Args: []string{"-v"}})
 	r := runPython(t, p, "starttls")
 	if !strings.HasPrefix(r.Greeting, "* OK") {
 		t.Errorf("greeting %q", r.Greeting)
@@ -366,7 +367,7 @@ func TestE2EPythonImplicit(t *testing.T) {
 // NO [PRIVACYREQUIRED] from the proxy and never reach Dovecot.
 func TestE2ERequiredPlaintext(t *testing.T) {
 	d := startDovecot(t)
-	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.RawLoginCmd()})
+	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.RawLoginCmd(), Args: []string{"-v"}})
 	c := dialIMAP(t, p.Addr)
 	g := c.Line()
 	caps := capsOf(g)
@@ -397,8 +398,8 @@ func TestE2ERequiredPlaintext(t *testing.T) {
 		t.Errorf("after LOGOUT: %q, %v; want a clean end of file", rest, err)
 	}
 	c.Close()
-	line := p.waitLog(t, `stunnel-imap: info: `, 15*time.Second)
-	if f := logFields(line); f["starttls"] != "no" {
+	line := p.waitLog(t, `stunnel-imap: info: remote=`, 15*time.Second)
+	if f := logFields(line); f["starttls"] != "no" || f["auth"] != "no" {
 		t.Errorf("log line without starttls=no: %s", line)
 	}
 	raw := strings.ToUpper(d.Raw(t))
