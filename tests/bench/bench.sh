@@ -179,22 +179,27 @@ measure() {
 		$lg -hold $h -c 8 -holdfor 30s >"$work/$id.hold" 2>>"$work/$id.loadgen.err" &
 		hpid=$!
 		i=0
+		held=yes
 		while ! grep -q '^held=' "$work/$id.hold"; do
 			i=$((i + 1))
 			if [ $i -gt 300 ] || ! kill -0 $hpid 2>/dev/null; then
 				say "$id: unable to hold $h sessions: $(tail -1 "$work/$id.loadgen.err")"
+				held=no
 				break
 			fi
 			sleep 0.1
 		done
-		sleep 0.3 # let every process of the chain finish its start-up
-		m=$(sh tests/bench/pss.sh "$spid" fakeimapd)
+		m=
+		if [ $held = yes ]; then
+			sleep 0.3 # let every process of the chain finish its start-up
+			m=$(sh tests/bench/pss.sh "$spid" fakeimapd)
+		fi
 		kill $hpid 2>/dev/null
 		wait $hpid 2>/dev/null
 		if [ $h = 1 ]; then
 			line="$line procs=$(val procs "$m") pss1=$(val pss_kb "$m") comms=$(val comms "$m")"
 		else
-			line="$line pssn=$(($(val pss_kb "$m") / h))"
+			[ -n "$m" ] && line="$line pssn=$(($(val pss_kb "$m") / h))"
 		fi
 	done
 	echo "$line" >>"$work/results"
@@ -386,7 +391,9 @@ machine() {
 	echo "sh redo.do bench     # installs stunnel4 and tlswrapper if missing, builds bin/, runs tests/bench/bench.sh"
 	echo '```'
 	echo
-	echo "Tunables: BENCH_ROUNDS (default 3), BENCH_SECS (3), BENCH_SIZE (64M), BENCH_OUT, BENCH_PROFILE=0."
+	echo "Tunables: BENCH_ROUNDS (default 3), BENCH_SECS (3), BENCH_SIZE (64M), BENCH_OUT, BENCH_PROFILE=0,"
+	echo "BENCH_SYSTEMS (ids, as below). The CPU figures and the profile need perf (Debian: linux-perf);"
+	echo "without it those columns stay empty."
 	echo "The systems, exactly as run (\$W is the bench's temporary directory):"
 	echo
 	echo '```'
