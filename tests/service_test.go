@@ -781,11 +781,7 @@ func TestServiceControl(t *testing.T) {
 		t.Errorf("svc -d, -u: pid %d then %d", first, second)
 	}
 
-	s.svc(t, "-t")
-	deadline := time.Now().Add(20 * time.Second)
-	for (s.pid(t) == second || s.pid(t) == 0 || !listening(s.Port)) && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	s.restart(t)
 	if s.pid(t) == second {
 		t.Fatalf("svc -t: tcpserver %d still running", second)
 	}
@@ -800,27 +796,59 @@ func TestServiceControl(t *testing.T) {
 	s.session(t, tr.CA)
 
 	// Under a limit of 100 MB (softlimit -m) a Go program cannot start:
-	// the connection fails, and the log says so. Back to the default, it
-	// works again.
+	// the connection fails, and the Go runtime's complaint is in the log.
+	// Back to the default, it works again.
 	def, _ := os.ReadFile(filepath.Join(s.Dir, "env", "MEMLIMIT"))
 	s.writeEnv(t, "MEMLIMIT", "100000000")
-	pid := s.pid(t)
-	s.svc(t, "-t")
-	for (s.pid(t) == pid || s.pid(t) == 0 || !listening(s.Port)) && time.Now().Before(deadline.Add(20*time.Second)) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	s.restart(t)
 	c := dialIMAP(t, s.Addr())
 	if rest, _ := c.Rest(); strings.HasPrefix(rest, "* OK") {
 		t.Errorf("under softlimit -m 100000000 the pipeline still greeted: %q", rest)
 	}
 	c.Close()
-	s.writeEnv(t, "MEMLIMIT", strings.TrimSpace(string(def)))
-	pid = s.pid(t)
-	s.svc(t, "-t")
-	for (s.pid(t) == pid || s.pid(t) == 0 || !listening(s.Port)) && time.Now().Before(deadline.Add(40*time.Second)) {
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(strings.Join(s.logLines(t), "\n"), "fatal error") {
+		if time.Now().After(deadline) {
+			t.Fatalf("under softlimit -m 100000000: no Go runtime fatal error in the log:\n%s", strings.Join(s.logLines(t), "\n"))
+		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	s.writeEnv(t, "MEMLIMIT", strings.TrimSpace(string(def)))
+	s.restart(t)
 	s.session(t, tr.CA)
+
+	// env/MODE imap-: STARTTLS offered, plaintext LOGIN relayed.
+	s.writeEnv(t, "MODE", "imap-")
+	s.restart(t)
+	c = dialIMAP(t, s.Addr())
+	if g := c.Line(); !strings.Contains(g, "STARTTLS") {
+		t.Errorf("MODE imap-: greeting %q does not offer STARTTLS", g)
+	}
+	if _, tagged := c.Cmd("a", "LOGIN alice secret"); !strings.HasPrefix(tagged, "a OK") {
+		t.Errorf("MODE imap-: plaintext LOGIN: %q", tagged)
+	}
+	c.Close()
+	s.session(t, tr.CA) // with STARTTLS too
+
+	// env/MODE implicit: TLS from the first byte on the same port.
+	s.writeEnv(t, "MODE", "implicit")
+	s.restart(t)
+	s.Mode = "implicit"
+	s.session(t, tr.CA)
+}
+
+// restart is svc -t, waiting for the new tcpserver to listen.
+func (s *service) restart(t *testing.T) {
+	t.Helper()
+	pid := s.pid(t)
+	s.svc(t, "-t")
+	deadline := time.Now().Add(20 * time.Second)
+	for p := s.pid(t); p == pid || p == 0 || !listening(s.Port); p = s.pid(t) {
+		if time.Now().After(deadline) {
+			t.Fatalf("svc -t: no new tcpserver listening after 20 s; log:\n%s", strings.Join(s.logLines(t), "\n"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // TestServiceConcurrency: with CONCURRENCY 3, three sessions held open
