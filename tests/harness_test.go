@@ -474,7 +474,7 @@ func startPipeline(t testing.TB, o pipelineOpts) *pipeline {
 		o.Account = "imaptls"
 	}
 	ensureAccount(t, o.Account)
-	p := &pipeline{PEM: o.PEM, stderr: &lockedBuffer{}}
+	p := &pipeline{PEM: o.PEM}
 	if p.PEM == "" {
 		p.PEM, p.CA = writeCert(t, t.TempDir())
 	}
@@ -484,6 +484,7 @@ func startPipeline(t testing.TB, o pipelineOpts) *pipeline {
 	}
 	makesock, sgc, stunnel := bin(t, "makesock"), bin(t, "setuidgid-chroot"), bin(t, "stunnel-imap")
 	for attempt := 0; ; attempt++ {
+		p.stderr = &lockedBuffer{} // a fresh one for each attempt
 		p.Port = freePort(t)
 		p.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port))
 		args := []string{"-R", "-H", "-l", "0"}
