@@ -300,6 +300,11 @@ func (s *session) bye(end, text string) {
 }
 
 func (s *session) timeout() {
+	if !s.greeted {
+		s.cfg.log.Warning("server sent no greeting within %s", s.cfg.command)
+		s.bye("server-timeout", "Server not responding")
+		return
+	}
 	s.cfg.log.Warning("client took more than %s for a command: autologout", s.cfg.command)
 	s.bye("timeout", "Autologout; command not completed in time")
 }

@@ -291,6 +291,12 @@ func TestDripFedCommand(t *testing.T) {
 	h.ended("timeout", "warning: client took more than 500ms for a command")
 }
 
+func TestSilentServer(t *testing.T) {
+	h := start(t, setup{mode: modeRequired, command: 300 * time.Millisecond})
+	h.run([]step{C("* BYE Server not responding\r\n"), clientEnds(), serverEnds()})
+	h.ended("server-timeout", "warning: server sent no greeting within 300ms")
+}
+
 func TestIdleTimeoutAfterLogin(t *testing.T) {
 	h := start(t, setup{mode: modeImplicit, idle: 300 * time.Millisecond})
 	h.run([]step{handshake(), s(greeting), C(greeting), c("a LOGIN alice secret\r\n"), S("a LOGIN alice secret\r\n"),

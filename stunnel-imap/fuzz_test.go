@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"imap-tls/log"
+	"imap-tls/stunnel-imap/imap"
+)
+
+// fakeServer is a plaintext IMAP server that parses commands as a real
+// one does (literals included; it refuses the literal of XREFUSE) and
+// records every command name it executes.
+func fakeServer(conn net.Conn, mu *sync.Mutex, seen *[]string) {
+	defer closeWrite(conn)
+	io.WriteString(conn, greeting)
+	r := bufio.NewReader(conn)
+	for {
+		line, err := imap.ReadLine(r, 1<<20)
+		if err != nil {
+			return
+		}
+		tag, name, _, ok := imap.ParseCommand(line)
+		if ok {
+			mu.Lock()
+			*seen = append(*seen, name)
+			mu.Unlock()
+		}
+		refused := false
+		for {
+			lit, has := imap.Literal(line)
+			if !has {
+				break
+			}
+			if name == "XREFUSE" {
+				refused = true
+				break
+			}
+			if lit.Size > 1<<20 {
+				return
+			}
+			if !lit.NonSync {
+				io.WriteString(conn, "+ go ahead\r\n")
+			}
+			if _, err := imap.ReadLiteral(r, lit.Size); err != nil {
+				return
+			}
+			if line, err = imap.ReadLine(r, 1<<20); err != nil {
+				return
+			}
+		}
+		switch {
+		case !ok:
+			io.WriteString(conn, "* BAD what\r\n")
+		case refused:
+			io.WriteString(conn, tag+" BAD literal refused\r\n")
+		default:
+			io.WriteString(conn, tag+" OK done\r\n")
+		}
+	}
+}
+
+// FuzzSession: whatever a client sends before TLS on a STARTTLS-required
+// port, the server never executes LOGIN, AUTHENTICATE or STARTTLS.
+func FuzzSession(f *testing.F) {
+	for _, seed := range []string{
+		"a LOGIN alice secret\r\n",
+		"a STARTTLS\r\nb LOGIN alice secret\r\n",
+		"a NOOP {12+}\r\nb LOGIN x y\r\n\r\n",
+		"a XREFUSE {12+}\r\nb LOGIN x y\r\n\r\nc NOOP\r\n",
+		"a XREFUSE {12}\r\nb LOGIN x y\r\n",
+		"a NOOP \"x\r\nb LOGIN x y\r\n",
+		"a NOOP\nb AUTHENTICATE PLAIN\n",
+		"a NOOP {5}\r\nb LOGIN {5+}\r\nalice {6+}\r\nsecret\r\n",
+		"a LOGIN {5+}\r\nb STARTTLS\r\n\r\nc LOGIN x y\r\n",
+		"a NOOP ~{4+}\r\nb LO\r\nc NOOP\r\n",
+		"a NOOP\rb LOGIN x y\r\n",
+		"a STARTTLS x\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		cTest, cProxy := socketpair(t)
+		sProxy, sTest := socketpair(t)
+		defer cTest.Close()
+		defer sTest.Close()
+		c, _ := parsePEM(testPEM)
+		l := log.NewTo("stunnel-imap", io.Discard, func(int) {})
+		cfg := &config{mode: modeRequired, tls: tlsConfig(staticSource{c}, l), handshake: time.Second,
+			command: 2 * time.Second, idle: 2 * time.Second, log: l, linger: 100 * time.Millisecond, grace: time.Second}
+		var mu sync.Mutex
+		var seen []string
+		srvDone := make(chan struct{})
+		go func() { fakeServer(sTest, &mu, &seen); close(srvDone) }()
+		done := make(chan *session, 1)
+		go func() { done <- serve(cfg, cProxy, sProxy) }()
+		go func() {
+			cTest.Write(in)
+			closeWrite(cTest)
+		}()
+		cTest.SetReadDeadline(time.Now().Add(guard))
+		io.Copy(io.Discard, cTest)
+		var sess *session
+		select {
+		case sess = <-done:
+		case <-time.After(guard):
+			t.Fatal("session did not end")
+		}
+		sTest.Close()
+		<-srvDone
+		mu.Lock()
+		defer mu.Unlock()
+		for _, name := range seen {
+			switch name {
+			case "LOGIN", "AUTHENTICATE", "STARTTLS":
+				t.Fatalf("the server executed %s before TLS (commands %q, end %s)", name, seen, sess.end)
+			}
+		}
+		if sess.auth {
+			t.Fatalf("authenticated without TLS")
+		}
+	})
+}
