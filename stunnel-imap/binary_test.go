@@ -203,16 +203,22 @@ func TestBinaryPipes(t *testing.T) {
 		t.Errorf("server got %q (%v)", buf, err)
 	}
 	io.WriteString(sTest, "a OK in\r\n")
+	buf = make([]byte, len("a OK in\r\n"))
+	if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != "a OK in\r\n" {
+		t.Errorf("client got %q (%v)", buf, err)
+	}
+	// The server's end of file reaches the client as end of file on the
+	// pipe while the process still runs (the client has not closed).
+	sTest.(*net.UnixConn).CloseWrite()
+	if rest, err := io.ReadAll(stdout); len(rest) != 0 || err != nil {
+		t.Errorf("client got %q (%v) before its end of file", rest, err)
+	}
 	stdin.Close()
 	rest, _ := io.ReadAll(sTest) // the client's end of file reaches the server
 	if len(rest) != 0 {
 		t.Errorf("server got %q", rest)
 	}
 	sTest.Close()
-	out, _ := io.ReadAll(stdout)
-	if string(out) != "a OK in\r\n" {
-		t.Errorf("client got %q", out)
-	}
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("exit: %v; stderr:\n%s", err, stderr.String())
 	}

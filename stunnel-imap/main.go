@@ -233,10 +233,21 @@ func clientConn() (net.Conn, error) {
 		// fd 1 stays open: shutdown acts on the socket, not the descriptor.
 		return c, nil
 	}
-	// Non-blocking descriptors let the runtime poller honour deadlines.
-	syscall.SetNonblock(0, true)
-	syscall.SetNonblock(1, true)
-	return &pipeConn{r: os.NewFile(0, "stdin"), w: os.NewFile(1, "stdout")}, nil
+	// Duplicates, because the runtime turns EPIPE on fd 0/1/2 itself into
+	// death by SIGPIPE; non-blocking, so that the poller honours deadlines.
+	r, err := syscall.Dup(0)
+	if err != nil {
+		return nil, err
+	}
+	w, err := syscall.Dup(1)
+	if err != nil {
+		return nil, err
+	}
+	syscall.CloseOnExec(r)
+	syscall.CloseOnExec(w)
+	syscall.SetNonblock(r, true)
+	syscall.SetNonblock(w, true)
+	return &pipeConn{r: os.NewFile(uintptr(r), "stdin"), w: os.NewFile(uintptr(w), "stdout")}, nil
 }
 
 // pipeConn is a net.Conn made of two files.
@@ -250,7 +261,13 @@ func (p *pipeConn) Close() error {
 	p.r.Close()
 	return p.w.Close()
 }
-func (p *pipeConn) CloseWrite() error    { return p.w.Close() }
+
+// CloseWrite closes fd 1 too: the reader sees end of file only when no
+// descriptor of the pipe's writing end is left open.
+func (p *pipeConn) CloseWrite() error {
+	syscall.Close(1)
+	return p.w.Close()
+}
 func (p *pipeConn) LocalAddr() net.Addr  { return pipeAddr{} }
 func (p *pipeConn) RemoteAddr() net.Addr { return pipeAddr{} }
 func (p *pipeConn) SetDeadline(t time.Time) error {
