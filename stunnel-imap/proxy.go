@@ -238,11 +238,15 @@ func (s *session) readServer() {
 }
 
 func (s *session) readClient() {
-	cr, w, cmd := s.cr, s.want, s.cmd
+	cr, w := s.cr, s.want
+	var size int64
+	if w == wantLiteral || w == wantDiscard {
+		size = s.cmd.lit.Size
+	}
 	s.cli.start(func() result {
 		var r result
 		if w == wantLiteral || w == wantDiscard {
-			r.lit, r.err = imap.ReadLiteral(cr, cmd.lit.Size)
+			r.lit, r.err = imap.ReadLiteral(cr, size)
 			if r.err != nil {
 				return r
 			}
@@ -416,6 +420,11 @@ func (s *session) onClient(r result) {
 		s.toServer(r.data)
 	case wantDiscard:
 		if lit, ok := imap.Literal(r.data); ok && lit.NonSync {
+			if lit.Size > imap.MaxLiteral {
+				s.cfg.log.Warning("client announced a literal of %d bytes before authentication", lit.Size)
+				s.bye("literal-too-large", "Literal too large")
+				return
+			}
 			s.cmd.lit = &lit
 			s.readClient()
 			return
