@@ -383,3 +383,14 @@ func TestLargeTransferAfterLogin(t *testing.T) {
 		t.Errorf("in=%d out=%d, want at least %d each", sess.in.Load(), sess.out.Load(), len(big))
 	}
 }
+
+func TestOldTLSRefused(t *testing.T) {
+	h := start(t, setup{mode: modeImplicit})
+	cli := tls.Client(h.rawCli, &tls.Config{RootCAs: testPool, ServerName: "imap.test", MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
+	cli.SetDeadline(time.Now().Add(guard))
+	if err := cli.Handshake(); err == nil {
+		t.Fatalf("TLS %x accepted", cli.ConnectionState().Version)
+	}
+	h.run([]step{serverEnds()})
+	h.ended("handshake-failed", "warning: unable to complete tls handshake: tls: client offered only unsupported versions")
+}
