@@ -35,18 +35,62 @@ func (s staticSource) certificate(*tls.ClientHelloInfo) (*tls.Certificate, error
 
 // dirSource serves certdir/NAME.pem for the server name the client asks
 // for (SNI), and certdir/default.pem when it asks for none or for a name
-// without a file.
+// without a file. Every NAME.pem is read when the process starts, before
+// the lock-down (which forbids opening files), and parsed only when a
+// client asks for its name: the process lives for one connection, so a
+// renewed file still takes effect at the next connection.
 type dirSource struct {
-	dir string
-	def *tls.Certificate
-	l   *log.Logger
+	dir   string
+	def   *tls.Certificate
+	files map[string][]byte // lowercased NAME -> the PEM of NAME.pem
+	l     *log.Logger
 
 	mu    sync.Mutex
 	bySNI map[string]*tls.Certificate
 }
 
+// maxDirFiles bounds what -d reads at start.
+const maxDirFiles = 4096
+
 // errBadName refuses a server name that could leave the directory.
 var errBadName = errors.New("server name refused")
+
+func openDirSource(dir string, l *log.Logger) (*dirSource, error) {
+	def, err := readPEMFile(filepath.Join(dir, "default.pem"))
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, log.Config(err, "unable to read directory %s", dir)
+	}
+	names, err := f.Readdirnames(maxDirFiles + 1)
+	f.Close()
+	if err != nil && err != io.EOF {
+		return nil, log.Config(err, "unable to read directory %s", dir)
+	}
+	if len(names) > maxDirFiles {
+		return nil, log.Config(nil, "more than %d files in %s", maxDirFiles, dir)
+	}
+	d := &dirSource{dir: dir, def: def, files: map[string][]byte{}, l: l}
+	for _, n := range names {
+		name, ok := strings.CutSuffix(n, ".pem")
+		if !ok || name != strings.ToLower(name) || !cleanName(name) {
+			continue // default.pem, hidden files, other files
+		}
+		path := filepath.Join(dir, n)
+		st, err := os.Stat(path)
+		if err != nil || !st.Mode().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, log.Config(err, "unable to read certificate %s", path)
+		}
+		d.files[name] = b
+	}
+	return d, nil
+}
 
 func (d *dirSource) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	name := strings.ToLower(hello.ServerName)
@@ -62,13 +106,14 @@ func (d *dirSource) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, e
 	if c, ok := d.bySNI[name]; ok {
 		return c, nil
 	}
-	c, err := readPEMFile(filepath.Join(d.dir, name+".pem"))
-	if err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
+	c := d.def
+	if b, ok := d.files[name]; ok {
+		var err error
+		if c, err = parsePEM(b); err != nil {
+			err = log.Config(err, "unable to load certificate %s", filepath.Join(d.dir, name+".pem"))
 			d.l.Warning("%s", err)
 			return nil, err
 		}
-		c = d.def
 	}
 	if d.bySNI == nil {
 		d.bySNI = map[string]*tls.Certificate{}
@@ -114,11 +159,7 @@ func openCertSource(o *options, l *log.Logger) (certSource, error) {
 		}
 		return staticSource{c}, nil
 	default:
-		c, err := readPEMFile(filepath.Join(o.certDir, "default.pem"))
-		if err != nil {
-			return nil, err
-		}
-		return &dirSource{dir: o.certDir, def: c, l: l}, nil
+		return openDirSource(o.certDir, l)
 	}
 }
 

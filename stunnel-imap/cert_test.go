@@ -117,3 +117,31 @@ func TestCertSourceErrors(t *testing.T) {
 		t.Errorf("good.pem: %v", err)
 	}
 }
+
+// TestSNIReadAtStart: -d reads its files before the lock-down (which
+// forbids open): a handshake opens no file.
+func TestSNIReadAtStart(t *testing.T) {
+	dir := t.TempDir()
+	writePEM(t, filepath.Join(dir, "default.pem"), "default.test")
+	writePEM(t, filepath.Join(dir, "a.test.pem"), "a.test")
+	logs := &syncBuffer{}
+	src, err := openCertSource(&options{certDir: dir, pemFD: -1}, log.NewTo("stunnel-imap", logs, func(int) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	h := start(t, setup{mode: modeImplicit, src: src, logs: logs})
+	cli := tls.Client(h.rawCli, &tls.Config{InsecureSkipVerify: true, ServerName: "a.test"})
+	cli.SetDeadline(time.Now().Add(guard))
+	if err := cli.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if got := cli.ConnectionState().PeerCertificates[0].Subject.CommonName; got != "a.test" {
+		t.Errorf("served %s, want a.test", got)
+	}
+	h.client = cli
+	h.run([]step{s(greeting), C(greeting)})
+	h.ended("client-eof")
+}
