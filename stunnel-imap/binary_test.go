@@ -87,10 +87,10 @@ func TestBinaryExitCodes(t *testing.T) {
 		stderr string
 	}{
 		{"no certificate option", []string{"-n", "imap"}, nil, 100,
-			"stunnel-imap: fatal: exactly one of -p, -P and -d is needed\n" + usage},
+			"stunnel-imap: fatal: exactly one of -p, -P, -d and -K is needed\n" + usage},
 		{"unknown flag", []string{"-x", "-p", good}, nil, 100, "stunnel-imap: fatal: flag provided but not defined: -x\n" + usage},
 		{"bad protocol", []string{"-n", "pop3", "-p", good}, nil, 100, `fatal: unknown protocol "pop3": use imap or imap-`},
-		{"two certificate options", []string{"-p", good, "-d", dir}, nil, 100, "exactly one of -p, -P and -d"},
+		{"two certificate options", []string{"-p", good, "-d", dir}, nil, 100, "exactly one of -p, -P, -d and -K"},
 		{"zero timeout", []string{"-p", good, "-T", "0"}, nil, 100, "invalid value \"0\" for flag -T"},
 		{"bad -F", []string{"-p", good, "-F", "x"}, nil, 100, "invalid value \"x\" for flag -F"},
 		{"-v and -q", []string{"-p", good, "-v", "-q"}, nil, 100, "-v and -q exclude each other"},

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"imap-tls/log"
+	"imap-tls/stunnel-imap/keyproc"
 )
 
 // certSource yields the certificate for one handshake, from
@@ -158,8 +159,10 @@ func openCertSource(o *options, l *log.Logger) (certSource, error) {
 			return nil, log.Config(err, "unable to load certificate from descriptor %d", o.pemFD)
 		}
 		return staticSource{c}, nil
-	default:
+	case o.certDir != "":
 		return openDirSource(o.certDir, l)
+	default:
+		return openKeySource(o)
 	}
 }
 
@@ -201,4 +204,28 @@ func parsePEM(b []byte) (*tls.Certificate, error) {
 	}
 	c.Leaf = leaf
 	return &c, nil
+}
+
+// keySource (-K fd) gets each certificate from the key process on fd
+// (package keyproc): the chain for the client's server name, and a
+// crypto.Signer that asks the key process for the one signature a
+// handshake needs. The private key never enters this process.
+type keySource struct{ c *keyproc.Client }
+
+func (k keySource) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return k.c.GetCertificate(hello)
+}
+
+// openKeySource waits for the key process's ready frame, so that a key
+// process that could not load its key ends this one before a byte reaches
+// the client.
+func openKeySource(o *options) (certSource, error) {
+	c, err := keyproc.FileClient(o.keyFD, o.handshake)
+	if err != nil {
+		return nil, log.Temp(err, "use descriptor %d for the key process", o.keyFD)
+	}
+	if err := c.Ready(); err != nil {
+		return nil, log.Temp(err, "use the key process")
+	}
+	return keySource{c}, nil
 }

@@ -13,18 +13,35 @@ import (
 	"time"
 
 	"imap-tls/log"
+	"imap-tls/stunnel-imap/keyproc"
+	"imap-tls/stunnel-imap/seccomp"
 )
 
-const synopsis = "[ -n imap | -n imap- ] [ -F fd ] ( -p pemfile | -P fd | -d certdir ) [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ]"
+const synopsis = "[ -n imap | -n imap- ] [ -F fd ] ( -p pemfile | -P fd | -d certdir | -K fd ) [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ]"
 
 // lockDown is called once, after every descriptor is open and the TLS
 // configuration is ready, and before the first byte is read from the
-// network. LOCK-DOWN HOOK: the seccomp filter (stunnel-imap/seccomp) is
-// installed here. It must not fail open: an error ends the process (111).
-var lockDown = func() error { return nil }
+// network: from then on the process can open no file or socket and start
+// no process (package seccomp). It must not fail open: an error ends the
+// process (111). jailprobe builds then try the forbidden calls and log
+// the result.
+var lockDown = func(l *log.Logger) error {
+	if err := seccomp.Install(); err != nil {
+		return err
+	}
+	seccomp.Probe(l)
+	return nil
+}
 
 func main() {
 	l := log.New("stunnel-imap")
+	// -S: the key process (package keyproc), a mode of this binary
+	// because only stunnel-imap may touch crypto. It must come first:
+	// its options are its own.
+	if len(os.Args) > 1 && os.Args[1] == "-S" {
+		l.Exit(keyproc.Run(os.Args[2:], l))
+		return
+	}
 	l.Exit(run(l, os.Args[1:]))
 }
 
@@ -34,6 +51,7 @@ type options struct {
 	serverFD   int
 	pemFile    string
 	pemFD      int
+	keyFD      int // -K: the key process's channel
 	certDir    string
 	handshake  time.Duration
 	command    time.Duration
@@ -83,6 +101,7 @@ func parseArgs(args []string) (*options, error) {
 		mode:      modeImplicit,
 		serverFD:  3,
 		pemFD:     -1,
+		keyFD:     -1,
 		handshake: 30 * time.Second,
 		command:   180 * time.Second,
 		idle:      31 * time.Minute,
@@ -111,6 +130,7 @@ func parseArgs(args []string) (*options, error) {
 		o.certSource++
 		return nil
 	})
+	fs.Var(fdFlag{fd: &o.keyFD, set: &o.certSource}, "K", "")
 	fs.Var(secondsFlag{&o.handshake}, "T", "")
 	fs.Var(secondsFlag{&o.command}, "t", "")
 	fs.Var(secondsFlag{&o.idle}, "A", "")
@@ -133,7 +153,7 @@ func parseArgs(args []string) (*options, error) {
 		return nil, &log.UsageError{Synopsis: synopsis, Msg: "unknown protocol " + strconv.Quote(modeName) + ": use imap or imap-"}
 	}
 	if o.certSource != 1 {
-		return nil, &log.UsageError{Synopsis: synopsis, Msg: "exactly one of -p, -P and -d is needed"}
+		return nil, &log.UsageError{Synopsis: synopsis, Msg: "exactly one of -p, -P, -d and -K is needed"}
 	}
 	if verbose && quiet {
 		return nil, &log.UsageError{Synopsis: synopsis, Msg: "-v and -q exclude each other"}
@@ -151,6 +171,11 @@ func run(l *log.Logger, args []string) error {
 	o, err := parseArgs(args)
 	if err != nil {
 		return err
+	}
+
+	// Not dumpable, no core file: before any secret is in memory.
+	if err := seccomp.Harden(); err != nil {
+		return log.Temp(err, "harden the proxy")
 	}
 
 	// The certificate first: a bad one ends the process (100) before a
@@ -182,7 +207,7 @@ func run(l *log.Logger, args []string) error {
 
 	// LOCK-DOWN POINT: every descriptor is open, the TLS configuration is
 	// ready, and nothing has been read from the network yet.
-	if err := lockDown(); err != nil {
+	if err := lockDown(l); err != nil {
 		return log.Temp(err, "lock down")
 	}
 
