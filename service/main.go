@@ -38,7 +38,13 @@ var runTemplate string
 //go:embed log-run.tmpl
 var logRunTemplate string
 
-// Defaults for env/. MEMLIMIT is softlimit -m (address space, data,
+// Defaults for env/. UIDRANGE is setuidgid-chroot -r base:count for the
+// proxy and the key process of each connection (uid = gid = base + pid):
+// 4194304 is Linux's largest pid_max, so the range holds whatever pid_max
+// is, and 2000000000 + 4194304 stays clear of every uid an installer
+// hands out and of (uid_t)-1. Empty: both run as acct instead.
+//
+// MEMLIMIT is softlimit -m (address space, data,
 // stack, locked memory): the Go runtime reserves address space up front,
 // so a Go binary (resident size about 3 MB) does not start under about
 // 720 MB, and, measured here with Go 1.26, not between about 1.16 and
@@ -50,6 +56,7 @@ const (
 	implicitPort       = 993
 	defaultConcurrency = "40"
 	defaultMemLimit    = "2000000000"
+	defaultUIDRange    = "2000000000:4194304"
 	defaultIMAPD       = "socat -t 5 STDIO,shut-down UNIX-CONNECT:/run/dovecot/imap-tls"
 	systemPath         = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 )
@@ -223,11 +230,14 @@ func tree(c *config) ([]entry, error) {
 		root("env/MODE", false, 0644, c.mode+"\n"),
 		root("env/CONCURRENCY", false, 0644, defaultConcurrency+"\n"),
 		root("env/MEMLIMIT", false, 0644, defaultMemLimit+"\n"),
+		root("env/UIDRANGE", false, 0644, defaultUIDRange+"\n"),
 		root("env/IMAPD", false, 0644, defaultIMAPD+"\n"),
 		root("env/PATH", false, 0644, c.binDir+":"+systemPath+"\n"),
-		// The jail: empty, root's, not writable by acct.
+		// The jail: empty, root's, not writable by acct or any uid of
+		// the range.
 		root("jail", true, 0755, ""),
-		// The key: root's alone. imap-tls-conf writes no key.
+		// The key: root's alone, opened by setuidgid-chroot -o for the
+		// key process. imap-tls-conf writes no key.
 		root("ssl", true, 0700, ""),
 		root("log", true, 0755, ""),
 		{path: "log/main", dir: true, mode: 0750, uid: c.logacct.uid, gid: c.logacct.gid},
@@ -344,12 +354,12 @@ func renameNoReplace(old, new string) error {
 
 func nextSteps(c *config) string {
 	what := map[string]string{"imap": "STARTTLS required", "imap-": "STARTTLS optional", "implicit": "implicit TLS"}[c.mode]
-	return fmt.Sprintf(`imap-tls-conf: made %[1]s: %[2]s on %[3]s:%[4]d as %[5]s, logs by %[6]s
+	return fmt.Sprintf(`imap-tls-conf: made %[1]s: %[2]s on %[3]s:%[4]d, a uid of its own for each connection from %[8]s (env/UIDRANGE; empty: as %[5]s), logs by %[6]s
 next:
 1. put the certificate chain and its key, in one PEM file, in place:
      install -o root -g root -m 400 chain-and-key.pem %[1]s/ssl/stunnel.pem
 2. point %[1]s/env/IMAPD at your stdio IMAP server (now: %[7]s)
 3. start it: ln -s %[1]s /etc/service/   (or /service/, where svscan looks)
 then: svstat %[1]s; logs in %[1]s/log/main/current
-`, c.dir, what, c.ip, c.port, c.acct.name, c.logacct.name, defaultIMAPD)
+`, c.dir, what, c.ip, c.port, c.acct.name, c.logacct.name, defaultIMAPD, defaultUIDRange)
 }

@@ -107,7 +107,7 @@ func TestMakesTheTree(t *testing.T) {
 	if len(ents) != 1 {
 		t.Errorf("the parent holds %v, want only the service directory", ents)
 	}
-	envs := map[string]string{"IP": "127.0.0.1", "PORT": "1143", "MODE": "imap", "CONCURRENCY": "40", "MEMLIMIT": defaultMemLimit}
+	envs := map[string]string{"IP": "127.0.0.1", "PORT": "1143", "MODE": "imap", "CONCURRENCY": "40", "MEMLIMIT": defaultMemLimit, "UIDRANGE": "2000000000:4194304"}
 	for k, v := range envs {
 		b, _ := os.ReadFile(filepath.Join(dir, "env", k))
 		if string(b) != v+"\n" {
@@ -123,8 +123,8 @@ func TestMakesTheTree(t *testing.T) {
 	}
 	runFile, _ := os.ReadFile(filepath.Join(dir, "run"))
 	for _, s := range []string{"exec 2>&1\n", "exec envdir ./env ", "softlimit -m \"$MEMLIMIT\"",
-		"tcpserver -R -H -l 0 -c \"$CONCURRENCY\" \"$IP\" \"$PORT\"", "-u " + acct + " ", "-o 4:./ssl/stunnel.pem",
-		"-/ ./jail", "stunnel-imap \"$@\" -F 3 -P 4", "-makesock_connect_to $IMAPD"} {
+		"tcpserver -R -H -l 0 -c \"$CONCURRENCY\" \"$IP\" \"$PORT\"", "ids=\"-u " + acct + "\"", "ids=\"-r $UIDRANGE\"",
+		"-o 3:./ssl/stunnel.pem", "-/ ./jail $ids", "stunnel-imap \"$@\" -F 3 -K 4", "stunnel-imap -S -P 3", "-makesock_connect_to $IMAPD"} {
 		if !strings.Contains(string(runFile), s) {
 			t.Errorf("run lacks %q:\n%s", s, runFile)
 		}
@@ -172,38 +172,82 @@ func TestRunFileMode(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(fake, "softlimit"), []byte(script), 0755); err != nil {
 		t.Fatal(err)
 	}
+	// The run file's start-up check of env/UIDRANGE runs setuidgid-chroot
+	// -r RANGE true: the stand-in records its arguments and refuses the
+	// range 1:1, as the real one would (see tests/ for the real one).
+	calls := filepath.Join(fake, "calls")
+	sgc := "#!/bin/sh\necho \"$*\" >>" + calls + "\ncase \"$*\" in *1:1*) echo \"setuidgid-chroot: fatal: bad range\"; exit 100 ;; esac\n"
+	if err := os.WriteFile(filepath.Join(fake, "setuidgid-chroot"), []byte(sgc), 0755); err != nil {
+		t.Fatal(err)
+	}
 	// envdir is the real one, so the env/ files are read as supervise would.
 	envdir, err := exec.LookPath("envdir")
 	if err != nil {
 		t.Fatal("envdir not found: apt-get install daemontools")
 	}
-	for _, c := range []struct{ mode, want string }{
-		{"imap", "stunnel-imap -n imap -F 3 -P 4"},
-		{"imap-", "stunnel-imap -n imap- -F 3 -P 4"},
-		{"implicit", "stunnel-imap -F 3 -P 4"},
-	} {
-		os.WriteFile(filepath.Join(dir, "env/MODE"), []byte(c.mode+"\n"), 0644)
-		os.WriteFile(filepath.Join(dir, "env/PATH"), []byte(fake+":"+filepath.Dir(envdir)+":/usr/bin:/bin\n"), 0644)
+	os.WriteFile(filepath.Join(dir, "env/PATH"), []byte(fake+":"+filepath.Dir(envdir)+":/usr/bin:/bin\n"), 0644)
+	runIt := func() (string, int) {
+		os.Remove(calls)
 		cmd := exec.Command("sh", "./run")
 		cmd.Dir = dir
 		cmd.Env = []string{"PATH=" + filepath.Dir(envdir) + ":/usr/bin:/bin"}
 		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Errorf("MODE=%s: %v %s", c.mode, err, out)
+		if errors.As(err, &ee) {
+			return string(out), ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("sh ./run: %v", err)
+		}
+		return string(out), 0
+	}
+	const socat = " -makesock_connect_to socat -t 5 STDIO,shut-down UNIX-CONNECT:/run/dovecot/imap-tls\n"
+	pipeline := func(ids, proxy string) string {
+		return fake + "/softlimit -m " + defaultMemLimit + " tcpserver -R -H -l 0 -c 40 0.0.0.0 143 makesock makesock -d 4 setuidgid-chroot -/ ./jail " +
+			ids + " " + proxy + " -makesock_connect_to setuidgid-chroot -/ ./jail " + ids + " -o 3:./ssl/stunnel.pem stunnel-imap -S -P 3" + socat
+	}
+	for _, c := range []struct{ mode, want string }{
+		{"imap", "stunnel-imap -n imap -F 3 -K 4"},
+		{"imap-", "stunnel-imap -n imap- -F 3 -K 4"},
+		{"implicit", "stunnel-imap -F 3 -K 4"},
+	} {
+		os.WriteFile(filepath.Join(dir, "env/MODE"), []byte(c.mode+"\n"), 0644)
+		out, code := runIt()
+		if code != 0 {
+			t.Errorf("MODE=%s: exit %d %s", c.mode, code, out)
 			continue
 		}
-		want := fake + "/softlimit -m " + defaultMemLimit + " tcpserver -R -H -l 0 -c 40 0.0.0.0 143 makesock setuidgid-chroot -/ ./jail -u " + acct + " -o 4:./ssl/stunnel.pem " + c.want + " -makesock_connect_to socat -t 5 STDIO,shut-down UNIX-CONNECT:/run/dovecot/imap-tls\n"
-		if string(out) != want {
+		if want := pipeline("-r 2000000000:4194304", c.want); out != want {
 			t.Errorf("MODE=%s:\n got %q\nwant %q", c.mode, out, want)
 		}
+		if b, _ := os.ReadFile(calls); string(b) != "-r 2000000000:4194304 true\n" {
+			t.Errorf("MODE=%s: the range check ran setuidgid-chroot %q, want once with -r 2000000000:4194304 true", c.mode, b)
+		}
 	}
+
+	// An empty env/UIDRANGE (envdir removes the variable): the fixed
+	// account, and no range check.
+	os.WriteFile(filepath.Join(dir, "env/MODE"), []byte("imap\n"), 0644)
+	os.WriteFile(filepath.Join(dir, "env/UIDRANGE"), nil, 0644)
+	if out, code := runIt(); code != 0 || out != pipeline("-u "+acct, "stunnel-imap -n imap -F 3 -K 4") {
+		t.Errorf("UIDRANGE empty: exit %d\n got %q\nwant %q", code, out, pipeline("-u "+acct, "stunnel-imap -n imap -F 3 -K 4"))
+	}
+	if _, err := os.Stat(calls); err == nil {
+		t.Errorf("UIDRANGE empty: setuidgid-chroot ran at start")
+	}
+	// A range that is not base:count, or that setuidgid-chroot refuses:
+	// exit 100 with a message, tcpserver never started.
+	for _, r := range []string{"2000000000", "2000000000:", ":5", "1:2:3", "2e9:5", "-1:5", "1 -u root:5", "1:1"} {
+		os.WriteFile(filepath.Join(dir, "env/UIDRANGE"), []byte(r+"\n"), 0644)
+		out, code := runIt()
+		if code != 100 || !strings.Contains(out, "run: fatal: unable to start:") || !strings.Contains(out, "env/UIDRANGE") || strings.Contains(out, "softlimit") {
+			t.Errorf("UIDRANGE %q: exit %d %q, want 100 naming env/UIDRANGE and nothing started", r, code, out)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "env/UIDRANGE"), []byte("2000000000:4194304\n"), 0644)
+
 	os.WriteFile(filepath.Join(dir, "env/MODE"), []byte("imaps\n"), 0644)
-	cmd = exec.Command("sh", "./run")
-	cmd.Dir = dir
-	cmd.Env = []string{"PATH=" + filepath.Dir(envdir) + ":/usr/bin:/bin"}
-	out, err = cmd.CombinedOutput()
-	if !errors.As(err, &ee) || ee.ExitCode() != 100 || !strings.Contains(string(out), "env/MODE is \"imaps\"") {
-		t.Errorf("MODE=imaps: %v %s, want exit 100 naming env/MODE", err, out)
+	got, code := runIt()
+	if code != 100 || !strings.Contains(got, "env/MODE is \"imaps\"") {
+		t.Errorf("MODE=imaps: exit %d %s, want exit 100 naming env/MODE", code, got)
 	}
 }
 
