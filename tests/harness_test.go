@@ -439,6 +439,22 @@ type pipelineOpts struct {
 	// Verbose runs tcpserver -v: its status, pid and end lines (with
 	// each child's raw wait status) join the captured stderr.
 	Verbose bool
+	// KeyProcess runs the pipeline of the run file: the key process
+	// (stunnel-imap -S -P 3, PEM opened on fd 3 by its own
+	// setuidgid-chroot) beside the proxy, which gets -K 4 instead of -P 4
+	// through a nested makesock -d 4.
+	KeyProcess bool
+	// ExtraPEMs (with KeyProcess) are more certificate and key files for
+	// the key process, for SNI: opened on fd 5, 6, ... and given as
+	// -P 5 -P 6 ...; PEM stays the default.
+	ExtraPEMs []string
+	// UIDRange, when set, is setuidgid-chroot -r UIDRange (a uid of its
+	// own for each process) instead of -u Account.
+	UIDRange string
+	// Stunnel is the stunnel-imap binary to run as the proxy (default:
+	// the suite's), e.g. a jailprobe build; KeyStunnel the one to run as
+	// the key process (default: Stunnel).
+	Stunnel, KeyStunnel string
 }
 
 // pipeline is a running
@@ -447,6 +463,18 @@ type pipelineOpts struct {
 //	makesock
 //	  setuidgid-chroot -u imaptls -/ EMPTYJAIL -o 4:PEM
 //	  stunnel-imap [-n MODE] -F 3 -P 4 ARGS...
+//	-makesock_connect_to BACKEND...
+//
+// or, with KeyProcess (IDS is -u ACCOUNT or -r UIDRANGE),
+//
+//	tcpserver -R -H -l 0 127.0.0.1 PORT
+//	makesock
+//	  makesock -d 4
+//	    setuidgid-chroot -/ EMPTYJAIL IDS
+//	      stunnel-imap [-n MODE] -F 3 -K 4 ARGS...
+//	  -makesock_connect_to
+//	    setuidgid-chroot -/ EMPTYJAIL IDS -o 3:PEM [-o 5:EXTRA ...]
+//	      stunnel-imap -S -P 3 [-P 5 ...]
 //	-makesock_connect_to BACKEND...
 //
 // with every program's stderr captured.
@@ -482,7 +510,22 @@ func startPipeline(t testing.TB, o pipelineOpts) *pipeline {
 	if err := os.Chmod(p.Jail, 0o755); err != nil {
 		t.Fatalf("unable to chmod the jail: %v", err)
 	}
-	makesock, sgc, stunnel := bin(t, "makesock"), bin(t, "setuidgid-chroot"), bin(t, "stunnel-imap")
+	makesock, sgc := bin(t, "makesock"), bin(t, "setuidgid-chroot")
+	stunnel := o.Stunnel
+	if stunnel == "" {
+		stunnel = bin(t, "stunnel-imap")
+	}
+	keyStunnel := o.KeyStunnel
+	if keyStunnel == "" {
+		keyStunnel = stunnel
+	}
+	ids := []string{"-u", o.Account}
+	if o.UIDRange != "" {
+		ids = []string{"-r", o.UIDRange}
+	}
+	if len(o.ExtraPEMs) > 0 && !o.KeyProcess {
+		t.Fatalf("startPipeline: ExtraPEMs need KeyProcess")
+	}
 	for attempt := 0; ; attempt++ {
 		p.stderr = &lockedBuffer{} // a fresh one for each attempt
 		p.Port = freePort(t)
@@ -491,13 +534,38 @@ func startPipeline(t testing.TB, o pipelineOpts) *pipeline {
 		if o.Verbose {
 			args = append(args, "-v")
 		}
-		args = append(args, "127.0.0.1", strconv.Itoa(p.Port),
-			makesock, sgc, "-u", o.Account, "-/", p.Jail, "-o", "4:"+p.PEM, stunnel)
+		args = append(args, "127.0.0.1", strconv.Itoa(p.Port), makesock)
+		if o.KeyProcess {
+			args = append(args, makesock, "-d", "4", sgc, "-/", p.Jail)
+			args = append(args, ids...)
+		} else {
+			args = append(args, sgc, "-/", p.Jail)
+			args = append(args, ids...)
+			args = append(args, "-o", "4:"+p.PEM)
+		}
+		args = append(args, stunnel)
 		if o.Mode != "" {
 			args = append(args, "-n", o.Mode)
 		}
-		args = append(args, "-F", "3", "-P", "4")
+		if o.KeyProcess {
+			args = append(args, "-F", "3", "-K", "4")
+		} else {
+			args = append(args, "-F", "3", "-P", "4")
+		}
 		args = append(args, o.Args...)
+		if o.KeyProcess {
+			key := []string{"-S", "-P", "3"}
+			args = append(args, "-makesock_connect_to", sgc, "-/", p.Jail)
+			args = append(args, ids...)
+			args = append(args, "-o", "3:"+p.PEM)
+			for i, extra := range o.ExtraPEMs {
+				fd := strconv.Itoa(5 + i)
+				args = append(args, "-o", fd+":"+extra)
+				key = append(key, "-P", fd)
+			}
+			args = append(args, keyStunnel)
+			args = append(args, key...)
+		}
 		args = append(args, "-makesock_connect_to")
 		args = append(args, o.Backend...)
 		cmd := exec.Command("tcpserver", args...)
