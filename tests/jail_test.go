@@ -61,11 +61,17 @@ func hasEnv(pid int, kv string) bool {
 // setuidgid-chroot.
 func (p *pipeline) findConn(t *testing.T, port int, wantKey bool) connProcs {
 	t.Helper()
+	return findConn(t, p.children, port, wantKey)
+}
+
+// findConn is pipeline.findConn among the processes candidates lists.
+func findConn(t *testing.T, candidates func() []int, port int, wantKey bool) connProcs {
+	t.Helper()
 	env := "TCPREMOTEPORT=" + strconv.Itoa(port)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var c connProcs
-		for _, pid := range p.children() {
+		for _, pid := range candidates() {
 			argv := argvOf(pid)
 			if len(argv) < 2 || filepath.Base(argv[0]) != "stunnel-imap" || !hasEnv(pid, env) {
 				continue
@@ -85,8 +91,8 @@ func (p *pipeline) findConn(t *testing.T, port int, wantKey bool) connProcs {
 			return c
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("connection from port %d: proxy %d, key process %d after 20 s; processes: %s; stderr:\n%s",
-				port, c.proxy, c.key, describe(p.children()), p.Stderr())
+			t.Fatalf("connection from port %d: proxy %d, key process %d after 20 s; processes: %s",
+				port, c.proxy, c.key, describe(candidates()))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -129,10 +135,16 @@ func statusOf(t *testing.T, path string) map[string]string {
 func checkJailed(t *testing.T, what string, pid int, jail string) int {
 	t.Helper()
 	id := strconv.Itoa(jailBase + pid)
-	four := strings.Repeat(id+" ", 3) + id
+	return checkJailedAs(t, what, pid, jail, id, id)
+}
+
+// checkJailedAs is checkJailed for a process that must run as uid and
+// gid (a fixed account: setuidgid-chroot -u).
+func checkJailedAs(t *testing.T, what string, pid int, jail, uid, gid string) int {
+	t.Helper()
 	const noCaps = "0000000000000000"
 	want := map[string]string{
-		"Uid": four, "Gid": four, "Groups": id, "NoNewPrivs": "1", "Seccomp": "2",
+		"Uid": strings.Repeat(uid+" ", 3) + uid, "Gid": strings.Repeat(gid+" ", 3) + gid, "Groups": gid, "NoNewPrivs": "1", "Seccomp": "2",
 		"CapInh": noCaps, "CapPrm": noCaps, "CapEff": noCaps, "CapBnd": noCaps, "CapAmb": noCaps,
 	}
 	f := statusOf(t, fmt.Sprintf("/proc/%d/status", pid))
@@ -167,8 +179,8 @@ func checkJailed(t *testing.T, what string, pid int, jail string) int {
 	}
 	t.Logf("%s %d: Uid %s Groups %s NoNewPrivs %s Seccomp %s CapBnd %s, %d threads, root %s",
 		what, pid, f["Uid"], f["Groups"], f["NoNewPrivs"], f["Seccomp"], f["CapBnd"], len(tasks), jail)
-	uid, _ := strconv.Atoi(strings.Fields(f["Uid"] + " 0")[0])
-	return uid
+	real, _ := strconv.Atoi(strings.Fields(f["Uid"] + " 0")[0])
+	return real
 }
 
 // startTLSPending connects, reads the greeting and has STARTTLS answered,

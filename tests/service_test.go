@@ -662,9 +662,12 @@ func TestServiceClients(t *testing.T) {
 	}
 }
 
-// TestServiceJail looks at a live connection's proxy process from
-// outside, then kills a connection's processes mid-session and checks
-// the service goes on serving.
+// TestServiceJail looks from outside at a live connection's proxy and key
+// process while the client has STARTTLS answered but no handshake done
+// (the key process lives until the handshake's one signature): each
+// jailed under a uid of its own from env/UIDRANGE. Then it kills a
+// connection's processes mid-session and checks the service goes on
+// serving, and with env/UIDRANGE empty, that both run as acct.
 func TestServiceJail(t *testing.T) {
 	t.Parallel() // independent: own directories, ports, Dovecot and svscan
 	tr := startServices(t, serviceSpec{Name: "starttls", Mode: "imap"})
@@ -673,62 +676,59 @@ func TestServiceJail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := s.login(t, tr.CA)
+	if b, _ := os.ReadFile(filepath.Join(s.Dir, "env", "UIDRANGE")); string(b) != jailRange+"\n" {
+		t.Fatalf("env/UIDRANGE is %q, want %q", b, jailRange)
+	}
 	tcpserver := s.pid(t)
 	if tcpserver == 0 {
 		t.Fatal("the service is not up")
 	}
 	jail := filepath.Join(s.Dir, "jail")
-	var proxy int
-	for _, pid := range descendants(tcpserver) {
-		if root, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", pid)); root == jail {
-			proxy = pid
+	procs := func() []int { return descendants(tcpserver) }
+	c, port := startTLSPending(t, s.Addr())
+	other, otherPort := startTLSPending(t, s.Addr())
+	mine, theirs := findConn(t, procs, port, true), findConn(t, procs, otherPort, true)
+	uids := map[int]bool{}
+	for _, pid := range []int{mine.proxy, mine.key, theirs.proxy, theirs.key} {
+		what := "proxy"
+		if pid == mine.key || pid == theirs.key {
+			what = "key process"
 		}
+		uids[checkJailed(t, what, pid, jail)] = true
 	}
-	if proxy == 0 {
-		t.Fatalf("no process of the connection has its root at %s: %s", jail, describe(descendants(tcpserver)))
+	if len(uids) != 4 {
+		t.Errorf("two connections' proxies and key processes: %d different uids, want 4", len(uids))
 	}
-	if !strings.Contains(cmdline(proxy), "stunnel-imap") {
-		t.Errorf("the jailed process is %q, not stunnel-imap", cmdline(proxy))
-	}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", proxy))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fields := map[string]string{}
-	for _, l := range strings.Split(string(status), "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok {
-			fields[k] = strings.Join(strings.Fields(v), " ")
-		}
-	}
-	ids := func(id string) string { return strings.Join([]string{id, id, id, id}, " ") }
-	for k, want := range map[string]string{
-		"Uid": ids(u.Uid), "Gid": ids(u.Gid), "NoNewPrivs": "1",
-		"CapEff": "0000000000000000", "CapPrm": "0000000000000000",
-	} {
-		if fields[k] != want {
-			t.Errorf("/proc/%d/status %s: %q, want %q", proxy, k, fields[k], want)
-		}
-	}
-	t.Logf("proxy %d: Uid %s, Gid %s, Groups %q, NoNewPrivs %s, CapEff %s, root %s",
-		proxy, fields["Uid"], fields["Gid"], fields["Groups"], fields["NoNewPrivs"], fields["CapEff"], jail)
-	if g := fields["Groups"]; g != "" && g != u.Gid {
-		t.Errorf("/proc/%d/status Groups: %q, want only %s", proxy, g, u.Gid)
-	}
-	// the key file is not readable by the account, from anywhere
+	other.Close()
+
+	// The key file is readable neither by acct nor by a uid of the range,
+	// from anywhere; env/PORT is (the control).
 	pem := filepath.Join(s.Dir, "ssl", "stunnel.pem")
-	if out, err := exec.Command("setuidgid", serviceAcct, "cat", pem).CombinedOutput(); err == nil {
-		t.Errorf("%s can read %s: %.40s", serviceAcct, pem, out)
+	port0 := filepath.Join(s.Dir, "env", "PORT")
+	sgc := bin(t, "setuidgid-chroot")
+	for _, as := range [][]string{{"setuidgid", serviceAcct}, {sgc, "-r", jailRange}} {
+		if out, err := exec.Command(as[0], append(as[1:], "cat", pem)...).CombinedOutput(); err == nil {
+			t.Errorf("%s can read %s: %.40s", as, pem, out)
+		}
+		if out, err := exec.Command(as[0], append(as[1:], "cat", port0)...).CombinedOutput(); err != nil {
+			t.Fatalf("%s cannot read env/PORT, so the key check above proves nothing: %v %s", as, err, out)
+		}
+		if out, err := exec.Command(as[0], append(as[1:], "ls", "-A", jail)...).CombinedOutput(); err != nil || len(out) != 0 {
+			t.Errorf("%s: the jail is not empty, or not readable: %v %s", as, err, out)
+		}
+		if out, err := exec.Command(as[0], append(as[1:], "touch", filepath.Join(jail, "x"))...).CombinedOutput(); err == nil {
+			t.Errorf("%s can write into the jail: %s", as, out)
+		}
 	}
-	if out, err := exec.Command("setuidgid", serviceAcct, "cat", filepath.Join(s.Dir, "env", "PORT")).CombinedOutput(); err != nil {
-		t.Fatalf("%s cannot read env/PORT, so the key check above proves nothing: %v %s", serviceAcct, err, out)
+
+	// The handshake: the key process signs once and exits; the proxy
+	// carries the session, still jailed.
+	c.TLS(clientTLS(t, tr.CA, "localhost"))
+	waitGone(t, mine.key, "key process after the handshake")
+	if _, tagged := c.Cmd("a", "LOGIN alice secret"); !strings.HasPrefix(tagged, "a OK") {
+		t.Fatalf("LOGIN: %q", tagged)
 	}
-	if out, err := exec.Command("setuidgid", serviceAcct, "ls", "-A", jail).CombinedOutput(); err != nil || len(out) != 0 {
-		t.Errorf("the jail is not empty, or not readable: %v %s", err, out)
-	}
-	if out, err := exec.Command("setuidgid", serviceAcct, "touch", filepath.Join(jail, "x")).CombinedOutput(); err == nil {
-		t.Errorf("%s can write into the jail: %s", serviceAcct, out)
-	}
+	checkJailed(t, "proxy in session", mine.proxy, jail)
 	if _, tagged := c.Cmd("b", "SELECT INBOX"); !strings.HasPrefix(tagged, "b OK") {
 		t.Fatalf("SELECT: %q", tagged)
 	}
@@ -754,6 +754,21 @@ func TestServiceJail(t *testing.T) {
 	if got := s.pid(t); got != tcpserver {
 		t.Errorf("tcpserver changed from %d to %d: the kill took the service down", tcpserver, got)
 	}
+
+	// env/UIDRANGE empty: both processes run as acct, still jailed.
+	s.writeEnv(t, "UIDRANGE", "")
+	s.restart(t)
+	tcpserver = s.pid(t)
+	c, port = startTLSPending(t, s.Addr())
+	fixed := findConn(t, procs, port, true)
+	checkJailedAs(t, "proxy as "+serviceAcct, fixed.proxy, jail, u.Uid, u.Gid)
+	checkJailedAs(t, "key process as "+serviceAcct, fixed.key, jail, u.Uid, u.Gid)
+	c.TLS(clientTLS(t, tr.CA, "localhost"))
+	if _, tagged := c.Cmd("a", "LOGIN alice secret"); !strings.HasPrefix(tagged, "a OK") {
+		t.Fatalf("LOGIN as %s: %q", serviceAcct, tagged)
+	}
+	c.Cmd("z", "LOGOUT")
+	c.Close()
 }
 
 // TestServiceControl: svc -d stops accepting, svc -u resumes, svc -t
@@ -861,9 +876,12 @@ func TestServiceConcurrency(t *testing.T) {
 	s := tr.services[0]
 	tcpserver := s.pid(t)
 	jail := filepath.Join(s.Dir, "jail")
-	proxies := func() int {
+	proxies := func() int { // jailed, and not a key process
 		n := 0
 		for _, pid := range descendants(tcpserver) {
+			if argv := argvOf(pid); len(argv) > 1 && argv[1] == "-S" {
+				continue
+			}
 			if root, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", pid)); root == jail {
 				n++
 			}
