@@ -876,10 +876,12 @@ func TestServiceConcurrency(t *testing.T) {
 	s := tr.services[0]
 	tcpserver := s.pid(t)
 	jail := filepath.Join(s.Dir, "jail")
-	proxies := func() int { // jailed, and not a key process
+	proxies := func() int { // stunnel-imap, jailed, not a key process (-S)
 		n := 0
 		for _, pid := range descendants(tcpserver) {
-			if argv := argvOf(pid); len(argv) > 1 && argv[1] == "-S" {
+			// a setuidgid-chroot between its chroot and its exec is in
+			// the jail too: only the exec'd proxy counts
+			if argv := argvOf(pid); len(argv) < 2 || filepath.Base(argv[0]) != "stunnel-imap" || argv[1] == "-S" {
 				continue
 			}
 			if root, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", pid)); root == jail {
