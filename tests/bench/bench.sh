@@ -119,24 +119,24 @@ systems() {
 # `perf stat -e task-clock`, which follows every process it forks, and
 # $work/$id.cpu gets the CPU time of the whole server side when it stops.
 start_server() {
-	id=$1
+	sid=$1
 	shift
-	: >"$work/$id.port"
+	: >"$work/$sid.port"
 	if [ -n "${counting:-}" ]; then
-		perf stat -x, -e task-clock -o "$work/$id.cpu" \
-			tcpserver -1 -R -H -l 0 -c 200 -b 100 127.0.0.1 0 "$@" >"$work/$id.port" 2>>"$work/$id.err" &
+		perf stat -x, -e task-clock -o "$work/$sid.cpu" \
+			tcpserver -1 -R -H -l 0 -c 200 -b 100 127.0.0.1 0 "$@" >"$work/$sid.port" 2>>"$work/$sid.err" &
 	else
-		tcpserver -1 -R -H -l 0 -c 200 -b 100 127.0.0.1 0 "$@" >"$work/$id.port" 2>>"$work/$id.err" &
+		tcpserver -1 -R -H -l 0 -c 200 -b 100 127.0.0.1 0 "$@" >"$work/$sid.port" 2>>"$work/$sid.err" &
 	fi
 	spid=$!
 	servers="$servers $spid"
 	i=0
-	while [ ! -s "$work/$id.port" ]; do
+	while [ ! -s "$work/$sid.port" ]; do
 		i=$((i + 1))
-		[ $i -gt 100 ] && die "tcpserver for $id did not start: $(tail -1 "$work/$id.err")"
+		[ $i -gt 100 ] && die "tcpserver for $sid did not start: $(tail -1 "$work/$sid.err")"
 		sleep 0.1
 	done
-	port=$(cat "$work/$id.port")
+	port=$(cat "$work/$sid.port")
 	if [ -n "${counting:-}" ]; then
 		wrapper=$spid
 		spid=$(pgrep -P "$wrapper" tcpserver)
@@ -157,26 +157,52 @@ stop_server() {
 # result key line: the value of key= in line.
 val() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
-# measure id mode: every figure of one system, appended to results.
-measure() {
+# median: the median of the numbers on stdin, one a line.
+median() {
+	sort -n | awk '{ v[NR] = $1 } END { if (NR) printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# field file key: the values of key= in every line of file, one a line.
+field() { tr ' ' '\n' <"$1" | sed -n "s/^$2=//p"; }
+
+# round id mode: one round of the timed figures of one system, against
+# its running tcpserver: sessions at c=1 and at c=8, one bulk FETCH; each
+# result line is appended to $work/$id.cN or $work/$id.bulk.
+round() {
 	id=$1 mode=$2
-	lg="$LOADGEN -a 127.0.0.1:$port -m $mode"
-	line="$id mode=$mode"
+	lg="$LOADGEN -a 127.0.0.1:$(cat "$work/$id.port") -m $mode"
 	for c in 1 8; do
-		r=$($lg -c $c -d "${SECS}s" -r "$ROUNDS" 2>>"$work/$id.loadgen.err" | grep '^result')
-		if [ -z "$r" ]; then
-			say "$id: no result at concurrency $c: $(tail -1 "$work/$id.loadgen.err")"
-			echo "$id mode=$mode failed=yes" >>"$work/results"
-			failed="$failed $id"
-			return 1
-		fi
-		line="$line rate$c=$(val rate "$r") p50_$c=$(val p50_ms "$r") p99_$c=$(val p99_ms "$r") greet$c=$(val greet_p50_ms "$r") tls$c=$(val tls_p50_ms "$r") err$c=$(val errors "$r")"
+		$lg -c $c -d "${SECS}s" </dev/null 2>>"$work/$id.loadgen.err" | grep '^result' >>"$work/$id.c$c"
 	done
-	r=$($lg -fetch -n 1 -r "$ROUNDS" 2>>"$work/$id.loadgen.err" | grep '^result')
-	line="$line mbps=$(val mbps "$r")"
+	$lg -fetch -n 1 </dev/null 2>>"$work/$id.loadgen.err" | grep '^result' >>"$work/$id.bulk"
+}
+
+# cpu_round id mode cmd...: the CPU time the whole server side (tcpserver,
+# the system, the backend) spends per session at c=8, from a fresh
+# tcpserver under perf stat; appended to $work/$id.cpus. CPU time, unlike
+# wall time, moves little with what else the machine runs.
+cpu_round() {
+	id=$1 mode=$2
+	shift 2
+	counting=yes
+	start_server "$id-cpu" "$@"
+	r=$($LOADGEN -a "127.0.0.1:$port" -m "$mode" -c 8 -n "$CPUN" </dev/null 2>>"$work/$id.loadgen.err" | grep '^result')
+	stop_server
+	counting=
+	n=$(val sessions "$r")
+	[ "${n:-0}" -gt 0 ] || return 0
+	awk -F, -v n="$n" '/task-clock/ { printf "%.3f\n", $1 / n }' "$work/$id-cpu.cpu" >>"$work/$id.cpus"
+}
+
+# memory id mode: processes and PSS of 1, then $HOLD, held sessions.
+memory() {
+	id=$1 mode=$2
+	spid=$(cat "$work/$id.pid")
+	line=
 	for h in 1 $HOLD; do
 		: >"$work/$id.hold"
-		$lg -hold $h -c 8 -holdfor 30s >"$work/$id.hold" 2>>"$work/$id.loadgen.err" &
+		$LOADGEN -a "127.0.0.1:$(cat "$work/$id.port")" -m "$mode" -hold $h -c 8 -holdfor 30s \
+			</dev/null >"$work/$id.hold" 2>>"$work/$id.loadgen.err" &
 		hpid=$!
 		i=0
 		held=yes
@@ -196,38 +222,16 @@ measure() {
 		fi
 		kill $hpid 2>/dev/null
 		wait $hpid 2>/dev/null
-		if [ $h = 1 ]; then
+		sleep 0.3 # let the sessions' processes go before the next count
+		if [ -z "$m" ]; then
+			continue
+		elif [ $h = 1 ]; then
 			line="$line procs=$(val procs "$m") pss1=$(val pss_kb "$m") comms=$(val comms "$m")"
 		else
-			[ -n "$m" ] && line="$line pssn=$(($(val pss_kb "$m") / h))"
+			line="$line pssn=$(($(val pss_kb "$m") / h))"
 		fi
 	done
-	echo "$line" >>"$work/results"
-	say "$line"
-}
-
-# cpu id mode cmd...: the CPU time the whole server side (tcpserver, the
-# system, the backend) spends per session at concurrency 8, from a fresh
-# tcpserver under perf stat for each round, the median of the rounds; CPU
-# time, unlike wall time, moves little with what else the machine runs.
-cpu() {
-	id=$1 mode=$2
-	shift 2
-	: >"$work/$id.cpus"
-	k=0
-	while [ $k -lt "$ROUNDS" ]; do
-		k=$((k + 1))
-		counting=yes
-		start_server "$id" "$@"
-		r=$($LOADGEN -a "127.0.0.1:$port" -m "$mode" -c 8 -n "$CPUN" 2>>"$work/$id.loadgen.err" | grep '^result')
-		stop_server
-		counting=
-		n=$(val sessions "$r")
-		[ "${n:-0}" -gt 0 ] || continue
-		awk -F, -v n="$n" '/task-clock/ { printf "%.3f\n", $1 / n }' "$work/$id.cpu" >>"$work/$id.cpus"
-	done
-	m=$(sort -n "$work/$id.cpus" | awk '{ v[NR] = $1 } END { if (NR) printf "%.3f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
-	[ -n "$m" ] && sed -i "s/^$id .*/& cpu=$m/" "$work/results"
+	echo "$line"
 }
 
 : >"$work/results"
@@ -236,14 +240,54 @@ systems | while read -r id rest; do
 	case " ${BENCH_SYSTEMS:-$id} " in *" $id "*) echo "$id $rest" ;; esac
 done >"$work/systems"
 [ -s "$work/systems" ] || die "no system to measure: BENCH_SYSTEMS=${BENCH_SYSTEMS:-}"
-say "measuring $(wc -l <"$work/systems") systems, $ROUNDS rounds of ${SECS}s each"
+say "measuring $(wc -l <"$work/systems") systems, $ROUNDS rounds of ${SECS}s each, interleaved"
+
+# Every system's tcpserver runs for the whole measurement, and the rounds
+# go round the systems in turn: whatever else loads the machine meanwhile
+# falls on every system alike, rather than on whichever ran at the time.
 while read -r id mode cmd; do
 	# shellcheck disable=SC2086
 	start_server "$id" $cmd
-	measure "$id" "$mode"
+	echo "$port" >"$work/$id.port"
+	echo "$spid" >"$work/$id.pid"
+	: >"$work/$id.c1"
+	: >"$work/$id.c8"
+	: >"$work/$id.bulk"
+	: >"$work/$id.cpus"
+done <"$work/systems"
+k=0
+while [ $k -lt "$ROUNDS" ]; do
+	k=$((k + 1))
+	say "round $k of $ROUNDS"
+	while read -r id mode cmd; do
+		round "$id" "$mode"
+		# shellcheck disable=SC2086
+		[ $have_perf = yes ] && cpu_round "$id" "$mode" $cmd
+	done <"$work/systems"
+done
+while read -r id mode cmd; do
+	if [ ! -s "$work/$id.c1" ] || [ ! -s "$work/$id.c8" ]; then
+		say "$id: no result: $(tail -1 "$work/$id.loadgen.err")"
+		echo "$id mode=$mode failed=yes" >>"$work/results"
+		failed="$failed $id"
+		continue
+	fi
+	line="$id mode=$mode"
+	for c in 1 8; do
+		f=$work/$id.c$c
+		errs=$(field "$f" errors | awk '{ s += $1 } END { print s + 0 }')
+		line="$line rate$c=$(field "$f" rate | median) p50_$c=$(field "$f" p50_ms | median) p99_$c=$(field "$f" p99_ms | median)"
+		line="$line greet$c=$(field "$f" greet_p50_ms | median) tls$c=$(field "$f" tls_p50_ms | median) err$c=$errs"
+	done
+	line="$line mbps=$(field "$work/$id.bulk" mbps | median)"
+	[ -s "$work/$id.cpus" ] && line="$line cpu=$(median <"$work/$id.cpus")"
+	line="$line$(memory "$id" "$mode")"
+	echo "$line" >>"$work/results"
+	say "$line"
+done <"$work/systems"
+while read -r id mode cmd; do
+	spid=$(cat "$work/$id.pid")
 	stop_server
-	# shellcheck disable=SC2086
-	[ $have_perf = yes ] && cpu "$id" "$mode" $cmd
 done <"$work/systems"
 
 # Start-up cost of each link on its own: N runs in a row, each with its
