@@ -155,6 +155,18 @@ EOF
 		fi
 		sleep 0.2
 	done
+	# The socket accepts before the auth process answers: a LOGIN sent
+	# then gets "Waiting for authentication process to respond" and may
+	# outwait its client on a loaded machine. Wait until auth answers.
+	i=0
+	while ! doveadm -c "$dir/dovecot.conf" auth test alice secret >/dev/null 2>&1; do
+		i=$((i + 1))
+		if [ $i -ge 100 ]; then
+			tail -5 "$dir/dovecot.log" >&2 2>/dev/null
+			fatal "unable to authenticate alice through dovecot in $dir after 20 seconds"
+		fi
+		sleep 0.2
+	done
 }
 
 stop() {
