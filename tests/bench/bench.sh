@@ -8,7 +8,7 @@
 #
 # Environment:
 #   IMAPTLS_BIN    where the suite's binaries are (default: bin/ at the root)
-#   BENCH_ROUNDS   rounds per figure, the median is kept (default 3)
+#   BENCH_ROUNDS   rounds per figure, the median is kept (default 5)
 #   BENCH_SECS     length of a sessions/s round in seconds (default 3)
 #   BENCH_SIZE     size of the bulk FETCH's message (default 64M)
 #   BENCH_OUT      the report to write (default BENCHMARKS.md at the root)
@@ -25,7 +25,7 @@ PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 export PATH
 
 BIN=${IMAPTLS_BIN:-$root/bin}
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 SECS=${BENCH_SECS:-3}
 SIZE=${BENCH_SIZE:-64M}
 OUT=${BENCH_OUT:-$root/BENCHMARKS.md}
@@ -435,7 +435,7 @@ machine() {
 	echo "sh redo.do bench     # installs stunnel4 and tlswrapper if missing, builds bin/, runs tests/bench/bench.sh"
 	echo '```'
 	echo
-	echo "Tunables: BENCH_ROUNDS (default 3), BENCH_SECS (3), BENCH_SIZE (64M), BENCH_OUT, BENCH_PROFILE=0,"
+	echo "Tunables: BENCH_ROUNDS (default 5), BENCH_SECS (3), BENCH_SIZE (64M), BENCH_OUT, BENCH_PROFILE=0,"
 	echo "BENCH_SYSTEMS (ids, as below). The CPU figures and the profile need perf (Debian: linux-perf);"
 	echo "without it those columns stay empty."
 	echo "The systems, exactly as run (\$W is the bench's temporary directory):"
