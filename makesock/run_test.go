@@ -589,7 +589,7 @@ func TestIgnoredSignalsStayIgnored(t *testing.T) {
 // prog2 holds only its own socket on 0 and 1.
 func TestNested(t *testing.T) {
 	r := runMakesock(t, "", nil, nil,
-		"makesock", "-d", "4", "sh", "-c", "fdtool fds; cat <&3; cat <&4",
+		makesockBin, "-d", "4", "sh", "-c", "fdtool fds; cat <&3; cat <&4",
 		sep, "sh", "-c", "echo inner; fdtool fds",
 		sep, "sh", "-c", "echo outer; fdtool fds")
 	r.want(t, 0, "0 1 2 3 4\nouter\n0 1 2\ninner\n0 1 2\n")
