@@ -23,7 +23,7 @@ programs='makesock setuidgid-chroot stunnel-imap service:imap-tls-conf'
 # Debian packages, by what needs them.
 test_packages='daemontools ucspi-tcp dovecot-imapd socat isync curl openssl python3 stunnel4 tlswrapper'
 demo_packages='daemontools ucspi-tcp dovecot-imapd socat isync curl openssl python3'
-bench_packages='daemontools ucspi-tcp openssl stunnel4 tlswrapper'
+bench_packages='daemontools ucspi-tcp openssl stunnel4 tlswrapper linux-perf'
 
 # Accounts the tests and the demo run things as: the jailed proxy, the
 # logger, the owner of the test Dovecot's mailboxes.
