@@ -5,7 +5,8 @@
 //
 //	loadgen -a host:port [ -m starttls|implicit|plain ] [ -c conc ]
 //	        [ -d duration | -n count ] [ -r rounds ] [ -fetch ]
-//	        [ -hold n [ -holdfor duration ] ] [ -T timeout ]
+//	        [ -hold n [ -holdfor duration ] [ -holdat login|handshake ] ]
+//	        [ -T timeout ]
 //
 // Every session comes from its own loopback source address (127.0.x.y,
 // taken in turn from a random starting point): back-to-back sessions from
@@ -22,7 +23,10 @@
 // (in 10^6) of the FETCH commands, from the command to its tagged OK,
 // summed over the sessions. With -hold n, n sessions are opened to after
 // LOGIN (-c at a time), "held=n" is printed, and they are kept for
-// -holdfor before LOGOUT.
+// -holdfor before LOGOUT. With -holdat handshake they are held just before
+// the TLS handshake instead (after the greeting in STARTTLS and plain
+// mode, once connected in implicit mode), where every process a
+// connection starts is still there, then run to LOGOUT once released.
 package main
 
 import (
@@ -47,7 +51,7 @@ import (
 	"imap-tls/log"
 )
 
-const synopsis = "-a host:port [ -m starttls|implicit|plain ] [ -c conc ] [ -d duration | -n count ] [ -r rounds ] [ -fetch ] [ -hold n [ -holdfor duration ] ] [ -T timeout ]"
+const synopsis = "-a host:port [ -m starttls|implicit|plain ] [ -c conc ] [ -d duration | -n count ] [ -r rounds ] [ -fetch ] [ -hold n [ -holdfor duration ] [ -holdat login|handshake ] ] [ -T timeout ]"
 
 func main() {
 	l := log.New("loadgen")
@@ -64,6 +68,7 @@ type config struct {
 	fetch    bool
 	hold     int
 	holdFor  time.Duration
+	holdAt   string
 	timeout  time.Duration
 	user     string
 	pass     string
@@ -85,6 +90,7 @@ func run(args []string, out io.Writer, l *log.Logger) error {
 	fs.BoolVar(&c.fetch, "fetch", false, "SELECT INBOX and FETCH 1 BODY[] in each session")
 	fs.IntVar(&c.hold, "hold", 0, "open this many sessions, print held=N, keep them -holdfor, then LOGOUT")
 	fs.DurationVar(&c.holdFor, "holdfor", 5*time.Second, "how long -hold keeps its sessions")
+	fs.StringVar(&c.holdAt, "holdat", "login", "where -hold keeps its sessions: after login, or before the handshake")
 	fs.DurationVar(&c.timeout, "T", 30*time.Second, "deadline of one session (a hang guard)")
 	fs.StringVar(&c.user, "u", "bench", "LOGIN user name")
 	fs.StringVar(&c.pass, "p", "secret", "LOGIN password")
@@ -99,6 +105,8 @@ func run(args []string, out io.Writer, l *log.Logger) error {
 		return &log.UsageError{Synopsis: synopsis, Msg: "no address: -a host:port"}
 	case c.mode != "starttls" && c.mode != "implicit" && c.mode != "plain":
 		return &log.UsageError{Synopsis: synopsis, Msg: "unknown mode " + c.mode}
+	case c.holdAt != "login" && c.holdAt != "handshake":
+		return &log.UsageError{Synopsis: synopsis, Msg: "unknown hold point " + c.holdAt}
 	case c.conc < 1 || c.rounds < 1 || c.count < 0 || c.dur < 0 || c.hold < 0 || c.timeout <= 0:
 		return &log.UsageError{Synopsis: synopsis, Msg: "counts and durations must be positive"}
 	case c.dur > 0 && c.count > 0:
@@ -324,7 +332,7 @@ func hold(c *config, out io.Writer) error {
 	return nil
 }
 
-// holder pauses a session after LOGIN.
+// holder pauses a session after LOGIN, or before the handshake.
 type holder struct {
 	held    chan<- error
 	release <-chan struct{}
@@ -332,9 +340,19 @@ type holder struct {
 }
 
 // session runs one session; h, when not nil, is told once LOGIN is done
-// (or has failed) and the session waits for its release.
+// (or the handshake is due, with -holdat handshake), or once the session
+// has failed, and the session waits for its release.
 func session(c *config, h *holder) (t timing, err error) {
 	announced := false
+	pause := func(at string) {
+		if h == nil || at != c.holdAt {
+			return
+		}
+		announced = true
+		<-h.opening
+		h.held <- nil
+		<-h.release
+	}
 	if h != nil {
 		defer func() {
 			if !announced {
@@ -367,6 +385,7 @@ func session(c *config, h *holder) (t timing, err error) {
 	raw.SetDeadline(deadline)
 	var conn net.Conn = raw
 	if c.mode == "implicit" {
+		pause("handshake")
 		hs := time.Now()
 		tc := tls.Client(raw, c.tls)
 		if err := tc.HandshakeContext(ctx); err != nil {
@@ -384,6 +403,9 @@ func session(c *config, h *holder) (t timing, err error) {
 		return t, fmt.Errorf("greeting is not OK: %q", trim(line))
 	}
 	t.greet = time.Since(start)
+	if c.mode != "implicit" {
+		pause("handshake")
+	}
 	cmd := func(tag, command string) error {
 		if _, err := io.WriteString(conn, tag+" "+command+"\r\n"); err != nil {
 			return fmt.Errorf("write %s: %w", firstWord(command), err)
@@ -433,12 +455,7 @@ func session(c *config, h *holder) (t timing, err error) {
 			return t, errors.New("FETCH: no message")
 		}
 	}
-	if h != nil {
-		announced = true
-		<-h.opening
-		h.held <- nil
-		<-h.release
-	}
+	pause("login")
 	if err := cmd("a9", "LOGOUT"); err != nil {
 		return t, err
 	}
