@@ -309,7 +309,9 @@ func readFile(path string) ([]byte, error) {
 	}
 	defer unix.Close(fd)
 	var out []byte
-	buf := make([]byte, 64<<10)
+	// 4 KiB holds /etc/passwd on most machines in one read; a larger
+	// buffer would cost this short-lived process page faults, not reads.
+	buf := make([]byte, 4<<10)
 	for {
 		n, err := unix.Read(fd, buf)
 		if err == unix.EINTR {
