@@ -199,10 +199,10 @@ func (l *live) finish(t *testing.T) string {
 	return string(rest)
 }
 
-// status reads /proc/PID/status into field -> value (tabs kept).
-func status(t *testing.T, pid int) map[string]string {
+// statusFile reads a /proc status file into field -> value (tabs kept).
+func statusFile(t *testing.T, file string) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,27 +217,20 @@ func status(t *testing.T, pid int) map[string]string {
 
 // checkIDs asserts from outside that pid runs with all four uids and gids
 // equal to uid and gid, exactly groups, no_new_privs and no capability,
-// and no core file.
+// and no core file; the credentials on every thread of the program (a Go
+// program: several), since setuidgid-chroot drops them on its exec'ing
+// thread only and relies on exec to leave nothing else.
 func checkIDs(t *testing.T, pid, uid, gid int, groups string) {
 	t.Helper()
-	st := status(t, pid)
-	four := func(id int) string { s := strconv.Itoa(id); return s + "\t" + s + "\t" + s + "\t" + s }
-	if st["Uid"] != four(uid) {
-		t.Errorf("Uid: %q, want %q", st["Uid"], four(uid))
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if st["Gid"] != four(gid) {
-		t.Errorf("Gid: %q, want %q", st["Gid"], four(gid))
+	if len(tasks) < 2 {
+		t.Errorf("the program has %d thread(s): want a multithreaded program, so that every thread is checked", len(tasks))
 	}
-	if st["Groups"] != groups {
-		t.Errorf("Groups: %q, want %q", st["Groups"], groups)
-	}
-	if st["NoNewPrivs"] != "1" {
-		t.Errorf("NoNewPrivs: %q, want 1", st["NoNewPrivs"])
-	}
-	for _, c := range []string{"CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd"} {
-		if st[c] != "0000000000000000" {
-			t.Errorf("%s: %q, want none", c, st[c])
-		}
+	for _, task := range tasks {
+		checkCreds(t, fmt.Sprintf("/proc/%d/task/%s/status", pid, task.Name()), uid, gid, groups)
 	}
 	limits, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
 	if err != nil {
@@ -245,6 +238,31 @@ func checkIDs(t *testing.T, pid, uid, gid int, groups string) {
 	}
 	if !strings.Contains(string(limits), "Max core file size        0                    0") {
 		t.Errorf("core file size is not limited to 0:\n%s", limits)
+	}
+}
+
+// checkCreds reads one /proc status file: all four Uid and Gid fields,
+// Groups, NoNewPrivs and every capability set.
+func checkCreds(t *testing.T, file string, uid, gid int, groups string) {
+	t.Helper()
+	st := statusFile(t, file)
+	four := func(id int) string { s := strconv.Itoa(id); return s + "\t" + s + "\t" + s + "\t" + s }
+	if st["Uid"] != four(uid) {
+		t.Errorf("%s: Uid: %q, want %q", file, st["Uid"], four(uid))
+	}
+	if st["Gid"] != four(gid) {
+		t.Errorf("%s: Gid: %q, want %q", file, st["Gid"], four(gid))
+	}
+	if st["Groups"] != groups {
+		t.Errorf("%s: Groups: %q, want %q", file, st["Groups"], groups)
+	}
+	if st["NoNewPrivs"] != "1" {
+		t.Errorf("%s: NoNewPrivs: %q, want 1", file, st["NoNewPrivs"])
+	}
+	for _, c := range []string{"CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd"} {
+		if st[c] != "0000000000000000" {
+			t.Errorf("%s: %s: %q, want none", file, c, st[c])
+		}
 	}
 }
 
@@ -583,5 +601,32 @@ func TestOpenRuntimeFD(t *testing.T) {
 	code, msg = run("-u", "imaptls", "-o", "9:/dev/null", statusProg, "fd", "9")
 	if code != 0 || msg != `fd 9 ok ""`+"\n" {
 		t.Errorf("-o 9: exit %d, %q", code, msg)
+	}
+}
+
+// TestPartialDrop: when a drop step fails half-way (root without
+// CAP_SETUID or CAP_SETGID, taken away from the bounding set by setpriv),
+// setuidgid-chroot exits 111 naming the step, and prog never runs.
+func TestPartialDrop(t *testing.T) {
+	needRoot(t)
+	uid, gid := account(t, "imaptls")
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Fatal("setpriv not found: install the Debian package util-linux")
+	}
+	tests := []struct {
+		cap, msg string
+	}{
+		{"-setuid", fmt.Sprintf("setuidgid-chroot: fatal: unable to set uid to %d: operation not permitted\n", uid)},
+		{"-setgid", fmt.Sprintf("setuidgid-chroot: fatal: unable to set groups to %d: operation not permitted\n", gid)},
+	}
+	for _, tc := range tests {
+		cmd := exec.Command(setpriv, "--bounding-set", tc.cap, sgcBin, "-u", "imaptls", statusProg, "ids")
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		if code := exitCode(err); code != 111 || errb.String() != tc.msg || out.String() != "" {
+			t.Errorf("bounding set %s: exit %d, stdout %q, stderr %q; want 111, nothing, %q", tc.cap, code, out.String(), errb.String(), tc.msg)
+		}
 	}
 }
