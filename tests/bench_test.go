@@ -133,6 +133,7 @@ func TestBenchLoadgenRefuses(t *testing.T) {
 		{"-a", "nocolon"},
 		{"-a", "127.0.0.1:1", "-d", "1s", "-n", "3"},
 		{"-a", "127.0.0.1:1", "-c", "0"},
+		{"-a", "127.0.0.1:1", "-hold", "1", "-holdat", "greeting"},
 	} {
 		_, errOut, code := benchExitCode(t, exec.Command(lg, args...))
 		if code != 100 || !strings.Contains(errOut, "loadgen: usage: loadgen -a host:port") {
@@ -210,9 +211,52 @@ func benchResult(t *testing.T, out string) string {
 	return ""
 }
 
+// benchProcs runs pss.sh on tcpserver's pid until the serving processes
+// number want (-1: any) and the zombies wantZombies, and returns its last line, its process count
+// and its zombie count. Processes start and end asynchronously to the
+// client (a held implicit session is held as soon as it is connected, a
+// key process exits after it has signed): the loop is a hang guard, not
+// a timing check.
+func benchProcs(t *testing.T, pid, want, wantZombies int) (line string, procs, zombies int) {
+	t.Helper()
+	end := time.Now().Add(20 * time.Second)
+	for {
+		out, err := exec.Command("sh", filepath.Join(repoRoot(t), "tests/bench/pss.sh"), strconv.Itoa(pid), "fakeimapd").Output()
+		if err != nil {
+			t.Fatalf("pss.sh: %v", err)
+		}
+		line = strings.TrimSpace(string(out))
+		procs, _ = strconv.Atoi(benchField(t, line, "procs"))
+		zombies, _ = strconv.Atoi(benchField(t, line, "zombies"))
+		if (want < 0 || procs == want) && zombies == wantZombies || time.Now().After(end) {
+			return line, procs, zombies
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// benchHold holds one session at the given point, and returns the
+// holding loadgen (killed at cleanup).
+func benchHold(t *testing.T, lg, addr, mode, at string) {
+	t.Helper()
+	hold := exec.Command(lg, "-a", addr, "-m", mode, "-hold", "1", "-holdat", at, "-holdfor", "30s")
+	stdout, _ := hold.StdoutPipe()
+	var stderr lockedBuffer
+	hold.Stderr = &stderr
+	if err := hold.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hold.Process.Kill(); hold.Wait() })
+	held, _ := bufio.NewReader(stdout).ReadString('\n')
+	if held != "held=1\n" {
+		t.Fatalf("loadgen -hold 1 -holdat %s printed %q: %s", at, held, stderr.String())
+	}
+}
+
 // TestBenchRound runs one short round of every system kind bench.sh
 // measures and that is installed, with the tools bench.sh uses: a few
-// sessions, one bulk FETCH, and the processes of one held session.
+// sessions, one bulk FETCH, sessions held before the handshake and
+// after LOGIN, and the processes that serve a held session.
 func TestBenchRound(t *testing.T) {
 	needRoot(t)
 	need(t, "tcpserver", "openssl")
@@ -241,15 +285,22 @@ func TestBenchRound(t *testing.T) {
 		name, mode string
 		pkg        string // the Debian package it needs, if any
 		prog       func() []string
-		procs      int // serving processes, the backend excluded; -1: at least one
+		// Serving processes, the backend excluded: before the
+		// handshake (-1: not checked) and held after LOGIN; zombies
+		// after LOGIN.
+		hsProcs, procs, zombies int
 	}
 	kinds := []kind{
-		{"plain", "plain", "", func() []string { return backend }, 0},
-		{"stunnel-starttls", "starttls", "stunnel4", func() []string { return []string{"stunnel4", conf("protocol = imap")} }, 1},
-		{"stunnel-implicit", "implicit", "stunnel4", func() []string { return []string{"stunnel4", conf("")} }, 1},
-		{"tlswrapper", "implicit", "tlswrapper", func() []string { return append([]string{"tlswrapper", "-f", pem}, backend...) }, 2},
-		{"chain-starttls", "starttls", "", func() []string { return benchChain(t, jail, pem, "-n", "imap") }, -1},
-		{"chain-implicit", "implicit", "", func() []string { return benchChain(t, jail, pem) }, -1},
+		{"plain", "plain", "", func() []string { return backend }, 0, 0, 0},
+		{"stunnel-starttls", "starttls", "stunnel4", func() []string { return []string{"stunnel4", conf("protocol = imap")} }, 1, 1, 0},
+		{"stunnel-implicit", "implicit", "stunnel4", func() []string { return []string{"stunnel4", conf("")} }, -1, 1, 0},
+		{"tlswrapper", "implicit", "tlswrapper", func() []string { return append([]string{"tlswrapper", "-f", pem}, backend...) }, -1, 2, 0},
+		// The run file's chain: the proxy and the key process before
+		// the handshake; after it the key process has signed and
+		// exited, and stays a zombie of the proxy's.
+		{"chain-starttls", "starttls", "", func() []string { return benchKeyChain(t, jail, pem, "-n", "imap") }, 2, 1, 1},
+		{"chain-implicit", "implicit", "", func() []string { return benchKeyChain(t, jail, pem) }, 2, 1, 1},
+		{"chain-nokey-starttls", "starttls", "", func() []string { return benchChain(t, jail, pem, "-n", "imap") }, 1, 1, 0},
 	}
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
@@ -273,37 +324,58 @@ func TestBenchRound(t *testing.T) {
 				t.Fatalf("bulk FETCH of 1 MiB: exit %d, %q, %s", code, r, errOut)
 			}
 
-			hold := exec.Command(lg, "-a", addr, "-m", k.mode, "-hold", "1", "-holdfor", "30s")
-			stdout, _ := hold.StdoutPipe()
-			if err := hold.Start(); err != nil {
-				t.Fatal(err)
+			// Sessions held before the handshake go on to LOGOUT
+			// once released.
+			out, errOut, code = benchExitCode(t, exec.Command(lg, "-a", addr, "-m", k.mode, "-hold", "2", "-holdat", "handshake", "-holdfor", "100ms"))
+			if code != 0 || out != "held=2\n" {
+				t.Fatalf("loadgen -hold 2 -holdat handshake: exit %d, %q, %s", code, out, errOut)
 			}
-			defer func() { hold.Process.Kill(); hold.Wait() }()
-			held, _ := bufio.NewReader(stdout).ReadString('\n')
-			if held != "held=1\n" {
-				t.Fatalf("loadgen -hold 1 printed %q", held)
+
+			check := func(at string, want, wantZombies int) {
+				t.Helper()
+				line, procs, zombies := benchProcs(t, pid, want, wantZombies)
+				if want >= 0 && procs != want || zombies != wantZombies {
+					t.Errorf("pss.sh, a session held at %s: %q, want procs=%d zombies=%d", at, line, want, wantZombies)
+				}
+				kb, _ := strconv.Atoi(benchField(t, line, "pss_kb"))
+				if procs > 0 && kb <= 0 || procs == 0 && kb != 0 {
+					t.Errorf("pss.sh: %q: pss_kb does not fit %d processes", line, procs)
+				}
+				if strings.Contains(benchField(t, line, "comms"), "fakeimapd") {
+					t.Errorf("pss.sh counted the backend: %q", line)
+				}
 			}
-			pss, err := exec.Command("sh", filepath.Join(repoRoot(t), "tests/bench/pss.sh"), strconv.Itoa(pid), "fakeimapd").Output()
-			if err != nil {
-				t.Fatalf("pss.sh: %v", err)
+			// Wait for the sessions above to be gone, then hold one.
+			benchProcs(t, pid, 0, 0)
+			if k.hsProcs >= 0 {
+				benchHold(t, lg, addr, k.mode, "handshake")
+				check("handshake", k.hsProcs, 0)
 			}
-			line := strings.TrimSpace(string(pss))
-			procs, _ := strconv.Atoi(benchField(t, line, "procs"))
-			if k.procs >= 0 && procs != k.procs || k.procs < 0 && procs < 1 {
-				t.Errorf("pss.sh: %q, want procs=%d (-1: at least 1)", line, k.procs)
-			}
-			kb, _ := strconv.Atoi(benchField(t, line, "pss_kb"))
-			if procs > 0 && kb <= 0 || procs == 0 && kb != 0 {
-				t.Errorf("pss.sh: %q: pss_kb does not fit %d processes", line, procs)
-			}
-			if strings.Contains(benchField(t, line, "comms"), "fakeimapd") {
-				t.Errorf("pss.sh counted the backend: %q", line)
+			benchHold(t, lg, addr, k.mode, "login")
+			// The session held before the handshake is still there.
+			if k.hsProcs >= 0 {
+				check("handshake and one at login", k.hsProcs+k.procs, k.zombies)
+			} else {
+				check("login", k.procs, k.zombies)
 			}
 		})
 	}
 }
 
-// benchChain is the suite's chain as bench.sh runs it.
+// benchKeyChain is the run file's chain as bench.sh runs it: a key
+// process, and a uid of its own for each process (-r).
+func benchKeyChain(t *testing.T, jail, pem string, mode ...string) []string {
+	const uids = "2000000000:4194304"
+	args := []string{bin(t, "makesock"), bin(t, "makesock"), "-d", "4", bin(t, "setuidgid-chroot"), "-/", jail, "-r", uids,
+		bin(t, "stunnel-imap")}
+	args = append(args, mode...)
+	return append(args, "-F", "3", "-K", "4",
+		"-makesock_connect_to", bin(t, "setuidgid-chroot"), "-/", jail, "-r", uids, "-o", "3:"+pem, bin(t, "stunnel-imap"), "-S", "-P", "3",
+		"-makesock_connect_to", bin(t, "fakeimapd"), "-s", "1M")
+}
+
+// benchChain is the suite's chain before the key process, as bench.sh
+// runs it: one account (-u), the proxy holding the key (-P).
 func benchChain(t *testing.T, jail, pem string, mode ...string) []string {
 	ensureAccount(t, "imaptls")
 	args := []string{bin(t, "makesock"), bin(t, "setuidgid-chroot"), "-u", "imaptls", "-/", jail, "-o", "4:" + pem,
@@ -323,7 +395,7 @@ func TestBenchScript(t *testing.T) {
 	ensureAccount(t, "imaptls")
 	report := filepath.Join(t.TempDir(), "BENCHMARKS.md")
 	cmd := exec.Command("sh", filepath.Join(repoRoot(t), "tests/bench/bench.sh"))
-	cmd.Env = append(os.Environ(), "BENCH_QUICK=1", "BENCH_OUT="+report, "BENCH_SYSTEMS=plain chain-starttls", "IMAPTLS_BIN="+binDir)
+	cmd.Env = append(os.Environ(), "BENCH_QUICK=1", "BENCH_OUT="+report, "BENCH_SYSTEMS=plain chain-starttls chain-nokey-starttls", "IMAPTLS_BIN="+binDir)
 	_, errOut, code := benchExitCode(t, cmd)
 	if code != 0 {
 		t.Fatalf("bench.sh exited %d: %s", code, errOut)
@@ -334,9 +406,19 @@ func TestBenchScript(t *testing.T) {
 	}
 	md := string(b)
 	for _, want := range []string{
-		"| plaintext: tcpserver → fakeimapd | 0 |",
-		"| **imap-tls, STARTTLS** (`-n imap`) | ",
+		"| plaintext: tcpserver → fakeimapd | 0 / 0 |",
+		// The proxy and the key process in handshake, the proxy
+		// alone held after LOGIN; the key process a zombie.
+		"| **imap-tls, STARTTLS** (`-n imap`) | 2 / 1 |",
+		"| imap-tls without key process (-u, -P), STARTTLS | 1 / 1 |",
+		"| stunnel-imap,stunnel-imap | stunnel-imap (+1 zombie) |",
 		"### Ratios to the plaintext baseline",
+		"### The key process and a uid per connection: before and after (issue 6)",
+		"| STARTTLS: sessions/s at c=8 | ",
+		"## Targets (issue 6, item 4: the key process and a uid per connection cost little)",
+		"STARTTLS PSS per held session within 15 %, 2 held: ",
+		"chain-starttls (starttls): tcpserver -R -H -l 0 127.0.0.1 PORT makesock makesock -d 4 setuidgid-chroot -/ $W/jail -r 2000000000:4194304 stunnel-imap -n imap -F 3 -K 4 -makesock_connect_to setuidgid-chroot -/ $W/jail -r 2000000000:4194304 -o 3:$W/ssl/localhost.pem stunnel-imap -S -P 3 -makesock_connect_to $W/fakeimapd",
+		"chain-nokey-starttls (starttls): tcpserver -R -H -l 0 127.0.0.1 PORT makesock setuidgid-chroot -u imaptls -/ $W/jail -o 4:$W/ssl/localhost.pem stunnel-imap -n imap -F 3 -P 4 -makesock_connect_to $W/fakeimapd",
 		"## Start-up cost of each link, on its own",
 		"## The machine",
 		"## How to reproduce",

@@ -1,7 +1,10 @@
 #!/bin/sh
 # bench.sh: imap-tls against stunnel 5, tlswrapper and plaintext, side by
 # side on loopback, with one backend (tests/fakeimapd) and one client
-# (tests/loadgen); writes BENCHMARKS.md. Run from anywhere, as root, after
+# (tests/loadgen); writes BENCHMARKS.md. imap-tls runs as the run file
+# written by imap-tls-conf runs it (a key process, a uid of its own for
+# each process, -r), and, for issue 6's before and after, as it ran
+# before the key process (one account, -u, the proxy holding the key). Run from anywhere, as root, after
 # `sh redo.do` has built bin/ (`sh redo.do bench` does both).
 #
 #   sh tests/bench/bench.sh
@@ -13,6 +16,8 @@
 #   BENCH_SIZE     size of the bulk FETCH's message (default 64M)
 #   BENCH_OUT      the report to write (default BENCHMARKS.md at the root)
 #   BENCH_SYSTEMS  the systems to measure, by id (default: all installed)
+#   BENCH_RANGE    setuidgid-chroot -r's uid range (default the run
+#                  file's, 2000000000:4194304)
 #   BENCH_PROFILE  0 to skip the perf profile of the chain (default 1)
 #   BENCH_QUICK    1: one short round of everything, for the tests
 #
@@ -29,6 +34,7 @@ ROUNDS=${BENCH_ROUNDS:-5}
 SECS=${BENCH_SECS:-3}
 SIZE=${BENCH_SIZE:-64M}
 OUT=${BENCH_OUT:-$root/BENCHMARKS.md}
+RANGE=${BENCH_RANGE:-2000000000:4194304}
 PROFILE=${BENCH_PROFILE:-1}
 QUICK=${BENCH_QUICK:-0}
 HOLD=50   # sessions held at once for the per-session PSS at load
@@ -94,7 +100,24 @@ STUNNEL=$(command -v stunnel4 || command -v stunnel || true)
 TLSWRAPPER=$(command -v tlswrapper || true)
 
 # The systems: id, mode, and the program tcpserver runs (one line each).
-chain="$BIN/makesock $BIN/setuidgid-chroot -u imaptls -/ $JAIL -o 4:$PEM $BIN/stunnel-imap"
+#
+# keychain DIR [ -n imap ]: the run file's chain (service/run.tmpl), with
+# the programs from DIR: the outer makesock puts the backend on the
+# proxy's fd 3, the inner one the key process on its fd 4; the proxy and
+# the key process each run under setuidgid-chroot -r (uid = gid = a
+# number of the range of their own), and only the key process gets the
+# key file (-o 3:PEM, opened by setuidgid-chroot before it drops root).
+keychain() {
+	d=$1
+	shift
+	echo "$d/makesock $d/makesock -d 4 $d/setuidgid-chroot -/ $JAIL -r $RANGE $d/stunnel-imap $* -F 3 -K 4" \
+		"-makesock_connect_to $d/setuidgid-chroot -/ $JAIL -r $RANGE -o 3:$PEM $d/${KEYPROG:-stunnel-imap} -S -P 3"
+}
+# nokeychain [ -n imap ]: the chain before the key process: one account
+# (-u imaptls) for every connection, the proxy holding the key (-P 4).
+nokeychain() {
+	echo "$BIN/makesock $BIN/setuidgid-chroot -u imaptls -/ $JAIL -o 4:$PEM $BIN/stunnel-imap $* -F 3 -P 4"
+}
 systems() {
 	echo "plain plain $FAKE -s $SIZE"
 	[ -n "$STUNNEL" ] && {
@@ -103,9 +126,12 @@ systems() {
 	}
 	[ -n "$TLSWRAPPER" ] && echo "tlswrapper implicit $TLSWRAPPER -f $PEM $FAKE -s $SIZE"
 	[ $have_chain = yes ] && {
-		echo "chain-starttls starttls $chain -n imap -F 3 -P 4 -makesock_connect_to $FAKE -s $SIZE"
-		echo "chain-implicit implicit $chain -F 3 -P 4 -makesock_connect_to $FAKE -s $SIZE"
-		# The same chain less one link, to see what each costs.
+		echo "chain-starttls starttls $(keychain "$BIN" -n imap) -makesock_connect_to $FAKE -s $SIZE"
+		echo "chain-implicit implicit $(keychain "$BIN") -makesock_connect_to $FAKE -s $SIZE"
+		# Before issue 6, and the same chain less more links, to
+		# see what each costs.
+		echo "chain-nokey-starttls starttls $(nokeychain -n imap) -makesock_connect_to $FAKE -s $SIZE"
+		echo "chain-nokey-implicit implicit $(nokeychain) -makesock_connect_to $FAKE -s $SIZE"
 		echo "chain-nojail starttls $BIN/makesock $BIN/stunnel-imap -n imap -F 3 -p $PEM -makesock_connect_to $FAKE -s $SIZE"
 	}
 	true
@@ -194,14 +220,18 @@ cpu_round() {
 	awk -F, -v n="$n" '/task-clock/ { printf "%.3f\n", $1 / n }' "$work/$id-cpu.cpu" >>"$work/$id.cpus"
 }
 
-# memory id mode: processes and PSS of 1, then $HOLD, held sessions.
+# memory id mode: processes and PSS of 1, then $HOLD, sessions held
+# just before the TLS handshake (every process a connection starts is
+# there: imap-tls's key process exits once it has signed), then of 1 and
+# $HOLD held after LOGIN.
 memory() {
 	id=$1 mode=$2
 	spid=$(cat "$work/$id.pid")
 	line=
-	for h in 1 $HOLD; do
+	for at_h in handshake:1 handshake:$HOLD login:1 login:$HOLD; do
+		at=${at_h%:*} h=${at_h#*:}
 		: >"$work/$id.hold"
-		$LOADGEN -a "127.0.0.1:$(cat "$work/$id.port")" -m "$mode" -hold $h -c 8 -holdfor 30s \
+		$LOADGEN -a "127.0.0.1:$(cat "$work/$id.port")" -m "$mode" -hold "$h" -holdat "$at" -c 8 -holdfor 30s \
 			</dev/null >"$work/$id.hold" 2>>"$work/$id.loadgen.err" &
 		hpid=$!
 		i=0
@@ -217,16 +247,31 @@ memory() {
 		done
 		m=
 		if [ $held = yes ]; then
-			sleep 0.3 # let every process of the chain finish its start-up
+			# Let every process of the chain finish its start-up
+			# (in implicit mode a session is held as soon as it is
+			# connected): count until two counts agree.
+			sleep 0.3
 			m=$(sh tests/bench/pss.sh "$spid" fakeimapd)
+			j=0
+			while [ $j -lt 10 ]; do
+				j=$((j + 1))
+				sleep 0.3
+				m2=$(sh tests/bench/pss.sh "$spid" fakeimapd)
+				[ "$(val procs "$m2")" = "$(val procs "$m")" ] && break
+				m=$m2
+			done
 		fi
 		kill $hpid 2>/dev/null
 		wait $hpid 2>/dev/null
 		sleep 0.3 # let the sessions' processes go before the next count
 		if [ -z "$m" ]; then
 			continue
+		elif [ "$at_h" = handshake:1 ]; then
+			line="$line procs_hs=$(val procs "$m") psshs1=$(val pss_kb "$m") comms_hs=$(val comms "$m")"
+		elif [ $at = handshake ]; then
+			line="$line psshsn=$(($(val pss_kb "$m") / h))"
 		elif [ $h = 1 ]; then
-			line="$line procs=$(val procs "$m") pss1=$(val pss_kb "$m") comms=$(val comms "$m")"
+			line="$line procs=$(val procs "$m") pss1=$(val pss_kb "$m") comms=$(val comms "$m") zombies=$(val zombies "$m")"
 		else
 			line="$line pssn=$(($(val pss_kb "$m") / h))"
 		fi
@@ -319,17 +364,23 @@ startup "fork+exec of a small C program (the baseline)" /bin/true
 startup "a static Go program: fakeimapd greets and sees EOF" "$FAKE"
 if [ $have_chain = yes ]; then
 	startup "makesock and two fakeimapd" "$BIN/makesock $FAKE -makesock_connect_to $FAKE"
-	startup "setuidgid-chroot, then fakeimapd" "$BIN/setuidgid-chroot -u imaptls -/ $JAIL $FAKE"
+	startup "setuidgid-chroot -u (an account), then fakeimapd" "$BIN/setuidgid-chroot -u imaptls -/ $JAIL $FAKE"
+	startup "setuidgid-chroot -r (a uid of its own), then fakeimapd" "$BIN/setuidgid-chroot -/ $JAIL -r $RANGE $FAKE"
 	startup "makesock, stunnel-imap (loads the key, greets, sees EOF) and fakeimapd" \
 		"$BIN/makesock $BIN/stunnel-imap -n imap -F 3 -p $PEM -makesock_connect_to $FAKE"
-	startup "the whole chain, STARTTLS" "$chain -n imap -F 3 -P 4 -makesock_connect_to $FAKE"
+	startup "the key process alone: setuidgid-chroot -r -o, stunnel-imap -S (loads the key, sees EOF)" \
+		"$BIN/setuidgid-chroot -/ $JAIL -r $RANGE -o 3:$PEM $BIN/stunnel-imap -S -P 3"
+	startup "the chain without the key process (-u, -P), STARTTLS" "$(nokeychain -n imap) -makesock_connect_to $FAKE"
+	startup "**the run file's chain**, STARTTLS" "$(keychain "$BIN" -n imap) -makesock_connect_to $FAKE"
 fi
 [ -n "$STUNNEL" ] && startup "stunnel 5, implicit, inetd mode, and fakeimapd" "$STUNNEL $work/stunnel-implicit.conf"
 [ -n "$TLSWRAPPER" ] && startup "tlswrapper and fakeimapd" "$TLSWRAPPER -f $PEM $FAKE"
 
 # Where the chain's CPU time goes: a system-wide perf profile while
-# loadgen drives the STARTTLS chain at concurrency 8, by command and by
-# shared object, and the hottest symbols (from unstripped builds).
+# loadgen drives the run file's STARTTLS chain at concurrency 8, by
+# command and by shared object, and the hottest symbols (from unstripped
+# builds). The key process runs the same stunnel-imap under the name
+# stunnel-imap-S, so that its samples show apart from the proxy's.
 : >"$work/profile"
 if [ "$PROFILE" = 1 ] && [ $have_chain = yes ] && command -v perf >/dev/null 2>&1; then
 	mkdir -p "$work/prof"
@@ -337,10 +388,11 @@ if [ "$PROFILE" = 1 ] && [ $have_chain = yes ] && command -v perf >/dev/null 2>&
 	for p in makesock setuidgid-chroot stunnel-imap; do
 		CGO_ENABLED=0 go build -trimpath -o "$work/prof/$p" "./$p" || ok=no
 	done
+	cp "$work/prof/stunnel-imap" "$work/prof/stunnel-imap-S" || ok=no
 	if [ $ok = yes ]; then
 		P=$work/prof
-		start_server prof "$P/makesock" "$P/setuidgid-chroot" -u imaptls -/ "$JAIL" -o "4:$PEM" \
-			"$P/stunnel-imap" -n imap -F 3 -P 4 -makesock_connect_to "$FAKE" -s "$SIZE"
+		# shellcheck disable=SC2046
+		start_server prof $(KEYPROG=stunnel-imap-S keychain "$P" -n imap) -makesock_connect_to "$FAKE" -s "$SIZE"
 		perf record -a -g -o "$work/perf.data" -- "$LOADGEN" -a "127.0.0.1:$port" -m starttls -c 8 -d 5s \
 			>"$work/prof.loadgen" 2>"$work/perf.err" || say "warning: perf record failed: $(tail -1 "$work/perf.err")"
 		perf record -a -g -o "$work/perf-bulk.data" -- "$LOADGEN" -a "127.0.0.1:$port" -m starttls -n 2 -fetch \
@@ -348,10 +400,11 @@ if [ "$PROFILE" = 1 ] && [ $have_chain = yes ] && command -v perf >/dev/null 2>&
 		stop_server
 		if [ -s "$work/perf.data" ]; then
 			rep() { perf report -i "$work/perf.data" --no-children -g none --stdio "$@" 2>/dev/null | grep -v '^#' | grep '%'; }
-			comms=tcpserver,makesock,setuidgid-chroo,stunnel-imap,fakeimapd,loadgen
+			comms=tcpserver,makesock,setuidgid-chroo,stunnel-imap,stunnel-imap-S,fakeimapd,loadgen
 			{
 				echo "CPU samples of the processes of the test (other processes on the machine left out),"
-				echo "by command (setuidgid-chroo is setuidgid-chroot: the kernel keeps 15 characters):"
+				echo "by command (setuidgid-chroo is setuidgid-chroot: the kernel keeps 15 characters;"
+				echo "stunnel-imap-S is the key process, stunnel-imap the proxy):"
 				echo
 				echo '```'
 				rep --comms $comms --percentage relative --sort comm | head -8
@@ -363,7 +416,7 @@ if [ "$PROFILE" = 1 ] && [ $have_chain = yes ] && command -v perf >/dev/null 2>&
 				perf report -i "$work/perf.data" --no-children -g none --stdio --comms $comms --percentage relative \
 					--sort comm,sym 2>/dev/null | awk '/%/ && $1 ~ /%$/ { split($1, p, "%"); k = $3 == "[k]" ? "kernel" : "user"; t[$2 " " k] += p[1] } END { for (x in t) printf "%7.2f%%  %s\n", t[x], x }' | sort -rn | head -12
 				echo '```'
-				for c in stunnel-imap setuidgid-chroo makesock; do
+				for c in stunnel-imap stunnel-imap-S setuidgid-chroo makesock; do
 					echo
 					echo "Hottest symbols of $c (share of its own samples):"
 					echo
@@ -414,9 +467,9 @@ machine() {
 	sed -e "s|$work|\$W|g" -e "s|$BIN/||g" "$work/startup"
 	echo
 	if [ -s "$work/profile" ]; then
-		echo "## Profile of the STARTTLS chain at concurrency 8"
+		echo "## Profile of the run file's STARTTLS chain at concurrency 8"
 		echo
-		echo "\`perf record -a -g\` during 5 s of loadgen against the chain (unstripped builds of the same sources):"
+		echo "\`perf record -a -g\` during 5 s of loadgen against the chain with the key process (unstripped builds of the same sources):"
 		echo "$(grep '^result' "$work/prof.loadgen" | cut -d' ' -f2-)."
 		echo
 		cat "$work/profile"
@@ -436,7 +489,8 @@ machine() {
 	echo '```'
 	echo
 	echo "Tunables: BENCH_ROUNDS (default 5), BENCH_SECS (3), BENCH_SIZE (64M), BENCH_OUT, BENCH_PROFILE=0,"
-	echo "BENCH_SYSTEMS (ids, as below). The CPU figures and the profile need perf (Debian: linux-perf);"
+	echo "BENCH_SYSTEMS (ids, as below), BENCH_RANGE (setuidgid-chroot -r's range, default the run file's"
+	echo "2000000000:4194304). The CPU figures and the profile need perf (Debian: linux-perf);"
 	echo "without it those columns stay empty."
 	echo "The systems, exactly as run (\$W is the bench's temporary directory):"
 	echo
@@ -451,7 +505,10 @@ machine() {
 	echo "handshake (or the implicit handshake), CAPABILITY, LOGIN, LOGOUT, each from its own"
 	echo "loopback source address; the bulk figure is one FETCH 1 BODY[] of a $SIZE message, timed"
 	echo "from the command to its tagged OK. Memory is tests/bench/pss.sh: the sum of the Pss lines"
-	echo "of /proc/PID/smaps_rollup of tcpserver's descendants, the backend left out."
+	echo "of /proc/PID/smaps_rollup of tcpserver's descendants, the backend and zombies left out,"
+	echo "with sessions held by loadgen either after LOGIN (\"held\") or just before the TLS handshake"
+	echo "(\"in handshake\": after the greeting for STARTTLS, once connected for implicit TLS), when"
+	echo "imap-tls's key process, which exits once it has signed, is still there."
 	if [ -f tests/bench/analysis.md ]; then
 		echo
 		cat tests/bench/analysis.md

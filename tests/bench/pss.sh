@@ -7,11 +7,14 @@
 # not counted), leaves out those whose command name is exclude (the
 # backend), and prints, on one line:
 #
-#   procs=N pss_kb=K comms=name,name,...
+#   procs=N pss_kb=K comms=name,name,... zombies=Z
 #
 # K is the sum of the Pss lines of /proc/PID/smaps_rollup: the
 # proportional set size, each shared page divided among its sharers, so
-# that the sums of several processes add up honestly.
+# that the sums of several processes add up honestly. A zombie (a
+# process that has exited and that its parent has not reaped yet, as
+# imap-tls's key process is once the handshake is done) holds no memory
+# and serves nothing: it is counted in Z, not in N.
 [ $# -ge 1 ] || { echo "pss.sh: usage: pss.sh rootpid [ exclude ]" >&2; exit 100; }
 root=$1
 exclude=${2:-}
@@ -29,6 +32,7 @@ NF > 0 {
 	pid = substr($0, 1, open - 2)
 	comm[pid] = substr($0, open + 1, close_ - open - 1)
 	split(substr($0, close_ + 2), rest, " ")
+	state[pid] = rest[1]
 	parent[pid] = rest[2]
 }
 END {
@@ -37,10 +41,11 @@ END {
 	for (q = 0; q < n; q++)
 		for (p in parent)
 			if (parent[p] == queue[q] && !(p in inset)) { inset[p] = 1; queue[n++] = p }
-	procs = 0; pss = 0; names = ""
+	procs = 0; pss = 0; names = ""; zombies = 0
 	for (q = 1; q < n; q++) {
 		p = queue[q]
 		if (comm[p] == exclude) continue
+		if (state[p] == "Z") { zombies++; continue }
 		f = "/proc/" p "/smaps_rollup"
 		while ((getline l < f) > 0)
 			if (l ~ /^Pss:/) { split(l, a, " "); pss += a[2] }
@@ -48,5 +53,5 @@ END {
 		procs++
 		names = names (names == "" ? "" : ",") comm[p]
 	}
-	printf "procs=%d pss_kb=%d comms=%s\n", procs, pss, names
+	printf "procs=%d pss_kb=%d comms=%s zombies=%d\n", procs, pss, names, zombies
 }'

@@ -1,5 +1,6 @@
 # report.awk: bench.sh's results (one line per system: "id key=value ...")
-# into BENCHMARKS.md's tables, ratios and the issue's targets.
+# into BENCHMARKS.md's tables, ratios and the issues' targets (issue 5's
+# against the peers, issue 6's key process against the chain without it).
 # Variables: rounds, secs, size, hold.
 
 function name(id) {
@@ -9,7 +10,9 @@ function name(id) {
 	if (id == "tlswrapper") return "tlswrapper, implicit TLS"
 	if (id == "chain-starttls") return "**imap-tls, STARTTLS** (`-n imap`)"
 	if (id == "chain-implicit") return "**imap-tls, implicit TLS**"
-	if (id == "chain-nojail") return "imap-tls STARTTLS without setuidgid-chroot (as root)"
+	if (id == "chain-nokey-starttls") return "imap-tls without key process (-u, -P), STARTTLS"
+	if (id == "chain-nokey-implicit") return "imap-tls without key process (-u, -P), implicit TLS"
+	if (id == "chain-nojail") return "imap-tls STARTTLS without key process nor setuidgid-chroot (as root)"
 	return id
 }
 
@@ -34,6 +37,26 @@ function ratio(a, b) {
 function check(ok, text) {
 	printf "- %s %s\n", (ok ? "met:" : "**missed:**"), text
 }
+# procs: processes serving one connection in handshake / held.
+function procs(id) {
+	if (v[id, "procs"] == "" && v[id, "procs_hs"] == "") return "—"
+	return (v[id, "procs_hs"] == "" ? "—" : v[id, "procs_hs"]) " / " (v[id, "procs"] == "" ? "—" : v[id, "procs"])
+}
+function comms(id,   c) {
+	c = v[id, "comms"]
+	if (num(v[id, "zombies"]) > 0) c = c sprintf(" (+%d zombie)", v[id, "zombies"])
+	return c
+}
+# keyrow: one line of the before and after table; lower: lower is better.
+function keyrow(what, a, b, lower, target,   r, verdict) {
+	verdict = ""
+	if (a != "" && b != "" && num(a) > 0) {
+		r = num(b) / num(a)
+		if (target) verdict = (lower ? r <= 1.15 : r >= 0.85) ? "within 15 %" : "**beyond 15 %**"
+		else verdict = "(not a target)"
+	}
+	printf "| %s | %s | %s | %s | %s |\n", what, a == "" ? "—" : a, b == "" ? "—" : b, ratio(b, a), verdict
+}
 
 {
 	id = $1
@@ -51,34 +74,37 @@ END {
 	print ""
 	printf "Medians of %d rounds (%s s each for sessions/s); latency is a whole session's, connect to LOGOUT's OK; ", rounds, secs
 	printf "bulk is one FETCH of a %s message; PSS is the processes serving one held session, the backend excluded, ", size
-	printf "then per session with %d held at once; processes are those serving one connection, the backend excluded.\n", hold
+	printf "then per session with %d held at once (after LOGIN), and per session with %d held just before the TLS handshake, ", hold, hold
+	printf "when imap-tls's key process is still there; processes are those serving one connection, the backend excluded, "
+	print "in handshake / held after LOGIN."
 	print ""
-	print "| system | procs | c=1 sessions/s | p50 ms | p99 ms | c=8 sessions/s | p50 ms | p99 ms | bulk MB/s | PSS MB, 1 held | PSS MB per session, " hold " held |"
-	print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	print "| system | procs, handshake / held | c=1 sessions/s | p50 ms | p99 ms | c=8 sessions/s | p50 ms | p99 ms | bulk MB/s | PSS MB, 1 held | PSS MB per session, " hold " held | PSS MB per session, " hold " in handshake |"
+	print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for (i = 0; i < n; i++) {
 		id = ids[i]
-		printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name(id), v[id, "procs"],
+		printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name(id), procs(id),
 			fmt(v[id, "rate1"], 1), fmt(v[id, "p50_1"], 2), fmt(v[id, "p99_1"], 2),
 			fmt(v[id, "rate8"], 1), fmt(v[id, "p50_8"], 2), fmt(v[id, "p99_8"], 2),
-			fmt(v[id, "mbps"], 0), fmt(mb(v[id, "pss1"]), 2), fmt(mb(v[id, "pssn"]), 2)
+			fmt(v[id, "mbps"], 0), fmt(mb(v[id, "pss1"]), 2), fmt(mb(v[id, "pssn"]), 2), fmt(mb(v[id, "psshsn"]), 2)
 	}
 	print ""
 	print "Where a session's time goes (p50, ms, at concurrency 1): until the greeting, and the TLS handshake alone."
-	print "Processes serving one connection, by name."
+	print "Processes serving one connection, by name, in handshake and held after LOGIN (a zombie is a process that"
+	print "has exited and that its parent has not reaped yet: it holds no memory)."
 	print ""
 	print "CPU: the CPU time of the whole server side (tcpserver, the system, the backend) per session at c=8,"
 	print "from perf stat, the median of " rounds " rounds; then less the plaintext baseline's, which leaves what TLS"
 	print "and the proxy cost."
 	print ""
-	print "| system | greeting c=1 | handshake c=1 | greeting c=8 | handshake c=8 | CPU ms/session | less baseline | failed sessions | processes |"
-	print "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+	print "| system | greeting c=1 | handshake c=1 | greeting c=8 | handshake c=8 | CPU ms/session | less baseline | failed sessions | processes in handshake | held |"
+	print "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"
 	for (i = 0; i < n; i++) {
 		id = ids[i]
 		extra = ""
 		if (v[id, "cpu"] != "" && v["plain", "cpu"] != "" && id != "plain") extra = v[id, "cpu"] - v["plain", "cpu"]
-		printf "| %s | %s | %s | %s | %s | %s | %s | %d | %s |\n", name(id), fmt(v[id, "greet1"], 2), fmt(v[id, "tls1"], 2),
+		printf "| %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |\n", name(id), fmt(v[id, "greet1"], 2), fmt(v[id, "tls1"], 2),
 			fmt(v[id, "greet8"], 2), fmt(v[id, "tls8"], 2), fmt(v[id, "cpu"], 2), fmt(extra, 2),
-			num(v[id, "err1"]) + num(v[id, "err8"]), v[id, "comms"]
+			num(v[id, "err1"]) + num(v[id, "err8"]), v[id, "comms_hs"], comms(id)
 	}
 	for (pass = 0; pass < 2; pass++) {
 		print ""
@@ -90,22 +116,53 @@ END {
 		print ""
 		print "Figure ÷ reference: above 1 is better for sessions/s and MB/s, below 1 is better for latency and memory."
 		print ""
-		print "| system | c=1 sessions/s | c=1 p50 | c=8 sessions/s | c=8 p50 | bulk | PSS, 1 held | PSS, " hold " held | CPU/session |"
-		print "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+		print "| system | c=1 sessions/s | c=1 p50 | c=8 sessions/s | c=8 p50 | bulk | PSS, 1 held | PSS, " hold " held | PSS, " hold " in handshake | CPU/session |"
+		print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 		for (i = 0; i < n; i++) {
 			id = ids[i]
 			ref = pass == 0 ? peer(id) : "plain"
 			if (ref == "" || !(ref in have) || ref == id) continue
-			printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name(id),
+			printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name(id),
 				ratio(v[id, "rate1"], v[ref, "rate1"]), ratio(v[id, "p50_1"], v[ref, "p50_1"]),
 				ratio(v[id, "rate8"], v[ref, "rate8"]), ratio(v[id, "p50_8"], v[ref, "p50_8"]),
 				ratio(v[id, "mbps"], v[ref, "mbps"]),
 				pass == 0 ? ratio(v[id, "pss1"], v[ref, "pss1"]) : "—",
 				pass == 0 ? ratio(v[id, "pssn"], v[ref, "pssn"]) : "—",
+				pass == 0 ? ratio(v[id, "psshsn"], v[ref, "psshsn"]) : "—",
 				ratio(v[id, "cpu"], v[ref, "cpu"])
 		}
 	}
-	if (("chain-starttls" in have) && ("chain-nojail" in have) && ("plain" in have) && v["chain-nojail", "cpu"] != "") {
+	# Issue 6: the run file's chain against the chain without the key
+	# process, mode by mode.
+	keyed = 0
+	for (m = 0; m < 2; m++) {
+		a = m == 0 ? "chain-nokey-starttls" : "chain-nokey-implicit"
+		b = m == 0 ? "chain-starttls" : "chain-implicit"
+		if (!(a in have) || !(b in have)) continue
+		if (!keyed++) {
+			print ""
+			print "### The key process and a uid per connection: before and after (issue 6)"
+			print ""
+			print "The run file's chain (a key process, each process under a uid of its own from"
+			print "`setuidgid-chroot -r`, stunnel-imap's seccomp filter) against the chain as it ran before"
+			print "(one account, `-u`, the proxy holding the key, `-P`), from the same run; \"after ÷ before\""
+			print "should stay within 15 % (at least 0.85× for sessions/s, at most 1.15× for memory)."
+			print ""
+			print "| figure | before: without key process | after: the run file's chain | after ÷ before | |"
+			print "|---|---:|---:|---:|---|"
+		}
+		w = m == 0 ? "STARTTLS" : "implicit TLS"
+		keyrow(w ": sessions/s at c=1", v[a, "rate1"], v[b, "rate1"], 0, 1)
+		keyrow(w ": sessions/s at c=8", v[a, "rate8"], v[b, "rate8"], 0, 1)
+		keyrow(w ": p50 ms at c=1", v[a, "p50_1"], v[b, "p50_1"], 1, 0)
+		keyrow(w ": PSS MB per session, " hold " held", fmt(mb(v[a, "pssn"]), 2), fmt(mb(v[b, "pssn"]), 2), 1, 1)
+		keyrow(w ": PSS MB, 1 held", fmt(mb(v[a, "pss1"]), 2), fmt(mb(v[b, "pss1"]), 2), 1, 0)
+		keyrow(w ": PSS MB per session, " hold " in handshake", fmt(mb(v[a, "psshsn"]), 2), fmt(mb(v[b, "psshsn"]), 2), 1, 0)
+		keyrow(w ": CPU ms per session at c=8", v[a, "cpu"], v[b, "cpu"], 1, 0)
+		printf "| %s: processes in handshake / held | %s | %s | | |\n", w, procs(a), procs(b)
+	}
+
+	if (("chain-starttls" in have) && ("chain-nokey-starttls" in have) && ("chain-nojail" in have) && ("plain" in have) && v["chain-nojail", "cpu"] != "") {
 		print ""
 		print "### Each link's share, from the chain variants"
 		print ""
@@ -115,12 +172,14 @@ END {
 		print "| link | CPU ms/session | greeting p50 at c=1, ms |"
 		print "|---|---:|---:|"
 		printf "| tcpserver, fork, the backend, the session itself (the plaintext baseline) | %s | %s |\n", fmt(v["plain", "cpu"], 2), fmt(v["plain", "greet1"], 2)
-		printf "| makesock and stunnel-imap: start-up, key, TLS handshake, relay (no-setuidgid-chroot variant less baseline) | %s | %s |\n",
+		printf "| makesock and stunnel-imap: start-up, key, TLS handshake, relay (the variant as root less baseline) | %s | %s |\n",
 			fmt(v["chain-nojail", "cpu"] - v["plain", "cpu"], 2), fmt(v["chain-nojail", "greet1"] - v["plain", "greet1"], 2)
-		printf "| setuidgid-chroot (full chain less the variant without it) | %s | %s |\n",
-			fmt(v["chain-starttls", "cpu"] - v["chain-nojail", "cpu"], 2), fmt(v["chain-starttls", "greet1"] - v["chain-nojail", "greet1"], 2)
+		printf "| setuidgid-chroot -u (the chain without key process less the variant as root) | %s | %s |\n",
+			fmt(v["chain-nokey-starttls", "cpu"] - v["chain-nojail", "cpu"], 2), fmt(v["chain-nokey-starttls", "greet1"] - v["chain-nojail", "greet1"], 2)
+		printf "| the key process: a second makesock, setuidgid-chroot and stunnel-imap, -r instead of -u, the seccomp filter (the run file's chain less the chain without key process) | %s | %s |\n",
+			fmt(v["chain-starttls", "cpu"] - v["chain-nokey-starttls", "cpu"], 2), fmt(v["chain-starttls", "greet1"] - v["chain-nokey-starttls", "greet1"], 2)
 		print ""
-		print "The start-up table below splits makesock from stunnel-imap."
+		print "The start-up table below splits makesock from stunnel-imap, and the key process from the proxy."
 	}
 	print ""
 	print "## Targets (issue 5)"
@@ -128,6 +187,7 @@ END {
 	c = "chain-starttls"; ci = "chain-implicit"; s = "stunnel-starttls"; si = "stunnel-implicit"
 	if (!(c in have) || !(s in have) || !(si in have) || !("plain" in have)) {
 		print "Not evaluated: this run lacks the chain, stunnel 5 or the baseline."
+		issue6()
 		exit
 	}
 	check(num(v[c, "rate8"]) >= 6 * num(v[s, "rate8"]),
@@ -147,4 +207,29 @@ END {
 		sprintf("PSS per held session at most half of stunnel 5's, %d held: %.2f vs %.2f MB, %s", hold, mb(v[c, "pssn"]), mb(v[s, "pssn"]), ratio(v[c, "pssn"], v[s, "pssn"])))
 	check(num(v[c, "pss1"]) <= 0.5 * num(v[s, "pss1"]),
 		sprintf("the same with one session held: %.2f vs %.2f MB, %s", mb(v[c, "pss1"]), mb(v[s, "pss1"]), ratio(v[c, "pss1"], v[s, "pss1"])))
+	issue6()
+}
+
+# issue6: the targets of issue 6, item 4, printed whatever issue 5's
+# section could evaluate.
+function issue6(   m, a, b, w) {
+	print ""
+	print "## Targets (issue 6, item 4: the key process and a uid per connection cost little)"
+	print ""
+	if (!("chain-nokey-starttls" in have) && !("chain-nokey-implicit" in have)) {
+		print "Not evaluated: this run lacks the chain without key process."
+		return
+	}
+	for (m = 0; m < 2; m++) {
+		a = m == 0 ? "chain-nokey-starttls" : "chain-nokey-implicit"
+		b = m == 0 ? "chain-starttls" : "chain-implicit"
+		w = m == 0 ? "STARTTLS" : "implicit TLS"
+		if (!(a in have) || !(b in have)) continue
+		check(num(v[b, "rate1"]) >= 0.85 * num(v[a, "rate1"]),
+			sprintf("%s sessions/s at c=1 within 15 %% of the chain without key process: %s/s vs %s/s, %s", w, v[b, "rate1"], v[a, "rate1"], ratio(v[b, "rate1"], v[a, "rate1"])))
+		check(num(v[b, "rate8"]) >= 0.85 * num(v[a, "rate8"]),
+			sprintf("%s sessions/s at c=8 within 15 %%: %s/s vs %s/s, %s", w, v[b, "rate8"], v[a, "rate8"], ratio(v[b, "rate8"], v[a, "rate8"])))
+		check(v[b, "pssn"] != "" && num(v[b, "pssn"]) <= 1.15 * num(v[a, "pssn"]),
+			sprintf("%s PSS per held session within 15 %%, %d held: %.2f vs %.2f MB, %s", w, hold, mb(v[b, "pssn"]), mb(v[a, "pssn"]), ratio(v[b, "pssn"], v[a, "pssn"])))
+	}
 }
