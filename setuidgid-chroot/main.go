@@ -426,8 +426,9 @@ func openProg(name string) (int, error) {
 // to the process: the setgroups, setresgid and setresuid system calls
 // change only the calling thread's (glibc's "setxid broadcast" and Go's
 // syscall.Setgroups/Setresgid/Setresuid, through AllThreadsSyscall,
-// repeat them on every thread by signalling each one, which cost this
-// program 0.3 ms per run on a quiet machine and 2.6 ms under load). So are
+// repeat them on every thread by signalling each one and spinning until
+// each has switched: 0.25 to 0.35 ms of wall time and 0.4 to 0.7 ms of
+// CPU per run here, more under load; README.md has the figures). So are
 // the capability sets (capset with pid 0, PR_CAPBSET_DROP) and
 // no_new_privs (PR_SET_NO_NEW_PRIVS, a task flag). execve from a
 // multithreaded process kills every other thread (de_thread) and builds
