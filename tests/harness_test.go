@@ -526,50 +526,64 @@ func startPipeline(t testing.TB, o pipelineOpts) *pipeline {
 	if len(o.ExtraPEMs) > 0 && !o.KeyProcess {
 		t.Fatalf("startPipeline: ExtraPEMs need KeyProcess")
 	}
+	var prog []string
+	prog = append(prog, makesock)
+	if o.KeyProcess {
+		prog = append(prog, makesock, "-d", "4", sgc, "-/", p.Jail)
+		prog = append(prog, ids...)
+	} else {
+		prog = append(prog, sgc, "-/", p.Jail)
+		prog = append(prog, ids...)
+		prog = append(prog, "-o", "4:"+p.PEM)
+	}
+	prog = append(prog, stunnel)
+	if o.Mode != "" {
+		prog = append(prog, "-n", o.Mode)
+	}
+	if o.KeyProcess {
+		prog = append(prog, "-F", "3", "-K", "4")
+	} else {
+		prog = append(prog, "-F", "3", "-P", "4")
+	}
+	prog = append(prog, o.Args...)
+	if o.KeyProcess {
+		key := []string{"-S", "-P", "3"}
+		prog = append(prog, "-makesock_connect_to", sgc, "-/", p.Jail)
+		prog = append(prog, ids...)
+		prog = append(prog, "-o", "3:"+p.PEM)
+		for i, extra := range o.ExtraPEMs {
+			fd := strconv.Itoa(5 + i)
+			prog = append(prog, "-o", fd+":"+extra)
+			key = append(key, "-P", fd)
+		}
+		prog = append(prog, keyStunnel)
+		prog = append(prog, key...)
+	}
+	prog = append(prog, "-makesock_connect_to")
+	prog = append(prog, o.Backend...)
+	return startTcpserver(t, p, o.Verbose, o.Env, prog)
+}
+
+// startTcpserver runs `tcpserver -R -H -l 0 [-v] 127.0.0.1 PORT prog...`
+// on a free loopback port, in a process group of its own, with env added
+// to the environment and its output in p's stderr buffer; it fills in
+// p.Port, p.Addr and p.cmd and returns p once tcpserver listens (up to
+// three attempts: a free port can be taken between the look and the
+// bind). Cleanup stops the whole group.
+func startTcpserver(t testing.TB, p *pipeline, verbose bool, env, prog []string) *pipeline {
+	t.Helper()
 	for attempt := 0; ; attempt++ {
 		p.stderr = &lockedBuffer{} // a fresh one for each attempt
 		p.Port = freePort(t)
 		p.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port))
 		args := []string{"-R", "-H", "-l", "0"}
-		if o.Verbose {
+		if verbose {
 			args = append(args, "-v")
 		}
-		args = append(args, "127.0.0.1", strconv.Itoa(p.Port), makesock)
-		if o.KeyProcess {
-			args = append(args, makesock, "-d", "4", sgc, "-/", p.Jail)
-			args = append(args, ids...)
-		} else {
-			args = append(args, sgc, "-/", p.Jail)
-			args = append(args, ids...)
-			args = append(args, "-o", "4:"+p.PEM)
-		}
-		args = append(args, stunnel)
-		if o.Mode != "" {
-			args = append(args, "-n", o.Mode)
-		}
-		if o.KeyProcess {
-			args = append(args, "-F", "3", "-K", "4")
-		} else {
-			args = append(args, "-F", "3", "-P", "4")
-		}
-		args = append(args, o.Args...)
-		if o.KeyProcess {
-			key := []string{"-S", "-P", "3"}
-			args = append(args, "-makesock_connect_to", sgc, "-/", p.Jail)
-			args = append(args, ids...)
-			args = append(args, "-o", "3:"+p.PEM)
-			for i, extra := range o.ExtraPEMs {
-				fd := strconv.Itoa(5 + i)
-				args = append(args, "-o", fd+":"+extra)
-				key = append(key, "-P", fd)
-			}
-			args = append(args, keyStunnel)
-			args = append(args, key...)
-		}
-		args = append(args, "-makesock_connect_to")
-		args = append(args, o.Backend...)
+		args = append(args, "127.0.0.1", strconv.Itoa(p.Port))
+		args = append(args, prog...)
 		cmd := exec.Command("tcpserver", args...)
-		cmd.Env = append(os.Environ(), o.Env...)
+		cmd.Env = append(os.Environ(), env...)
 		cmd.Stdout = p.stderr
 		cmd.Stderr = p.stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -17,10 +17,8 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -102,55 +100,12 @@ func pipelineRelay(t *testing.T) string {
 	return pipelineRelayPath
 }
 
-// pipelineStart runs tcpserver with args after its address on a free
+// pipelineStart runs tcpserver with prog after its address on a free
 // loopback port, and returns it as a harness pipeline (for Stderr and
 // waitNoChildren) once it listens.
 func pipelineStart(t *testing.T, prog ...string) *pipeline {
 	t.Helper()
-	for attempt := 0; ; attempt++ {
-		p := &pipeline{Port: freePort(t), stderr: &lockedBuffer{}}
-		p.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port))
-		args := append([]string{"-H", "-R", "-l", "0", "127.0.0.1", strconv.Itoa(p.Port)}, prog...)
-		cmd := exec.Command("tcpserver", args...)
-		cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		cmd.WaitDelay = 2 * time.Second
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("unable to start tcpserver: %v", err)
-		}
-		p.cmd = cmd
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		up := false
-		for deadline := time.Now().Add(15 * time.Second); !up && time.Now().Before(deadline); {
-			select {
-			case <-exited:
-				deadline = time.Time{}
-				continue
-			default:
-			}
-			if up = listening(p.Port); !up {
-				time.Sleep(20 * time.Millisecond)
-			}
-		}
-		if up {
-			t.Cleanup(func() {
-				syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-				select {
-				case <-exited:
-				case <-time.After(3 * time.Second):
-					syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-					<-exited
-				}
-			})
-			return p
-		}
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
-		if attempt >= 2 {
-			t.Fatalf("tcpserver did not listen on %s: %s", p.Addr, p.stderr.String())
-		}
-	}
+	return startTcpserver(t, &pipeline{}, false, nil, prog)
 }
 
 func TestPipelineMakesockSetuidgidChroot(t *testing.T) {
