@@ -1,6 +1,14 @@
 // Command stunnel-imap is the IMAP STARTTLS proxy of imap-tls: the client
 // on fd 0/1, the plaintext IMAP server on fd 3; it answers STARTTLS, does
 // TLS, and relays. See README.md.
+//
+// The go:debug settings keep the Go runtime from looking for cgroup CPU
+// limits at start and every second after: the proxy runs in an empty
+// jail where there are none to find, and after the lock-down it may not
+// open files at all.
+//
+//go:debug containermaxprocs=0
+//go:debug updatemaxprocs=0
 package main
 
 import (
