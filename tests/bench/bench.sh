@@ -110,13 +110,13 @@ TLSWRAPPER=$(command -v tlswrapper || true)
 keychain() {
 	d=$1
 	shift
-	echo "$d/makesock $d/makesock -d 4 $d/setuidgid-chroot -/ $JAIL -r $RANGE $d/stunnel-imap $* -F 3 -K 4" \
+	echo "$d/makesock $d/makesock -d 4 $d/setuidgid-chroot -/ $JAIL -r $RANGE $d/stunnel-imap ${*:+$* }-F 3 -K 4" \
 		"-makesock_connect_to $d/setuidgid-chroot -/ $JAIL -r $RANGE -o 3:$PEM $d/${KEYPROG:-stunnel-imap} -S -P 3"
 }
 # nokeychain [ -n imap ]: the chain before the key process: one account
 # (-u imaptls) for every connection, the proxy holding the key (-P 4).
 nokeychain() {
-	echo "$BIN/makesock $BIN/setuidgid-chroot -u imaptls -/ $JAIL -o 4:$PEM $BIN/stunnel-imap $* -F 3 -P 4"
+	echo "$BIN/makesock $BIN/setuidgid-chroot -u imaptls -/ $JAIL -o 4:$PEM $BIN/stunnel-imap ${*:+$* }-F 3 -P 4"
 }
 systems() {
 	echo "plain plain $FAKE -s $SIZE"
@@ -485,7 +485,7 @@ machine() {
 	echo "## How to reproduce"
 	echo
 	echo '```'
-	echo "sh redo.do bench     # installs stunnel4 and tlswrapper if missing, builds bin/, runs tests/bench/bench.sh"
+	echo "sh redo.do bench     # installs stunnel4, tlswrapper and linux-perf if missing, builds bin/, runs tests/bench/bench.sh"
 	echo '```'
 	echo
 	echo "Tunables: BENCH_ROUNDS (default 5), BENCH_SECS (3), BENCH_SIZE (64M), BENCH_OUT, BENCH_PROFILE=0,"
