@@ -216,16 +216,16 @@ func (k keySource) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 	return k.c.GetCertificate(hello)
 }
 
-// openKeySource waits for the key process's ready frame, so that a key
-// process that could not load its key ends this one before a byte reaches
-// the client.
+// ready waits for the key process's ready frame: a key process that
+// could not load its key ends this one before a byte reaches the client.
+// The session calls it (config.ready) while the IMAP server is starting,
+// not here, so that the two start-ups overlap.
+func (k keySource) ready() error { return k.c.Ready() }
+
 func openKeySource(o *options) (certSource, error) {
 	c, err := keyproc.FileClient(o.keyFD, o.handshake)
 	if err != nil {
 		return nil, log.Temp(err, "use descriptor %d for the key process", o.keyFD)
-	}
-	if err := c.Ready(); err != nil {
-		return nil, log.Temp(err, "use the key process")
 	}
 	return keySource{c}, nil
 }

@@ -154,6 +154,7 @@ type setup struct {
 	idle      time.Duration
 	src       certSource
 	logs      *syncBuffer
+	ready     func() error
 }
 
 func start(t *testing.T, su setup) *harness {
@@ -182,6 +183,7 @@ func start(t *testing.T, su setup) *harness {
 		remote:    "192.0.2.1:4711",
 		linger:    time.Second,
 		grace:     2 * time.Second,
+		ready:     su.ready,
 	}
 	h := &harness{t: t, client: cTest, rawCli: cTest, server: sTest, logs: logs, done: make(chan *session, 1)}
 	go func() { h.done <- serve(cfg, cProxy, sProxy) }()

@@ -219,8 +219,10 @@ func run(l *log.Logger, args []string) error {
 		return log.Temp(err, "lock down")
 	}
 
-	serve(cfg, client, server)
-	return nil
+	if k, ok := src.(keySource); ok {
+		cfg.ready = k.ready
+	}
+	return serve(cfg, client, server).fatal
 }
 
 func remoteAddr() string {

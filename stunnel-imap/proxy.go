@@ -54,6 +54,13 @@ type config struct {
 	// grace bounds how long the client side may stay open after the
 	// server has gone (like stunnel's TIMEOUTclose).
 	grace time.Duration
+	// ready, when set, waits until the certificate can be served (the
+	// key process has loaded its key). The session calls it before the
+	// first byte reaches the client, while the server's greeting is on
+	// its way, so that the key process and the IMAP server start side by
+	// side; an error ends the process (111) before the client hears a
+	// byte.
+	ready func() error
 }
 
 func tlsConfig(src certSource, l *log.Logger) *tls.Config {
@@ -125,6 +132,7 @@ type command struct {
 
 type session struct {
 	cfg    *config
+	fatal  error    // from cfg.ready: the process exits with it
 	raw    net.Conn // the client as given
 	client net.Conn // raw, or the TLS conn over it
 	server net.Conn
@@ -172,6 +180,9 @@ func (s *session) run() {
 	defer s.raw.Close()
 	defer s.server.Close()
 	if s.cfg.mode == modeImplicit {
+		if !s.certReady() {
+			return
+		}
 		if !s.handshake(nil) {
 			s.finish()
 			return
@@ -179,10 +190,26 @@ func (s *session) run() {
 	}
 	s.preauth()
 	if s.end != "" {
-		s.finish()
+		if s.fatal == nil {
+			s.finish()
+		}
 		return
 	}
 	s.relay()
+}
+
+// certReady waits for cfg.ready, if any; on failure the session ends
+// with nothing said to the client, and the process exits 111.
+func (s *session) certReady() bool {
+	if s.cfg.ready == nil {
+		return true
+	}
+	if err := s.cfg.ready(); err != nil {
+		s.fatal = log.Temp(err, "use the key process")
+		s.end = "key-process-failed"
+		return false
+	}
+	return true
 }
 
 // ---- before authentication ----
@@ -197,6 +224,9 @@ func (s *session) rule() imap.Rule {
 func (s *session) preauth() {
 	s.setDeadline(time.Now().Add(s.cfg.command)) // for the greeting
 	s.readServer()
+	if s.cfg.mode != modeImplicit && !s.certReady() {
+		return
+	}
 	timer := time.NewTimer(s.cfg.command)
 	defer timer.Stop()
 	for s.end == "" && !s.auth {

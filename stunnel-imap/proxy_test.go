@@ -2,9 +2,14 @@ package main
 
 import (
 	"crypto/tls"
+	"errors"
+	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"imap-tls/log"
 )
 
 const (
@@ -393,4 +398,42 @@ func TestOldTLSRefused(t *testing.T) {
 	}
 	h.run([]step{serverEnds()})
 	h.ended("handshake-failed", "warning: unable to complete tls handshake: tls: client offered only unsupported versions")
+}
+
+// The key process (config.ready) is waited for while the server's
+// greeting is on its way, and not a byte reaches the client before it is
+// ready: the greeting is held back until then.
+func TestReadyHoldsGreeting(t *testing.T) {
+	release := make(chan struct{})
+	h := start(t, setup{mode: modeRequired, ready: func() error { <-release; return nil }})
+	h.run([]step{s(greeting)})
+	h.client.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := h.client.Read(make([]byte, 1)); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("client read %d bytes (%v) before the key process was ready", n, err)
+	}
+	close(release)
+	h.run([]step{C(greetRequired), c("a LOGOUT\r\n"), S("a LOGOUT\r\n"), serverClose(), clientEnds()})
+}
+
+// A key process that never gets ready (a bad key: it said why and
+// exited) ends the session before the client hears a byte, in every
+// mode, and the process exits 111.
+func TestReadyFails(t *testing.T) {
+	for _, m := range []mode{modeRequired, modeOptional, modeImplicit} {
+		t.Run(m.String(), func(t *testing.T) {
+			h := start(t, setup{mode: m, ready: func() error { return errors.New("key process ended") }})
+			if m != modeImplicit {
+				h.run([]step{s(greeting)})
+			}
+			h.client.SetReadDeadline(time.Now().Add(guard))
+			if b, err := io.ReadAll(h.client); len(b) != 0 || err != nil {
+				t.Errorf("client got %q (%v), want end of file and nothing else", b, err)
+			}
+			sess := h.ended("key-process-failed")
+			var e *log.Error
+			if !errors.As(sess.fatal, &e) || e.Code != log.ExitTemp || e.Error() != "unable to use the key process: key process ended" {
+				t.Errorf("fatal %v, want exit 111 unable to use the key process: key process ended", sess.fatal)
+			}
+		})
+	}
 }
