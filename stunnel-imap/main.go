@@ -16,6 +16,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"strconv"
 	"syscall"
 	"time"
@@ -185,6 +186,12 @@ func run(l *log.Logger, args []string) error {
 	if err := seccomp.Harden(); err != nil {
 		return log.Temp(err, "harden the proxy")
 	}
+	// The key process is this process's child (the makesock before it
+	// forked it, then exec'd into this): with SIGCHLD ignored the kernel
+	// reaps it when it exits after the handshake, instead of leaving a
+	// zombie for the life of the connection. The proxy starts no other
+	// process (and after the lock-down cannot).
+	signal.Ignore(syscall.SIGCHLD)
 
 	// The certificate first: a bad one ends the process (100) before a
 	// byte reaches the client.

@@ -284,6 +284,21 @@ func TestJailProcesses(t *testing.T) {
 	}
 	b.TLS(cfg)
 	waitGone(t, cb.key, "key process B after its handshake")
+	// Reaped, not a zombie of the proxy's for the life of the session
+	// (the proxy ignores SIGCHLD).
+	for _, pid := range []int{ca.key, cb.key} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); os.IsNotExist(err) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("key process %d not reaped: %s", pid, procStatLine(pid))
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	a.Cmd("z", "LOGOUT")
 	b.Cmd("z", "LOGOUT")
 	a.Close()
@@ -553,4 +568,10 @@ func TestJailKeyDeath(t *testing.T) {
 	c2.Cmd("z", "LOGOUT")
 	c2.Close()
 	p.waitLog(t, `stunnel-imap: info: remote=127\.0\.0\.1:`+strconv.Itoa(port2)+` .*auth=yes`, 20*time.Second)
+}
+
+// procStatLine is /proc/PID/stat, for a failure message.
+func procStatLine(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return strings.TrimSpace(string(b))
 }
