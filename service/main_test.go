@@ -82,6 +82,7 @@ func TestMakesTheTree(t *testing.T) {
 		{"env/MODE", 0644, 0, 0, false},
 		{"env/CONCURRENCY", 0644, 0, 0, false},
 		{"env/MEMLIMIT", 0644, 0, 0, false},
+		{"env/GOMAXPROCS", 0644, 0, 0, false},
 		{"env/IMAPD", 0644, 0, 0, false},
 		{"env/PATH", 0644, 0, 0, false},
 	}
@@ -107,7 +108,7 @@ func TestMakesTheTree(t *testing.T) {
 	if len(ents) != 1 {
 		t.Errorf("the parent holds %v, want only the service directory", ents)
 	}
-	envs := map[string]string{"IP": "127.0.0.1", "PORT": "1143", "MODE": "imap", "CONCURRENCY": "40", "MEMLIMIT": defaultMemLimit, "UIDRANGE": "2000000000:4194304"}
+	envs := map[string]string{"IP": "127.0.0.1", "PORT": "1143", "MODE": "imap", "CONCURRENCY": "40", "MEMLIMIT": defaultMemLimit, "UIDRANGE": "2000000000:4194304", "GOMAXPROCS": "1"}
 	for k, v := range envs {
 		b, _ := os.ReadFile(filepath.Join(dir, "env", k))
 		if string(b) != v+"\n" {

@@ -695,6 +695,11 @@ func TestServiceJail(t *testing.T) {
 			what = "key process"
 		}
 		uids[checkJailed(t, what, pid, jail)] = true
+		// env/GOMAXPROCS reaches every Go program of the connection.
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err != nil || !bytes.Contains(append([]byte{0}, env...), []byte("\x00GOMAXPROCS=1\x00")) {
+			t.Errorf("%s %d: environment lacks GOMAXPROCS=1 (%v)", what, pid, err)
+		}
 	}
 	if len(uids) != 4 {
 		t.Errorf("two connections' proxies and key processes: %d different uids, want 4", len(uids))
