@@ -148,11 +148,14 @@ start_server() {
 	sid=$1
 	shift
 	: >"$work/$sid.port"
+	# GOMAXPROCS=1 as the run file's env/GOMAXPROCS sets it, for every
+	# system's server side alike: the C peers ignore it, and fakeimapd,
+	# the backend of every system, gets it everywhere. Not for loadgen.
 	if [ -n "${counting:-}" ]; then
 		perf stat -x, -e task-clock -o "$work/$sid.cpu" \
-			tcpserver -1 -R -H -l 0 -c 200 -b 100 127.0.0.1 0 "$@" >"$work/$sid.port" 2>>"$work/$sid.err" &
+			env GOMAXPROCS=1 tcpserver -1 -R -H -l 0 -c 200 -b 100 127.0.0.1 0 "$@" >"$work/$sid.port" 2>>"$work/$sid.err" &
 	else
-		tcpserver -1 -R -H -l 0 -c 200 -b 100 127.0.0.1 0 "$@" >"$work/$sid.port" 2>>"$work/$sid.err" &
+		env GOMAXPROCS=1 tcpserver -1 -R -H -l 0 -c 200 -b 100 127.0.0.1 0 "$@" >"$work/$sid.port" 2>>"$work/$sid.err" &
 	fi
 	spid=$!
 	servers="$servers $spid"
