@@ -100,6 +100,22 @@ func pipelineRelay(t *testing.T) string {
 	return pipelineRelayPath
 }
 
+// pipelineParts returns what both pipeline tests chain: makesock,
+// setuidgid-chroot, the relay, an empty jail (mode 0755) and prog2.sh.
+func pipelineParts(t *testing.T) (makesock, sgc, relay, jail, prog2 string) {
+	t.Helper()
+	makesock, sgc, relay = bin(t, "makesock"), bin(t, "setuidgid-chroot"), pipelineRelay(t)
+	jail = t.TempDir()
+	if err := os.Chmod(jail, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	prog2 = filepath.Join(t.TempDir(), "prog2.sh")
+	if err := os.WriteFile(prog2, []byte(pipelineProg2), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return makesock, sgc, relay, jail, prog2
+}
+
 // pipelineStart runs tcpserver with prog after its address on a free
 // loopback port, and returns it as a harness pipeline (for Stderr and
 // waitNoChildren) once it listens.
@@ -116,15 +132,7 @@ func TestPipelineMakesockSetuidgidChroot(t *testing.T) {
 	if err != nil {
 		t.Fatalf("account imaptls: %v", err)
 	}
-	makesock, sgc, relay := bin(t, "makesock"), bin(t, "setuidgid-chroot"), pipelineRelay(t)
-	jail := t.TempDir()
-	if err := os.Chmod(jail, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	prog2 := filepath.Join(t.TempDir(), "prog2.sh")
-	if err := os.WriteFile(prog2, []byte(pipelineProg2), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	makesock, sgc, relay, jail, prog2 := pipelineParts(t)
 	p := pipelineStart(t, makesock, sgc, "-u", "imaptls", "-/", jail, relay, "-makesock_connect_to", "sh", prog2)
 
 	c, err := net.DialTimeout("tcp", p.Addr, 10*time.Second)
@@ -197,15 +205,7 @@ func TestPipelineMakesockSetuidgidChroot(t *testing.T) {
 func TestPipelinePerConnectionUID(t *testing.T) {
 	needRoot(t)
 	need(t, "tcpserver", "sh")
-	makesock, sgc, relay := bin(t, "makesock"), bin(t, "setuidgid-chroot"), pipelineRelay(t)
-	jail := t.TempDir()
-	if err := os.Chmod(jail, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	prog2 := filepath.Join(t.TempDir(), "prog2.sh")
-	if err := os.WriteFile(prog2, []byte(pipelineProg2), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	makesock, sgc, relay, jail, prog2 := pipelineParts(t)
 	const base = 2000000000
 	p := pipelineStart(t, makesock, sgc, "-r", fmt.Sprintf("%d:4194304", base), "-/", jail, relay, "-makesock_connect_to", "sh", prog2)
 	uids := map[int]bool{}
