@@ -58,16 +58,6 @@ func (d *descriptors) restore() {
 	}
 }
 
-// isInherited reports whether n was open without close-on-exec.
-func (d *descriptors) isInherited(n int) bool {
-	for _, m := range d.inherited {
-		if m == n {
-			return true
-		}
-	}
-	return false
-}
-
 // openFds lists this process's open descriptors from /proc/self/fd, with
 // raw system calls: os.Open would start the Go netpoller, whose epoll
 // descriptor could then sit on the very number -d names. Without /proc
