@@ -178,7 +178,7 @@ func Reason(err error) string {
 // oneLine keeps a message on one line, so that a hostile byte string (a
 // server name, a client's command) can never forge a second log line.
 func oneLine(s string) string {
-	if !strings.ContainsAny(s, "\r\n") && isPrintable(s) {
+	if isPrintable(s) { // the common case: one pass, no copy
 		return s
 	}
 	var b strings.Builder
@@ -197,6 +197,8 @@ func oneLine(s string) string {
 	return b.String()
 }
 
+// isPrintable reports whether s holds no control byte (CR and LF
+// included), so that oneLine may return it as it is.
 func isPrintable(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < 0x20 || s[i] == 0x7f {

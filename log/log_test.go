@@ -31,6 +31,9 @@ func TestLines(t *testing.T) {
 		{"usage", func(l *Logger) { l.Usage("[ -w ] child") }, "prog: usage: prog [ -w ] child\n", 100},
 		{"newline forged", func(l *Logger) { l.Warning("bad name %q", "x\nprog: info: forged") }, "prog: warning: bad name \"x\\nprog: info: forged\"\n", -1},
 		{"raw control bytes", func(l *Logger) { l.Info("%s", "a\nb\x00c\r") }, "prog: info: a\\nb\\x00c\\r\n", -1},
+		{"delete and tab", func(l *Logger) { l.Info("%s", "a\x7fb\tc") }, "prog: info: a\\x7fb\\x09c\n", -1},
+		{"lone carriage return", func(l *Logger) { l.Info("%s", "a\rprog: info: forged") }, "prog: info: a\\rprog: info: forged\n", -1},
+		{"non-ascii kept", func(l *Logger) { l.Info("user=%s", "jürgen") }, "prog: info: user=jürgen\n", -1},
 		{"exit nil", func(l *Logger) { l.Exit(nil) }, "", 0},
 		{"exit temp", func(l *Logger) {
 			l.Exit(Temp(&os.PathError{Op: "chroot", Path: "/x", Err: syscall.EACCES}, "chroot to %s", "/x"))
