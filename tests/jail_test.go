@@ -392,6 +392,25 @@ func (p *pipeline) endStatus(t *testing.T, pid int) int {
 	return n
 }
 
+// killKeyPending kills conn's key process with sig while its client c
+// (from startTLSPending) has not sent its ClientHello yet: the client's
+// handshake with cfg then fails, c is closed, and the proxy exits 0
+// (tcpserver -v's end line).
+func (p *pipeline) killKeyPending(t *testing.T, c *imapClient, conn connProcs, sig syscall.Signal, cfg *tls.Config) {
+	t.Helper()
+	syscall.Kill(conn.key, sig)
+	waitGone(t, conn.key, fmt.Sprintf("key process after signal %d", int(sig)))
+	tc := tls.Client(c.conn, cfg)
+	tc.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := tc.Handshake(); err == nil {
+		t.Fatalf("a handshake succeeded without the key process")
+	}
+	c.Close()
+	if st := p.endStatus(t, conn.proxy); st != 0 {
+		t.Errorf("the proxy whose key process died of signal %d: wait status %d, want exit 0", int(sig), st)
+	}
+}
+
 // TestJailNoCore: SIGABRT to the live proxy of an authenticated session,
 // and to a key process mid-handshake, with GOTRACEBACK=crash (the Go
 // runtime then aborts for a core dump): tcpserver sees the proxy killed
@@ -410,17 +429,7 @@ func TestJailNoCore(t *testing.T) {
 	k, kport := startTLSPending(t, p.Addr)
 	kc := p.findConn(t, kport, true)
 	checkJailed(t, "key process", kc.key, p.Jail)
-	syscall.Kill(kc.key, syscall.SIGABRT)
-	waitGone(t, kc.key, "key process after SIGABRT")
-	tc := tls.Client(k.conn, cfg)
-	tc.SetDeadline(time.Now().Add(30 * time.Second))
-	if err := tc.Handshake(); err == nil {
-		t.Errorf("a handshake succeeded without the key process")
-	}
-	k.Close()
-	if st := p.endStatus(t, kc.proxy); st != 0 {
-		t.Errorf("the proxy whose key process died: wait status %d, want 0", st)
-	}
+	p.killKeyPending(t, k, kc, syscall.SIGABRT, cfg)
 
 	// The proxy, in session.
 	c, port := startTLSPending(t, p.Addr)
@@ -532,17 +541,7 @@ func TestJailKeyDeath(t *testing.T) {
 	p := startJail(t, dc, pipelineOpts{Mode: "imap", Verbose: true})
 	c, port := startTLSPending(t, p.Addr)
 	conn := p.findConn(t, port, true)
-	syscall.Kill(conn.key, syscall.SIGKILL)
-	waitGone(t, conn.key, "key process after SIGKILL")
-	tc := tls.Client(c.conn, clientTLS(t, p.CA, "localhost"))
-	tc.SetDeadline(time.Now().Add(30 * time.Second))
-	if err := tc.Handshake(); err == nil {
-		t.Fatalf("a handshake succeeded without the key process")
-	}
-	c.Close()
-	if st := p.endStatus(t, conn.proxy); st != 0 {
-		t.Errorf("the proxy: wait status %d, want exit 0", st)
-	}
+	p.killKeyPending(t, c, conn, syscall.SIGKILL, clientTLS(t, p.CA, "localhost"))
 	p.waitNoChildren(t, 20*time.Second)
 	// Its lines: the warning that says why, and the connection's info
 	// line; nothing else (the key process, killed, says nothing).
