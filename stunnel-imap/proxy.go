@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -603,16 +602,17 @@ func (s *session) handshake(pre []byte) bool {
 		conn = &prefixConn{Conn: s.raw, pre: pre}
 	}
 	tc := tls.Server(conn, s.cfg.tls)
+	// The deadline bounds the whole handshake: every read and write on
+	// the client waits at most until then (the key process's exchanges
+	// have their own). A context would only add a goroutine and a timer
+	// per connection to do the same.
 	s.raw.SetDeadline(time.Now().Add(s.cfg.handshake))
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.handshake)
-	err := tc.HandshakeContext(ctx)
-	cancel()
-	if err != nil {
+	if err := tc.Handshake(); err != nil {
 		switch {
 		case len(pre) > 0 && pre[0] != 0x16:
 			s.cfg.log.Warning("client sent plaintext after STARTTLS: dropped")
 			s.end = "handshake-failed"
-		case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
+		case errors.Is(err, os.ErrDeadlineExceeded):
 			s.end = "handshake-timeout"
 		case strings.Contains(err.Error(), "application protocol"):
 			s.cfg.log.Warning("client offered no imap ALPN protocol: refused")
