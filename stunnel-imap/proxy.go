@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -363,7 +364,7 @@ func (s *session) onServer(r result) {
 	first := r.data[:r.n]
 	resp := imap.ParseResponse(first)
 	out := r.data
-	if rw := imap.Rewrite(first, s.rule()); len(rw) != len(first) || !bytesEqual(rw, first) {
+	if rw := imap.Rewrite(first, s.rule()); !bytes.Equal(rw, first) {
 		out = append(rw, r.data[r.n:]...)
 	}
 
@@ -429,8 +430,6 @@ func (s *session) onServer(r result) {
 	}
 	s.readServer()
 }
-
-func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
 
 func (s *session) onClient(r result) {
 	s.in.Add(int64(len(r.lit) + len(r.data)))
