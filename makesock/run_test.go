@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -192,24 +193,18 @@ func extraFiles(t *testing.T) []*os.File {
 // inherited; prog1 keeps what makesock inherited, with the socket on the
 // -d descriptor even where an inherited one sat.
 func TestProg2GetsOnlyStdio(t *testing.T) {
-	for _, tt := range []struct {
-		opts  []string
-		prog1 string
-	}{
-		// Inherited: 3, 4, 5, 6. The socket replaces 3.
-		{nil, "fdtool fds; readlink /proc/$$/fd/3 | sed 's/:.*//'; cat <&3"},
-		{[]string{"-w"}, "fdtool fds; readlink /proc/$$/fd/3 | sed 's/:.*//'; cat <&3"},
-		// The socket on 9, above them.
-		{[]string{"-d", "9"}, "fdtool fds; readlink /proc/$$/fd/3 | sed 's/:.*//'; cat <&9"},
-		{[]string{"-w", "-d", "9"}, "fdtool fds; readlink /proc/$$/fd/3 | sed 's/:.*//'; cat <&9"},
-	} {
-		args := append(append([]string{}, tt.opts...), "sh", "-c", tt.prog1, sep, "fdtool", "fds")
-		r := runMakesock(t, "", extraFiles(t), nil, args...)
-		want := "0 1 2 3 4 5 6\nsocket\n0 1 2\n" // prog1's list, its fd 3, prog2's list
-		if len(tt.opts) > 0 && tt.opts[len(tt.opts)-1] == "9" {
-			want = "0 1 2 3 4 5 6 9\n/dev/null\n0 1 2\n"
+	for _, opts := range [][]string{nil, {"-w"}, {"-d", "9"}, {"-w", "-d", "9"}} {
+		// Inherited: 3, 4, 5, 6. By default the socket replaces 3; with
+		// -d 9 it goes above them, and 3 is still the inherited file.
+		fd, fds, at3 := "3", "0 1 2 3 4 5 6", "socket"
+		if opts != nil && opts[len(opts)-1] == "9" {
+			fd, fds, at3 = "9", "0 1 2 3 4 5 6 9", "/dev/null"
 		}
-		t.Run(strings.Join(args[:len(tt.opts)], " "), func(t *testing.T) { r.want(t, 0, want) })
+		prog1 := "fdtool fds; readlink /proc/$$/fd/3 | sed 's/:.*//'; cat <&" + fd
+		args := append(append([]string{}, opts...), "sh", "-c", prog1, sep, "fdtool", "fds")
+		r := runMakesock(t, "", extraFiles(t), nil, args...)
+		want := fds + "\n" + at3 + "\n0 1 2\n" // prog1's list, its fd 3, prog2's list
+		t.Run(strings.Join(append([]string{"makesock"}, opts...), " "), func(t *testing.T) { r.want(t, 0, want) })
 	}
 }
 
@@ -450,21 +445,9 @@ func TestEnvironment(t *testing.T) {
 	r := runMakesock(t, "", nil, env, "sh", "-c", "cat <&3", sep, "env", "-0")
 	got := strings.Split(strings.TrimSuffix(r.stdout, "\x00"), "\x00")
 	want := append(os.Environ(), env...)
-	if strings.Join(sortedCopy(got), "\n") != strings.Join(sortedCopy(want), "\n") {
+	if !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(want))) {
 		t.Errorf("prog2's environment differs:\n got %q\nwant %q", got, want)
 	}
-}
-
-func sortedCopy(s []string) []string {
-	c := append([]string{}, s...)
-	for i := range c {
-		for j := i + 1; j < len(c); j++ {
-			if c[j] < c[i] {
-				c[i], c[j] = c[j], c[i]
-			}
-		}
-	}
-	return c
 }
 
 // When makesock starts with a non-blocking stdin, the Go runtime opens
