@@ -39,6 +39,26 @@ sockup() {
 	printf 'a LOGOUT\r\n' | socat -T 3 STDIO "UNIX-CONNECT:$1" 2>/dev/null | grep -q '^\* OK'
 }
 
+# authok DIR: true when Dovecot's auth process in DIR accepts alice.
+authok() { doveadm -c "$1/dovecot.conf" auth test alice secret >/dev/null 2>&1; }
+
+# waitfor WHAT COMMAND...: run COMMAND every 0.2 s until it succeeds;
+# after 20 seconds show the end of dovecot's log and fail, saying
+# "unable to WHAT". Uses $dir.
+waitfor() {
+	what=$1
+	shift
+	i=0
+	while ! "$@"; do
+		i=$((i + 1))
+		if [ $i -ge 100 ]; then
+			tail -5 "$dir/dovecot.log" >&2 2>/dev/null
+			fatal "unable to $what after 20 seconds"
+		fi
+		sleep 0.2
+	done
+}
+
 # seed MAILDIR: three small messages in new/, as imaptlsmail.
 seed() {
 	md=$1
@@ -146,27 +166,11 @@ EOF
 		cat "$dir/start.log" >&2
 		fatal "unable to start dovecot (see $dir/dovecot.log)"
 	fi
-	i=0
-	while ! sockup "$dir/imap.sock"; do
-		i=$((i + 1))
-		if [ $i -ge 100 ]; then
-			tail -5 "$dir/dovecot.log" >&2 2>/dev/null
-			fatal "unable to reach dovecot on $dir/imap.sock after 20 seconds"
-		fi
-		sleep 0.2
-	done
+	waitfor "reach dovecot on $dir/imap.sock" sockup "$dir/imap.sock"
 	# The socket accepts before the auth process answers: a LOGIN sent
 	# then gets "Waiting for authentication process to respond" and may
 	# outwait its client on a loaded machine. Wait until auth answers.
-	i=0
-	while ! doveadm -c "$dir/dovecot.conf" auth test alice secret >/dev/null 2>&1; do
-		i=$((i + 1))
-		if [ $i -ge 100 ]; then
-			tail -5 "$dir/dovecot.log" >&2 2>/dev/null
-			fatal "unable to authenticate alice through dovecot in $dir after 20 seconds"
-		fi
-		sleep 0.2
-	done
+	waitfor "authenticate alice through dovecot in $dir" authok "$dir"
 }
 
 stop() {
