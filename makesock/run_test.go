@@ -577,3 +577,28 @@ func TestNested(t *testing.T) {
 		sep, "sh", "-c", "echo outer; fdtool fds")
 	r.want(t, 0, "0 1 2 3 4\nouter\n0 1 2\ninner\n0 1 2\n")
 }
+
+// A -d past the descriptor limit is a wrong flag that parses: makesock
+// exits 111 naming the step, and prog1 never runs (prog2, started
+// first, sees end-of-file and exits).
+func TestFdAboveLimit(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "ran")
+	for _, tt := range []struct {
+		opts  []string
+		fatal string
+	}{
+		{nil, "unable to move socket to fd 100: bad file descriptor"},
+		{[]string{"-w"}, "unable to run sh: bad file descriptor"},
+	} {
+		os.Remove(marker)
+		args := append([]string{"-c", `ulimit -n 64 && exec "$@"`, "sh", makesockBin}, tt.opts...)
+		args = append(args, "-d", "100", "sh", "-c", "touch "+marker, sep, "cat")
+		r := runProg(t, "", nil, nil, "sh", args...)
+		if r.code != 111 || r.stderr != "makesock: fatal: "+tt.fatal+"\n" || r.stdout != "" {
+			t.Errorf("makesock %q -d 100 under ulimit -n 64: exit %d stdout %q stderr %q, want 111 and %q", tt.opts, r.code, r.stdout, r.stderr, tt.fatal)
+		}
+		if _, err := os.Stat(marker); err == nil {
+			t.Errorf("makesock %q -d 100 under ulimit -n 64: prog1 ran", tt.opts)
+		}
+	}
+}
