@@ -11,6 +11,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -39,23 +40,14 @@ func main() {
 			nnp, _ := unix.PrctlRetInt(unix.PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)
 			fmt.Printf("ids uid=%d,%d,%d gid=%d,%d,%d groups=%s nnp=%d\n", r, e, s, gr, ge, gs, strings.Join(gl, ","), nnp)
 		case "read":
-			p := args[0]
+			b, err := os.ReadFile(args[0])
+			report(cmd, args[0], b, err)
 			args = args[1:]
-			b, err := os.ReadFile(p)
-			if err != nil {
-				fmt.Printf("read %s error %v\n", p, reason(err))
-			} else {
-				fmt.Printf("read %s ok %q\n", p, b)
-			}
 		case "fd":
 			n, _ := strconv.Atoi(args[0])
-			args = args[1:]
 			b, err := io.ReadAll(os.NewFile(uintptr(n), "fd"))
-			if err != nil {
-				fmt.Printf("fd %d error %v\n", n, reason(err))
-			} else {
-				fmt.Printf("fd %d ok %q\n", n, b)
-			}
+			report(cmd, strconv.Itoa(n), b, err)
+			args = args[1:]
 		case "ls":
 			p := args[0]
 			args = args[1:]
@@ -84,14 +76,20 @@ func main() {
 	}
 }
 
+// report prints "CMD ARG ok "content"" or "CMD ARG error reason".
+func report(cmd, arg string, b []byte, err error) {
+	if err != nil {
+		fmt.Printf("%s %s error %s\n", cmd, arg, reason(err))
+	} else {
+		fmt.Printf("%s %s ok %q\n", cmd, arg, b)
+	}
+}
+
+// reason is the errno text of err (its own text otherwise), one word.
 func reason(err error) string {
 	var errno syscall.Errno
-	if pe, ok := err.(*os.PathError); ok {
-		err = pe.Err
-	}
-	if e, ok := err.(syscall.Errno); ok {
-		errno = e
-		return strings.ReplaceAll(errno.Error(), " ", "_")
+	if errors.As(err, &errno) {
+		err = errno
 	}
 	return strings.ReplaceAll(err.Error(), " ", "_")
 }
