@@ -400,6 +400,37 @@ func (d *dovecot) Maildir(user string) string {
 	return filepath.Join(d.Dir, "home", user, "Maildir")
 }
 
+// noSecrets fails when a password shows up in the pipeline's or
+// Dovecot's logs.
+func noSecrets(t *testing.T, p *pipeline, d *dovecot) {
+	t.Helper()
+	for _, pw := range []string{"secret", "hunter2"} {
+		if strings.Contains(p.Stderr(), pw) {
+			t.Errorf("the password %q is in the pipeline's log:\n%s", pw, p.Stderr())
+		}
+		if d != nil && strings.Contains(d.Log(t), pw) {
+			t.Errorf("the password %q is in Dovecot's log", pw)
+		}
+	}
+}
+
+// neverReachedDovecot fails when any of bad (upper case) is in what the
+// RawLoginCmd backends received, when Dovecot's log shows a login
+// attempt of alice, or when a password is in a log (noSecrets).
+func neverReachedDovecot(t *testing.T, p *pipeline, d *dovecot, bad ...string) {
+	t.Helper()
+	raw := strings.ToUpper(d.Raw(t))
+	for _, b := range bad {
+		if strings.Contains(raw, b) {
+			t.Errorf("Dovecot received %s:\n%q", b, raw)
+		}
+	}
+	if strings.Contains(d.Log(t), "user=<alice>") {
+		t.Errorf("Dovecot's log shows a login attempt of alice:\n%s", d.Log(t))
+	}
+	noSecrets(t, p, d)
+}
+
 // lockedBuffer is a bytes.Buffer safe for one writer and many readers.
 type lockedBuffer struct {
 	mu sync.Mutex

@@ -214,20 +214,6 @@ func checkSessionLog(t *testing.T, p *pipeline, clientPort int, mode, starttls, 
 	return f
 }
 
-// noSecrets fails when a password shows up in the pipeline's or
-// Dovecot's logs.
-func noSecrets(t *testing.T, p *pipeline, d *dovecot) {
-	t.Helper()
-	for _, pw := range []string{"secret", "hunter2"} {
-		if strings.Contains(p.Stderr(), pw) {
-			t.Errorf("the password %q is in the pipeline's log:\n%s", pw, p.Stderr())
-		}
-		if d != nil && strings.Contains(d.Log(t), pw) {
-			t.Errorf("the password %q is in Dovecot's log", pw)
-		}
-	}
-}
-
 // TestE2EDovecotHarness checks the harness itself: the private Dovecot
 // answers a LOGIN on its socket and alice has the three seed messages.
 func TestE2EDovecotHarness(t *testing.T) {
@@ -426,19 +412,10 @@ func TestE2ERequiredPlaintext(t *testing.T) {
 	if f := logFields(line); f["starttls"] != "no" || f["auth"] != "no" {
 		t.Errorf("log line without starttls=no: %s", line)
 	}
-	raw := strings.ToUpper(d.Raw(t))
-	for _, bad := range []string{"LOGIN", "AUTHENTICATE", "AGFSAWNLAHNLY3JLDA"} {
-		if strings.Contains(raw, bad) {
-			t.Errorf("Dovecot received %s:\n%q", bad, raw)
-		}
-	}
-	if !strings.Contains(raw, "D NOOP\r\n") {
+	if raw := strings.ToUpper(d.Raw(t)); !strings.Contains(raw, "D NOOP\r\n") {
 		t.Errorf("Dovecot did not receive the NOOP (relay broken?):\n%q", raw)
 	}
-	if strings.Contains(d.Log(t), "user=<alice>") {
-		t.Errorf("Dovecot's log shows a login attempt of alice:\n%s", d.Log(t))
-	}
-	noSecrets(t, p, d)
+	neverReachedDovecot(t, p, d, "LOGIN", "AUTHENTICATE", "AGFSAWNLAHNLY3JLDA")
 }
 
 // TestE2EGoClientLog: a Go client through STARTTLS, LOGIN, SELECT and
