@@ -18,6 +18,8 @@ import (
 	"imap-tls/log"
 	"imap-tls/stunnel-imap/keyproc/memscan"
 	"imap-tls/stunnel-imap/seccomp"
+
+	"golang.org/x/sys/unix"
 )
 
 // The test binary doubles as the key process (`stunnel-imap -S`, through
@@ -452,6 +454,60 @@ func TestProxyMemoryHoldsNoKey(t *testing.T) {
 				}
 			}
 			t.Logf("scanned %d bytes of the proxy: no key", n)
+		})
+	}
+}
+
+// TestKeyProcessProxyVanishes closes the proxy's end at each step of the
+// session, with the key process's last frame read or left unread (the
+// kernel then reports a reset, not an end of file): a proxy whose client
+// left is no fault of the key process's, so it exits 0 without a word.
+func TestKeyProcessProxyVanishes(t *testing.T) {
+	name := frame(TypeName)
+	sign := signFrame(0x05, 0, 32) // SHA-256
+	for _, tc := range []struct {
+		name      string
+		readyRead bool
+		send      []byte
+	}{
+		{"ready unread", false, nil},
+		{"after ready", true, nil},
+		{"name sent, ready unread", false, name},
+		{"name sent, chain unread", true, name},
+		{"sign sent, signature unread", true, cat(name, sign)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := genKey(t, "ecdsa")
+			kp, conn := startKey(t, "-P 3", pemFile(t, k.pem))
+			conn.SetDeadline(time.Now().Add(30 * time.Second))
+			if tc.readyRead {
+				if err := NewClient(conn, 0).Ready(); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				// Wait for the ready frame, and leave it queued.
+				raw, err := conn.(*net.UnixConn).SyscallConn()
+				if err != nil {
+					t.Fatal(err)
+				}
+				var peekErr error
+				raw.Read(func(fd uintptr) bool {
+					var b [headerLen]byte
+					_, _, peekErr = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK)
+					return peekErr != unix.EAGAIN
+				})
+				if peekErr != nil {
+					t.Fatal(peekErr)
+				}
+			}
+			if tc.send != nil {
+				conn.Write(tc.send)
+				time.Sleep(50 * time.Millisecond) // the key process at its write
+			}
+			conn.Close()
+			if code, stderr := kp.wait(t); code != 0 || stderr != "" {
+				t.Errorf("exit %d, stderr %q; want 0 and nothing", code, stderr)
+			}
 		})
 	}
 }

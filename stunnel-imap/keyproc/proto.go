@@ -24,11 +24,12 @@
 //	'G' sig      the signature
 //	'E' error    a short text
 //
-// A session is exactly: R, then N -> C, then S -> G (or E), then the key process
-// exits. Anything else, a second N, an S before N, a second S, a bad
-// version, type or length, and the key process logs one line and exits;
-// EOF at any point ends it quietly. Every buffer is a fixed array of the
-// largest frame: no size read from the peer is ever allocated.
+// A session is exactly: R, then N -> C, then S -> G (or E), then the key
+// process exits. Anything else, a second N, an S before N, a second S, a
+// bad version, type or length, and the key process logs one line and
+// exits; the proxy gone at any point (EOF, a reset) ends it quietly.
+// Every buffer is a fixed array of the largest frame: no size read from
+// the peer is ever allocated.
 package keyproc
 
 import (

@@ -101,25 +101,43 @@ func (k *Key) sign(req Request) ([]byte, error) {
 }
 
 // Serve answers one handshake's requests on r and w: it says it is
-// ready, then answers the server name, then one signature. It returns nil after the signature is sent, or at
-// EOF between frames, and an error for anything the protocol does not
-// allow, after which the caller exits.
+// ready, then answers the server name, then one signature. It returns
+// nil after the signature is sent, or when the proxy leaves at any step,
+// and an error for anything the protocol does not allow, after which the
+// caller exits.
 func Serve(r io.Reader, w io.Writer, ks Keys) error {
 	if len(ks) == 0 {
 		return errors.New("no key")
 	}
-	f, _ := EncodeReply(Reply{Type: TypeReady})
-	if _, err := w.Write(f); err != nil {
-		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
-			return nil // the proxy is gone already: a client that left
+	if err := serve(r, w, ks); err != nil && !gone(err) {
+		return err
+	}
+	return nil
+}
+
+// gone reports whether err means that the proxy has left (its client
+// did): EOF between frames, a broken pipe, or a reset, which is what a
+// unix socket reports when the proxy closed with a frame of ours unread.
+func gone(err error) bool {
+	return err == io.EOF || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+}
+
+func serve(r io.Reader, w io.Writer, ks Keys) error {
+	send := func(rep Reply, what string) error {
+		f, err := EncodeReply(rep)
+		if err != nil {
+			return err
 		}
-		return fmt.Errorf("send ready: %w", err)
+		if _, err := w.Write(f); err != nil {
+			return fmt.Errorf("send %s: %w", what, err)
+		}
+		return nil
+	}
+	if err := send(Reply{Type: TypeReady}, "ready"); err != nil {
+		return err
 	}
 	var buf [MaxFrame]byte
 	req, err := ReadRequest(r, &buf)
-	if err == io.EOF {
-		return nil
-	}
 	if err != nil {
 		return err
 	}
@@ -127,19 +145,11 @@ func Serve(r io.Reader, w io.Writer, ks Keys) error {
 		return errors.New("sign request before the server name")
 	}
 	k := ks.choose(req.Name)
-	f, err = EncodeReply(Reply{Type: TypeChain, Chain: k.Cert.Certificate})
-	if err != nil {
+	if err := send(Reply{Type: TypeChain, Chain: k.Cert.Certificate}, "certificate chain"); err != nil {
 		return err
 	}
-	if _, err := w.Write(f); err != nil {
-		return fmt.Errorf("send certificate chain: %w", err)
-	}
 
-	req, err = ReadRequest(r, &buf)
-	if err == io.EOF {
-		return nil
-	}
-	if err != nil {
+	if req, err = ReadRequest(r, &buf); err != nil {
 		return err
 	}
 	if req.Type != TypeSign {
@@ -147,20 +157,12 @@ func Serve(r io.Reader, w io.Writer, ks Keys) error {
 	}
 	sig, err := k.sign(req)
 	if err != nil {
-		f, _ := EncodeReply(Reply{Type: TypeError, Err: "signature refused"})
-		w.Write(f)
+		send(Reply{Type: TypeError, Err: "signature refused"}, "error")
 		return err
-	}
-	f, err = EncodeReply(Reply{Type: TypeSig, Sig: sig})
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(f); err != nil {
-		return fmt.Errorf("send signature: %w", err)
 	}
 	// One handshake needs one signature: nothing more is answered, and
 	// the key leaves memory with the process.
-	return nil
+	return send(Reply{Type: TypeSig, Sig: sig}, "signature")
 }
 
 // Synopsis is the key mode's usage, after the program name.
