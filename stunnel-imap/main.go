@@ -12,6 +12,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"io"
 	"net"
@@ -56,53 +57,49 @@ func main() {
 
 // options are the parsed command line.
 type options struct {
-	mode       mode
-	serverFD   int
-	pemFile    string
-	pemFD      int
-	keyFD      int // -K: the key process's channel
-	certDir    string
-	handshake  time.Duration
-	command    time.Duration
-	idle       time.Duration
-	verbosity  int // -1 quiet, 0 normal, 1 verbose
-	certSource int // how many of -p -P -d were given
+	mode      mode
+	serverFD  int
+	pemFile   string
+	pemFD     int
+	keyFD     int // -K: the key process's channel
+	certDir   string
+	handshake time.Duration
+	command   time.Duration
+	idle      time.Duration
+	verbosity int // -1 quiet, 0 normal, 1 verbose
 }
 
-type secondsFlag struct{ d *time.Duration }
-
-func (s secondsFlag) String() string { return "" }
-func (s secondsFlag) Set(v string) error {
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f <= 0 || f > 1e7 {
-		return errBadSeconds
+// seconds, descriptor and nonEmpty parse an option's value into p.
+func seconds(p *time.Duration) func(string) error {
+	return func(v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 || f > 1e7 {
+			return errors.New("not a positive number of seconds")
+		}
+		*p = time.Duration(f * float64(time.Second))
+		return nil
 	}
-	*s.d = time.Duration(f * float64(time.Second))
-	return nil
 }
 
-type errString string
-
-func (e errString) Error() string { return string(e) }
-
-const errBadSeconds = errString("not a positive number of seconds")
-
-type fdFlag struct {
-	fd  *int
-	set *int
+func descriptor(p *int) func(string) error {
+	return func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return errors.New("not a descriptor number")
+		}
+		*p = n
+		return nil
+	}
 }
 
-func (f fdFlag) String() string { return "" }
-func (f fdFlag) Set(v string) error {
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		return errString("not a descriptor number")
+func nonEmpty(p *string, what string) func(string) error {
+	return func(v string) error {
+		if v == "" {
+			return errors.New("empty " + what + " name")
+		}
+		*p = v
+		return nil
 	}
-	*f.fd = n
-	if f.set != nil {
-		*f.set++
-	}
-	return nil
 }
 
 func parseArgs(args []string) (*options, error) {
@@ -121,28 +118,21 @@ func parseArgs(args []string) (*options, error) {
 	var modeName string
 	var verbose, quiet bool
 	fs.StringVar(&modeName, "n", "", "")
-	fs.Var(fdFlag{fd: &o.serverFD}, "F", "")
-	fs.Func("p", "", func(v string) error {
-		if v == "" {
-			return errString("empty file name")
+	sources := 0 // how many of -p, -P, -d and -K were given
+	source := func(set func(string) error) func(string) error {
+		return func(v string) error {
+			sources++
+			return set(v)
 		}
-		o.pemFile = v
-		o.certSource++
-		return nil
-	})
-	fs.Var(fdFlag{fd: &o.pemFD, set: &o.certSource}, "P", "")
-	fs.Func("d", "", func(v string) error {
-		if v == "" {
-			return errString("empty directory name")
-		}
-		o.certDir = v
-		o.certSource++
-		return nil
-	})
-	fs.Var(fdFlag{fd: &o.keyFD, set: &o.certSource}, "K", "")
-	fs.Var(secondsFlag{&o.handshake}, "T", "")
-	fs.Var(secondsFlag{&o.command}, "t", "")
-	fs.Var(secondsFlag{&o.idle}, "A", "")
+	}
+	fs.Func("F", "", descriptor(&o.serverFD))
+	fs.Func("p", "", source(nonEmpty(&o.pemFile, "file")))
+	fs.Func("P", "", source(descriptor(&o.pemFD)))
+	fs.Func("d", "", source(nonEmpty(&o.certDir, "directory")))
+	fs.Func("K", "", source(descriptor(&o.keyFD)))
+	fs.Func("T", "", seconds(&o.handshake))
+	fs.Func("t", "", seconds(&o.command))
+	fs.Func("A", "", seconds(&o.idle))
 	fs.BoolVar(&verbose, "v", false, "")
 	fs.BoolVar(&quiet, "q", false, "")
 	if err := fs.Parse(args); err != nil {
@@ -161,7 +151,7 @@ func parseArgs(args []string) (*options, error) {
 	default:
 		return nil, &log.UsageError{Synopsis: synopsis, Msg: "unknown protocol " + strconv.Quote(modeName) + ": use imap or imap-"}
 	}
-	if o.certSource != 1 {
+	if sources != 1 {
 		return nil, &log.UsageError{Synopsis: synopsis, Msg: "exactly one of -p, -P, -d and -K is needed"}
 	}
 	if verbose && quiet {
