@@ -630,3 +630,38 @@ func TestPartialDrop(t *testing.T) {
 		}
 	}
 }
+
+// TestAccountFiles: the account database as it may be found, in a
+// private mount namespace: missing (111), malformed (100, for -u and for
+// -r's /etc/group) and endless (a line that never ends: /dev/zero, cut
+// off at 64 MB, 111). prog never runs.
+func TestAccountFiles(t *testing.T) {
+	needRoot(t)
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Fatal("unshare not found: install the Debian package util-linux")
+	}
+	bad := filepath.Join(jail(t, map[string]string{"bad": "no colons here\n"}), "bad")
+	spec := fmt.Sprintf("2000000000:%d", max(pidMax(t), 4194304))
+	for _, tc := range []struct {
+		name, mount string
+		args        []string
+		code        int
+		msg         string
+	}{
+		{"missing", "mount -t tmpfs none /etc", []string{"-u", "imaptls"}, 111, "unable to read /etc/passwd: file does not exist"},
+		{"malformed passwd", "mount --bind " + bad + " /etc/passwd", []string{"-u", "imaptls"}, 100, "malformed line 1 in /etc/passwd"},
+		{"malformed group", "mount --bind " + bad + " /etc/group", []string{"-r", spec}, 100, "malformed line 1 in /etc/group"},
+		{"endless", "mount --bind /dev/zero /etc/passwd", []string{"-u", "imaptls"}, 111, "unable to read /etc/passwd: file is larger than 64 MB"},
+	} {
+		args := append([]string{"-m", "sh", "-c", tc.mount + ` && exec "$@"`, "sh", sgcBin}, tc.args...)
+		cmd := exec.Command(unshare, append(args, statusProg, "ids")...)
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		want := "setuidgid-chroot: fatal: " + tc.msg + "\n"
+		if code := exitCode(err); code != tc.code || errb.String() != want || out.String() != "" {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want %d, nothing, %q", tc.name, code, out.String(), errb.String(), tc.code, want)
+		}
+	}
+}
