@@ -13,7 +13,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -143,16 +142,15 @@ func (c *Client) Certificate(name string) (*tls.Certificate, error) {
 func (c *Client) exchange(f []byte) (Reply, error) {
 	c.conn.SetDeadline(time.Now().Add(c.timeout))
 	defer c.conn.SetDeadline(time.Time{})
+	var err error
 	if f != nil {
-		if _, err := c.conn.Write(f); err != nil {
-			if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
-				return Reply{}, errors.New("key process ended")
-			}
-			return Reply{}, fmt.Errorf("key process: %w", err)
-		}
+		_, err = c.conn.Write(f)
 	}
-	rep, err := ReadReply(c.conn, &c.buf)
-	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+	var rep Reply
+	if err == nil {
+		rep, err = ReadReply(c.conn, &c.buf)
+	}
+	if gone(err) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return Reply{}, errors.New("key process ended")
 	}
 	if err != nil {

@@ -289,3 +289,18 @@ func TestFrameErrorNamesType(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// TestClientKeyProcessGoneBeforeRequest: the key process said ready and
+// left; the proxy's request meets a broken pipe, reported as the end.
+func TestClientKeyProcessGoneBeforeRequest(t *testing.T) {
+	pc, kc := socketConns(t)
+	kc.Write(frame(TypeReady))
+	kc.Close()
+	c := NewClient(pc, 0)
+	if err := c.Ready(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Certificate("imap.example.test"); err == nil || err.Error() != "key process ended" {
+		t.Errorf("Certificate: %v, want key process ended", err)
+	}
+}
