@@ -206,6 +206,15 @@ func TestStateMachine(t *testing.T) {
 				c("c FETCH 1 BODY[]\r\n"), S("c FETCH 1 BODY[]\r\n"), s("* 1 FETCH (BODY[] {5}\r\nhello)\r\n"), serverClose(),
 				C("* 1 FETCH (BODY[] {5}\r\nhello)\r\n"), clientEnds()}),
 			end: "server-eof"},
+		{name: "client vanishes mid-literal", mode: modeOptional,
+			script: []step{s(greeting), C(greetOptional), c("a LOGIN {5}\r\n"), S("a LOGIN {5}\r\n"), s("+ OK\r\n"), C("+ OK\r\n"),
+				c("ali"), clientClose(), serverEnds()}, // half a literal is no command: the server gets none of it
+			end: "client-eof"},
+		{name: "backend dies while LOGIN waits for its answer", mode: modeRequired, starts: true,
+			script: join(starttls(greetRequired), []step{
+				c("b LOGIN alice secret\r\n"), S("b LOGIN alice secret\r\n"), s("* OK still here\r\n"), serverClose(),
+				C("* OK still here\r\n"), clientEnds()}),
+			end: "server-eof"},
 		{name: "client vanishes mid-session", mode: modeImplicit, auth: true,
 			script: []step{handshake(), s(greeting), C(greeting), c("a LOGIN alice secret\r\n"), S("a LOGIN alice secret\r\n"),
 				s("a OK in\r\n"), C("a OK in\r\n"), c("b IDLE\r\n"), S("b IDLE\r\n"), clientClose(), serverEnds()},
@@ -224,6 +233,10 @@ func TestStateMachine(t *testing.T) {
 			script: []step{s(greeting), C(greetRequired), c("a LOGIN {5+}\r\nalice {9999999999+}\r\n"), C("a" + privacy),
 				C("* BYE Literal too large\r\n"), clientEnds(), serverEnds()},
 			end: "literal-too-large"},
+		{name: "oversized literal in a server response", mode: modeRequired,
+			script: []step{s(greeting), C(greetRequired), c("a NOOP\r\n"), S("a NOOP\r\n"), s("* 1 FETCH (BODY[] {2000000}\r\n"),
+				C("* BYE Server error\r\n"), clientEnds(), serverEnds()},
+			end: "server-error", logs: []string{"warning: server sent a response over 1048576 bytes before authentication"}},
 		{name: "unparsable lines", mode: modeRequired,
 			script: []step{s(greeting), C(greetRequired), c("\r\n"), c("a\r\n"), C("a BAD Command not understood\r\n"),
 				c("(x y\r\n"), C("* BAD Command not understood\r\n"), c("d NOOP\r\n"), S("d NOOP\r\n"), s("d OK\r\n"), C("d OK\r\n"), clientHalfClose(), serverEnds()},
@@ -255,6 +268,22 @@ func TestEndlessLine(t *testing.T) {
 	go h.client.Write([]byte("a NOOP " + strings.Repeat("x", 100<<10)))
 	h.run([]step{C("* BYE Command line too long\r\n"), clientEnds(), serverEnds()})
 	h.ended("line-too-long", "warning: client sent a line over 65536 bytes")
+}
+
+// A server line before authentication that never ends: past the limit
+// the proxy stops reading it and says why.
+func TestEndlessServerLine(t *testing.T) {
+	h := start(t, setup{mode: modeRequired})
+	go h.server.Write([]byte("* OK " + strings.Repeat("x", 2<<20)))
+	h.run([]step{C("* BYE Server error\r\n"), clientEnds(), serverEnds()})
+	h.ended("server-error", "warning: server sent a response over 1048576 bytes before authentication")
+}
+
+// A greeting that starts and never ends is no greeting.
+func TestUnfinishedGreeting(t *testing.T) {
+	h := start(t, setup{mode: modeRequired, command: 300 * time.Millisecond})
+	h.run([]step{s("* OK [CAPABILITY IMAP4rev1"), C("* BYE Server not responding\r\n"), clientEnds(), serverEnds()})
+	h.ended("server-timeout", "warning: server sent no greeting within 300ms")
 }
 
 func TestStalledHandshake(t *testing.T) {
