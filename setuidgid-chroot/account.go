@@ -20,7 +20,6 @@ type entry struct {
 	name string
 	id   uint32
 	gid  uint32 // passwd only
-	line int
 }
 
 // parseDB reads /etc/passwd (fields == 7) or /etc/group (fields == 4) by
@@ -43,7 +42,7 @@ func parseDB(data []byte, file string, fields int) ([]entry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("malformed id on line %d in %s", n+1, file)
 		}
-		e := entry{name: f[0], id: id, line: n + 1}
+		e := entry{name: f[0], id: id}
 		if fields == 7 {
 			if e.gid, err = parseID(f[3]); err != nil {
 				return nil, fmt.Errorf("malformed gid on line %d in %s", n+1, file)

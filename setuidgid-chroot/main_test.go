@@ -138,7 +138,7 @@ func TestParseGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []entry{{name: "root", id: 0, line: 1}, {name: "daemon", id: 1, line: 2}, {name: "imaptls", id: 993, line: 3}, {name: "mail", id: 8, line: 4}}
+	want := []entry{{name: "root", id: 0}, {name: "daemon", id: 1}, {name: "imaptls", id: 993}, {name: "mail", id: 8}}
 	if !reflect.DeepEqual(e, want) {
 		t.Errorf("got %+v, want %+v", e, want)
 	}
