@@ -46,9 +46,6 @@ func NewTo(prog string, w io.Writer, exit func(int)) *Logger {
 	return &Logger{prog: prog, w: w, exit: exit}
 }
 
-// Prog is the program name this Logger was made with.
-func (l *Logger) Prog() string { return l.prog }
-
 // line writes "prog: kind: msg\n" in one Write, so that lines from
 // concurrent processes sharing a pipe never interleave (a pipe write up
 // to PIPE_BUF is atomic).
