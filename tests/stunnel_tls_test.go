@@ -1,6 +1,8 @@
 // TLS behaviour of stunnel-imap through the real pipeline: ALPN (the
 // ALPACA cross-protocol attack), a renewed certificate taking effect at
-// the next connection, and a bad certificate refused before any byte.
+// the next connection, a bad certificate refused before any byte, and a
+// broken set-up (missing files, a wrong flag, a dead backend) ending the
+// connection cleanly.
 package tests
 
 import (
@@ -8,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -140,4 +143,59 @@ func TestE2EBadCert(t *testing.T) {
 // dialer is a net.Dialer with a hang guard.
 func dialer() *net.Dialer {
 	return &net.Dialer{Timeout: 10 * time.Second, Deadline: time.Now().Add(30 * time.Second)}
+}
+
+// TestE2EBrokenSetup: a pipeline that cannot serve (the PEM file
+// missing, with and without the key process; the backend missing; the
+// backend gone before its greeting; a wrong stunnel-imap flag) gives the
+// client an empty connection and its end, says why in one line of the
+// program that failed, exits with that program's status, and leaves no
+// process behind.
+func TestE2EBrokenSetup(t *testing.T) {
+	fake := []string{"sh", "-c", fakeStarttlsBackend}
+	const (
+		noPEM = `^setuidgid-chroot: fatal: unable to open /nonexistent/server\.pem: file does not exist$`
+		gone  = `^stunnel-imap: info: .* tls=none .* in=0 out=0 .* end=server-eof$`
+	)
+	for _, tc := range []struct {
+		name   string
+		o      pipelineOpts
+		lines  []string // stderr lines that must appear (regular expressions)
+		status int      // tcpserver -v's raw wait status of the connection
+	}{
+		{"missing pem", pipelineOpts{Backend: fake, PEM: "/nonexistent/server.pem"},
+			[]string{noPEM}, 111 << 8},
+		{"missing pem, key process", pipelineOpts{Backend: fake, PEM: "/nonexistent/server.pem", KeyProcess: true},
+			[]string{noPEM, `^stunnel-imap: info: .* tls=none .* end=key-process-failed$`, `^stunnel-imap: fatal: unable to use the key process: `}, 111 << 8},
+		{"missing backend", pipelineOpts{Backend: []string{"/nonexistent/imapd"}},
+			[]string{`^makesock: fatal: unable to run /nonexistent/imapd: file does not exist$`}, 111 << 8},
+		{"backend gone before its greeting", pipelineOpts{Backend: []string{"sh", "-c", "exit 0"}},
+			[]string{gone}, 0},
+		{"backend gone before its greeting, key process", pipelineOpts{Backend: []string{"sh", "-c", "exit 0"}, KeyProcess: true},
+			[]string{gone}, 0},
+		{"wrong flag", pipelineOpts{Backend: fake, Args: []string{"-Z"}},
+			[]string{`^stunnel-imap: fatal: flag provided but not defined: -Z$`, `^stunnel-imap: usage: stunnel-imap `}, 100 << 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.o.Mode, tc.o.Verbose = "imap", true
+			p := startPipeline(t, tc.o)
+			c := dialIMAP(t, p.Addr)
+			rest, err := c.Rest() // hang guard: dialIMAP's 30 s deadline
+			c.Close()
+			if err != nil && !isReset(err) {
+				t.Errorf("the connection did not end: %v", err)
+			}
+			if rest != "" {
+				t.Errorf("the client got %q from a pipeline that cannot serve", rest)
+			}
+			for _, l := range tc.lines {
+				p.waitLog(t, l, 15*time.Second)
+			}
+			p.waitLog(t, `^tcpserver: end [0-9]+ status `+strconv.Itoa(tc.status)+`$`, 15*time.Second)
+			p.waitNoChildren(t, 15*time.Second)
+			if strings.Contains(p.Stderr(), "panic") {
+				t.Errorf("a program panicked:\n%s", p.Stderr())
+			}
+		})
+	}
 }
