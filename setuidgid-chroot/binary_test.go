@@ -64,6 +64,17 @@ func build(out, pkg string) error {
 	return nil
 }
 
+// tool finds a program the test needs, or fails the test naming the
+// Debian package that provides it.
+func tool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s not found: install the Debian package %s", name, pkg)
+	}
+	return p
+}
+
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -357,10 +368,7 @@ func TestOpenKey(t *testing.T) {
 func TestSetuidInJail(t *testing.T) {
 	needRoot(t)
 	uid, _ := account(t, "imaptls")
-	setuidgid, err := exec.LookPath("setuidgid")
-	if err != nil {
-		t.Fatal("setuidgid not found: install the Debian package daemontools")
-	}
+	setuidgid := tool(t, "setuidgid", "daemontools")
 	dir := jail(t, nil)
 	b, err := os.ReadFile(statusProg)
 	if err != nil {
@@ -610,10 +618,7 @@ func TestOpenRuntimeFD(t *testing.T) {
 func TestPartialDrop(t *testing.T) {
 	needRoot(t)
 	uid, gid := account(t, "imaptls")
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Fatal("setpriv not found: install the Debian package util-linux")
-	}
+	setpriv := tool(t, "setpriv", "util-linux")
 	tests := []struct {
 		cap, msg string
 	}{
@@ -637,10 +642,7 @@ func TestPartialDrop(t *testing.T) {
 // off at 64 MB, 111). prog never runs.
 func TestAccountFiles(t *testing.T) {
 	needRoot(t)
-	unshare, err := exec.LookPath("unshare")
-	if err != nil {
-		t.Fatal("unshare not found: install the Debian package util-linux")
-	}
+	unshare := tool(t, "unshare", "util-linux")
 	bad := filepath.Join(jail(t, map[string]string{"bad": "no colons here\n"}), "bad")
 	spec := fmt.Sprintf("2000000000:%d", max(pidMax(t), 4194304))
 	for _, tc := range []struct {
