@@ -349,7 +349,7 @@ func openOnto(o openSpec) error {
 	}
 	defer unix.Close(fd)
 	if flags, err := unix.FcntlInt(uintptr(o.fd), unix.F_GETFD, 0); err == nil && flags&unix.FD_CLOEXEC != 0 {
-		return &log.Error{Code: log.ExitTemp, Msg: fmt.Sprintf("unable to open %s on fd %d: descriptor in use by setuidgid-chroot itself", o.path, o.fd)}
+		return log.Temp(errors.New("descriptor in use by setuidgid-chroot itself"), "open %s on fd %d", o.path, o.fd)
 	}
 	if err := unix.Dup3(fd, o.fd, 0); err != nil {
 		return log.Temp(err, "open %s on fd %d", o.path, o.fd)
