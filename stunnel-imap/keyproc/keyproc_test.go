@@ -304,3 +304,27 @@ func TestClientKeyProcessGoneBeforeRequest(t *testing.T) {
 		t.Errorf("Certificate: %v, want key process ended", err)
 	}
 }
+
+// TestParseRefusesBeyondLimits: the exported decoders check a payload
+// handed to them directly as readFrame checks one read from the wire.
+func TestParseRefusesBeyondLimits(t *testing.T) {
+	long := func(n int) []byte { return bytes.Repeat([]byte{'a'}, n) }
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"request: name of 256 bytes", func() error { _, err := ParseRequest(TypeName, long(MaxName+1)); return err }(), "frame too long (type N)"},
+		{"request: sign beyond its limit", func() error { _, err := ParseRequest(TypeSign, long(MaxSign+1)); return err }(), "frame too long (type S)"},
+		{"request: a reply's type", func() error { _, err := ParseRequest(TypeChain, nil); return err }(), "unknown frame type (type C)"},
+		{"reply: ready with a payload", func() error { _, err := ParseReply(TypeReady, long(1)); return err }(), "frame too long (type R)"},
+		{"reply: signature beyond its limit", func() error { _, err := ParseReply(TypeSig, long(MaxSig+1)); return err }(), "frame too long (type G)"},
+		{"reply: error beyond its limit", func() error { _, err := ParseReply(TypeError, long(MaxError+1)); return err }(), "frame too long (type E)"},
+		{"reply: a request's type", func() error { _, err := ParseReply(TypeName, nil); return err }(), "unknown frame type (type N)"},
+	} {
+		var fe *FrameError
+		if !errors.As(tc.err, &fe) || tc.err.Error() != tc.want {
+			t.Errorf("%s: %v, want %q", tc.name, tc.err, tc.want)
+		}
+	}
+}

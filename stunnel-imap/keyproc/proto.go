@@ -147,13 +147,9 @@ func readFrame(r io.Reader, buf *[MaxFrame]byte, max func(byte) int) (byte, []by
 	if h[0] != Version {
 		return t, nil, &FrameError{t, errVersion}
 	}
-	m := max(t)
-	if m < 0 {
-		return t, nil, &FrameError{t, errType}
-	}
 	n := int(binary.BigEndian.Uint16(h[2:]))
-	if n > m {
-		return t, nil, &FrameError{t, errTooLong}
+	if err := checkFrame(t, n, max); err != nil {
+		return t, nil, err
 	}
 	p := buf[:n]
 	if _, err := io.ReadFull(r, p); err != nil {
@@ -163,6 +159,19 @@ func readFrame(r io.Reader, buf *[MaxFrame]byte, max func(byte) int) (byte, []by
 		return t, nil, err
 	}
 	return t, p, nil
+}
+
+// checkFrame refuses a type that max does not know, and a payload of n
+// bytes beyond the type's maximum.
+func checkFrame(t byte, n int, max func(byte) int) error {
+	m := max(t)
+	if m < 0 {
+		return &FrameError{t, errType}
+	}
+	if n > m {
+		return &FrameError{t, errTooLong}
+	}
+	return nil
 }
 
 // ReadRequest reads and decodes one request; the key process's side.
@@ -176,10 +185,8 @@ func ReadRequest(r io.Reader, buf *[MaxFrame]byte) (Request, error) {
 
 // ParseRequest decodes a request's payload of type t.
 func ParseRequest(t byte, p []byte) (Request, error) {
-	if m := maxRequest(t); m < 0 {
-		return Request{}, &FrameError{t, errType}
-	} else if len(p) > m {
-		return Request{}, &FrameError{t, errTooLong}
+	if err := checkFrame(t, len(p), maxRequest); err != nil {
+		return Request{}, err
 	}
 	switch t {
 	case TypeName:
@@ -261,10 +268,8 @@ func ReadReply(r io.Reader, buf *[MaxFrame]byte) (Reply, error) {
 
 // ParseReply decodes a reply's payload of type t.
 func ParseReply(t byte, p []byte) (Reply, error) {
-	if m := maxReply(t); m < 0 {
-		return Reply{}, &FrameError{t, errType}
-	} else if len(p) > m {
-		return Reply{}, &FrameError{t, errTooLong}
+	if err := checkFrame(t, len(p), maxReply); err != nil {
+		return Reply{}, err
 	}
 	switch t {
 	case TypeReady:
