@@ -860,5 +860,26 @@ func (c *imapClient) Rest() (string, error) {
 	return string(b), err
 }
 
+// RestClosed reads until the proxy ends the connection, closes it (a
+// real client closes on end of file; the proxy lingers for it) and
+// returns what came. A reset is an acceptable end for a refused session;
+// any other error (dialIMAP's deadline: the proxy never ended it) fails
+// the test.
+func (c *imapClient) RestClosed() string {
+	c.t.Helper()
+	rest, err := c.Rest()
+	c.Close()
+	if err != nil && !isReset(err) {
+		c.t.Errorf("the connection did not end cleanly: %v (after %q)", err, rest)
+	}
+	return rest
+}
+
+// isReset reports a connection reset, an acceptable way for a refused
+// session to end.
+func isReset(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "connection reset")
+}
+
 // Close closes the connection.
 func (c *imapClient) Close() { c.conn.Close() }
