@@ -30,15 +30,20 @@ var ErrTooLong = errors.New("line too long")
 // A line over max bytes is ErrTooLong; at end of input the partial line
 // is returned with io.EOF.
 func ReadLine(r *bufio.Reader, max int) ([]byte, error) {
-	var line []byte
+	return appendLine(nil, r, max)
+}
+
+// appendLine is ReadLine appending to dst: the line is dst[len(dst):].
+func appendLine(dst []byte, r *bufio.Reader, max int) ([]byte, error) {
+	n := len(dst)
 	for {
 		frag, err := r.ReadSlice('\n')
-		if len(line)+len(frag) > max {
-			return nil, ErrTooLong
+		if len(dst)-n+len(frag) > max {
+			return dst[:n], ErrTooLong
 		}
-		line = append(line, frag...)
+		dst = append(dst, frag...)
 		if err != bufio.ErrBufferFull {
-			return line, err
+			return dst, err
 		}
 	}
 }
@@ -243,28 +248,25 @@ func IsStatus(name string) bool {
 // maxLine or a response over maxTotal is ErrTooLong.
 func ReadResponse(r *bufio.Reader, maxLine, maxTotal int) (raw []byte, first int, err error) {
 	for {
-		line, err := ReadLine(r, maxLine)
+		n := len(raw)
+		raw, err = appendLine(raw, r, maxLine)
 		if err != nil {
-			if err != ErrTooLong {
-				raw = append(raw, line...)
-			}
 			return raw, first, err
 		}
-		if len(raw)+len(line) > maxTotal {
+		if len(raw) > maxTotal {
 			return nil, 0, ErrTooLong
 		}
-		raw = append(raw, line...)
 		if first == 0 {
-			first = len(line)
+			first = len(raw)
 		}
-		lit, ok := Literal(line)
+		lit, ok := Literal(raw[n:])
 		if !ok {
 			return raw, first, nil
 		}
 		if lit.Size > int64(maxTotal-len(raw)) {
 			return nil, 0, ErrTooLong
 		}
-		n := len(raw)
+		n = len(raw)
 		raw = append(raw, make([]byte, lit.Size)...)
 		if k, err := io.ReadFull(r, raw[n:]); err != nil {
 			return raw[:n+k], first, err
