@@ -1,7 +1,7 @@
 #!/bin/sh
 # dovecot.sh: a private, login-capable Dovecot for the tests and the demo.
 #
-#   sh tests/dovecot.sh start DIR [PORT]  lay out DIR, seed alice's INBOX,
+#   sh tests/dovecot.sh start DIR         lay out DIR, seed alice's INBOX,
 #                                         start Dovecot, wait for DIR/imap.sock
 #   sh tests/dovecot.sh stop DIR          stop it, wait until it is gone
 #   sh tests/dovecot.sh imap DIR [USER]   exec the stdio imap binary,
@@ -20,7 +20,7 @@ mailacct=imaptlsmail
 
 fatal() { echo "$prog: fatal: $*" >&2; exit 111; }
 usage() {
-	echo "$prog: usage: $prog start DIR [PORT] | stop DIR | imap DIR [USER] | login DIR" >&2
+	echo "$prog: usage: $prog start DIR | stop DIR | imap DIR [USER] | login DIR" >&2
 	exit 100
 }
 
@@ -79,10 +79,6 @@ seed() {
 }
 
 start() {
-	dir=$1 port=${2:-}
-	case $port in
-	'' | *[!0-9]*) [ -z "$port" ] || usage ;;
-	esac
 	command -v dovecot >/dev/null 2>&1 || fatal "dovecot not found: apt-get install dovecot-imapd"
 	command -v socat >/dev/null 2>&1 || fatal "socat not found: apt-get install socat"
 	command -v doveadm >/dev/null 2>&1 || fatal "doveadm not found: apt-get install dovecot-core"
@@ -96,16 +92,6 @@ start() {
 	# the imap processes run as imaptlsmail and must reach DIR/home
 	chmod 0755 "$dir" || fatal "unable to chmod $dir"
 	mkdir -p "$dir/run" "$dir/state" "$dir/home" || fatal "unable to create directories in $dir"
-	if [ -n "$port" ]; then
-		inet="inet_listener imap {
-    address = 127.0.0.1
-    port = $port
-  }"
-	else
-		inet="inet_listener imap {
-    port = 0
-  }"
-	fi
 	cat >"$dir/dovecot.conf" <<EOF || fatal "unable to write $dir/dovecot.conf"
 # written by tests/dovecot.sh: a private Dovecot, nothing system-wide
 base_dir = $dir/run
@@ -136,7 +122,9 @@ service imap-login {
   unix_listener $dir/imap.sock {
     mode = 0666
   }
-  $inet
+  inet_listener imap {
+    port = 0
+  }
   inet_listener imaps {
     port = 0
   }
@@ -215,7 +203,7 @@ login() {
 cmd=$1
 shift
 case $cmd in
-start) [ $# -le 2 ] || usage; start "$@" ;;
+start) [ $# -eq 1 ] || usage; start "$1" ;;
 stop) [ $# -eq 1 ] || usage; stop "$1" ;;
 imap) [ $# -le 2 ] || usage; imap "$@" ;;
 login) [ $# -eq 1 ] || usage; login "$1" ;;

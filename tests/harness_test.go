@@ -303,17 +303,12 @@ func clientTLS(t testing.TB, caPath, serverName string) *tls.Config {
 type dovecot struct {
 	Dir    string // its directory: dovecot.conf, dovecot.log, home/USER/Maildir
 	Socket string // the imap-login unix socket (plaintext IMAP, LOGIN works)
-	Port   int    // its plaintext TCP port on 127.0.0.1, or 0
 	script string // tests/dovecot.sh
 }
 
 // startDovecot starts a private Dovecot listening on a unix socket only,
 // stopped and removed when the test ends.
-func startDovecot(t testing.TB) *dovecot { return startDovecotOn(t, 0) }
-
-// startDovecotOn is startDovecot with, when port is not 0, a plaintext
-// listener on 127.0.0.1:port as well.
-func startDovecotOn(t testing.TB, port int) *dovecot {
+func startDovecot(t testing.TB) *dovecot {
 	t.Helper()
 	needRoot(t)
 	need(t, "dovecot", "doveadm", "socat", "setuidgid", "/usr/lib/dovecot/imap")
@@ -323,13 +318,9 @@ func startDovecotOn(t testing.TB, port int) *dovecot {
 	if err != nil {
 		t.Fatalf("unable to create a directory: %v", err)
 	}
-	d := &dovecot{Dir: dir, Socket: filepath.Join(dir, "imap.sock"), Port: port,
+	d := &dovecot{Dir: dir, Socket: filepath.Join(dir, "imap.sock"),
 		script: filepath.Join(repoRoot(t), "tests", "dovecot.sh")}
-	args := []string{d.script, "start", dir}
-	if port != 0 {
-		args = append(args, strconv.Itoa(port))
-	}
-	cmd := exec.Command("sh", args...)
+	cmd := exec.Command("sh", d.script, "start", dir)
 	cmd.WaitDelay = 5 * time.Second // in case a daemon keeps the output pipe
 	out, err := cmd.CombinedOutput()
 	if err != nil {
