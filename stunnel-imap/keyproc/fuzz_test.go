@@ -22,26 +22,11 @@ func FuzzReadRequest(f *testing.F) {
 	f.Add([]byte{2, TypeName, 0, 0})
 	f.Add([]byte{1, TypeName, 0, 3, '.', '.', '/'})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r := bytes.NewReader(data)
-		var buf [MaxFrame]byte
-		for i := 0; i < 16; i++ {
-			start := consumed(data, r)
-			req, err := ReadRequest(r, &buf)
-			if err != nil {
-				return
-			}
-			in := data[start:consumed(data, r)]
+		roundTrip(t, data, ReadRequest, EncodeRequest, func(in []byte, req Request) {
 			if len(in) > headerLen+maxRequest(req.Type) {
 				t.Fatalf("accepted a %d-byte frame of type %c", len(in), req.Type)
 			}
-			out, err := EncodeRequest(req)
-			if err != nil {
-				t.Fatalf("accepted %x but cannot encode it: %v", in, err)
-			}
-			if !bytes.Equal(in, out) {
-				t.Fatalf("round trip: %x became %x", in, out)
-			}
-		}
+		})
 	})
 }
 
@@ -55,27 +40,38 @@ func FuzzReadReply(f *testing.F) {
 	f.Add([]byte{1, TypeChain, 0, 1, 9})
 	f.Add([]byte{1, TypeSig, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r := bytes.NewReader(data)
-		var buf [MaxFrame]byte
-		for i := 0; i < 16; i++ {
-			start := consumed(data, r)
-			rep, err := ReadReply(r, &buf)
-			if err != nil {
-				return
-			}
-			in := data[start:consumed(data, r)]
+		roundTrip(t, data, ReadReply, EncodeReply, func(_ []byte, rep Reply) {
 			if rep.Type == TypeChain && (len(rep.Chain) < 1 || len(rep.Chain) > MaxCerts) {
 				t.Fatalf("accepted a chain of %d certificates", len(rep.Chain))
 			}
-			out, err := EncodeReply(rep)
-			if err != nil {
-				t.Fatalf("accepted %x but cannot encode it: %v", in, err)
-			}
-			if !bytes.Equal(in, out) {
-				t.Fatalf("round trip: %x became %x", in, out)
-			}
-		}
+		})
 	})
+}
+
+// roundTrip decodes up to 16 frames from data with read, stopping at the
+// first error, checks each with check, and requires that encode gives
+// back exactly the bytes each came from.
+func roundTrip[T any](t *testing.T, data []byte,
+	read func(io.Reader, *[MaxFrame]byte) (T, error), encode func(T) ([]byte, error), check func(in []byte, v T)) {
+	t.Helper()
+	r := bytes.NewReader(data)
+	var buf [MaxFrame]byte
+	for i := 0; i < 16; i++ {
+		start := consumed(data, r)
+		v, err := read(r, &buf)
+		if err != nil {
+			return
+		}
+		in := data[start:consumed(data, r)]
+		check(in, v)
+		out, err := encode(v)
+		if err != nil {
+			t.Fatalf("accepted %x but cannot encode it: %v", in, err)
+		}
+		if !bytes.Equal(in, out) {
+			t.Fatalf("round trip: %x became %x", in, out)
+		}
+	}
 }
 
 var (
@@ -95,19 +91,7 @@ func FuzzServe(f *testing.F) {
 		fuzzKeyOnce.Do(func() { fuzzKeys = genKey(t, "ecdsa").keys(t) })
 		var out bytes.Buffer
 		Serve(bytes.NewReader(data), &out, fuzzKeys)
-		var buf [MaxFrame]byte
-		var types []byte
-		for {
-			rep, err := ReadReply(&out, &buf)
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("Serve wrote a bad frame: %v", err)
-			}
-			types = append(types, rep.Type)
-		}
-		switch string(types) {
+		switch types := replyTypes(t, &out); types {
 		case "R", "RC", "RCG", "RCE":
 		default:
 			t.Fatalf("Serve answered %q", types)

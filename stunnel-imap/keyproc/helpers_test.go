@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -178,4 +179,22 @@ func handshake(t testing.TB, c *Client, pool *x509.CertPool, sni string, ccfg *t
 	}
 	serr := <-errc
 	return cli.ConnectionState(), serr, cerr
+}
+
+// replyTypes reads the frames Serve wrote to out, to its end, and returns
+// their types in order; a frame that does not decode fails the test.
+func replyTypes(t testing.TB, out io.Reader) string {
+	t.Helper()
+	var buf [MaxFrame]byte
+	var types []byte
+	for {
+		rep, err := ReadReply(out, &buf)
+		if err == io.EOF {
+			return string(types)
+		}
+		if err != nil {
+			t.Fatalf("Serve wrote a bad frame: %v", err)
+		}
+		types = append(types, rep.Type)
+	}
 }

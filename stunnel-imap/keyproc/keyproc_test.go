@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
 	"strings"
 	"testing"
@@ -166,21 +165,7 @@ func TestServeRefuses(t *testing.T) {
 			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 				t.Fatalf("Serve: %v, want %q", err, tc.want)
 			}
-			sigs := 0
-			var buf [MaxFrame]byte
-			for {
-				rep, err := ReadReply(&out, &buf)
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					t.Fatalf("Serve wrote a bad frame: %v", err)
-				}
-				if rep.Type == TypeSig {
-					sigs++
-				}
-			}
-			if sigs != tc.sigs {
+			if sigs := strings.Count(replyTypes(t, &out), string(rune(TypeSig))); sigs != tc.sigs {
 				t.Errorf("%d signatures sent, want %d", sigs, tc.sigs)
 			}
 		})
