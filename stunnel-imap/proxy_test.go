@@ -335,6 +335,15 @@ func TestSilentServer(t *testing.T) {
 	h.ended("server-timeout", "warning: server sent no greeting within 300ms")
 }
 
+// A server that takes a command and never answers: -t runs to the
+// command's tagged answer (README), so the session still ends.
+func TestSilentServerAfterCommand(t *testing.T) {
+	h := start(t, setup{mode: modeRequired, command: 300 * time.Millisecond})
+	h.run([]step{s(greeting), C(greetRequired), c("a NOOP\r\n"), S("a NOOP\r\n"), s("* 1 EXISTS\r\n"), C("* 1 EXISTS\r\n"),
+		C("* BYE Autologout; command not completed in time\r\n"), clientEnds(), serverEnds()})
+	h.ended("timeout")
+}
+
 func TestIdleTimeoutAfterLogin(t *testing.T) {
 	h := start(t, setup{mode: modeImplicit, idle: 300 * time.Millisecond})
 	h.run([]step{handshake(), s(greeting), C(greeting), c("a LOGIN alice secret\r\n"), S("a LOGIN alice secret\r\n"),
