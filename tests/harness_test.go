@@ -705,34 +705,69 @@ func (p *pipeline) waitLog(t testing.TB, re string, timeout time.Duration) strin
 
 // children returns the pids of the pipeline's processes other than
 // tcpserver itself (its process group): after a session ends, none
-// should be left.
-func (p *pipeline) children() []int {
-	pgid := p.cmd.Process.Pid
+// should be left. A zombie does not count: an orphan's zombie waits for
+// init to reap it.
+func (p *pipeline) children() []int { return processGroup(p.cmd.Process.Pid, true) }
+
+// processGroup lists the processes of group pgid (without its leader
+// when skipLeader).
+func processGroup(pgid int, skipLeader bool) []int {
 	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == pgid {
+	for _, pid := range allPids() {
+		if skipLeader && pid == pgid {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid pgrp ...: comm may hold spaces
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		// a zombie is not a process left running: an orphan's
-		// zombie waits for init to reap it
-		f := strings.Fields(s[i+1:])
-		if len(f) >= 3 && f[2] == strconv.Itoa(pgid) && f[0] != "Z" {
+		if st := procStat(pid); len(st) > 2 && st[2] == strconv.Itoa(pgid) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
+}
+
+// allPids lists every process.
+func allPids() []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// procStat returns the fields of /proc/PID/stat after the command name:
+// state, ppid, pgrp, ...
+func procStat(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) > 0 && f[0] == "Z" {
+		return nil // a zombie is already gone
+	}
+	return f
+}
+
+// cmdline is pid's command line, for a message.
+func cmdline(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+}
+
+// describe names each of pids with its command line, for a message.
+func describe(pids []int) string {
+	var s []string
+	for _, pid := range pids {
+		s = append(s, fmt.Sprintf("%d %s", pid, cmdline(pid)))
+	}
+	return strings.Join(s, "; ")
 }
 
 // waitNoChildren waits until the pipeline has no process left but
@@ -746,12 +781,7 @@ func (p *pipeline) waitNoChildren(t testing.TB, timeout time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			var names []string
-			for _, pid := range left {
-				b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-				names = append(names, fmt.Sprintf("%d %s", pid, strings.ReplaceAll(string(b), "\x00", " ")))
-			}
-			t.Fatalf("processes left after the session: %s", strings.Join(names, "; "))
+			t.Fatalf("processes left after the session: %s", describe(left))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

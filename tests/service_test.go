@@ -186,64 +186,6 @@ func (tr *svscanTree) stop(t *testing.T) {
 	}
 }
 
-// processGroup lists the processes of group pgid (without its leader
-// when skipLeader).
-func processGroup(pgid int, skipLeader bool) []int {
-	var pids []int
-	for _, pid := range allPids() {
-		if skipLeader && pid == pgid {
-			continue
-		}
-		if st := procStat(pid); len(st) > 2 && st[2] == strconv.Itoa(pgid) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-func allPids() []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if pid, err := strconv.Atoi(e.Name()); err == nil {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// procStat returns the fields of /proc/PID/stat after the command name:
-// state, ppid, pgrp, ...
-func procStat(pid int) []string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return nil
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) > 0 && f[0] == "Z" {
-		return nil // a zombie is already gone
-	}
-	return f
-}
-
-func cmdline(pid int) string {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
-}
-
-func describe(pids []int) string {
-	var s []string
-	for _, pid := range pids {
-		s = append(s, fmt.Sprintf("%d %s", pid, cmdline(pid)))
-	}
-	return strings.Join(s, "; ")
-}
-
 // descendants lists every live descendant of pid.
 func descendants(pid int) []int {
 	children := map[int][]int{}
