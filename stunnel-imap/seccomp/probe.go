@@ -26,7 +26,8 @@ func (a Attempt) Result() string {
 	case a.Refused():
 		return "refused"
 	}
-	if e := errnoOf(a.Err); e != 0 {
+	var e syscall.Errno
+	if errors.As(a.Err, &e) {
 		return "failed:" + e.Error()
 	}
 	return "failed:" + a.Err.Error()

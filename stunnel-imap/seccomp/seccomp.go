@@ -28,7 +28,6 @@ package seccomp
 import (
 	"fmt"
 	"runtime"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -224,19 +223,4 @@ func Harden() error {
 		return fmt.Errorf("set core size limit to 0: %w", err)
 	}
 	return nil
-}
-
-// errnoOf returns the errno inside err, or 0.
-func errnoOf(err error) syscall.Errno {
-	for err != nil {
-		if e, ok := err.(syscall.Errno); ok {
-			return e
-		}
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			return 0
-		}
-		err = u.Unwrap()
-	}
-	return 0
 }
