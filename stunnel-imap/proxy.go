@@ -448,9 +448,7 @@ func (s *session) onClient(r result) {
 		s.toServer(r.data)
 	case wantDiscard:
 		if lit, ok := imap.Literal(r.data); ok && lit.NonSync {
-			if lit.Size > imap.MaxLiteral {
-				s.cfg.log.Warning("client announced a literal of %d bytes before authentication", lit.Size)
-				s.bye("literal-too-large", "Literal too large")
+			if !s.bounded(lit) {
 				return
 			}
 			s.cmd.lit = &lit
@@ -486,9 +484,7 @@ func (s *session) command(line []byte) {
 		return
 	}
 	lit, hasLit := imap.Literal(line)
-	if hasLit && lit.Size > imap.MaxLiteral {
-		s.cfg.log.Warning("client announced a literal of %d bytes before authentication", lit.Size)
-		s.bye("literal-too-large", "Literal too large")
+	if hasLit && !s.bounded(lit) {
 		return
 	}
 	tag, name, args, ok := imap.ParseCommand(line)
@@ -534,6 +530,17 @@ func (s *session) command(line []byte) {
 	s.forward(c, nil, line)
 }
 
+// bounded reports whether a literal the client announced is within
+// imap.MaxLiteral; one over it ends the session.
+func (s *session) bounded(lit imap.LiteralInfo) bool {
+	if lit.Size <= imap.MaxLiteral {
+		return true
+	}
+	s.cfg.log.Warning("client announced a literal of %d bytes before authentication", lit.Size)
+	s.bye("literal-too-large", "Literal too large")
+	return false
+}
+
 // refuse answers a command the server never sees; the rest of the
 // command, if it announced a non-synchronizing literal, is dropped.
 func (s *session) refuse(c *command, format string, args ...any) {
@@ -557,9 +564,7 @@ func (s *session) refuse(c *command, format string, args ...any) {
 func (s *session) forward(c *command, lit, line []byte) {
 	c.lit, c.converted, c.complete = nil, false, false
 	if l, ok := imap.Literal(line); ok {
-		if l.Size > imap.MaxLiteral {
-			s.cfg.log.Warning("client announced a literal of %d bytes before authentication", l.Size)
-			s.bye("literal-too-large", "Literal too large")
+		if !s.bounded(l) {
 			return
 		}
 		c.lit = &l
