@@ -422,6 +422,33 @@ func neverReachedDovecot(t *testing.T, p *pipeline, d *dovecot, bad ...string) {
 	noSecrets(t, p, d)
 }
 
+// runBounded runs cmd and returns its stdout, killing it after limit (a
+// hang guard) and failing the test with what it wrote so far (its stderr
+// too, when cmd.Stderr is a buffer).
+func runBounded(t *testing.T, cmd *exec.Cmd, limit time.Duration) ([]byte, error) {
+	t.Helper()
+	var stdout strings.Builder
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return []byte(stdout.String()), err
+	case <-time.After(limit):
+		cmd.Process.Kill()
+		<-done
+		stderr := ""
+		if s, ok := cmd.Stderr.(fmt.Stringer); ok {
+			stderr = "\nstderr:\n" + s.String()
+		}
+		t.Fatalf("%s did not finish within %v (hang guard); stdout so far:\n%s%s", cmd.Path, limit, stdout.String(), stderr)
+		return nil, nil
+	}
+}
+
 // lockedBuffer is a bytes.Buffer safe for one writer and many readers.
 type lockedBuffer struct {
 	mu sync.Mutex

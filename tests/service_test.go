@@ -379,28 +379,20 @@ c.logout()
 sys.stdout.write('same' if body == msg else 'differ: %r' % body[:300])
 `
 
+// runClient runs the client argv with stdin, bounded by timeout (see
+// runBounded), and returns its stdout; it fails the test, naming the
+// client name, when the client fails.
 func runClient(t *testing.T, name string, timeout time.Duration, stdin []byte, argv ...string) string {
 	t.Helper()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin = bytes.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("%s: %v", name, err)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	out, err := runBounded(t, cmd, timeout)
+	if err != nil {
+		t.Fatalf("%s: %v\nstdout: %s\nstderr: %s", name, err, out, errb.String())
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("%s: %v\nstdout: %s\nstderr: %s", name, err, out.String(), errb.String())
-		}
-	case <-time.After(timeout): // a hang guard
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("%s: still running after %v\nstdout: %s\nstderr: %s", name, timeout, out.String(), errb.String())
-	}
-	return out.String()
+	return string(out)
 }
 
 func (tr *svscanTree) python(t *testing.T, s *service) {

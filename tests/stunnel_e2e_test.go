@@ -116,28 +116,6 @@ func runPython(t *testing.T, p *pipeline, mode string) pyResult {
 	return r
 }
 
-// runBounded runs cmd and returns its stdout, killing it after limit (a
-// hang guard).
-func runBounded(t *testing.T, cmd *exec.Cmd, limit time.Duration) ([]byte, error) {
-	t.Helper()
-	var stdout strings.Builder
-	cmd.Stdout = &stdout
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		return []byte(stdout.String()), err
-	case <-time.After(limit):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("%s did not finish within %v (hang guard); stdout so far:\n%s", cmd.Path, limit, stdout.String())
-		return nil, nil
-	}
-}
-
 // hasCap reports whether the capability list caps holds c (any case).
 func hasCap(caps []string, c string) bool {
 	for _, x := range caps {
