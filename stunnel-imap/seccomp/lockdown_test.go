@@ -83,6 +83,11 @@ func child(mode string) int {
 		unix.Syscall6(unix.SYS_MOUNT, 0, 0, 0, 0, 0, 0)
 	case "kill:unshare":
 		unix.Syscall(unix.SYS_UNSHARE, unix.CLONE_NEWUSER, 0, 0)
+	case "kill:clone-newnet":
+		// A thread in a new network namespace. Without CLONE_VM and
+		// CLONE_SIGHAND the kernel would refuse it (EINVAL) even if the
+		// filter let it through, so no thread can start on this stack.
+		unix.RawSyscall(unix.SYS_CLONE, unix.CLONE_THREAD|unix.CLONE_NEWNET, 0, 0)
 	case "kill:x32":
 		if x32Getpid == 0 {
 			return 77 // no x32 on this architecture
@@ -327,7 +332,7 @@ func TestProbeLogsOnlyWithTag(t *testing.T) {
 // TestKilled: the calls only an attacker makes end the process with
 // SIGSYS at once.
 func TestKilled(t *testing.T) {
-	for _, mode := range []string{"kill:ptrace", "kill:mount", "kill:unshare", "kill:x32"} {
+	for _, mode := range []string{"kill:ptrace", "kill:mount", "kill:unshare", "kill:clone-newnet", "kill:x32"} {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "SECCOMP_TEST_CHILD="+mode)
 		out, _ := cmd.Output()

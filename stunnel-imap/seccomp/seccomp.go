@@ -145,6 +145,10 @@ const (
 	jsetK  = unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K
 	retK   = unix.BPF_RET | unix.BPF_K
 	cloneT = unix.CLONE_THREAD
+	// The namespace flags clone(2) takes; CLONE_NEWTIME is not one (its
+	// bit is the exit signal's there: clone3 and unshare only).
+	cloneNS = unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC |
+		unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET
 )
 
 // build assembles the filter: check the architecture, refuse x32 numbers
@@ -167,10 +171,13 @@ func build(arch, x32 uint32, rules []rule) []unix.SockFilter {
 		)
 	}
 	p = append(p,
-		// clone: threads (CLONE_THREAD) yes, processes no.
-		jump(jeqK, unix.SYS_CLONE, 0, 4),
+		// clone: threads (CLONE_THREAD) yes, processes no; a thread in
+		// new namespaces is unshare by another name, killed as unshare is.
+		jump(jeqK, unix.SYS_CLONE, 0, 6),
 		stmt(ldAbs, offArg0),
-		jump(jsetK, cloneT, 0, 1),
+		jump(jsetK, cloneT, 0, 3),
+		jump(jsetK, cloneNS, 0, 1),
+		stmt(retK, retKill),
 		stmt(retK, retAllow),
 		stmt(retK, retEPERM),
 		// prctl(PR_SET_DUMPABLE, ...): the process stays undumpable, so
