@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"imap-tls/log"
@@ -45,9 +44,6 @@ type dirSource struct {
 	def   *tls.Certificate
 	files map[string][]byte // lowercased NAME -> the PEM of NAME.pem
 	l     *log.Logger
-
-	mu    sync.Mutex
-	bySNI map[string]*tls.Certificate
 }
 
 // maxDirFiles bounds what -d reads at start.
@@ -93,6 +89,8 @@ func openDirSource(dir string, l *log.Logger) (*dirSource, error) {
 	return d, nil
 }
 
+// certificate runs once per process (one connection, one handshake):
+// nothing to cache.
 func (d *dirSource) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	name := strings.ToLower(hello.ServerName)
 	if name == "" {
@@ -102,24 +100,16 @@ func (d *dirSource) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, e
 		d.l.Warning("client asked for server name %q: refused", name)
 		return nil, errBadName
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if c, ok := d.bySNI[name]; ok {
-		return c, nil
+	b, ok := d.files[name]
+	if !ok {
+		return d.def, nil
 	}
-	c := d.def
-	if b, ok := d.files[name]; ok {
-		var err error
-		if c, err = parsePEM(b); err != nil {
-			err = log.Config(err, "unable to load certificate %s", filepath.Join(d.dir, name+".pem"))
-			d.l.Warning("%s", err)
-			return nil, err
-		}
+	c, err := parsePEM(b)
+	if err != nil {
+		err = log.Config(err, "unable to load certificate %s", filepath.Join(d.dir, name+".pem"))
+		d.l.Warning("%s", err)
+		return nil, err
 	}
-	if d.bySNI == nil {
-		d.bySNI = map[string]*tls.Certificate{}
-	}
-	d.bySNI[name] = c
 	return c, nil
 }
 
