@@ -18,8 +18,8 @@ import (
 // certSource yields the certificate for one handshake, from
 // tls.Config.GetCertificate. This is the one seam through which the proxy
 // gets its certificate: the PrivateKey of what it returns is any
-// crypto.Signer, a key parsed from PEM here, or (wired in later) a signer
-// that asks a separate key process, so that the proxy never holds the key.
+// crypto.Signer, a key parsed from PEM here, or (keySource, -K) a signer
+// that asks the key process, so that the proxy never holds the key.
 type certSource interface {
 	certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error)
 }
