@@ -165,7 +165,6 @@ func serve(cfg *config, client, server net.Conn) *session {
 	}
 	s := &session{
 		cfg: cfg, raw: client, client: client, server: server,
-		cr:    bufio.NewReaderSize(client, 4096),
 		sr:    bufio.NewReaderSize(server, 4096),
 		cli:   async{ch: make(chan result, 1)},
 		srv:   async{ch: make(chan result, 1)},
@@ -187,6 +186,10 @@ func (s *session) run() {
 			s.finish()
 			return
 		}
+	} else {
+		// Plaintext IMAP first; with implicit TLS the handshake makes
+		// the client's reader.
+		s.cr = bufio.NewReaderSize(s.raw, 4096)
 	}
 	s.preauth()
 	if s.end != "" {
