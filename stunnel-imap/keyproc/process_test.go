@@ -279,6 +279,10 @@ func TestKeyProcessRefuses(t *testing.T) {
 
 func TestKeyProcessUsageAndConfig(t *testing.T) {
 	k := genKey(t, "ecdsa")
+	empty := t.TempDir()
+	badDir := t.TempDir()
+	os.WriteFile(filepath.Join(badDir, "default.pem"), []byte("not a pem"), 0o400)
+	huge := append(bytes.Repeat([]byte("#"), MaxPEM), k.pem...)
 	usage := "stunnel-imap: usage: stunnel-imap " + Synopsis + "\n"
 	for _, tc := range []struct {
 		args  string
@@ -294,6 +298,11 @@ func TestKeyProcessUsageAndConfig(t *testing.T) {
 		{"-P 3", k.pem[:len(k.pem)-40], 100, "^stunnel-imap: fatal: unable to load certificate and key from descriptor 3: .*\n$"},
 		{"-p /nonexistent/stunnel.pem", nil, 111, "^stunnel-imap: fatal: unable to open /nonexistent/stunnel.pem: file does not exist\n$"},
 		{"-d /nonexistent", nil, 111, "^stunnel-imap: fatal: unable to read directory /nonexistent: file does not exist\n$"},
+		{"-P 99", nil, 111, "^stunnel-imap: fatal: unable to read descriptor 99: bad file descriptor\n$"},
+		{"-P -1", nil, 100, "^stunnel-imap: fatal: bad descriptor -1\n"},
+		{"-P 3", huge, 100, "^stunnel-imap: fatal: certificate file descriptor 3 is larger than 1048576 bytes\n$"},
+		{"-d " + empty, nil, 100, "^stunnel-imap: fatal: no .pem file in " + regexp.QuoteMeta(empty) + "\n$"},
+		{"-d " + badDir, nil, 100, "^stunnel-imap: fatal: unable to load certificate and key from " + regexp.QuoteMeta(badDir) + "/default.pem: tls: .*\n$"},
 	} {
 		var extra []*os.File
 		if tc.extra != nil {
