@@ -82,6 +82,7 @@ func TestMakesTheTree(t *testing.T) {
 		{"env/MODE", 0644, 0, 0, false},
 		{"env/CONCURRENCY", 0644, 0, 0, false},
 		{"env/MEMLIMIT", 0644, 0, 0, false},
+		{"env/UIDRANGE", 0644, 0, 0, false},
 		{"env/GOMAXPROCS", 0644, 0, 0, false},
 		{"env/IMAPD", 0644, 0, 0, false},
 		{"env/PATH", 0644, 0, 0, false},
@@ -98,7 +99,18 @@ func TestMakesTheTree(t *testing.T) {
 				w.path, fi.IsDir(), fi.Mode().Perm(), st.Uid, st.Gid, w.dir, w.mode, w.uid, w.gid)
 		}
 	}
-	// Nothing else: no key written, the jail empty, no temporary leftovers.
+	// Nothing else: every file in env/ is in the table above, no key
+	// written, the jail empty, no temporary leftovers.
+	listed := map[string]bool{}
+	for _, w := range want {
+		listed[w.path] = true
+	}
+	envEnts, _ := os.ReadDir(filepath.Join(dir, "env"))
+	for _, e := range envEnts {
+		if !listed["env/"+e.Name()] {
+			t.Errorf("env/%s is not in the table of modes and owners", e.Name())
+		}
+	}
 	for _, d := range []string{"jail", "ssl", "log/main"} {
 		if ents, _ := os.ReadDir(filepath.Join(dir, d)); len(ents) != 0 {
 			t.Errorf("%s is not empty: %v", d, ents)
