@@ -525,3 +525,68 @@ func TestE2EAttackClientGoneMidHandshake(t *testing.T) {
 		t.Errorf("Dovecot received %q", raw)
 	}
 }
+
+// TestE2EAttackClientVanishes: a logged-in client in IDLE that vanishes,
+// with a plain close or a reset, and one that vanishes in the middle of
+// a command line: the proxy ends the session with one log line (auth=yes,
+// the client's end), Dovecot sees the disconnection, and no process of
+// the connection is left.
+func TestE2EAttackClientVanishes(t *testing.T) {
+	d := startDovecot(t)
+	ended := regexp.MustCompile(`(?m)imap\(alice\).*: Disconnected: `) // Dovecot's end of a session
+	for _, tc := range []struct {
+		name, last string // last: bytes written before vanishing
+		reset      bool
+		end        string // the log line's end=
+	}{
+		{"close in IDLE", "c IDLE\r\n", false, "client-eof"},
+		{"reset in IDLE", "c IDLE\r\n", true, "client-error"},
+		{"reset mid-line", "c SELECT INB", true, "client-error"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.LoginCmd()})
+			before := len(ended.FindAllString(d.Log(t), -1))
+			c := dialIMAP(t, p.Addr)
+			port := localPort(c)
+			c.Line()
+			c.StartTLS("a", clientTLS(t, p.CA, "localhost"))
+			if _, tagged := c.Cmd("b", "LOGIN alice secret"); !strings.HasPrefix(tagged, "b OK") {
+				t.Fatalf("LOGIN: %q", tagged)
+			}
+			c.Send(tc.last)
+			if strings.HasSuffix(tc.last, "IDLE\r\n") {
+				if l := c.Line(); !strings.HasPrefix(l, "+") {
+					t.Fatalf("IDLE: %q", l)
+				}
+			}
+			if tc.reset {
+				// the TCP connection under TLS: a reset, no close_notify
+				tcp := c.conn.(*tls.Conn).NetConn().(*net.TCPConn)
+				tcp.SetLinger(0)
+				tcp.Close()
+			} else {
+				c.Close()
+			}
+			line := p.waitLog(t, `stunnel-imap: info: remote=127\.0\.0\.1:`+strconv.Itoa(port)+` `, 15*time.Second)
+			if f := logFields(line); f["auth"] != "yes" || f["tls"] == "none" || f["end"] != tc.end {
+				t.Errorf("log line: %s, want auth=yes, a TLS version and end=%s", line, tc.end)
+			}
+			p.waitNoChildren(t, 15*time.Second)
+			if n := strings.Count(p.Stderr(), "stunnel-imap: info:"); n != 1 {
+				t.Errorf("%d info lines for one session:\n%s", n, p.Stderr())
+			}
+			if strings.Contains(p.Stderr(), "fatal") {
+				t.Errorf("a fatal line:\n%s", p.Stderr())
+			}
+			// Dovecot's session of alice ends too
+			deadline := time.Now().Add(15 * time.Second)
+			for len(ended.FindAllString(d.Log(t), -1)) <= before {
+				if time.Now().After(deadline) {
+					t.Fatalf("Dovecot's session of alice did not end:\n%s", d.Log(t))
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			noSecrets(t, p, d)
+		})
+	}
+}
