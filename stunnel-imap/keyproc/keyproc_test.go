@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 )
 
 // serveAsync runs Serve on conn with ks and returns its result channel.
@@ -311,5 +312,40 @@ func TestParseRefusesBeyondLimits(t *testing.T) {
 		if !errors.As(tc.err, &fe) || tc.err.Error() != tc.want {
 			t.Errorf("%s: %v, want %q", tc.name, tc.err, tc.want)
 		}
+	}
+}
+
+// TestClientTimesOut: a key process that is alive but silent, or stops
+// inside a frame, costs the proxy its timeout, not its connection's life.
+func TestClientTimesOut(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		sent  []byte
+		ready bool // the wait is for the chain, after ready
+	}{
+		{"silent", nil, false},
+		{"half a header", []byte{Version, TypeReady}, false},
+		{"half a chain", append(frame(TypeReady), Version, TypeChain, 0, 9, 1), true},
+		{"no chain after ready", frame(TypeReady), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pc, kc := socketConns(t)
+			kc.Write(tc.sent) // and kc stays open, unread
+			c := NewClient(pc, 50*time.Millisecond)
+			start := time.Now()
+			err := c.Ready()
+			if tc.ready {
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = c.Certificate("")
+			}
+			if err == nil || !strings.Contains(err.Error(), "i/o timeout") {
+				t.Errorf("got %v, want an i/o timeout", err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %v with a 50ms timeout", d)
+			}
+		})
 	}
 }
