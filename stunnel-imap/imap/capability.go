@@ -61,7 +61,7 @@ func capList(t []byte) (start, end int) {
 	if sp == 1 && t[0] == '*' && bytes.EqualFold(word, capWord) {
 		return off + e, len(t)
 	}
-	if !IsStatus(upper(word)) || e == len(rest) {
+	if !IsStatus(word) || e == len(rest) {
 		return -1, -1
 	}
 	// resp-text-code right after the status: SP "[" CAPABILITY ...

@@ -233,11 +233,14 @@ func ParseResponse(line []byte) Response {
 	return Response{Kind: Tagged, Tag: string(t[:sp]), Name: name}
 }
 
-// IsStatus reports whether name is a status response's condition.
-func IsStatus(name string) bool {
-	switch name {
-	case "OK", "NO", "BAD", "PREAUTH", "BYE":
-		return true
+// IsStatus reports whether word, in any case, is a status response's
+// condition. It copies nothing: every server line before authentication
+// passes through it.
+func IsStatus(word []byte) bool {
+	for _, s := range [...]string{"OK", "NO", "BAD", "PREAUTH", "BYE"} {
+		if len(word) == len(s) && bytes.EqualFold(word, []byte(s)) {
+			return true
+		}
 	}
 	return false
 }

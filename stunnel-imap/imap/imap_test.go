@@ -153,6 +153,10 @@ func TestRewrite(t *testing.T) {
 		{"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n", required, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n"},
 		{"* 1 FETCH (CAPABILITY)\r\n", required, "* 1 FETCH (CAPABILITY)\r\n"},
 		{"* SEARCH CAPABILITY\r\n", required, "* SEARCH CAPABILITY\r\n"},
+		{"* ok [capability IMAP4rev1 AUTH=PLAIN] hi\r\n", required, "* ok [capability IMAP4rev1 STARTTLS LOGINDISABLED] hi\r\n"},
+		{"a Bad [CAPABILITY IMAP4rev1 STARTTLS] no\r\n", private, "a Bad [CAPABILITY IMAP4rev1] no\r\n"},
+		{"* OKAY [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n", required, "* OKAY [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n"},
+		{"* O [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n", required, "* O [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n"},
 	}
 	for _, tc := range cases {
 		if got := string(Rewrite([]byte(tc.line), tc.rule)); got != tc.want {
