@@ -262,13 +262,21 @@ func TestRunFileMode(t *testing.T) {
 	if code != 100 || !strings.Contains(got, "env/MODE is \"imaps\"") {
 		t.Errorf("MODE=imaps: exit %d %s, want exit 100 naming env/MODE", code, got)
 	}
+	// No env/MODE at all (a file removed by hand): refused the same way,
+	// nothing started.
+	os.Remove(filepath.Join(dir, "env/MODE"))
+	got, code = runIt()
+	if code != 100 || !strings.Contains(got, "env/MODE is \"\"") || strings.Contains(got, "softlimit") {
+		t.Errorf("no env/MODE: exit %d %s, want exit 100 naming env/MODE and nothing started", code, got)
+	}
 }
 
 func TestImplicitOn993(t *testing.T) {
 	needRoot(t)
 	dir := filepath.Join(t.TempDir(), "svc")
 	var out bytes.Buffer
-	if err := run([]string{acct, logacct, dir, "0", "993"}, &out); err != nil {
+	// "--" ends the options, as in every program of the suite.
+	if err := run([]string{"--", acct, logacct, dir, "0", "993"}, &out); err != nil {
 		t.Fatal(err)
 	}
 	for k, v := range map[string]string{"MODE": "implicit", "PORT": "993", "IP": "0"} {
@@ -299,6 +307,8 @@ func TestRefusals(t *testing.T) {
 		{[]string{acct, logacct}, 100, "usage:"},
 		{[]string{acct, logacct, dir, "1.2.3.4", "143", "x"}, 100, "usage:"},
 		{[]string{"-v", acct, logacct, dir}, 100, "fatal: unknown option -v"},
+		{[]string{"--", "-v", logacct, dir}, 100, `fatal: acct "-v" is not a valid account name`},
+		{[]string{"--", acct, logacct}, 100, "usage:"},
 		{[]string{"root", logacct, dir}, 100, "fatal: acct root is root"},
 		{[]string{acct, "root", dir}, 100, "fatal: logacct root is root"},
 		{[]string{"no-such-account-x", logacct, dir}, 100, "fatal: acct no-such-account-x does not exist"},
