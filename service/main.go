@@ -361,7 +361,10 @@ func renameNoReplace(old, new string) error {
 }
 
 func nextSteps(c *config) string {
-	what := map[string]string{"imap": "STARTTLS required", "imap-": "STARTTLS optional", "implicit": "implicit TLS"}[c.mode]
+	what := "STARTTLS required" // imap-tls-conf writes imap or implicit, never imap-
+	if c.mode == "implicit" {
+		what = "implicit TLS"
+	}
 	return fmt.Sprintf(`imap-tls-conf: made %[1]s: %[2]s on %[3]s:%[4]d, a uid of its own for each connection from %[8]s (env/UIDRANGE; empty: as %[5]s), logs by %[6]s
 next:
 1. put the certificate chain and its key, in one PEM file, in place:

@@ -151,7 +151,7 @@ func TestMakesTheTree(t *testing.T) {
 			t.Errorf("sh -n %s: %v %s", f, err, out)
 		}
 	}
-	for _, s := range []string{dir + "/ssl/stunnel.pem", "ln -s " + dir, "env/IMAPD"} {
+	for _, s := range []string{"STARTTLS required on 127.0.0.1:1143", dir + "/ssl/stunnel.pem", "ln -s " + dir, "env/IMAPD"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("next steps lack %q:\n%s", s, out.String())
 		}
