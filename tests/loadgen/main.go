@@ -384,15 +384,22 @@ func session(c *config, h *holder) (t timing, err error) {
 	defer raw.Close()
 	raw.SetDeadline(deadline)
 	var conn net.Conn = raw
-	if c.mode == "implicit" {
-		pause("handshake")
+	// handshake puts TLS on raw, timed, for implicit TLS and after STARTTLS.
+	handshake := func() error {
 		hs := time.Now()
 		tc := tls.Client(raw, c.tls)
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return t, fmt.Errorf("tls handshake: %w", err)
+			return fmt.Errorf("tls handshake: %w", err)
 		}
 		t.handshake = time.Since(hs)
 		conn = tc
+		return nil
+	}
+	if c.mode == "implicit" {
+		pause("handshake")
+		if err := handshake(); err != nil {
+			return t, err
+		}
 	}
 	r := bufio.NewReaderSize(conn, 32<<10)
 	line, err := readLine(r)
@@ -422,13 +429,9 @@ func session(c *config, h *holder) (t timing, err error) {
 		if r.Buffered() > 0 {
 			return t, errors.New("STARTTLS: server sent data after its OK (RFC 9051 section 6.2.1)")
 		}
-		hs := time.Now()
-		tc := tls.Client(raw, c.tls)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return t, fmt.Errorf("tls handshake: %w", err)
+		if err := handshake(); err != nil {
+			return t, err
 		}
-		t.handshake = time.Since(hs)
-		conn = tc
 		r.Reset(conn)
 	}
 	if err := cmd("a2", "CAPABILITY"); err != nil {
