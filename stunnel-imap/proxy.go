@@ -250,7 +250,7 @@ func (s *session) preauth() {
 			if s.clientEOF {
 				s.end = "client-eof"
 			} else {
-				s.timeout()
+				s.timeout(s.cli.busy || s.cmd == nil)
 			}
 		}
 	}
@@ -336,13 +336,20 @@ func (s *session) bye(end, text string) {
 	s.end = end
 }
 
-func (s *session) timeout() {
-	if !s.greeted {
+// timeout ends the session when -t runs out; client says whether the
+// client was the one being waited for, or the server (which has the
+// whole command, or its part up to a literal, and has not answered).
+func (s *session) timeout(client bool) {
+	switch {
+	case !s.greeted:
 		s.cfg.log.Warning("server sent no greeting within %s", s.cfg.command)
 		s.bye("server-timeout", "Server not responding")
 		return
+	case client:
+		s.cfg.log.Warning("client took more than %s for a command: autologout", s.cfg.command)
+	default:
+		s.cfg.log.Warning("server did not answer a command within %s: autologout", s.cfg.command)
 	}
-	s.cfg.log.Warning("client took more than %s for a command: autologout", s.cfg.command)
 	s.bye("timeout", "Autologout; command not completed in time")
 }
 
@@ -468,7 +475,7 @@ func (s *session) clientError(err error) {
 		s.cfg.log.Warning("client sent a line over %d bytes", imap.MaxLine)
 		s.bye("line-too-long", "Command line too long")
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		s.timeout()
+		s.timeout(true)
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		// Passed on as a half-close; the server's answers still drain.
 		s.clientEOF = true

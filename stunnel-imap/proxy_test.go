@@ -335,13 +335,30 @@ func TestSilentServer(t *testing.T) {
 	h.ended("server-timeout", "warning: server sent no greeting within 300ms")
 }
 
-// A server that takes a command and never answers: -t runs to the
-// command's tagged answer (README), so the session still ends.
+// A server that takes a command, or its part up to a literal, and never
+// answers: -t runs to the command's tagged answer (README), so the
+// session still ends, and the warning names the server, not the client.
 func TestSilentServerAfterCommand(t *testing.T) {
+	for _, cmd := range []string{"a NOOP\r\n", "a NOOP {5}\r\n"} {
+		t.Run(cmd, func(t *testing.T) {
+			h := start(t, setup{mode: modeRequired, command: 300 * time.Millisecond})
+			h.run([]step{s(greeting), C(greetRequired), c(cmd), S(cmd), s("* 1 EXISTS\r\n"), C("* 1 EXISTS\r\n"),
+				C("* BYE Autologout; command not completed in time\r\n"), clientEnds(), serverEnds()})
+			h.ended("timeout", "warning: server did not answer a command within 300ms: autologout")
+			if strings.Contains(h.logs.String(), "client took") {
+				t.Errorf("the client blamed:\n%s", h.logs)
+			}
+		})
+	}
+}
+
+// A client that announces a literal, gets the server's "+" and sends
+// nothing more: the client is the one that took too long.
+func TestSilentClientMidLiteral(t *testing.T) {
 	h := start(t, setup{mode: modeRequired, command: 300 * time.Millisecond})
-	h.run([]step{s(greeting), C(greetRequired), c("a NOOP\r\n"), S("a NOOP\r\n"), s("* 1 EXISTS\r\n"), C("* 1 EXISTS\r\n"),
+	h.run([]step{s(greeting), C(greetRequired), c("a NOOP {5}\r\n"), S("a NOOP {5}\r\n"), s("+ go\r\n"), C("+ go\r\n"),
 		C("* BYE Autologout; command not completed in time\r\n"), clientEnds(), serverEnds()})
-	h.ended("timeout")
+	h.ended("timeout", "warning: client took more than 300ms for a command: autologout")
 }
 
 func TestIdleTimeoutAfterLogin(t *testing.T) {
