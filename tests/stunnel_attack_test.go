@@ -18,6 +18,20 @@ import (
 	"time"
 )
 
+// rawSession starts a private Dovecot behind a required-STARTTLS
+// pipeline (with more stunnel-imap options args) whose backend records
+// every byte it receives (d.Raw), connects, and reads the greeting.
+func rawSession(t *testing.T, args ...string) (*dovecot, *pipeline, *imapClient) {
+	t.Helper()
+	d := startDovecot(t)
+	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.RawLoginCmd(), Args: args})
+	c := dialIMAP(t, p.Addr)
+	if g := c.Line(); !strings.HasPrefix(g, "* OK") {
+		t.Fatalf("greeting %q", g)
+	}
+	return d, p, c
+}
+
 // TestE2EAttackPipelinedAfterStarttls: commands sent in the same write
 // as STARTTLS (the CVE-2011-0411 shape), or right behind it, are never
 // answered in plaintext and never reach Dovecot; the bytes after the
@@ -61,10 +75,7 @@ func TestE2EAttackPipelinedAfterStarttls(t *testing.T) {
 // STARTTLS in the same write (RFC 9051 allows it) still gets a working
 // session: the proxy hands those bytes to TLS, not to Dovecot.
 func TestE2EAttackPipelinedHandshake(t *testing.T) {
-	d := startDovecot(t)
-	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.RawLoginCmd()})
-	c := dialIMAP(t, p.Addr)
-	c.Line()
+	d, p, c := rawSession(t)
 	// collect the ClientHello's first flight, and send it with STARTTLS
 	pw := &prefixWriter{conn: c.conn, prefix: []byte("a STARTTLS\r\n")}
 	tc := tls.Client(pw, clientTLS(t, p.CA, "localhost"))
@@ -196,10 +207,7 @@ func TestE2EAttackBackendDies(t *testing.T) {
 // before authentication with BAD or * BYE, and the session ends; Dovecot
 // never receives it.
 func TestE2EAttackEndlessLine(t *testing.T) {
-	d := startDovecot(t)
-	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.RawLoginCmd()})
-	c := dialIMAP(t, p.Addr)
-	c.Line()
+	d, p, c := rawSession(t)
 	go func() {
 		chunk := []byte("a NOOP " + strings.Repeat("x", 8185))
 		for i := 0; i < 128; i++ { // 1 MiB at most, without a line end
@@ -224,10 +232,7 @@ func TestE2EAttackEndlessLine(t *testing.T) {
 // the proxy, no TLS starts, the plaintext session goes on, and Dovecot
 // never sees the command.
 func TestE2EAttackStarttlsArguments(t *testing.T) {
-	d := startDovecot(t)
-	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.RawLoginCmd()})
-	c := dialIMAP(t, p.Addr)
-	c.Line()
+	d, p, c := rawSession(t)
 	if _, tagged := c.Cmd("a", "STARTTLS now"); !strings.HasPrefix(tagged, "a BAD") {
 		t.Errorf("STARTTLS with arguments: %q, want a BAD", tagged)
 	}
@@ -249,10 +254,7 @@ func TestE2EAttackStarttlsArguments(t *testing.T) {
 // proxy does not answer it, Dovecot receives it as part of the command,
 // and the session stays in plaintext.
 func TestE2EAttackStarttlsInLiteral(t *testing.T) {
-	d := startDovecot(t)
-	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.RawLoginCmd()})
-	c := dialIMAP(t, p.Addr)
-	c.Line()
+	d, p, c := rawSession(t)
 	// LITERAL+: all in one write
 	c.Send("a ID (\"name\" {12+}\r\nb STARTTLS\r\n)\r\n")
 	un, tagged := c.Until("a")
@@ -431,10 +433,7 @@ func TestE2EAttackStalledHandshake(t *testing.T) {
 // within the command timeout (-t 1 here), does not keep the connection
 // open: the whole command must arrive in time.
 func TestE2EAttackDripFed(t *testing.T) {
-	d := startDovecot(t)
-	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.RawLoginCmd(), Args: []string{"-t", "1"}})
-	c := dialIMAP(t, p.Addr)
-	c.Line()
+	d, p, c := rawSession(t, "-t", "1")
 	// 40 bytes, one every 250 ms: 10 s in all, ten times the limit
 	cmd := "a NOOP " + strings.Repeat("z", 31) + "\r\n"
 	cut := false
@@ -502,11 +501,8 @@ func clientHello(t *testing.T, cfg *tls.Config) []byte {
 // line and no process left, and Dovecot saw nothing but the greeting's
 // connection.
 func TestE2EAttackClientGoneMidHandshake(t *testing.T) {
-	d := startDovecot(t)
-	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.RawLoginCmd()})
+	d, p, c := rawSession(t)
 	hello := clientHello(t, clientTLS(t, p.CA, "localhost"))
-	c := dialIMAP(t, p.Addr)
-	c.Line()
 	c.Send("a STARTTLS\r\n")
 	if l := c.Line(); !strings.HasPrefix(l, "a OK") {
 		t.Fatalf("STARTTLS: %q", l)
