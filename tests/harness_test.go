@@ -730,6 +730,19 @@ func (p *pipeline) waitLog(t testing.TB, re string, timeout time.Duration) strin
 	}
 }
 
+// sessionEnd waits for stunnel-imap's info line of the pipeline's one
+// session and for the session's processes to be gone (15 s each), fails
+// the test unless there is exactly one info line, and returns it.
+func (p *pipeline) sessionEnd(t testing.TB) string {
+	t.Helper()
+	line := p.waitLog(t, `stunnel-imap: info: `, 15*time.Second)
+	p.waitNoChildren(t, 15*time.Second)
+	if n := strings.Count(p.Stderr(), "stunnel-imap: info:"); n != 1 {
+		t.Errorf("%d info lines for one session:\n%s", n, p.Stderr())
+	}
+	return line
+}
+
 // children returns the pids of the pipeline's processes other than
 // tcpserver itself (its process group): after a session ends, none
 // should be left. A zombie does not count: an orphan's zombie waits for

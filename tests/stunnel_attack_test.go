@@ -195,11 +195,7 @@ func TestE2EAttackBackendDies(t *testing.T) {
 	if err != nil {
 		t.Errorf("client's end: %v (after %q); want a clean end of file", err, rest)
 	}
-	p.waitLog(t, `stunnel-imap: info: `, 15*time.Second)
-	p.waitNoChildren(t, 15*time.Second)
-	if n := strings.Count(p.Stderr(), "stunnel-imap: info:"); n != 1 {
-		t.Errorf("%d info lines for one session:\n%s", n, p.Stderr())
-	}
+	p.sessionEnd(t)
 	noSecrets(t, p, d)
 }
 
@@ -509,13 +505,9 @@ func TestE2EAttackClientGoneMidHandshake(t *testing.T) {
 	}
 	c.Send(string(hello[:len(hello)/2]))
 	c.Close()
-	line := p.waitLog(t, `stunnel-imap: info: `, 15*time.Second)
+	line := p.sessionEnd(t)
 	if f := logFields(line); f["tls"] != "none" || f["auth"] != "no" || (f["end"] != "client-eof" && f["end"] != "handshake-failed") {
 		t.Errorf("log line: %s, want tls=none auth=no end=client-eof or handshake-failed", line)
-	}
-	p.waitNoChildren(t, 15*time.Second)
-	if n := strings.Count(p.Stderr(), "stunnel-imap: info:"); n != 1 {
-		t.Errorf("%d info lines for one session:\n%s", n, p.Stderr())
 	}
 	if raw := d.Raw(t); raw != "" {
 		t.Errorf("Dovecot received %q", raw)
@@ -563,13 +555,9 @@ func TestE2EAttackClientVanishes(t *testing.T) {
 			} else {
 				c.Close()
 			}
-			line := p.waitLog(t, `stunnel-imap: info: remote=127\.0\.0\.1:`+strconv.Itoa(port)+` `, 15*time.Second)
-			if f := logFields(line); f["auth"] != "yes" || f["tls"] == "none" || f["end"] != tc.end {
-				t.Errorf("log line: %s, want auth=yes, a TLS version and end=%s", line, tc.end)
-			}
-			p.waitNoChildren(t, 15*time.Second)
-			if n := strings.Count(p.Stderr(), "stunnel-imap: info:"); n != 1 {
-				t.Errorf("%d info lines for one session:\n%s", n, p.Stderr())
+			line := p.sessionEnd(t)
+			if f := logFields(line); f["remote"] != "127.0.0.1:"+strconv.Itoa(port) || f["auth"] != "yes" || f["tls"] == "none" || f["end"] != tc.end {
+				t.Errorf("log line: %s, want remote=127.0.0.1:%d, auth=yes, a TLS version and end=%s", line, port, tc.end)
 			}
 			if strings.Contains(p.Stderr(), "fatal") {
 				t.Errorf("a fatal line:\n%s", p.Stderr())
