@@ -439,3 +439,37 @@ func TestBenchScript(t *testing.T) {
 		t.Errorf("BENCH_SYSTEMS=nosuch: exit %d, %q", code, errOut)
 	}
 }
+
+// TestBenchReportFailedSystem feeds report.awk a run in which systems
+// could not be measured (bench.sh's "failed=yes" lines): their rows are
+// dashes, and no target is called met on their missing figures.
+func TestBenchReportFailedSystem(t *testing.T) {
+	need(t, "awk")
+	results := filepath.Join(t.TempDir(), "results")
+	lines := "plain mode=plain rate1=900 rate8=3000 p50_1=1 mbps=900 pss1=1000 pssn=500 cpu=1.0\n" +
+		"stunnel-starttls mode=starttls rate1=100 rate8=100 p50_1=12 mbps=100 pss1=9000 pssn=9000 cpu=5\n" +
+		"stunnel-implicit mode=implicit rate1=100 rate8=100 p50_1=12 mbps=100 pss1=9000 pssn=9000 cpu=5\n" +
+		"chain-starttls mode=starttls failed=yes\n" +
+		"chain-nokey-starttls mode=starttls failed=yes\n"
+	if err := os.WriteFile(results, []byte(lines), 0644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("awk", "-v", "rounds=1", "-v", "secs=1", "-v", "size=1M", "-v", "hold=2",
+		"-f", filepath.Join(repoRoot(t), "tests/bench/report.awk"), results).CombinedOutput()
+	if err != nil {
+		t.Fatalf("report.awk: %v %s", err, out)
+	}
+	md := string(out)
+	for _, want := range []string{
+		"| **imap-tls, STARTTLS** (`-n imap`) | — | — | — | — | — | — | — | — | — | — | — |",
+		"## Targets (issue 5)\n\nNot evaluated: ",
+		"## Targets (issue 6, item 4: the key process and a uid per connection cost little)\n\nNot evaluated: ",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "met:") || strings.Contains(md, "missed:") {
+		t.Errorf("a target judged on a system that was not measured:\n%s", md)
+	}
+}
