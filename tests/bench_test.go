@@ -444,22 +444,11 @@ func TestBenchScript(t *testing.T) {
 // could not be measured (bench.sh's "failed=yes" lines): their rows are
 // dashes, and no target is called met on their missing figures.
 func TestBenchReportFailedSystem(t *testing.T) {
-	need(t, "awk")
-	results := filepath.Join(t.TempDir(), "results")
-	lines := "plain mode=plain rate1=900 rate8=3000 p50_1=1 mbps=900 pss1=1000 pssn=500 cpu=1.0\n" +
-		"stunnel-starttls mode=starttls rate1=100 rate8=100 p50_1=12 mbps=100 pss1=9000 pssn=9000 cpu=5\n" +
-		"stunnel-implicit mode=implicit rate1=100 rate8=100 p50_1=12 mbps=100 pss1=9000 pssn=9000 cpu=5\n" +
-		"chain-starttls mode=starttls failed=yes\n" +
-		"chain-nokey-starttls mode=starttls failed=yes\n"
-	if err := os.WriteFile(results, []byte(lines), 0644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("awk", "-v", "rounds=1", "-v", "secs=1", "-v", "size=1M", "-v", "hold=2",
-		"-f", filepath.Join(repoRoot(t), "tests/bench/report.awk"), results).CombinedOutput()
-	if err != nil {
-		t.Fatalf("report.awk: %v %s", err, out)
-	}
-	md := string(out)
+	md := benchReport(t, "plain mode=plain rate1=900 rate8=3000 p50_1=1 mbps=900 pss1=1000 pssn=500 cpu=1.0\n"+
+		"stunnel-starttls mode=starttls rate1=100 rate8=100 p50_1=12 mbps=100 pss1=9000 pssn=9000 cpu=5\n"+
+		"stunnel-implicit mode=implicit rate1=100 rate8=100 p50_1=12 mbps=100 pss1=9000 pssn=9000 cpu=5\n"+
+		"chain-starttls mode=starttls failed=yes\n"+
+		"chain-nokey-starttls mode=starttls failed=yes\n")
 	for _, want := range []string{
 		"| **imap-tls, STARTTLS** (`-n imap`) | — | — | — | — | — | — | — | — | — | — | — |",
 		"## Targets (issue 5)\n\nNot evaluated: ",
@@ -471,5 +460,41 @@ func TestBenchReportFailedSystem(t *testing.T) {
 	}
 	if strings.Contains(md, "met:") || strings.Contains(md, "missed:") {
 		t.Errorf("a target judged on a system that was not measured:\n%s", md)
+	}
+}
+
+// benchReport runs report.awk on results (bench.sh's lines) and returns
+// the report.
+func benchReport(t *testing.T, results string) string {
+	t.Helper()
+	need(t, "awk")
+	f := filepath.Join(t.TempDir(), "results")
+	if err := os.WriteFile(f, []byte(results), 0644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("awk", "-v", "rounds=1", "-v", "secs=1", "-v", "size=1M", "-v", "hold=2",
+		"-f", filepath.Join(repoRoot(t), "tests/bench/report.awk"), f).CombinedOutput()
+	if err != nil {
+		t.Fatalf("report.awk: %v %s", err, out)
+	}
+	return string(out)
+}
+
+// TestBenchReportKeyTable: the before and after table judges PSS on the
+// kB figures, as the issue 6 targets do, not on the MB it shows rounded:
+// 2300 kB after 2000 kB is 1.15x, within 15 % in both places.
+func TestBenchReportKeyTable(t *testing.T) {
+	md := benchReport(t, "chain-starttls mode=starttls rate1=300 rate8=850 pssn=2300\n"+
+		"chain-nokey-starttls mode=starttls rate1=352 rate8=1000 pssn=2000\n")
+	for _, want := range []string{
+		"| STARTTLS: sessions/s at c=8 | 1000 | 850 | 0.85× | within 15 % |",
+		"| STARTTLS: PSS MB per session, 2 held | 1.95 | 2.25 | 1.15× | within 15 % |",
+		"| STARTTLS: PSS MB, 1 held | — | — | — |  |",
+		"- met: STARTTLS PSS per held session within 15 %, 2 held: 2.25 vs 1.95 MB, 1.15×",
+		"- met: STARTTLS sessions/s at c=8 within 15 %: 850/s vs 1000/s, 0.85×",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
 	}
 }

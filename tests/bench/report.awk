@@ -54,15 +54,18 @@ function within15(before, after, lower,   r) {
 	r = num(after) / num(before)
 	return lower ? r <= 1.15 : r >= 0.85
 }
-# keyrow: one line of the before and after table; lower: lower is better.
-function keyrow(what, a, b, lower, target,   verdict) {
+# keyrow: one line of the before and after table; lower: lower is better;
+# kb: a and b are in kB, shown in MB (the ratio and the verdict from the
+# kB, as the targets have them, not from the rounded MB).
+function keyrow(what, a, b, lower, target, kb,   verdict) {
 	verdict = ""
 	if (a != "" && b != "" && num(a) > 0) {
 		if (target) verdict = within15(a, b, lower) ? "within 15 %" : "**beyond 15 %**"
 		else verdict = "(not a target)"
 	}
-	printf "| %s | %s | %s | %s | %s |\n", what, a == "" ? "—" : a, b == "" ? "—" : b, ratio(b, a), verdict
+	printf "| %s | %s | %s | %s | %s |\n", what, kb ? fmt(mb(a), 2) : fmt1(a), kb ? fmt(mb(b), 2) : fmt1(b), ratio(b, a), verdict
 }
+function fmt1(x) { return x == "" ? "—" : x }
 
 {
 	id = $1
@@ -164,9 +167,9 @@ END {
 		keyrow(w ": sessions/s at c=1", v[a, "rate1"], v[b, "rate1"], 0, 1)
 		keyrow(w ": sessions/s at c=8", v[a, "rate8"], v[b, "rate8"], 0, 1)
 		keyrow(w ": p50 ms at c=1", v[a, "p50_1"], v[b, "p50_1"], 1, 0)
-		keyrow(w ": PSS MB per session, " hold " held", fmt(mb(v[a, "pssn"]), 2), fmt(mb(v[b, "pssn"]), 2), 1, 1)
-		keyrow(w ": PSS MB, 1 held", fmt(mb(v[a, "pss1"]), 2), fmt(mb(v[b, "pss1"]), 2), 1, 0)
-		keyrow(w ": PSS MB per session, " hold " in handshake", fmt(mb(v[a, "psshsn"]), 2), fmt(mb(v[b, "psshsn"]), 2), 1, 0)
+		keyrow(w ": PSS MB per session, " hold " held", v[a, "pssn"], v[b, "pssn"], 1, 1, 1)
+		keyrow(w ": PSS MB, 1 held", v[a, "pss1"], v[b, "pss1"], 1, 0, 1)
+		keyrow(w ": PSS MB per session, " hold " in handshake", v[a, "psshsn"], v[b, "psshsn"], 1, 0, 1)
 		keyrow(w ": CPU ms per session at c=8", v[a, "cpu"], v[b, "cpu"], 1, 0)
 		printf "| %s: processes in handshake / held | %s | %s | | |\n", w, procs(a), procs(b)
 	}
