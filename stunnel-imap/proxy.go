@@ -316,7 +316,7 @@ func (s *session) toServer(b []byte) bool {
 
 func endReason(peer string, err error) string {
 	switch {
-	case errors.Is(err, io.EOF):
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF): // gone mid-response too
 		return peer + "-eof"
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return "timeout"

@@ -200,6 +200,13 @@ func TestStateMachine(t *testing.T) {
 			script: []step{s(greeting), C(greetRequired), c("a NOOP\r\n"), S("a NOOP\r\n"), s("* 1 EXISTS\r\n"), serverClose(),
 				C("* 1 EXISTS\r\n"), clientEnds()},
 			end: "server-eof"},
+		{name: "backend dies mid-literal before login", mode: modeRequired,
+			script: []step{s(greeting), C(greetRequired), c("a NOOP\r\n"), S("a NOOP\r\n"), s("* 1 FETCH (BODY[] {10}\r\nhel"), serverClose(),
+				C("* 1 FETCH (BODY[] {10}\r\nhel"), clientEnds()}, // what it sent is passed on, then the end
+			end: "server-eof"},
+		{name: "backend half-closes before login", mode: modeOptional,
+			script: []step{s(greeting), C(greetOptional), serverHalfClose(), clientEnds(), serverEnds()},
+			end:    "server-eof"},
 		{name: "backend dies mid-session", mode: modeRequired, starts: true, auth: true,
 			script: join(starttls(greetRequired), []step{
 				c("b LOGIN alice secret\r\n"), S("b LOGIN alice secret\r\n"), s("b OK in\r\n"), C("b OK in\r\n"),
