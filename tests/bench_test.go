@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -495,6 +496,79 @@ func TestBenchReportKeyTable(t *testing.T) {
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+// TestBenchFakeimapdBadInput: a client that vanishes mid-literal or
+// mid-AUTHENTICATE, a line that never ends, a literal beyond the limit:
+// each ends the session with exit 111 and one fatal line.
+func TestBenchFakeimapdBadInput(t *testing.T) {
+	fake := bin(t, "fakeimapd")
+	for _, c := range []struct{ in, reason string }{
+		{"a LOGIN alice {6}\r\nsec", "unexpected EOF"},
+		{"a AUTHENTICATE PLAIN\r\n", "EOF"},
+		{strings.Repeat("x", 20000), "command line too long"},
+		{"a LOGIN alice {99999}\r\n", "literal too long"},
+	} {
+		cmd := exec.Command(fake)
+		cmd.Stdin = strings.NewReader(c.in)
+		out, errOut, code := benchExitCode(t, cmd)
+		if code != 111 || errOut != "fakeimapd: fatal: unable to read from client: "+c.reason+"\n" {
+			t.Errorf("input %.40q: exit %d, %q; want 111 and the reason %q", c.in, code, errOut, c.reason)
+		}
+		if !strings.HasPrefix(out, "* OK ") {
+			t.Errorf("input %.40q: no greeting first: %q", c.in, out)
+		}
+	}
+}
+
+// TestBenchLoadgenBadServer: a server that greets with BYE, and one that
+// accepts and never greets (a dead backend): every session fails, within
+// -T for the silent one, and loadgen exits 111 naming the first failure.
+func TestBenchLoadgenBadServer(t *testing.T) {
+	lg := bin(t, "loadgen")
+	for _, c := range []struct {
+		greeting, reason string
+	}{
+		{"* BYE go away\r\n", `greeting is not OK: "* BYE go away"`},
+		{"", "read greeting: "},
+	} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			// A silent server's connections stay open, until the
+			// listener is closed.
+			var held []net.Conn
+			defer func() {
+				for _, conn := range held {
+					conn.Close()
+				}
+			}()
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				if c.greeting == "" {
+					held = append(held, conn)
+					continue
+				}
+				conn.Write([]byte(c.greeting))
+				conn.Close()
+			}
+		}()
+		start := time.Now()
+		out, errOut, code := benchExitCode(t, exec.Command(lg, "-a", ln.Addr().String(), "-m", "plain", "-n", "2", "-T", "1s"))
+		ln.Close()
+		if code != 111 || !strings.Contains(errOut, "loadgen: warning: 2 sessions failed, the first: "+c.reason) ||
+			!strings.Contains(out, "sessions=0 errors=2") {
+			t.Errorf("greeting %q: exit %d, stdout %q, stderr %q", c.greeting, code, out, errOut)
+		}
+		if d := time.Since(start); d > 20*time.Second {
+			t.Errorf("greeting %q: loadgen took %v with -T 1s", c.greeting, d)
 		}
 	}
 }
