@@ -41,18 +41,12 @@ func ids(t *testing.T, name string) (int, int) {
 	return uid, gid
 }
 
-// code is the exit status log.Exit would give err.
-func code(err error) int {
+// exit is the status and the message log.Exit would give err.
+func exit(err error) (int, string) {
 	var out bytes.Buffer
 	status := -1
 	log.NewTo("imap-tls-conf", &out, func(c int) { status = c }).Exit(err)
-	return status
-}
-
-func message(err error) string {
-	var out bytes.Buffer
-	log.NewTo("imap-tls-conf", &out, func(int) {}).Exit(err)
-	return out.String()
+	return status, out.String()
 }
 
 func TestMakesTheTree(t *testing.T) {
@@ -328,8 +322,8 @@ func TestRefusals(t *testing.T) {
 		{[]string{acct, logacct, filepath.Join(parent, "missing", "svc")}, 111, "fatal: unable to create a directory in " + parent + "/missing: file does not exist"},
 	} {
 		err := run(c.args, new(bytes.Buffer))
-		if got := code(err); got != c.code || !strings.Contains(message(err), c.msg) {
-			t.Errorf("%q: exit %d %q, want %d with %q", c.args, got, message(err), c.code, c.msg)
+		if got, msg := exit(err); got != c.code || !strings.Contains(msg, c.msg) {
+			t.Errorf("%q: exit %d %q, want %d with %q", c.args, got, msg, c.code, c.msg)
 		}
 	}
 	if _, err := os.Lstat(dir); err == nil {
@@ -379,8 +373,8 @@ func TestFailureLeavesNothing(t *testing.T) {
 	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
 	dir := filepath.Join(mnt, "svc")
 	err := run([]string{acct, logacct, dir}, new(bytes.Buffer))
-	if code(err) != 111 || !strings.Contains(message(err), "no space left on device") {
-		t.Fatalf("exit %d %q, want 111 with no space left on device", code(err), message(err))
+	if code, msg := exit(err); code != 111 || !strings.Contains(msg, "no space left on device") {
+		t.Fatalf("exit %d %q, want 111 with no space left on device", code, msg)
 	}
 	if ents, _ := os.ReadDir(mnt); len(ents) != 0 {
 		t.Fatalf("left behind: %v", ents)
