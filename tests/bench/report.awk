@@ -114,9 +114,9 @@ END {
 		id = ids[i]
 		extra = ""
 		if (v[id, "cpu"] != "" && v["plain", "cpu"] != "" && id != "plain") extra = v[id, "cpu"] - v["plain", "cpu"]
-		printf "| %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |\n", name(id), fmt(v[id, "greet1"], 2), fmt(v[id, "tls1"], 2),
+		printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name(id), fmt(v[id, "greet1"], 2), fmt(v[id, "tls1"], 2),
 			fmt(v[id, "greet8"], 2), fmt(v[id, "tls8"], 2), fmt(v[id, "cpu"], 2), fmt(extra, 2),
-			num(v[id, "err1"]) + num(v[id, "err8"]), v[id, "comms_hs"], comms(id)
+			id in have ? num(v[id, "err1"]) + num(v[id, "err8"]) : "—", v[id, "comms_hs"], comms(id)
 	}
 	for (pass = 0; pass < 2; pass++) {
 		print ""
