@@ -68,7 +68,10 @@ func TestParseArgsUsage(t *testing.T) {
 		{[]string{"-d", "x", "a", sep, "b"}, "bad fd for -d: x (must be 3 to 1048575)"},
 		{[]string{"-d", "1048576", "a", sep, "b"}, "bad fd for -d: 1048576 (must be 3 to 1048575)"},
 		{[]string{"-d", "", "a", sep, "b"}, "bad fd for -d:  (must be 3 to 1048575)"},
-		{[]string{"-d"}, "missing -makesock_connect_to"},
+		// The options are read first: a bad one is named even without a separator.
+		{[]string{"-d"}, "missing fd after -d"},
+		{[]string{"-z", "cat"}, "unknown option -z"},
+		{[]string{"-w", "cat"}, "missing -makesock_connect_to"},
 		{[]string{"-d", sep, "b"}, "missing fd after -d"},
 		{[]string{"-x", "a", sep, "b"}, "unknown option -x"},
 		{[]string{"--wait", "a", sep, "b"}, "unknown option -wait"},

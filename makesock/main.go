@@ -105,16 +105,22 @@ func parseArgs(args []string) (*config, error) {
 			i = j
 		}
 	}
+	// The options first, so that -h or a bad option is named as such
+	// even when the separator is missing too.
+	end := i
 	if i < 0 {
-		return nil, usage("missing " + separator)
+		end = len(args)
 	}
 	fs := flag.NewFlagSet("makesock", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	badFd := ""
 	fs.Var(fdFlag{&c.fd, &badFd}, "d", "")
 	fs.BoolVar(&c.wait, "w", false, "")
-	if err := fs.Parse(args[:i]); err != nil {
+	if err := fs.Parse(args[:end]); err != nil {
 		return nil, usage(flagMessage(err, badFd))
+	}
+	if i < 0 {
+		return nil, usage("missing " + separator)
 	}
 	c.prog1 = fs.Args()
 	c.prog2 = args[i+1:]

@@ -249,9 +249,11 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 	// -h is no error of ours to name: the usage line alone.
-	r := runMakesock(t, "", nil, nil, "-h", "cat", sep, "cat")
-	if r.code != 100 || r.stderr != usageLine {
-		t.Errorf("makesock -h: exit %d stderr %q", r.code, r.stderr)
+	for _, args := range [][]string{{"-h", "cat", sep, "cat"}, {"-h"}} {
+		r := runMakesock(t, "", nil, nil, args...)
+		if r.code != 100 || r.stderr != usageLine {
+			t.Errorf("makesock %q: exit %d stderr %q", args, r.code, r.stderr)
+		}
 	}
 }
 
