@@ -126,6 +126,10 @@ func TestBinaryExitCodes(t *testing.T) {
 			}
 		})
 	}
+	// -h is no error of ours to name: the usage line alone.
+	if code, stderr, _ := runBinary(t, []string{"-h"}); code != 100 || stderr != usage {
+		t.Errorf("-h: exit %d stderr %q, want 100 and %q", code, stderr, usage)
+	}
 }
 
 // TestBinarySession runs a whole implicit-TLS session through the built

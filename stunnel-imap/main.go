@@ -136,7 +136,11 @@ func parseArgs(args []string) (*options, error) {
 	fs.BoolVar(&verbose, "v", false, "")
 	fs.BoolVar(&quiet, "q", false, "")
 	if err := fs.Parse(args); err != nil {
-		return nil, &log.UsageError{Synopsis: synopsis, Msg: log.Reason(err)}
+		msg := log.Reason(err)
+		if errors.Is(err, flag.ErrHelp) {
+			msg = "" // asked for: the usage line alone
+		}
+		return nil, &log.UsageError{Synopsis: synopsis, Msg: msg}
 	}
 	if fs.NArg() > 0 {
 		return nil, &log.UsageError{Synopsis: synopsis, Msg: "unexpected argument " + strconv.Quote(fs.Arg(0))}
