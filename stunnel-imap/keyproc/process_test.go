@@ -292,6 +292,7 @@ func TestKeyProcessUsageAndConfig(t *testing.T) {
 	}{
 		{"", nil, 100, "^stunnel-imap: fatal: no certificate given\n" + regexp.QuoteMeta(usage) + "$"},
 		{"-x", nil, 100, "^stunnel-imap: fatal: flag provided but not defined: -x\n" + regexp.QuoteMeta(usage) + "$"},
+		{"-h", nil, 100, "^" + regexp.QuoteMeta(usage) + "$"},
 		{"-P 3 extra", k.pem, 100, "^stunnel-imap: fatal: unexpected argument extra\n"},
 		{"-P three", nil, 100, "^stunnel-imap: fatal: bad descriptor three\n"},
 		{"-P 3", []byte("not a pem"), 100, "^stunnel-imap: fatal: unable to load certificate and key from descriptor 3: tls: .*\n$"},

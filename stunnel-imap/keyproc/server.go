@@ -190,7 +190,11 @@ func Run(args []string, l *log.Logger) error {
 	fs.Func("p", "PEM in `file`", adder(&src, "p"))
 	fs.Func("d", "one PEM per server name in `dir`", adder(&src, "d"))
 	if err := fs.Parse(args); err != nil {
-		return &log.UsageError{Synopsis: Synopsis, Msg: err.Error()}
+		msg := err.Error()
+		if errors.Is(err, flag.ErrHelp) {
+			msg = "" // asked for: the usage line alone
+		}
+		return &log.UsageError{Synopsis: Synopsis, Msg: msg}
 	}
 	if fs.NArg() != 0 {
 		return &log.UsageError{Synopsis: Synopsis, Msg: "unexpected argument " + fs.Arg(0)}
