@@ -23,11 +23,10 @@ import (
 	"time"
 
 	"imap-tls/log"
-	"imap-tls/stunnel-imap/keyproc"
 	"imap-tls/stunnel-imap/seccomp"
 )
 
-const synopsis = "[ -n imap | -n imap- ] [ -F fd ] ( -p pemfile | -P fd | -d certdir | -K fd ) [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ]"
+const synopsis = "-n imap|imap-|imaps [ -F fd ] ( -p pemfile | -P fd | -d certdir | -K fd ) [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ]"
 
 // lockDown is called once, after every descriptor is open and the TLS
 // configuration is ready, and before the first byte is read from the
@@ -45,13 +44,6 @@ var lockDown = func(l *log.Logger) error {
 
 func main() {
 	l := log.New("stunnel-imap")
-	// -S: the key process (package keyproc), a mode of this binary
-	// because only stunnel-imap may touch crypto. It must come first:
-	// its options are its own.
-	if len(os.Args) > 1 && os.Args[1] == "-S" {
-		l.Exit(keyproc.Run(os.Args[2:], l))
-		return
-	}
 	l.Exit(run(l, os.Args[1:]))
 }
 
@@ -147,13 +139,15 @@ func parseArgs(args []string) (*options, error) {
 	}
 	switch modeName {
 	case "":
+		return nil, &log.UsageError{Synopsis: synopsis, Msg: "no -n: use -n imap, -n imap- or -n imaps"}
+	case "imaps":
 		o.mode = modeImplicit
 	case "imap":
 		o.mode = modeRequired
 	case "imap-":
 		o.mode = modeOptional
 	default:
-		return nil, &log.UsageError{Synopsis: synopsis, Msg: "unknown protocol " + strconv.Quote(modeName) + ": use imap or imap-"}
+		return nil, &log.UsageError{Synopsis: synopsis, Msg: "unknown mode " + strconv.Quote(modeName) + ": use imap, imap- or imaps"}
 	}
 	if sources != 1 {
 		return nil, &log.UsageError{Synopsis: synopsis, Msg: "exactly one of -p, -P, -d and -K is needed"}

@@ -33,7 +33,7 @@ func (m mode) String() string {
 	case modeOptional:
 		return "imap-"
 	}
-	return "tls"
+	return "imaps"
 }
 
 // config is what one session needs; run fills it from the command line,
