@@ -18,7 +18,7 @@ PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 export PATH
 
 # The programs of the suite, by folder; each becomes bin/NAME.
-programs='makesock setuidgid-chroot stunnel-imap service:imap-tls-conf'
+programs='makesock setuidgid-chroot stunnel-imap imap-tls-conf'
 
 # Debian packages, by what needs them.
 test_packages='daemontools ucspi-tcp dovecot-imapd socat isync curl openssl python3 stunnel4 tlswrapper'
@@ -99,7 +99,7 @@ demo)
 	install_packages $demo_packages
 	make_accounts
 	build
-	exec sh service/demo.sh
+	exec sh imap-tls-conf/demo.sh
 	;;
 bench)
 	install_packages $bench_packages

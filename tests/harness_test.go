@@ -39,7 +39,7 @@ var programs = map[string]string{
 	"makesock":         "makesock",
 	"setuidgid-chroot": "setuidgid-chroot",
 	"stunnel-imap":     "stunnel-imap",
-	"imap-tls-conf":    "service",
+	"imap-tls-conf":    "imap-tls-conf",
 	// test tools, never in $IMAPTLS_BIN: always built
 	"fakeimapd": "tests/fakeimapd",
 	"loadgen":   "tests/loadgen",

@@ -938,7 +938,7 @@ func (c *imapClient) cmdNoFatal(tag, command string) ([]string, string) {
 	}
 }
 
-// TestServiceDemo runs service/demo.sh twice on free ports: in its check
+// TestServiceDemo runs imap-tls-conf/demo.sh twice on free ports: in its check
 // mode (start everything, pass three real clients, stop), and as a user
 // would, in the foreground, serving a client until Ctrl-C (SIGINT to its
 // process group). Both times nothing may be left running or on disk.
@@ -955,7 +955,7 @@ func TestServiceDemo(t *testing.T) {
 		for p2 == p1 {
 			p2 = freePort(t)
 		}
-		cmd := exec.Command("sh", filepath.Join(repoRoot(t), "service", "demo.sh"))
+		cmd := exec.Command("sh", filepath.Join(repoRoot(t), "imap-tls-conf", "demo.sh"))
 		cmd.Env = append(os.Environ(), "IMAPTLS_BIN="+filepath.Dir(conf),
 			"DEMO_STARTTLS_PORT="+strconv.Itoa(p1), "DEMO_IMPLICIT_PORT="+strconv.Itoa(p2))
 		cmd.Env = append(cmd.Env, env...)

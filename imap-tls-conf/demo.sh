@@ -1,7 +1,7 @@
 #!/bin/sh
 # demo.sh: the whole imap-tls pipeline under svscan, on a throwaway tree.
 #
-#   sh service/demo.sh            (from the repository root, as root, after
+#   sh imap-tls-conf/demo.sh            (from the repository root, as root, after
 #                                  `sh redo.do` has built bin/; `sh redo.do
 #                                  demo` does both)
 #
@@ -35,7 +35,7 @@ p1=${DEMO_STARTTLS_PORT:-1143}
 p2=${DEMO_IMPLICIT_PORT:-1993}
 check=${DEMO_CHECK:-}
 
-[ $# -eq 0 ] || { echo "$prog: usage: [ DEMO_CHECK=1 ] sh service/demo.sh" >&2; exit 100; }
+[ $# -eq 0 ] || { echo "$prog: usage: [ DEMO_CHECK=1 ] sh imap-tls-conf/demo.sh" >&2; exit 100; }
 [ "$(id -u)" = 0 ] || fatal "the demo must run as root (it starts svscan and a private Dovecot, and chroots)" 100
 
 # What must be there before anything starts.
