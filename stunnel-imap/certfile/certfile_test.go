@@ -1,0 +1,171 @@
+package certfile_test
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"imap-tls/log"
+	"imap-tls/stunnel-imap/certfile"
+	"imap-tls/stunnel-imap/certfile/certfiletest"
+)
+
+// load runs the loader as the programs do for one option.
+func load(t *testing.T, c certfiletest.Case) (certfile.Set, int, error) {
+	t.Helper()
+	switch c.Option {
+	case "-p":
+		cert, err := certfile.File(c.Arg)
+		return certfile.Set{cert}, -1, err
+	case "-P":
+		fd := c.Descriptor(t)
+		cert, err := certfile.Descriptor(fd)
+		return certfile.Set{cert}, fd, err
+	case "-d":
+		s, err := certfile.Dir(c.Arg)
+		return s, -1, err
+	}
+	t.Fatalf("unknown option %s", c.Option)
+	return nil, 0, nil
+}
+
+// TestPolicy: every case of the shared table gives its exit status and
+// its message, from a file, a descriptor and a directory.
+func TestPolicy(t *testing.T) {
+	for _, c := range certfiletest.Cases(t) {
+		t.Run(c.Name, func(t *testing.T) {
+			s, fd, err := load(t, c)
+			if c.Code == 0 {
+				if err != nil {
+					t.Fatalf("%s %s: %v", c.Option, c.Arg, err)
+				}
+				for _, cert := range s {
+					if cert.Leaf == nil || cert.PrivateKey == nil || len(cert.Certificate) == 0 {
+						t.Errorf("incomplete certificate %+v", cert)
+					}
+				}
+				return
+			}
+			var e *log.Error
+			if !errors.As(err, &e) {
+				t.Fatalf("%s %s: %#v, want a *log.Error", c.Option, c.Arg, err)
+			}
+			if e.Code != c.Code || e.Error() != c.Message(fd) {
+				t.Errorf("%s %s:\n got %d %q\nwant %d %q", c.Option, c.Arg, e.Code, e.Error(), c.Code, c.Message(fd))
+			}
+		})
+	}
+}
+
+// TestDescriptorClosed: the loader closes the descriptor it read, and
+// one it could not parse too.
+func TestDescriptorClosed(t *testing.T) {
+	now := time.Now()
+	p := filepath.Join(t.TempDir(), "a.pem")
+	os.WriteFile(p, certfiletest.NewPEM(t, []string{"a.test"}, now.Add(-time.Hour), now.Add(time.Hour)), 0o400)
+	q := filepath.Join(t.TempDir(), "bad.pem")
+	os.WriteFile(q, []byte("garbage"), 0o400)
+	for _, path := range []string{p, q} {
+		fd := certfiletest.Case{Arg: path}.Descriptor(t)
+		certfile.Descriptor(fd)
+		if _, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd)); err == nil {
+			t.Errorf("%s: descriptor %d still open", path, fd)
+		}
+	}
+}
+
+// TestDirOrder: default.pem first, then the rest in file-name order,
+// whatever order the directory lists them in.
+func TestDirOrder(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	for _, n := range []string{"c", "a", "default", "b"} {
+		os.WriteFile(filepath.Join(dir, n+".pem"), certfiletest.NewPEM(t, []string{n + ".test"}, now.Add(-time.Hour), now.Add(time.Hour)), 0o400)
+	}
+	s, err := certfile.Dir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range s {
+		got = append(got, c.Leaf.Subject.CommonName)
+	}
+	if strings.Join(got, " ") != "default.test a.test b.test c.test" {
+		t.Errorf("order %v", got)
+	}
+}
+
+// TestChoose: the shared SNI table, straight on the Set the proxy and
+// the key process both choose from.
+func TestChoose(t *testing.T) {
+	dir, cases := certfiletest.SNIDir(t)
+	s, err := certfile.Dir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cases {
+		if got := s.Choose(c.SNI).Leaf.Subject.CommonName; got != c.Want {
+			t.Errorf("Choose(%q) = %s, want %s", c.SNI, got, c.Want)
+		}
+	}
+}
+
+// TestReadWipes: the buffer the PEM was read into is zero once parsed,
+// whether the PEM loaded or not, and across a buffer that had to grow.
+func TestReadWipes(t *testing.T) {
+	now := time.Now()
+	good := certfiletest.NewPEM(t, []string{"a.test"}, now.Add(-time.Hour), now.Add(time.Hour))
+	for name, in := range map[string][]byte{
+		"good":      good,
+		"bad":       []byte("garbage"),
+		"large":     append(bytes.Repeat([]byte("#"), 200<<10), good...), // grows past 64 KiB
+		"too large": bytes.Repeat([]byte("#"), certfile.MaxPEM+10),
+	} {
+		r := &recorder{r: bytes.NewReader(in)}
+		certfile.Read(r, "x")
+		if len(r.bufs) == 0 {
+			t.Fatalf("%s: nothing read", name)
+		}
+		for i, b := range r.bufs {
+			for _, c := range b {
+				if c != 0 {
+					t.Errorf("%s: buffer %d of %d not wiped", name, i, len(r.bufs))
+					break
+				}
+			}
+		}
+	}
+}
+
+// recorder keeps every slice it was asked to read into.
+type recorder struct {
+	r    *bytes.Reader
+	bufs [][]byte
+}
+
+func (r *recorder) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.bufs = append(r.bufs, p[:n])
+	return n, err
+}
+
+// TestParse: what Parse returns is what crypto/tls would load, with the
+// leaf parsed.
+func TestParse(t *testing.T) {
+	now := time.Now()
+	p := certfiletest.NewPEM(t, []string{"a.test"}, now.Add(-time.Hour), now.Add(time.Hour))
+	c, err := certfile.Parse(p, "a.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := tls.X509KeyPair(p, p)
+	if !bytes.Equal(c.Certificate[0], want.Certificate[0]) || c.Leaf.Subject.CommonName != "a.test" {
+		t.Errorf("Parse gave another certificate")
+	}
+}
