@@ -16,59 +16,53 @@ import (
 )
 
 var (
-	jailOnce sync.Once
-	jailBin  struct{ sgc, key string }
-	jailErr  error
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+	binMu   sync.Mutex
 )
 
-// jailBinaries returns setuidgid-chroot ($IMAPTLS_BIN's, else built)
-// and a static build of this test binary, which serves as the key
-// process (`stunnel-imap -S` runs the same Run) inside an empty chroot.
-func jailBinaries(t *testing.T) (string, string) {
+// program returns the suite program name (stunnel-imap-key,
+// setuidgid-chroot): $IMAPTLS_BIN's when it is there, else a static
+// build made once for this test run. The key process runs in an empty
+// chroot, so it must be static.
+func program(t testing.TB, name string) string {
 	t.Helper()
-	jailOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "keyproc-jail-bin")
-		if err != nil {
-			jailErr = err
-			return
+	if b := os.Getenv("IMAPTLS_BIN"); b != "" {
+		if _, err := os.Stat(filepath.Join(b, name)); err == nil {
+			return filepath.Join(b, name)
 		}
-		jailBin.key = filepath.Join(dir, "keyproc.test")
-		build := func(args ...string) error {
-			cmd := exec.Command("go", args...)
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				return fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-			}
-			return nil
-		}
-		if jailErr = build("test", "-c", "-trimpath", "-o", jailBin.key, "."); jailErr != nil {
-			return
-		}
-		if b := os.Getenv("IMAPTLS_BIN"); b != "" {
-			jailBin.sgc = filepath.Join(b, "setuidgid-chroot")
-			return
-		}
-		jailBin.sgc = filepath.Join(dir, "setuidgid-chroot")
-		jailErr = build("build", "-trimpath", "-o", jailBin.sgc, "imap-tls/setuidgid-chroot")
-	})
-	if jailErr != nil {
-		t.Fatal(jailErr)
 	}
-	return jailBin.sgc, jailBin.key
+	binOnce.Do(func() { binDir, binErr = os.MkdirTemp("", "keyproc-test-bin") })
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	binMu.Lock()
+	defer binMu.Unlock()
+	out := filepath.Join(binDir, name)
+	if _, err := os.Stat(out); err == nil {
+		return out
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, "imap-tls/"+name)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", name, err, b)
+	}
+	return out
 }
 
 const uidRange = "2000000000:4194304"
 
 // startJailedKey runs the key process as the pipeline does:
-// setuidgid-chroot -/ jail -r RANGE -o 3:pem KEYPROCESS -P 3.
+// setuidgid-chroot -/ jail -r RANGE -o 3:pem stunnel-imap-key -P 3.
 func startJailedKey(t *testing.T, jail, pem string, env ...string) (*child, *Client) {
 	t.Helper()
-	sgc, key := jailBinaries(t)
+	sgc, key := program(t, "setuidgid-chroot"), program(t, "stunnel-imap-key")
 	a, b := socketFiles(t)
 	defer a.Close()
 	defer b.Close()
-	c := &child{cmd: exec.Command(sgc, "-/", jail, "-r", uidRange, "-o", "3:"+pem, key, "-test.run=^$")}
-	c.cmd.Env = append(append(os.Environ(), "KEYPROC_TEST_CHILD=key", "KEYPROC_TEST_ARGS=-P 3"), env...)
+	c := &child{cmd: exec.Command(sgc, "-/", jail, "-r", uidRange, "-o", "3:"+pem, key, "-P", "3")}
+	c.cmd.Env = append(os.Environ(), env...)
 	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = b, b, &c.stderr
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -83,7 +83,6 @@ func TestSNIPicksTheNamedCertificate(t *testing.T) {
 	b := genKey(t, "ecdsa", "b.example.test", "*.b.example.test")
 	c := genKey(t, "ecdsa", "c.example.test")
 	ks := append(append(a.keys(t), b.keys(t)...), c.keys(t)...)
-	ks[2].Name = "mail.example.test" // as loaded from -d dir/mail.example.test.pem
 	for _, tc := range []struct {
 		sni  string
 		want *testKey
@@ -91,8 +90,11 @@ func TestSNIPicksTheNamedCertificate(t *testing.T) {
 		{"b.example.test", b},
 		{"x.b.example.test", b},
 		{"B.EXAMPLE.TEST", b},
-		{"mail.example.test", c},
+		{"c.example.test", c},
+		{"C.Example.Test", c},
 		{"", a},
+		{"a.example.test", a},
+		{"y.x.b.example.test", a}, // a wildcard is one label
 		{"other.test", a},
 	} {
 		k := ks.choose(tc.sni)

@@ -11,25 +11,23 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"imap-tls/log"
+	"imap-tls/stunnel-imap/certfile/certfiletest"
 	"imap-tls/stunnel-imap/keyproc/memscan"
 	"imap-tls/stunnel-imap/seccomp"
 
 	"golang.org/x/sys/unix"
 )
 
-// The test binary doubles as the key process (`stunnel-imap -S`, through
-// the real Run) and as a proxy that does one handshake with a Client.
+// The key process is the real program, stunnel-imap-key (startKey);
+// the test binary doubles as a proxy that does one handshake with a
+// Client, and as a plain process for the core-file control.
 func TestMain(m *testing.M) {
 	switch os.Getenv("KEYPROC_TEST_CHILD") {
-	case "key":
-		l := log.New("stunnel-imap")
-		l.Exit(Run(strings.Fields(os.Getenv("KEYPROC_TEST_ARGS")), l))
-		return
 	case "proxy":
 		os.Exit(proxyChild())
 	case "sleep":
@@ -101,15 +99,15 @@ func (c *child) wait(t testing.TB) (int, string) {
 	return c.cmd.ProcessState.ExitCode(), c.stderr.String()
 }
 
-// startKey starts the key process with args, its channel on fd 0/1 and
-// extra on fd 3...; it returns the process and the proxy's end.
+// startKey starts stunnel-imap-key with args (split at spaces), its
+// channel on fd 0/1 and extra on fd 3...; it returns the process and the
+// proxy's end.
 func startKey(t testing.TB, args string, extra ...*os.File) (*child, net.Conn) {
 	t.Helper()
 	a, b := socketFiles(t)
 	defer a.Close()
 	defer b.Close()
-	c := &child{cmd: exec.Command(os.Args[0], "-test.run=^$")}
-	c.cmd.Env = append(os.Environ(), "KEYPROC_TEST_CHILD=key", "KEYPROC_TEST_ARGS="+args)
+	c := &child{cmd: exec.Command(program(t, "stunnel-imap-key"), strings.Fields(args)...)}
 	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = b, b, &c.stderr
 	c.cmd.ExtraFiles = extra
 	if err := c.cmd.Start(); err != nil {
@@ -186,25 +184,69 @@ func TestKeyProcess(t *testing.T) {
 	}
 }
 
+// TestKeyProcessCertDir: -d serves the shared SNI table
+// (certfiletest.SNIDir) through real handshakes, as the proxy's -d does
+// (stunnel-imap's TestSNI): by the certificates' own names.
 func TestKeyProcessCertDir(t *testing.T) {
-	a := genKey(t, "ecdsa", "a.example.test")
-	b := genKey(t, "ecdsa", "b.example.test")
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "default.pem"), a.pem, 0o400)
-	os.WriteFile(filepath.Join(dir, "mail.example.test.pem"), b.pem, 0o400)
+	dir, cases := certfiletest.SNIDir(t)
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not a key"), 0o400)
-	for sni, want := range map[string]*testKey{"mail.example.test": b, "b.example.test": b, "": a, "x.test": a} {
+	for _, tc := range cases {
 		kp, conn := startKey(t, "-d "+dir)
-		st, serr, cerr := handshake(t, NewClient(conn, 0), want.pool(t), sni, &tls.Config{InsecureSkipVerify: true})
+		st, serr, cerr := handshake(t, NewClient(conn, 0), nil, tc.SNI, &tls.Config{InsecureSkipVerify: true})
 		if serr != nil || cerr != nil {
-			t.Fatalf("sni %q: server %v, client %v", sni, serr, cerr)
+			t.Fatalf("sni %q: server %v, client %v", tc.SNI, serr, cerr)
 		}
-		if !bytes.Equal(st.PeerCertificates[0].Raw, want.der) {
-			t.Errorf("sni %q: wrong certificate", sni)
+		if got := st.PeerCertificates[0].Subject.CommonName; got != tc.Want {
+			t.Errorf("sni %q: served %s, want %s", tc.SNI, got, tc.Want)
 		}
 		if code, stderr := kp.wait(t); code != 0 {
 			t.Errorf("exit %d: %s", code, stderr)
 		}
+	}
+}
+
+// TestKeyProcessPolicy: every case of the shared table
+// (certfiletest.Cases) through the real program: the exit status and
+// the one fatal line, as the proxy's -p, -P and -d give them
+// (stunnel-imap's TestCertPolicy); a source that loads makes a key
+// process that says ready.
+func TestKeyProcessPolicy(t *testing.T) {
+	for _, c := range certfiletest.Cases(t) {
+		t.Run(c.Name, func(t *testing.T) {
+			args := c.Option + " " + c.Arg
+			var extra []*os.File
+			fd := 3
+			if c.Option == "-P" {
+				if c.Arg == "" {
+					fd = 9 // not open in the child
+				} else {
+					f, err := os.Open(c.Arg)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer f.Close()
+					extra = append(extra, f)
+				}
+				args = "-P " + strconv.Itoa(fd)
+			}
+			kp, conn := startKey(t, args, extra...)
+			err := NewClient(conn, 0).Ready()
+			conn.Close()
+			code, stderr := kp.wait(t)
+			if c.Code == 0 {
+				if err != nil || code != 0 || stderr != "" {
+					t.Errorf("%s: ready %v, exit %d, stderr %q; want ready, 0, nothing", args, err, code, stderr)
+				}
+				return
+			}
+			// The proxy learns of it before it greets its client.
+			if err == nil || err.Error() != "key process ended" {
+				t.Errorf("%s: Ready: %v", args, err)
+			}
+			if want := "stunnel-imap-key: fatal: " + c.Message(fd) + "\n"; code != c.Code || stderr != want {
+				t.Errorf("%s:\n got %d %q\nwant %d %q", args, code, stderr, c.Code, want)
+			}
+		})
 	}
 }
 
@@ -245,7 +287,7 @@ func TestKeyProcessRefuses(t *testing.T) {
 				}
 			}
 			code, stderr := kp.wait(t)
-			want := "stunnel-imap: fatal: unable to answer the proxy: " + tc.want + "\n"
+			want := "stunnel-imap-key: fatal: unable to answer the proxy: " + tc.want + "\n"
 			if code != 111 || stderr != want {
 				t.Errorf("exit %d, stderr %q; want 111, %q", code, stderr, want)
 			}
@@ -283,27 +325,29 @@ func TestKeyProcessUsageAndConfig(t *testing.T) {
 	badDir := t.TempDir()
 	os.WriteFile(filepath.Join(badDir, "default.pem"), []byte("not a pem"), 0o400)
 	huge := append(bytes.Repeat([]byte("#"), MaxPEM), k.pem...)
-	usage := "stunnel-imap: usage: stunnel-imap " + Synopsis + "\n"
+	usage := "stunnel-imap-key: usage: stunnel-imap-key " + Synopsis + "\n"
 	for _, tc := range []struct {
 		args  string
 		extra []byte
 		code  int
 		want  string // a regexp for the whole stderr
 	}{
-		{"", nil, 100, "^stunnel-imap: fatal: no certificate given\n" + regexp.QuoteMeta(usage) + "$"},
-		{"-x", nil, 100, "^stunnel-imap: fatal: flag provided but not defined: -x\n" + regexp.QuoteMeta(usage) + "$"},
+		{"", nil, 100, "^stunnel-imap-key: fatal: no certificate given\n" + regexp.QuoteMeta(usage) + "$"},
+		{"-x", nil, 100, "^stunnel-imap-key: fatal: flag provided but not defined: -x\n" + regexp.QuoteMeta(usage) + "$"},
 		{"-h", nil, 100, "^" + regexp.QuoteMeta(usage) + "$"},
-		{"-P 3 extra", k.pem, 100, "^stunnel-imap: fatal: unexpected argument extra\n"},
-		{"-P three", nil, 100, "^stunnel-imap: fatal: bad descriptor three\n"},
-		{"-P 3", []byte("not a pem"), 100, "^stunnel-imap: fatal: unable to load certificate and key from descriptor 3: tls: .*\n$"},
-		{"-P 3", k.pem[:len(k.pem)-40], 100, "^stunnel-imap: fatal: unable to load certificate and key from descriptor 3: .*\n$"},
-		{"-p /nonexistent/stunnel.pem", nil, 111, "^stunnel-imap: fatal: unable to open /nonexistent/stunnel.pem: file does not exist\n$"},
-		{"-d /nonexistent", nil, 111, "^stunnel-imap: fatal: unable to read directory /nonexistent: file does not exist\n$"},
-		{"-P 99", nil, 111, "^stunnel-imap: fatal: unable to read descriptor 99: bad file descriptor\n$"},
-		{"-P -1", nil, 100, "^stunnel-imap: fatal: bad descriptor -1\n"},
-		{"-P 3", huge, 100, "^stunnel-imap: fatal: certificate file descriptor 3 is larger than 1048576 bytes\n$"},
-		{"-d " + empty, nil, 100, "^stunnel-imap: fatal: no .pem file in " + regexp.QuoteMeta(empty) + "\n$"},
-		{"-d " + badDir, nil, 100, "^stunnel-imap: fatal: unable to load certificate and key from " + regexp.QuoteMeta(badDir) + "/default.pem: tls: .*\n$"},
+		{"-S -P 3", k.pem, 100, "^stunnel-imap-key: fatal: flag provided but not defined: -S\n" + regexp.QuoteMeta(usage) + "$"},
+		{"-P 3 extra", k.pem, 100, "^stunnel-imap-key: fatal: unexpected argument extra\n"},
+		{"-P three", nil, 100, "^stunnel-imap-key: fatal: bad descriptor three\n"},
+		{"-P 3", []byte("not a pem"), 100, "^stunnel-imap-key: fatal: unable to load certificate from descriptor 3: no PEM data\n$"},
+		{"-P 3", k.pem[:len(k.pem)-40], 100, "^stunnel-imap-key: fatal: unable to load certificate from descriptor 3: no private key\n$"},
+		{"-p /nonexistent/stunnel.pem", nil, 111, "^stunnel-imap-key: fatal: unable to read certificate /nonexistent/stunnel.pem: file does not exist\n$"},
+		{"-d /nonexistent", nil, 111, "^stunnel-imap-key: fatal: unable to read certificate /nonexistent/default.pem: file does not exist\n$"},
+		{"-P 99", nil, 111, "^stunnel-imap-key: fatal: unable to read certificate from descriptor 99: bad file descriptor\n$"},
+		{"-P -1", nil, 100, "^stunnel-imap-key: fatal: bad descriptor -1\n"},
+		{"-P 3", huge, 100, "^stunnel-imap-key: fatal: unable to load certificate from descriptor 3: larger than 1048576 bytes\n$"},
+		{"-d " + empty, nil, 111, "^stunnel-imap-key: fatal: unable to read certificate " + regexp.QuoteMeta(empty) + "/default.pem: file does not exist\n$"},
+		{"-d " + badDir, nil, 100, "^stunnel-imap-key: fatal: unable to load certificate " + regexp.QuoteMeta(badDir) + "/default.pem: no PEM data\n$"},
+		{"-P 3 -p /nonexistent/second.pem", k.pem, 111, "^stunnel-imap-key: fatal: unable to read certificate /nonexistent/second.pem: file does not exist\n$"},
 	} {
 		var extra []*os.File
 		if tc.extra != nil {

@@ -1,6 +1,6 @@
 // Package keyproc keeps the private key out of the network-facing proxy.
 //
-// The key lives in a second process, `stunnel-imap -S`, with its own
+// The key lives in a second process, stunnel-imap-key, with its own
 // jail and uid and no socket but its channel to the proxy (fd 0/1, given
 // by makesock). The proxy holds a crypto.Signer whose Sign asks that
 // process for the one signature a TLS handshake needs (TLS 1.3
@@ -38,6 +38,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"imap-tls/stunnel-imap/certfile"
 )
 
 // Version is the protocol version every frame carries.
@@ -60,8 +62,8 @@ const (
 	MaxSign    = 2 + MaxMessage
 	MaxSig     = 1024 // RSA-8192
 	MaxError   = 256
-	MaxCerts   = 8
-	MaxChain   = 16384 // the encoded chain: count and lengths included
+	MaxCerts   = certfile.MaxCerts // the loader refuses a chain that does not fit
+	MaxChain   = certfile.MaxChain // the encoded chain: count and lengths included
 	MaxFrame   = MaxChain
 
 	headerLen = 4

@@ -13,66 +13,48 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
-	"sort"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"imap-tls/log"
+	"imap-tls/stunnel-imap/certfile"
 	"imap-tls/stunnel-imap/seccomp"
 )
 
 // MaxPEM bounds what is read from one PEM file or descriptor.
-const MaxPEM = 1 << 20
+const MaxPEM = certfile.MaxPEM
 
 // Key is one certificate chain with its private key, held by the key
 // process only.
 type Key struct {
 	Cert tls.Certificate // Certificate (DER chain), PrivateKey, Leaf
-	Name string          // the file's name without ".pem", for -d; else ""
 }
 
-// Keys is the key process's set; the first is the default, for clients
-// that send no server name or one that matches nothing.
+// Keys is the key process's set, in the order loaded; the first is the
+// default, for clients that send no server name or one that no other
+// covers.
 type Keys []Key
 
-// ParsePEM reads a chain (leaf first) and its private key from one PEM
-// and checks that they match and that the chain fits in one frame.
+// ParsePEM checks one PEM, a chain (leaf first) and its private key, as
+// every certificate of the suite is checked (package certfile): they
+// match, the chain fits one frame, the leaf is valid now.
 func ParsePEM(data []byte) (Key, error) {
-	c, err := tls.X509KeyPair(data, data)
+	c, err := certfile.Parse(data, "PEM")
 	if err != nil {
 		return Key{}, err
 	}
-	switch c.PrivateKey.(type) {
-	case *rsa.PrivateKey, *ecdsa.PrivateKey, ed25519.PrivateKey:
-	default:
-		return Key{}, fmt.Errorf("unsupported private key type %T", c.PrivateKey)
-	}
-	if _, err := EncodeReply(Reply{Type: TypeChain, Chain: c.Certificate}); err != nil {
-		return Key{}, err
-	}
-	return Key{Cert: c}, nil
+	return Key{Cert: *c}, nil
 }
 
-// choose picks the key for an SNI name: the file named after it (with
-// -d), else the first whose certificate covers it, else the default.
+// choose picks the key for an SNI name by the certificates' own names,
+// as the proxy picks from a -d directory (certfile.Set.Index): the first
+// after the default that covers the name, else the default.
 func (ks Keys) choose(name string) *Key {
-	if name == "" {
-		return &ks[0]
-	}
-	name = strings.ToLower(name)
+	s := make(certfile.Set, len(ks))
 	for i := range ks {
-		if ks[i].Name != "" && strings.ToLower(ks[i].Name) == name {
-			return &ks[i]
-		}
+		s[i] = &ks[i].Cert
 	}
-	for i := range ks {
-		if ks[i].Cert.Leaf != nil && ks[i].Cert.Leaf.VerifyHostname(name) == nil {
-			return &ks[i]
-		}
-	}
-	return &ks[0]
+	return &ks[s.Index(name)]
 }
 
 // sign makes the one signature, refusing any request that does not fit
@@ -165,8 +147,8 @@ func serve(r io.Reader, w io.Writer, ks Keys) error {
 	return send(Reply{Type: TypeSig, Sig: sig}, "signature")
 }
 
-// Synopsis is the key mode's usage, after the program name.
-const Synopsis = "-S ( -P fd | -p pemfile | -d certdir ) ..."
+// Synopsis is stunnel-imap-key's usage, after the program name.
+const Synopsis = "( -P fd | -p pemfile | -d certdir ) ..."
 
 type source struct{ kind, arg string }
 
@@ -178,17 +160,17 @@ func adder(s *sources, kind string) func(string) error {
 	return func(v string) error { *s = append(*s, source{kind, v}); return nil }
 }
 
-// Run is `stunnel-imap -S`, the key process: args are what follows -S.
-// It makes itself undumpable, loads every key, installs the seccomp
-// filter, and serves one handshake on fd 0 (the socket makesock gives
-// it), logging through l.
+// Run is stunnel-imap-key, the key process: args are its options. It
+// makes itself undumpable, loads every key, installs the seccomp filter,
+// and serves one handshake on fd 0 (the socket makesock gives it),
+// logging through l.
 func Run(args []string, l *log.Logger) error {
 	var src sources
-	fs := flag.NewFlagSet("stunnel-imap -S", flag.ContinueOnError)
+	fs := flag.NewFlagSet("stunnel-imap-key", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Func("P", "PEM on descriptor `fd`", adder(&src, "P"))
 	fs.Func("p", "PEM in `file`", adder(&src, "p"))
-	fs.Func("d", "one PEM per server name in `dir`", adder(&src, "d"))
+	fs.Func("d", "a certificate directory `dir`", adder(&src, "d"))
 	if err := fs.Parse(args); err != nil {
 		msg := err.Error()
 		if errors.Is(err, flag.ErrHelp) {
@@ -227,8 +209,15 @@ func Run(args []string, l *log.Logger) error {
 	return nil
 }
 
+// load reads every source in the order given, through the one loader
+// (package certfile), which wipes each PEM buffer once parsed.
 func load(src sources) (Keys, error) {
 	var ks Keys
+	add := func(c ...*tls.Certificate) {
+		for _, c := range c {
+			ks = append(ks, Key{Cert: *c})
+		}
+	}
 	for _, s := range src {
 		switch s.kind {
 		case "P":
@@ -236,90 +225,24 @@ func load(src sources) (Keys, error) {
 			if err != nil || fd < 0 {
 				return nil, &log.UsageError{Synopsis: Synopsis, Msg: "bad descriptor " + s.arg}
 			}
-			f := os.NewFile(uintptr(fd), "fd "+s.arg)
-			k, err := loadFrom(f, "descriptor "+s.arg)
-			f.Close()
+			c, err := certfile.Descriptor(fd)
 			if err != nil {
 				return nil, err
 			}
-			ks = append(ks, k)
+			add(c)
 		case "p":
-			k, err := loadFile(s.arg)
+			c, err := certfile.File(s.arg)
 			if err != nil {
 				return nil, err
 			}
-			ks = append(ks, k)
+			add(c)
 		case "d":
-			d, err := loadDir(s.arg)
+			set, err := certfile.Dir(s.arg)
 			if err != nil {
 				return nil, err
 			}
-			ks = append(ks, d...)
+			add(set...)
 		}
-	}
-	return ks, nil
-}
-
-func loadFile(path string) (Key, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return Key{}, log.Temp(err, "open %s", path)
-	}
-	defer f.Close()
-	return loadFrom(f, path)
-}
-
-// loadFrom reads one PEM, at most MaxPEM bytes, and wipes the buffer:
-// the parsed key is the process's only copy.
-func loadFrom(f *os.File, what string) (Key, error) {
-	data, err := io.ReadAll(io.LimitReader(f, MaxPEM+1))
-	defer clear(data)
-	if err != nil {
-		return Key{}, log.Temp(err, "read %s", what)
-	}
-	if len(data) > MaxPEM {
-		return Key{}, log.Config(nil, "certificate file %s is larger than %d bytes", what, MaxPEM)
-	}
-	k, err := ParsePEM(data)
-	if err != nil {
-		return Key{}, &log.Error{Code: log.ExitUsage, Msg: "unable to load certificate and key from " + what, Err: err}
-	}
-	return k, nil
-}
-
-// loadDir loads every *.pem of dir; default.pem, when present, is the
-// default, else the first in name order.
-func loadDir(dir string) (Keys, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, log.Temp(err, "read directory %s", dir)
-	}
-	var names []string
-	for _, e := range ents {
-		n := e.Name()
-		if strings.HasSuffix(n, ".pem") && !strings.HasPrefix(n, ".") && e.Type().IsRegular() {
-			names = append(names, n)
-		}
-	}
-	sort.Slice(names, func(i, j int) bool {
-		if (names[i] == "default.pem") != (names[j] == "default.pem") {
-			return names[i] == "default.pem"
-		}
-		return names[i] < names[j]
-	})
-	if len(names) == 0 {
-		return nil, log.Config(nil, "no .pem file in %s", dir)
-	}
-	var ks Keys
-	for _, n := range names {
-		k, err := loadFile(filepath.Join(dir, n))
-		if err != nil {
-			return nil, err
-		}
-		if n != "default.pem" {
-			k.Name = strings.TrimSuffix(n, ".pem")
-		}
-		ks = append(ks, k)
 	}
 	return ks, nil
 }
