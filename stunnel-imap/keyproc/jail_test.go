@@ -124,6 +124,13 @@ func TestKeyProcessJail(t *testing.T) {
 			}
 		}
 		uids[procField(t, pid, "status", "Uid:")] = true
+		// Named as itself in ps: its own program, not the proxy's
+		// (comm is cut at 15 bytes by the kernel).
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if argv0, _, _ := strings.Cut(string(cmdline), "\x00"); filepath.Base(argv0) != "stunnel-imap-key" || string(comm) != "stunnel-imap-ke\n" {
+			t.Errorf("key process %d: argv[0] %q, comm %q; want stunnel-imap-key", pid, argv0, comm)
+		}
 		if root, err := os.Readlink(fmt.Sprintf("/proc/%d/root", pid)); err != nil || root != jail {
 			t.Errorf("key process root %q (%v), want %s", root, err, jail)
 		}

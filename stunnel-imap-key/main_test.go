@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// binary returns $IMAPTLS_BIN/stunnel-imap-key when it is there, else a
+// static build of this folder.
+func binary(t *testing.T) string {
+	t.Helper()
+	if b := os.Getenv("IMAPTLS_BIN"); b != "" {
+		if _, err := os.Stat(filepath.Join(b, "stunnel-imap-key")); err == nil {
+			return filepath.Join(b, "stunnel-imap-key")
+		}
+	}
+	out := filepath.Join(t.TempDir(), "stunnel-imap-key")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	return out
+}
+
+// TestNoCrypto: the program's own package imports no crypto/*: only
+// stunnel-imap's tree does (here, package keyproc).
+func TestNoCrypto(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if p == "crypto" || strings.HasPrefix(p, "crypto/") {
+			t.Errorf("stunnel-imap-key imports %s", p)
+		}
+	}
+}
+
+// TestBinary: the program names itself in its messages, exits 100 for
+// usage and 111 for a file it cannot read, and keeps stunnel-imap's
+// go:debug settings (no cgroup lookups in an empty jail).
+func TestBinary(t *testing.T) {
+	bin := binary(t)
+	usage := "stunnel-imap-key: usage: stunnel-imap-key ( -P fd | -p pemfile | -d certdir ) ...\n"
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{nil, 100, "stunnel-imap-key: fatal: no certificate given\n" + usage},
+		{[]string{"-h"}, 100, usage},
+		{[]string{"-S", "-P", "3"}, 100, "stunnel-imap-key: fatal: flag provided but not defined: -S\n" + usage},
+		{[]string{"-p", "/nonexistent/stunnel.pem"}, 111, "stunnel-imap-key: fatal: unable to read certificate /nonexistent/stunnel.pem: file does not exist\n"},
+	} {
+		cmd := exec.Command(bin, tc.args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		cmd.Run()
+		if code := cmd.ProcessState.ExitCode(); code != tc.code || stderr.String() != tc.stderr {
+			t.Errorf("%q: exit %d, stderr %q; want %d, %q", tc.args, code, stderr.String(), tc.code, tc.stderr)
+		}
+	}
+	out, err := exec.Command("go", "version", "-m", bin).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "DefaultGODEBUG=containermaxprocs=0,updatemaxprocs=0") {
+		t.Errorf("go version -m %s: no containermaxprocs=0,updatemaxprocs=0:\n%s", bin, out)
+	}
+}
