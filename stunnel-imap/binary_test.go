@@ -88,28 +88,30 @@ func TestBinaryExitCodes(t *testing.T) {
 	}{
 		{"no certificate option", []string{"-n", "imap"}, nil, 100,
 			"stunnel-imap: fatal: exactly one of -p, -P, -d and -K is needed\n" + usage},
-		{"unknown flag", []string{"-x", "-p", good}, nil, 100, "stunnel-imap: fatal: flag provided but not defined: -x\n" + usage},
-		{"bad protocol", []string{"-n", "pop3", "-p", good}, nil, 100, `fatal: unknown protocol "pop3": use imap or imap-`},
-		{"two certificate options", []string{"-p", good, "-d", dir}, nil, 100, "exactly one of -p, -P, -d and -K"},
-		{"zero timeout", []string{"-p", good, "-T", "0"}, nil, 100, "invalid value \"0\" for flag -T"},
-		{"bad -F", []string{"-p", good, "-F", "x"}, nil, 100, "invalid value \"x\" for flag -F"},
-		{"bad -A", []string{"-p", good, "-A", "x"}, nil, 100, "invalid value \"x\" for flag -A: not a positive number of seconds\n"},
-		{"negative -K", []string{"-K", "-1"}, nil, 100, "invalid value \"-1\" for flag -K: not a descriptor number\n"},
-		{"empty -p", []string{"-p", ""}, nil, 100, "invalid value \"\" for flag -p: empty file name\n"},
-		{"empty -d", []string{"-d", ""}, nil, 100, "invalid value \"\" for flag -d: empty directory name\n"},
-		{"one certificate option twice", []string{"-P", "3", "-P", "4"}, nil, 100, "exactly one of -p, -P, -d and -K"},
-		{"-v and -q", []string{"-p", good, "-v", "-q"}, nil, 100, "-v and -q exclude each other"},
-		{"extra argument", []string{"-p", good, "--", "child"}, nil, 100, `unexpected argument "child"`},
-		{"missing certificate", []string{"-n", "imap", "-p", filepath.Join(dir, "missing.pem")}, []*os.File{serverPair()}, 100,
+		{"unknown flag", []string{"-n", "imaps", "-x", "-p", good}, nil, 100, "stunnel-imap: fatal: flag provided but not defined: -x\n" + usage},
+		{"bad protocol", []string{"-n", "pop3", "-p", good}, nil, 100, `fatal: unknown mode "pop3": use imap, imap- or imaps`},
+		{"no mode", []string{"-p", good}, nil, 100, "stunnel-imap: fatal: no -n: use -n imap, -n imap- or -n imaps\n" + usage},
+		{"implicit is no mode", []string{"-n", "implicit", "-p", good}, nil, 100, `fatal: unknown mode "implicit": use imap, imap- or imaps`},
+		{"two certificate options", []string{"-n", "imaps", "-p", good, "-d", dir}, nil, 100, "exactly one of -p, -P, -d and -K"},
+		{"zero timeout", []string{"-n", "imaps", "-p", good, "-T", "0"}, nil, 100, "invalid value \"0\" for flag -T"},
+		{"bad -F", []string{"-n", "imaps", "-p", good, "-F", "x"}, nil, 100, "invalid value \"x\" for flag -F"},
+		{"bad -A", []string{"-n", "imaps", "-p", good, "-A", "x"}, nil, 100, "invalid value \"x\" for flag -A: not a positive number of seconds\n"},
+		{"negative -K", []string{"-n", "imaps", "-K", "-1"}, nil, 100, "invalid value \"-1\" for flag -K: not a descriptor number\n"},
+		{"empty -p", []string{"-n", "imaps", "-p", ""}, nil, 100, "invalid value \"\" for flag -p: empty file name\n"},
+		{"empty -d", []string{"-n", "imaps", "-d", ""}, nil, 100, "invalid value \"\" for flag -d: empty directory name\n"},
+		{"one certificate option twice", []string{"-n", "imaps", "-P", "3", "-P", "4"}, nil, 100, "exactly one of -p, -P, -d and -K"},
+		{"-v and -q", []string{"-n", "imaps", "-p", good, "-v", "-q"}, nil, 100, "-v and -q exclude each other"},
+		{"extra argument", []string{"-n", "imaps", "-p", good, "--", "child"}, nil, 100, `unexpected argument "child"`},
+		{"missing certificate", []string{"-n", "imap", "-p", filepath.Join(dir, "missing.pem")}, []*os.File{serverPair()}, 111,
 			"stunnel-imap: fatal: unable to read certificate " + dir + "/missing.pem: file does not exist\n"},
-		{"bad certificate", []string{"-p", filepath.Join(dir, "bad.pem")}, []*os.File{serverPair()}, 100, "fatal: unable to load certificate"},
-		{"certificate directory without default.pem", []string{"-d", filepath.Join(dir, "nodir")}, []*os.File{serverPair()}, 100,
+		{"bad certificate", []string{"-n", "imaps", "-p", filepath.Join(dir, "bad.pem")}, []*os.File{serverPair()}, 100, "fatal: unable to load certificate"},
+		{"certificate directory without default.pem", []string{"-n", "imaps", "-d", filepath.Join(dir, "nodir")}, []*os.File{serverPair()}, 111,
 			"default.pem: file does not exist"},
-		{"certificate descriptor not open", []string{"-P", "7"}, []*os.File{serverPair()}, 100,
+		{"certificate descriptor not open", []string{"-n", "imaps", "-P", "7"}, []*os.File{serverPair()}, 111,
 			"fatal: unable to read certificate from descriptor 7: bad file descriptor\n"},
-		{"server descriptor not open", []string{"-p", good, "-F", "9"}, nil, 111,
+		{"server descriptor not open", []string{"-n", "imaps", "-p", good, "-F", "9"}, nil, 111,
 			"stunnel-imap: fatal: unable to use descriptor 9 for the server: bad file descriptor\n"},
-		{"server descriptor not a socket", []string{"-p", good}, []*os.File{regular}, 111,
+		{"server descriptor not a socket", []string{"-n", "imaps", "-p", good}, []*os.File{regular}, 111,
 			"stunnel-imap: fatal: unable to use descriptor 3 for the server: socket operation on non-socket\n"},
 	}
 	for _, tc := range cases {
@@ -147,7 +149,7 @@ func TestBinarySession(t *testing.T) {
 	pw.Write(testPEM)
 	pw.Close()
 
-	cmd := exec.Command(binary, "-P", "3", "-F", "4", "-t", "10")
+	cmd := exec.Command(binary, "-n", "imaps", "-P", "3", "-F", "4", "-t", "10")
 	var stderr bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = cf, cf, &stderr
 	cmd.ExtraFiles = []*os.File{pr, sf}
@@ -163,7 +165,7 @@ func TestBinarySession(t *testing.T) {
 
 	h := &harness{t: t, client: cTest, rawCli: cTest, server: sTest}
 	h.run([]step{handshakeWith(&tls.Config{RootCAs: testPool, ServerName: "imap.test", NextProtos: []string{"imap"}}),
-		s(greeting), C(greeting), c("a LOGIN alice secret\r\n"), S("a LOGIN alice secret\r\n"),
+		s(serverGreeting), C(serverGreeting), c("a LOGIN alice secret\r\n"), S("a LOGIN alice secret\r\n"),
 		s("a OK in\r\n"), C("a OK in\r\n"), c("b LOGOUT\r\n"), S("b LOGOUT\r\n"),
 		s("* BYE bye\r\nb OK done\r\n"), serverClose(), C("* BYE bye\r\nb OK done\r\n"), clientEnds(), clientClose()})
 	select {
@@ -175,7 +177,7 @@ func TestBinarySession(t *testing.T) {
 		cmd.Process.Kill()
 		t.Fatal("stunnel-imap did not exit")
 	}
-	want := "stunnel-imap: info: remote=198.51.100.7:50143 mode=tls starttls=no tls=1.3 cipher=TLS_AES_128_GCM_SHA256 sni=imap.test auth=yes in=32 out=86 duration="
+	want := "stunnel-imap: info: remote=198.51.100.7:50143 mode=imaps starttls=no tls=1.3 cipher=TLS_AES_128_GCM_SHA256 sni=imap.test auth=yes in=32 out=86 warnings=0 duration="
 	if !strings.HasPrefix(stderr.String(), want) || !strings.HasSuffix(stderr.String(), "s end=server-eof\n") {
 		t.Errorf("stderr:\n%s\nwant:\n%s...s end=server-eof", stderr.String(), want)
 	}
@@ -201,7 +203,7 @@ func TestBinaryPipes(t *testing.T) {
 	}
 	sf.Close()
 	sTest.SetDeadline(time.Now().Add(guard))
-	io.WriteString(sTest, greeting)
+	io.WriteString(sTest, serverGreeting)
 	buf := make([]byte, len(greetOptional))
 	if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != greetOptional {
 		t.Errorf("client got %q (%v)", buf, err)

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"imap-tls/log"
+	"imap-tls/stunnel-imap/certfile"
 	"imap-tls/stunnel-imap/imap"
+	"imap-tls/stunnel-imap/line"
 )
 
 // fakeServer is a plaintext IMAP server that parses commands as a real
@@ -17,14 +19,14 @@ import (
 // records every command name it executes.
 func fakeServer(conn net.Conn, mu *sync.Mutex, seen *[]string) {
 	defer closeWrite(conn)
-	io.WriteString(conn, greeting)
+	io.WriteString(conn, serverGreeting)
 	r := bufio.NewReader(conn)
 	for {
-		line, err := imap.ReadLine(r, 1<<20)
+		l, err := line.Read(r, 1<<20)
 		if err != nil {
 			return
 		}
-		tag, name, _, ok := imap.ParseCommand(line)
+		tag, name, _, ok := imap.ParseCommand(l)
 		if ok {
 			mu.Lock()
 			*seen = append(*seen, name)
@@ -32,7 +34,7 @@ func fakeServer(conn net.Conn, mu *sync.Mutex, seen *[]string) {
 		}
 		refused := false
 		for {
-			lit, has := imap.Literal(line)
+			lit, has := imap.Literal(l)
 			if !has {
 				break
 			}
@@ -49,7 +51,7 @@ func fakeServer(conn net.Conn, mu *sync.Mutex, seen *[]string) {
 			if _, err := imap.ReadLiteral(r, lit.Size); err != nil {
 				return
 			}
-			if line, err = imap.ReadLine(r, 1<<20); err != nil {
+			if l, err = line.Read(r, 1<<20); err != nil {
 				return
 			}
 		}
@@ -88,10 +90,10 @@ func FuzzSession(f *testing.F) {
 		sProxy, sTest := socketpair(t)
 		defer cTest.Close()
 		defer sTest.Close()
-		c, _ := parsePEM(testPEM)
+		c, _ := certfile.Parse(testPEM, "test")
 		l := log.NewTo("stunnel-imap", io.Discard, func(int) {})
-		cfg := &config{mode: modeRequired, tls: tlsConfig(staticSource{c}, l), handshake: time.Second,
-			command: 2 * time.Second, idle: 2 * time.Second, log: l, linger: 100 * time.Millisecond, grace: time.Second}
+		cfg := &config{mode: modeRequired, tls: tlsConfig(staticSource{c}, "imap"), handshakeTimeout: time.Second,
+			commandTimeout: 2 * time.Second, idleTimeout: 2 * time.Second, log: l, linger: 100 * time.Millisecond, grace: time.Second}
 		var mu sync.Mutex
 		var seen []string
 		srvDone := make(chan struct{})
@@ -120,7 +122,7 @@ func FuzzSession(f *testing.F) {
 				t.Fatalf("the server executed %s before TLS (commands %q, end %s)", name, seen, sess.end)
 			}
 		}
-		if sess.auth {
+		if sess.loggedIn {
 			t.Fatalf("authenticated without TLS")
 		}
 	})

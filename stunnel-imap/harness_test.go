@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"imap-tls/log"
+	"imap-tls/stunnel-imap/certfile"
 )
 
 // hang guards: generous, never asserted on.
@@ -167,23 +168,23 @@ func start(t *testing.T, su setup) *harness {
 	}
 	l := log.NewTo("stunnel-imap", logs, func(int) {})
 	if su.src == nil {
-		c, err := parsePEM(testPEM)
+		c, err := certfile.Parse(testPEM, "test")
 		if err != nil {
 			t.Fatal(err)
 		}
 		su.src = staticSource{c}
 	}
 	cfg := &config{
-		mode:      su.mode,
-		tls:       tlsConfig(su.src, l),
-		handshake: or(su.handshake, guard),
-		command:   or(su.command, guard),
-		idle:      or(su.idle, guard),
-		log:       l,
-		remote:    "192.0.2.1:4711",
-		linger:    time.Second,
-		grace:     2 * time.Second,
-		ready:     su.ready,
+		mode:             su.mode,
+		tls:              tlsConfig(su.src, "imap"),
+		handshakeTimeout: or(su.handshake, guard),
+		commandTimeout:   or(su.command, guard),
+		idleTimeout:      or(su.idle, guard),
+		log:              l,
+		remote:           "192.0.2.1:4711",
+		linger:           time.Second,
+		grace:            2 * time.Second,
+		ready:            su.ready,
 	}
 	h := &harness{t: t, client: cTest, rawCli: cTest, server: sTest, logs: logs, done: make(chan *session, 1)}
 	go func() { h.done <- serve(cfg, cProxy, sProxy) }()
@@ -196,6 +197,21 @@ func start(t *testing.T, su setup) *harness {
 		}
 	})
 	return h
+}
+
+// The modes, as -n names them.
+var (
+	modeRequired = mustMode("imap")
+	modeOptional = mustMode("imap-")
+	modeImplicit = mustMode("imaps")
+)
+
+func mustMode(name string) mode {
+	m, ok := modeNamed(name)
+	if !ok {
+		panic("no mode " + name)
+	}
+	return m
 }
 
 func or(d, def time.Duration) time.Duration {

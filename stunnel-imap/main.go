@@ -28,20 +28,6 @@ import (
 
 const synopsis = "-n imap|imap-|imaps [ -F fd ] ( -p pemfile | -P fd | -d certdir | -K fd ) [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ]"
 
-// lockDown is called once, after every descriptor is open and the TLS
-// configuration is ready, and before the first byte is read from the
-// network: from then on the process can open no file or socket and start
-// no process (package seccomp). It must not fail open: an error ends the
-// process (111). jailprobe builds then try the forbidden calls and log
-// the result.
-var lockDown = func(l *log.Logger) error {
-	if err := seccomp.Install(); err != nil {
-		return err
-	}
-	seccomp.Probe(l)
-	return nil
-}
-
 func main() {
 	l := log.New("stunnel-imap")
 	l.Exit(run(l, os.Args[1:]))
@@ -49,16 +35,16 @@ func main() {
 
 // options are the parsed command line.
 type options struct {
-	mode      mode
-	serverFD  int
-	pemFile   string
-	pemFD     int
-	keyFD     int // -K: the key process's channel
-	certDir   string
-	handshake time.Duration
-	command   time.Duration
-	idle      time.Duration
-	verbosity int // -1 quiet, 0 normal, 1 verbose
+	mode             mode
+	serverFD         int
+	pemFile          string
+	pemFD            int
+	keyFD            int // -K: the key process's channel
+	certDir          string
+	handshakeTimeout time.Duration // -T
+	commandTimeout   time.Duration // -t
+	idleTimeout      time.Duration // -A
+	verbosity        int           // -1 quiet, 0 normal, 1 verbose
 }
 
 // seconds, descriptor and nonEmpty parse an option's value into p.
@@ -96,13 +82,12 @@ func nonEmpty(p *string, what string) func(string) error {
 
 func parseArgs(args []string) (*options, error) {
 	o := &options{
-		mode:      modeImplicit,
-		serverFD:  3,
-		pemFD:     -1,
-		keyFD:     -1,
-		handshake: 30 * time.Second,
-		command:   180 * time.Second,
-		idle:      31 * time.Minute,
+		serverFD:         3,
+		pemFD:            -1,
+		keyFD:            -1,
+		handshakeTimeout: 30 * time.Second,
+		commandTimeout:   180 * time.Second,
+		idleTimeout:      31 * time.Minute,
 	}
 	fs := flag.NewFlagSet("stunnel-imap", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -122,9 +107,9 @@ func parseArgs(args []string) (*options, error) {
 	fs.Func("P", "", source(descriptor(&o.pemFD)))
 	fs.Func("d", "", source(nonEmpty(&o.certDir, "directory")))
 	fs.Func("K", "", source(descriptor(&o.keyFD)))
-	fs.Func("T", "", seconds(&o.handshake))
-	fs.Func("t", "", seconds(&o.command))
-	fs.Func("A", "", seconds(&o.idle))
+	fs.Func("T", "", seconds(&o.handshakeTimeout))
+	fs.Func("t", "", seconds(&o.commandTimeout))
+	fs.Func("A", "", seconds(&o.idleTimeout))
 	fs.BoolVar(&verbose, "v", false, "")
 	fs.BoolVar(&quiet, "q", false, "")
 	if err := fs.Parse(args); err != nil {
@@ -137,18 +122,14 @@ func parseArgs(args []string) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, &log.UsageError{Synopsis: synopsis, Msg: "unexpected argument " + strconv.Quote(fs.Arg(0))}
 	}
-	switch modeName {
-	case "":
+	if modeName == "" {
 		return nil, &log.UsageError{Synopsis: synopsis, Msg: "no -n: use -n imap, -n imap- or -n imaps"}
-	case "imaps":
-		o.mode = modeImplicit
-	case "imap":
-		o.mode = modeRequired
-	case "imap-":
-		o.mode = modeOptional
-	default:
+	}
+	m, ok := modeNamed(modeName)
+	if !ok {
 		return nil, &log.UsageError{Synopsis: synopsis, Msg: "unknown mode " + strconv.Quote(modeName) + ": use imap, imap- or imaps"}
 	}
+	o.mode = m
 	if sources != 1 {
 		return nil, &log.UsageError{Synopsis: synopsis, Msg: "exactly one of -p, -P, -d and -K is needed"}
 	}
@@ -198,21 +179,25 @@ func run(l *log.Logger, args []string) error {
 	}
 
 	cfg := &config{
-		mode:      o.mode,
-		tls:       tlsConfig(src, l),
-		handshake: o.handshake,
-		command:   o.command,
-		idle:      o.idle,
-		log:       l,
-		verbosity: o.verbosity,
-		remote:    remoteAddr(),
+		mode:             o.mode,
+		tls:              tlsConfig(src, o.mode.alpn),
+		handshakeTimeout: o.handshakeTimeout,
+		commandTimeout:   o.commandTimeout,
+		idleTimeout:      o.idleTimeout,
+		log:              l,
+		verbosity:        o.verbosity,
+		remote:           remoteAddr(),
 	}
 
 	// LOCK-DOWN POINT: every descriptor is open, the TLS configuration is
-	// ready, and nothing has been read from the network yet.
-	if err := lockDown(l); err != nil {
+	// ready, and nothing has been read from the network yet. From here
+	// the process can open no file or socket and start no process
+	// (package seccomp); this must not fail open. jailprobe builds then
+	// try the forbidden calls and log the result.
+	if err := seccomp.Install(); err != nil {
 		return log.Temp(err, "lock down")
 	}
+	seccomp.Probe(l)
 
 	if k, ok := src.(keySource); ok {
 		cfg.ready = k.ready
@@ -230,85 +215,3 @@ func remoteAddr() string {
 	}
 	return net.JoinHostPort(ip, port)
 }
-
-// fileConn makes a net.Conn of descriptor fd, which must be a socket, and
-// closes fd itself (the conn holds a duplicate).
-func fileConn(fd int) (net.Conn, error) {
-	var st syscall.Stat_t
-	if err := syscall.Fstat(fd, &st); err != nil {
-		return nil, err
-	}
-	f := os.NewFile(uintptr(fd), "fd"+strconv.Itoa(fd))
-	defer f.Close()
-	return net.FileConn(f)
-}
-
-// clientConn is the client: under tcpserver fd 0 and fd 1 are the same
-// TCP socket, used as one net.Conn (half-close by shutdown). Otherwise
-// (pipes, a terminal, two different sockets) reads come from fd 0 and
-// writes go to fd 1, and a half-close closes fd 1.
-func clientConn() (net.Conn, error) {
-	var s0, s1 syscall.Stat_t
-	if err := syscall.Fstat(0, &s0); err != nil {
-		return nil, err
-	}
-	if err := syscall.Fstat(1, &s1); err != nil {
-		return nil, err
-	}
-	if s0.Mode&syscall.S_IFMT == syscall.S_IFSOCK && s0.Dev == s1.Dev && s0.Ino == s1.Ino {
-		c, err := fileConn(0)
-		if err != nil {
-			return nil, err
-		}
-		// fd 1 stays open: shutdown acts on the socket, not the descriptor.
-		return c, nil
-	}
-	// Duplicates, because the runtime turns EPIPE on fd 0/1/2 itself into
-	// death by SIGPIPE; non-blocking, so that the poller honours deadlines.
-	r, err := syscall.Dup(0)
-	if err != nil {
-		return nil, err
-	}
-	w, err := syscall.Dup(1)
-	if err != nil {
-		return nil, err
-	}
-	syscall.CloseOnExec(r)
-	syscall.CloseOnExec(w)
-	syscall.SetNonblock(r, true)
-	syscall.SetNonblock(w, true)
-	return &pipeConn{r: os.NewFile(uintptr(r), "stdin"), w: os.NewFile(uintptr(w), "stdout")}, nil
-}
-
-// pipeConn is a net.Conn made of two files.
-type pipeConn struct {
-	r, w *os.File
-}
-
-func (p *pipeConn) Read(b []byte) (int, error)  { return p.r.Read(b) }
-func (p *pipeConn) Write(b []byte) (int, error) { return p.w.Write(b) }
-func (p *pipeConn) Close() error {
-	p.r.Close()
-	return p.w.Close()
-}
-
-// CloseWrite closes fd 1 too: the reader sees end of file only when no
-// descriptor of the pipe's writing end is left open.
-func (p *pipeConn) CloseWrite() error {
-	syscall.Close(1)
-	return p.w.Close()
-}
-func (p *pipeConn) LocalAddr() net.Addr  { return pipeAddr{} }
-func (p *pipeConn) RemoteAddr() net.Addr { return pipeAddr{} }
-func (p *pipeConn) SetDeadline(t time.Time) error {
-	p.r.SetDeadline(t)
-	p.w.SetDeadline(t)
-	return nil
-}
-func (p *pipeConn) SetReadDeadline(t time.Time) error  { p.r.SetReadDeadline(t); return nil }
-func (p *pipeConn) SetWriteDeadline(t time.Time) error { p.w.SetWriteDeadline(t); return nil }
-
-type pipeAddr struct{}
-
-func (pipeAddr) Network() string { return "pipe" }
-func (pipeAddr) String() string  { return "pipe" }

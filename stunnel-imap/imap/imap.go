@@ -8,61 +8,21 @@ package imap
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"io"
 	"math"
+
+	"imap-tls/stunnel-imap/line"
 )
 
-// MaxLine and MaxLiteral bound what a client may send before
-// authentication: one line (up to a literal announcement or the end of
-// the command) and one literal.
-const (
-	MaxLine    = 64 << 10
-	MaxLiteral = 64 << 10
+// MaxLiteral bounds one literal a client may send before authentication
+// (a line is bounded by line.Max).
+const MaxLiteral = 64 << 10
+
+// Trim and Ending are line's, for the callers of this package.
+var (
+	Trim   = line.Trim
+	Ending = line.Ending
 )
-
-// ErrTooLong is returned by the readers for a line or literal over the limit.
-var ErrTooLong = errors.New("line too long")
-
-// ReadLine reads one line through its LF. RFC 9051 ends lines with CRLF;
-// a bare LF ends a line here too, because common servers accept it and
-// the proxy must never see fewer command boundaries than the server.
-// A line over max bytes is ErrTooLong; at end of input the partial line
-// is returned with io.EOF.
-func ReadLine(r *bufio.Reader, max int) ([]byte, error) {
-	return appendLine(nil, r, max)
-}
-
-// appendLine is ReadLine appending to dst: the line is dst[len(dst):].
-func appendLine(dst []byte, r *bufio.Reader, max int) ([]byte, error) {
-	n := len(dst)
-	for {
-		frag, err := r.ReadSlice('\n')
-		if len(dst)-n+len(frag) > max {
-			return dst[:n], ErrTooLong
-		}
-		dst = append(dst, frag...)
-		if err != bufio.ErrBufferFull {
-			return dst, err
-		}
-	}
-}
-
-// Trim returns line without its line ending (LF or CRLF).
-func Trim(line []byte) []byte {
-	if n := len(line); n > 0 && line[n-1] == '\n' {
-		line = line[:n-1]
-		if n := len(line); n > 0 && line[n-1] == '\r' {
-			line = line[:n-1]
-		}
-	}
-	return line
-}
-
-// Ending returns line's line ending: "\r\n", "\n" or "".
-func Ending(line []byte) []byte {
-	return line[len(Trim(line)):]
-}
 
 // LiteralInfo describes a literal announced at the end of a line.
 type LiteralInfo struct {
@@ -252,12 +212,12 @@ func IsStatus(word []byte) bool {
 func ReadResponse(r *bufio.Reader, maxLine, maxTotal int) (raw []byte, first int, err error) {
 	for {
 		n := len(raw)
-		raw, err = appendLine(raw, r, maxLine)
+		raw, err = line.Append(raw, r, maxLine)
 		if err != nil {
 			return raw, first, err
 		}
 		if len(raw) > maxTotal {
-			return nil, 0, ErrTooLong
+			return nil, 0, line.ErrTooLong
 		}
 		if first == 0 {
 			first = len(raw)
@@ -267,7 +227,7 @@ func ReadResponse(r *bufio.Reader, maxLine, maxTotal int) (raw []byte, first int
 			return raw, first, nil
 		}
 		if lit.Size > int64(maxTotal-len(raw)) {
-			return nil, 0, ErrTooLong
+			return nil, 0, line.ErrTooLong
 		}
 		n = len(raw)
 		raw = append(raw, make([]byte, lit.Size)...)

@@ -7,6 +7,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"imap-tls/stunnel-imap/line"
 )
 
 func TestLiteral(t *testing.T) {
@@ -97,22 +99,6 @@ func TestParseResponse(t *testing.T) {
 	}
 }
 
-func TestReadLine(t *testing.T) {
-	r := bufio.NewReaderSize(strings.NewReader("a NOOP\r\nb NOOP\nc"+strings.Repeat("x", 100)+"\n"), 16)
-	for _, want := range []string{"a NOOP\r\n", "b NOOP\n"} {
-		if got, err := ReadLine(r, 64); string(got) != want || err != nil {
-			t.Errorf("ReadLine = %q %v, want %q", got, err, want)
-		}
-	}
-	if _, err := ReadLine(r, 64); err != ErrTooLong {
-		t.Errorf("long line: %v, want ErrTooLong", err)
-	}
-	r = bufio.NewReader(strings.NewReader("partial"))
-	if got, err := ReadLine(r, 64); string(got) != "partial" || err != io.EOF {
-		t.Errorf("partial: %q %v", got, err)
-	}
-}
-
 func TestReadResponse(t *testing.T) {
 	in := "* 1 FETCH (BODY[] {5}\r\nhe\r\no BODY[1] {3}\r\nabc)\r\na OK done\r\n"
 	r := bufio.NewReader(strings.NewReader(in))
@@ -125,7 +111,7 @@ func TestReadResponse(t *testing.T) {
 		t.Errorf("second = %q %v", raw, err)
 	}
 	r = bufio.NewReader(strings.NewReader("* 1 FETCH (BODY[] {5000}\r\n"))
-	if _, _, err := ReadResponse(r, 1024, 1024); err != ErrTooLong {
+	if _, _, err := ReadResponse(r, 1024, 1024); err != line.ErrTooLong {
 		t.Errorf("big literal: %v", err)
 	}
 }
@@ -175,28 +161,28 @@ func readCommands(r *bufio.Reader) ([][]byte, error) {
 	var cmds [][]byte
 	for {
 		var cmd []byte
-		line, err := ReadLine(r, MaxLine)
+		l, err := line.Read(r, line.Max)
 		if err != nil {
 			return cmds, err
 		}
-		cmd = append(cmd, line...)
+		cmd = append(cmd, l...)
 		for {
-			lit, ok := Literal(line)
+			lit, ok := Literal(l)
 			if !ok {
 				break
 			}
 			if lit.Size > MaxLiteral {
-				return cmds, ErrTooLong
+				return cmds, line.ErrTooLong
 			}
 			b, err := ReadLiteral(r, lit.Size)
 			cmd = append(cmd, b...)
 			if err != nil {
 				return cmds, err
 			}
-			if line, err = ReadLine(r, MaxLine); err != nil {
+			if l, err = line.Read(r, line.Max); err != nil {
 				return cmds, err
 			}
-			cmd = append(cmd, line...)
+			cmd = append(cmd, l...)
 		}
 		cmds = append(cmds, cmd)
 	}
@@ -260,7 +246,7 @@ func FuzzResponseReader(f *testing.F) {
 		for {
 			raw, first, err := ReadResponse(r, 4096, 8192)
 			if err != nil {
-				if err == ErrTooLong {
+				if err == line.ErrTooLong {
 					return
 				}
 				all = append(all, raw...)

@@ -13,17 +13,17 @@ import (
 )
 
 const (
-	greeting      = "* OK [CAPABILITY IMAP4rev1 LITERAL+ AUTH=PLAIN] ready\r\n"
-	greetRequired = "* OK [CAPABILITY IMAP4rev1 LITERAL+ STARTTLS LOGINDISABLED] ready\r\n"
-	greetOptional = "* OK [CAPABILITY IMAP4rev1 LITERAL+ AUTH=PLAIN STARTTLS] ready\r\n"
-	beginTLS      = "a OK Begin TLS negotiation now\r\n"
-	privacy       = " NO [PRIVACYREQUIRED] TLS is required: use STARTTLS first\r\n"
+	serverGreeting = "* OK [CAPABILITY IMAP4rev1 LITERAL+ AUTH=PLAIN] ready\r\n"
+	greetRequired  = "* OK [CAPABILITY IMAP4rev1 LITERAL+ STARTTLS LOGINDISABLED] ready\r\n"
+	greetOptional  = "* OK [CAPABILITY IMAP4rev1 LITERAL+ AUTH=PLAIN STARTTLS] ready\r\n"
+	beginTLS       = "a OK Begin TLS negotiation now\r\n"
+	privacy        = " NO [PRIVACYREQUIRED] TLS is required: use STARTTLS first\r\n"
 )
 
 // starttls is the opening of a session on a STARTTLS port up to a working
 // TLS channel.
 func starttls(greet string) []step {
-	return []step{s(greeting), C(greet), c("a STARTTLS\r\n"), C(beginTLS), handshake()}
+	return []step{s(serverGreeting), C(greet), c("a STARTTLS\r\n"), C(beginTLS), handshake()}
 }
 
 func join(parts ...[]step) []step {
@@ -44,21 +44,21 @@ type scriptCase struct {
 	starts bool // STARTTLS happened
 }
 
-func TestStateMachine(t *testing.T) {
+func TestIMAPSessions(t *testing.T) {
 	cases := []scriptCase{
 		// Rule 1, 3: greetings and capability lists.
 		{name: "greeting required", mode: modeRequired,
-			script: []step{s(greeting), C(greetRequired), clientHalfClose(), serverEnds(), serverClose(), clientEnds()},
+			script: []step{s(serverGreeting), C(greetRequired), clientHalfClose(), serverEnds(), serverClose(), clientEnds()},
 			end:    "client-eof"},
 		{name: "greeting optional", mode: modeOptional,
-			script: []step{s(greeting), C(greetOptional), clientHalfClose(), serverEnds()},
+			script: []step{s(serverGreeting), C(greetOptional), clientHalfClose(), serverEnds()},
 			end:    "client-eof"},
 		{name: "greeting implicit, server advertises STARTTLS", mode: modeImplicit,
 			script: []step{handshake(), s("* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED AUTH=PLAIN] hi\r\n"),
 				C("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n"), clientHalfClose(), serverEnds()},
 			end: "client-eof"},
 		{name: "capability relayed and rewritten before TLS", mode: modeRequired,
-			script: []step{s(greeting), C(greetRequired), c("a CAPABILITY\r\n"), S("a CAPABILITY\r\n"),
+			script: []step{s(serverGreeting), C(greetRequired), c("a CAPABILITY\r\n"), S("a CAPABILITY\r\n"),
 				s("* CAPABILITY IMAP4rev1 AUTH=PLAIN ID\r\na OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] done\r\n"),
 				C("* CAPABILITY IMAP4rev1 ID STARTTLS LOGINDISABLED\r\na OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] done\r\n"),
 				clientHalfClose(), serverEnds()},
@@ -93,52 +93,52 @@ func TestStateMachine(t *testing.T) {
 				clientHalfClose(), serverEnds(), s("* BYE\r\n"), serverHalfClose(), C("* BYE\r\n"), clientEnds()}),
 			end: "client-eof"},
 		{name: "command pipelined after STARTTLS in the same write", mode: modeRequired,
-			script: []step{s(greeting), C(greetRequired), c("a STARTTLS\r\nb LOGIN alice secret\r\n"), C(beginTLS),
+			script: []step{s(serverGreeting), C(greetRequired), c("a STARTTLS\r\nb LOGIN alice secret\r\n"), C(beginTLS),
 				clientEnds(), serverEnds()},
 			end: "handshake-failed", logs: []string{"warning: client sent plaintext after STARTTLS"}},
 		{name: "command pipelined after STARTTLS with a bare LF", mode: modeRequired,
-			script: []step{s(greeting), C(greetRequired), c("a STARTTLS\nb LOGIN alice secret\n"), C(beginTLS),
+			script: []step{s(serverGreeting), C(greetRequired), c("a STARTTLS\nb LOGIN alice secret\n"), C(beginTLS),
 				clientEnds(), serverEnds()},
 			end: "handshake-failed"},
 		{name: "command after STARTTLS in a second quick write", mode: modeRequired,
-			script: []step{s(greeting), C(greetRequired), c("a STARTTLS\r\n"), c("b LOGIN alice secret\r\n"), C(beginTLS),
+			script: []step{s(serverGreeting), C(greetRequired), c("a STARTTLS\r\n"), c("b LOGIN alice secret\r\n"), C(beginTLS),
 				clientEnds(), serverEnds()},
 			end: "handshake-failed"},
 		{name: "command pipelined after STARTTLS in optional mode", mode: modeOptional,
-			script: []step{s(greeting), C(greetOptional), c("a STARTTLS\r\nb CAPABILITY\r\n"), C(beginTLS),
+			script: []step{s(serverGreeting), C(greetOptional), c("a STARTTLS\r\nb CAPABILITY\r\n"), C(beginTLS),
 				clientEnds(), serverEnds()},
 			end: "handshake-failed"},
 		{name: "STARTTLS with arguments", mode: modeRequired,
-			script: []step{s(greeting), C(greetRequired), c("a STARTTLS now\r\n"), C("a BAD STARTTLS takes no arguments\r\n"),
+			script: []step{s(serverGreeting), C(greetRequired), c("a STARTTLS now\r\n"), C("a BAD STARTTLS takes no arguments\r\n"),
 				c("b NOOP\r\n"), S("b NOOP\r\n"), s("b OK\r\n"), C("b OK\r\n"), clientHalfClose(), serverEnds()},
 			end: "client-eof", logs: []string{"warning: client sent STARTTLS with arguments"}},
 		{name: "STARTTLS inside a literal", mode: modeRequired,
-			script: []step{s(greeting), C(greetRequired), c("a NOOP {10}\r\n"), S("a NOOP {10}\r\n"),
+			script: []step{s(serverGreeting), C(greetRequired), c("a NOOP {10}\r\n"), S("a NOOP {10}\r\n"),
 				s("+ go ahead\r\n"), C("+ go ahead\r\n"), c("a STARTTLS\r\n"), S("a STARTTLS\r\n"),
 				s("a BAD arguments\r\n"), C("a BAD arguments\r\n"), clientHalfClose(), serverEnds()},
 			end: "client-eof"},
 		{name: "STARTTLS inside a non-synchronizing literal", mode: modeRequired,
-			script: []step{s(greeting), C(greetRequired), c("a NOOP {12+}\r\nb STARTTLS\r\n\r\n"), S("a NOOP {12}\r\n"),
+			script: []step{s(serverGreeting), C(greetRequired), c("a NOOP {12+}\r\nb STARTTLS\r\n\r\n"), S("a NOOP {12}\r\n"),
 				s("+ go ahead\r\n"), S("b STARTTLS\r\n\r\n"), // the server's "+" is not the client's business
 				s("a BAD arguments\r\n"), C("a BAD arguments\r\n"), clientHalfClose(), serverEnds()},
 			end: "client-eof"},
 		{name: "non-synchronizing literal the server refuses is no command", mode: modeRequired,
-			script: []step{s(greeting), C(greetRequired), c("a XYZZY {12+}\r\nb STARTTLS\r\n x\r\n"), S("a XYZZY {12}\r\n"),
+			script: []step{s(serverGreeting), C(greetRequired), c("a XYZZY {12+}\r\nb STARTTLS\r\n x\r\n"), S("a XYZZY {12}\r\n"),
 				s("a BAD unknown command\r\n"), C("a BAD unknown command\r\n"),
 				c("c NOOP\r\n"), S("c NOOP\r\n"), s("c OK\r\n"), C("c OK\r\n"), clientHalfClose(), serverEnds()},
 			end: "client-eof"},
 		{name: "STARTTLS inside a quoted string", mode: modeRequired,
-			script: []step{s(greeting), C(greetRequired), c("a NOOP \"b STARTTLS\"\r\n"), S("a NOOP \"b STARTTLS\"\r\n"),
+			script: []step{s(serverGreeting), C(greetRequired), c("a NOOP \"b STARTTLS\"\r\n"), S("a NOOP \"b STARTTLS\"\r\n"),
 				s("a OK\r\n"), C("a OK\r\n"), clientHalfClose(), serverEnds()},
 			end: "client-eof"},
 		{name: "LOGIN before TLS never reaches the server", mode: modeRequired,
-			script: []step{s(greeting), C(greetRequired), c("a LOGIN alice secret\r\n"), C("a" + privacy),
+			script: []step{s(serverGreeting), C(greetRequired), c("a LOGIN alice secret\r\n"), C("a" + privacy),
 				c("b login {5+}\r\nalice {6+}\r\nsecret\r\n"), C("b" + privacy),
 				c("c LOGIN {5}\r\n"), C("c" + privacy),
 				c("d NOOP\r\n"), S("d NOOP\r\n"), s("d OK\r\n"), C("d OK\r\n"), clientHalfClose(), serverEnds()},
 			end: "client-eof", logs: []string{"warning: client sent LOGIN before STARTTLS: refused"}},
 		{name: "AUTHENTICATE before TLS never reaches the server", mode: modeRequired,
-			script: []step{s(greeting), C(greetRequired), c("a AUTHENTICATE PLAIN\r\n"), C("a" + privacy),
+			script: []step{s(serverGreeting), C(greetRequired), c("a AUTHENTICATE PLAIN\r\n"), C("a" + privacy),
 				c("b AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==\r\n"), C("b" + privacy),
 				c("d NOOP\r\n"), S("d NOOP\r\n"), s("d OK\r\n"), C("d OK\r\n"), clientHalfClose(), serverEnds()},
 			end: "client-eof", logs: []string{"warning: client sent AUTHENTICATE before STARTTLS"}},
@@ -147,7 +147,7 @@ func TestStateMachine(t *testing.T) {
 				c("c NOOP\r\n"), S("c NOOP\r\n"), s("c OK\r\n"), C("c OK\r\n"), clientHalfClose(), serverEnds()}),
 			end: "client-eof", logs: []string{"warning: client sent STARTTLS twice"}},
 		{name: "STARTTLS in implicit mode", mode: modeImplicit,
-			script: []step{handshake(), s(greeting), C(greeting), c("a STARTTLS\r\n"), C("a BAD TLS is already active\r\n"),
+			script: []step{handshake(), s(serverGreeting), C(serverGreeting), c("a STARTTLS\r\n"), C("a BAD TLS is already active\r\n"),
 				c("b NOOP\r\n"), S("b NOOP\r\n"), s("b OK\r\n"), C("b OK\r\n"), clientHalfClose(), serverEnds()},
 			end: "client-eof"},
 
@@ -186,26 +186,26 @@ func TestStateMachine(t *testing.T) {
 
 		// Rule 5: plaintext login with -n imap-.
 		{name: "plaintext login in optional mode", mode: modeOptional, auth: true,
-			script: []step{s(greeting), C(greetOptional), c("a LOGIN alice secret\r\n"), S("a LOGIN alice secret\r\n"),
+			script: []step{s(serverGreeting), C(greetOptional), c("a LOGIN alice secret\r\n"), S("a LOGIN alice secret\r\n"),
 				s("a OK in\r\n"), C("a OK in\r\n"), c("b SELECT INBOX\r\n"), S("b SELECT INBOX\r\n"),
 				clientHalfClose(), serverEnds()},
 			end: "client-eof"},
 
 		// Rule 6: endings.
 		{name: "client half-close before login drains the server", mode: modeRequired,
-			script: []step{s(greeting), C(greetRequired), c("a LOGOUT\r\n"), S("a LOGOUT\r\n"), clientHalfClose(),
+			script: []step{s(serverGreeting), C(greetRequired), c("a LOGOUT\r\n"), S("a LOGOUT\r\n"), clientHalfClose(),
 				s("* BYE bye\r\na OK done\r\n"), C("* BYE bye\r\na OK done\r\n"), serverEnds(), serverHalfClose(), clientEnds()},
 			end: "client-eof"},
 		{name: "backend dies before login", mode: modeRequired,
-			script: []step{s(greeting), C(greetRequired), c("a NOOP\r\n"), S("a NOOP\r\n"), s("* 1 EXISTS\r\n"), serverClose(),
+			script: []step{s(serverGreeting), C(greetRequired), c("a NOOP\r\n"), S("a NOOP\r\n"), s("* 1 EXISTS\r\n"), serverClose(),
 				C("* 1 EXISTS\r\n"), clientEnds()},
 			end: "server-eof"},
 		{name: "backend dies mid-literal before login", mode: modeRequired,
-			script: []step{s(greeting), C(greetRequired), c("a NOOP\r\n"), S("a NOOP\r\n"), s("* 1 FETCH (BODY[] {10}\r\nhel"), serverClose(),
+			script: []step{s(serverGreeting), C(greetRequired), c("a NOOP\r\n"), S("a NOOP\r\n"), s("* 1 FETCH (BODY[] {10}\r\nhel"), serverClose(),
 				C("* 1 FETCH (BODY[] {10}\r\nhel"), clientEnds()}, // what it sent is passed on, then the end
 			end: "server-eof"},
 		{name: "backend half-closes before login", mode: modeOptional,
-			script: []step{s(greeting), C(greetOptional), serverHalfClose(), clientEnds(), serverEnds()},
+			script: []step{s(serverGreeting), C(greetOptional), serverHalfClose(), clientEnds(), serverEnds()},
 			end:    "server-eof"},
 		{name: "backend dies mid-session", mode: modeRequired, starts: true, auth: true,
 			script: join(starttls(greetRequired), []step{
@@ -214,7 +214,7 @@ func TestStateMachine(t *testing.T) {
 				C("* 1 FETCH (BODY[] {5}\r\nhello)\r\n"), clientEnds()}),
 			end: "server-eof"},
 		{name: "client vanishes mid-literal", mode: modeOptional,
-			script: []step{s(greeting), C(greetOptional), c("a LOGIN {5}\r\n"), S("a LOGIN {5}\r\n"), s("+ OK\r\n"), C("+ OK\r\n"),
+			script: []step{s(serverGreeting), C(greetOptional), c("a LOGIN {5}\r\n"), S("a LOGIN {5}\r\n"), s("+ OK\r\n"), C("+ OK\r\n"),
 				c("ali"), clientClose(), serverEnds()}, // half a literal is no command: the server gets none of it
 			end: "client-eof"},
 		{name: "backend dies while LOGIN waits for its answer", mode: modeRequired, starts: true,
@@ -223,55 +223,60 @@ func TestStateMachine(t *testing.T) {
 				C("* OK still here\r\n"), clientEnds()}),
 			end: "server-eof"},
 		{name: "client vanishes mid-session", mode: modeImplicit, auth: true,
-			script: []step{handshake(), s(greeting), C(greeting), c("a LOGIN alice secret\r\n"), S("a LOGIN alice secret\r\n"),
+			script: []step{handshake(), s(serverGreeting), C(serverGreeting), c("a LOGIN alice secret\r\n"), S("a LOGIN alice secret\r\n"),
 				s("a OK in\r\n"), C("a OK in\r\n"), c("b IDLE\r\n"), S("b IDLE\r\n"), clientClose(), serverEnds()},
 			end: "client-eof"},
 
 		// Rule 7: limits.
 		{name: "oversized literal", mode: modeRequired,
-			script: []step{s(greeting), C(greetRequired), c("a APPEND INBOX {70000}\r\n"), C("* BYE Literal too large\r\n"),
+			script: []step{s(serverGreeting), C(greetRequired), c("a APPEND INBOX {70000}\r\n"), C("* BYE Literal too large\r\n"),
 				clientEnds(), serverEnds()},
 			end: "literal-too-large", logs: []string{"warning: client announced a literal of 70000 bytes"}},
 		{name: "oversized second literal", mode: modeImplicit,
-			script: []step{handshake(), s(greeting), C(greeting), c("a LOGIN {5}\r\n"), S("a LOGIN {5}\r\n"), s("+ OK\r\n"), C("+ OK\r\n"),
+			script: []step{handshake(), s(serverGreeting), C(serverGreeting), c("a LOGIN {5}\r\n"), S("a LOGIN {5}\r\n"), s("+ OK\r\n"), C("+ OK\r\n"),
 				c("alice {99999999999999999999}\r\n"), C("* BYE Literal too large\r\n"), clientEnds(), serverEnds()},
 			end: "literal-too-large"},
 		{name: "oversized literal in a refused command", mode: modeRequired,
-			script: []step{s(greeting), C(greetRequired), c("a LOGIN {5+}\r\nalice {9999999999+}\r\n"), C("a" + privacy),
+			script: []step{s(serverGreeting), C(greetRequired), c("a LOGIN {5+}\r\nalice {9999999999+}\r\n"), C("a" + privacy),
 				C("* BYE Literal too large\r\n"), clientEnds(), serverEnds()},
 			end: "literal-too-large"},
 		{name: "oversized literal in a server response", mode: modeRequired,
-			script: []step{s(greeting), C(greetRequired), c("a NOOP\r\n"), S("a NOOP\r\n"), s("* 1 FETCH (BODY[] {2000000}\r\n"),
+			script: []step{s(serverGreeting), C(greetRequired), c("a NOOP\r\n"), S("a NOOP\r\n"), s("* 1 FETCH (BODY[] {2000000}\r\n"),
 				C("* BYE Server error\r\n"), clientEnds(), serverEnds()},
 			end: "server-error", logs: []string{"warning: server sent a response over 1048576 bytes before authentication"}},
 		{name: "unparsable lines", mode: modeRequired,
-			script: []step{s(greeting), C(greetRequired), c("\r\n"), c("a\r\n"), C("a BAD Command not understood\r\n"),
+			script: []step{s(serverGreeting), C(greetRequired), c("\r\n"), c("a\r\n"), C("a BAD Command not understood\r\n"),
 				c("(x y\r\n"), C("* BAD Command not understood\r\n"), c("d NOOP\r\n"), S("d NOOP\r\n"), s("d OK\r\n"), C("d OK\r\n"), clientHalfClose(), serverEnds()},
 			end: "client-eof"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			h := start(t, setup{mode: tc.mode})
-			h.run(tc.script)
-			sess := h.ended(tc.end, tc.logs...)
-			if sess.auth != tc.auth {
-				t.Errorf("auth=%v, want %v", sess.auth, tc.auth)
-			}
-			if sess.starttls != tc.starts {
-				t.Errorf("starttls=%v, want %v", sess.starttls, tc.starts)
-			}
-			for _, secret := range []string{"secret", "AGFsaWNl", "alice"} {
-				if strings.Contains(h.logs.String(), secret) {
-					t.Errorf("log holds %q:\n%s", secret, h.logs)
-				}
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { runScript(t, tc) })
+	}
+}
+
+// runScript plays one case and checks its end, its log, and that no
+// password reached the log.
+func runScript(t *testing.T, tc scriptCase) {
+	t.Helper()
+	h := start(t, setup{mode: tc.mode})
+	h.run(tc.script)
+	sess := h.ended(tc.end, tc.logs...)
+	if sess.loggedIn != tc.auth {
+		t.Errorf("auth=%v, want %v", sess.loggedIn, tc.auth)
+	}
+	if sess.starttls != tc.starts {
+		t.Errorf("starttls=%v, want %v", sess.starttls, tc.starts)
+	}
+	for _, secret := range []string{"secret", "AGFsaWNl", "alice"} {
+		if strings.Contains(h.logs.String(), secret) {
+			t.Errorf("log holds %q:\n%s", secret, h.logs)
+		}
 	}
 }
 
 func TestEndlessLine(t *testing.T) {
 	h := start(t, setup{mode: modeRequired})
-	h.run([]step{s(greeting), C(greetRequired)})
+	h.run([]step{s(serverGreeting), C(greetRequired)})
 	go h.client.Write([]byte("a NOOP " + strings.Repeat("x", 100<<10)))
 	h.run([]step{C("* BYE Command line too long\r\n"), clientEnds(), serverEnds()})
 	h.ended("line-too-long", "warning: client sent a line over 65536 bytes")
@@ -297,8 +302,8 @@ func TestStalledHandshake(t *testing.T) {
 	for _, m := range []mode{modeImplicit, modeRequired} {
 		t.Run(m.String(), func(t *testing.T) {
 			h := start(t, setup{mode: m, handshake: 300 * time.Millisecond})
-			if m == modeRequired {
-				h.run([]step{s(greeting), C(greetRequired), c("a STARTTLS\r\n"), C(beginTLS)})
+			if m.policy == required {
+				h.run([]step{s(serverGreeting), C(greetRequired), c("a STARTTLS\r\n"), C(beginTLS)})
 			}
 			h.run([]step{clientEnds()})
 			h.ended("handshake-timeout")
@@ -315,7 +320,7 @@ func TestClientGoneMidHandshake(t *testing.T) {
 
 func TestDripFedCommand(t *testing.T) {
 	h := start(t, setup{mode: modeRequired, command: 500 * time.Millisecond})
-	h.run([]step{s(greeting), C(greetRequired)})
+	h.run([]step{s(serverGreeting), C(greetRequired)})
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -349,7 +354,7 @@ func TestSilentServerAfterCommand(t *testing.T) {
 	for _, cmd := range []string{"a NOOP\r\n", "a NOOP {5}\r\n"} {
 		t.Run(cmd, func(t *testing.T) {
 			h := start(t, setup{mode: modeRequired, command: 300 * time.Millisecond})
-			h.run([]step{s(greeting), C(greetRequired), c(cmd), S(cmd), s("* 1 EXISTS\r\n"), C("* 1 EXISTS\r\n"),
+			h.run([]step{s(serverGreeting), C(greetRequired), c(cmd), S(cmd), s("* 1 EXISTS\r\n"), C("* 1 EXISTS\r\n"),
 				C("* BYE Autologout; command not completed in time\r\n"), clientEnds(), serverEnds()})
 			h.ended("timeout", "warning: server did not answer a command within 300ms: autologout")
 			if strings.Contains(h.logs.String(), "client took") {
@@ -363,14 +368,14 @@ func TestSilentServerAfterCommand(t *testing.T) {
 // nothing more: the client is the one that took too long.
 func TestSilentClientMidLiteral(t *testing.T) {
 	h := start(t, setup{mode: modeRequired, command: 300 * time.Millisecond})
-	h.run([]step{s(greeting), C(greetRequired), c("a NOOP {5}\r\n"), S("a NOOP {5}\r\n"), s("+ go\r\n"), C("+ go\r\n"),
+	h.run([]step{s(serverGreeting), C(greetRequired), c("a NOOP {5}\r\n"), S("a NOOP {5}\r\n"), s("+ go\r\n"), C("+ go\r\n"),
 		C("* BYE Autologout; command not completed in time\r\n"), clientEnds(), serverEnds()})
 	h.ended("timeout", "warning: client took more than 300ms for a command: autologout")
 }
 
 func TestIdleTimeoutAfterLogin(t *testing.T) {
 	h := start(t, setup{mode: modeImplicit, idle: 300 * time.Millisecond})
-	h.run([]step{handshake(), s(greeting), C(greeting), c("a LOGIN alice secret\r\n"), S("a LOGIN alice secret\r\n"),
+	h.run([]step{handshake(), s(serverGreeting), C(serverGreeting), c("a LOGIN alice secret\r\n"), S("a LOGIN alice secret\r\n"),
 		s("a OK in\r\n"), C("a OK in\r\n"), clientEnds(), serverEnds()})
 	h.ended("idle-timeout", "warning: session idle for 300ms")
 }
@@ -401,7 +406,7 @@ func TestALPN(t *testing.T) {
 					t.Errorf("ALPN %q, want %q", got, tc.want)
 				}
 				h.client = tc2
-				h.run([]step{s(greeting), C(greeting), clientHalfClose(), serverEnds()})
+				h.run([]step{s(serverGreeting), C(serverGreeting), clientHalfClose(), serverEnds()})
 				h.ended("client-eof")
 				return
 			}
@@ -416,7 +421,7 @@ func TestALPN(t *testing.T) {
 
 func TestTLS12AndLogLine(t *testing.T) {
 	h := start(t, setup{mode: modeRequired})
-	h.run(join([]step{s(greeting), C(greetRequired), c("a STARTTLS\r\n"), C(beginTLS)},
+	h.run(join([]step{s(serverGreeting), C(greetRequired), c("a STARTTLS\r\n"), C(beginTLS)},
 		[]step{handshakeWith(&tls.Config{RootCAs: testPool, ServerName: "imap.test", MaxVersion: tls.VersionTLS12})},
 		[]step{c("b LOGIN alice secret\r\n"), S("b LOGIN alice secret\r\n"), s("b OK in\r\n"), C("b OK in\r\n"),
 			clientHalfClose(), serverEnds()}))
@@ -439,7 +444,7 @@ func TestTLS12AndLogLine(t *testing.T) {
 
 func TestLargeTransferAfterLogin(t *testing.T) {
 	h := start(t, setup{mode: modeImplicit})
-	h.run([]step{handshake(), s(greeting), C(greeting), c("a LOGIN alice secret\r\n"), S("a LOGIN alice secret\r\n"),
+	h.run([]step{handshake(), s(serverGreeting), C(serverGreeting), c("a LOGIN alice secret\r\n"), S("a LOGIN alice secret\r\n"),
 		s("a OK in\r\n"), C("a OK in\r\n")})
 	big := strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB each way
 	go h.server.Write([]byte(big))
@@ -468,7 +473,7 @@ func TestOldTLSRefused(t *testing.T) {
 func TestReadyHoldsGreeting(t *testing.T) {
 	release := make(chan struct{})
 	h := start(t, setup{mode: modeRequired, ready: func() error { <-release; return nil }})
-	h.run([]step{s(greeting)})
+	h.run([]step{s(serverGreeting)})
 	h.client.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	if n, err := h.client.Read(make([]byte, 1)); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("client read %d bytes (%v) before the key process was ready", n, err)
@@ -484,8 +489,8 @@ func TestReadyFails(t *testing.T) {
 	for _, m := range []mode{modeRequired, modeOptional, modeImplicit} {
 		t.Run(m.String(), func(t *testing.T) {
 			h := start(t, setup{mode: m, ready: func() error { return errors.New("key process ended") }})
-			if m != modeImplicit {
-				h.run([]step{s(greeting)})
+			if m.policy != implicit {
+				h.run([]step{s(serverGreeting)})
 			}
 			h.client.SetReadDeadline(time.Now().Add(guard))
 			if b, err := io.ReadAll(h.client); len(b) != 0 || err != nil {

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"crypto/tls"
+	"strconv"
+	"time"
+)
+
+// warnings logs each kind of warning once per session and counts them
+// all: a client that repeats a refused command fifty thousand times
+// leaves one warning line and a count in the session's log line, not
+// fifty thousand lines that would rotate multilog's history away.
+type warnings struct {
+	seen  map[string]bool // by format
+	count int
+}
+
+// warn logs a warning the first time its format occurs in this session.
+func (s *session) warn(format string, args ...any) {
+	s.warnings.count++
+	if s.warnings.seen[format] {
+		return
+	}
+	if s.warnings.seen == nil {
+		s.warnings.seen = map[string]bool{}
+	}
+	s.warnings.seen[format] = true
+	s.cfg.log.Warning(format, args...)
+}
+
+// clip bounds a client-chosen text to max bytes, marking what it cut.
+func clip(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "...(" + strconv.Itoa(len(s)) + " bytes)"
+}
+
+// field keeps a client-chosen value (the server name) to one bounded
+// word.
+func field(s string) string {
+	if s == "" {
+		return "-"
+	}
+	b := []byte(clip(s, maxLogged))
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}
+
+func yesno(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// logEnd writes the session's one info line.
+func (s *session) logEnd() {
+	if s.cfg.verbosity < 0 {
+		return
+	}
+	cipher := "none"
+	if s.state.Version != 0 {
+		cipher = tls.CipherSuiteName(s.state.CipherSuite)
+	}
+	s.cfg.log.Info("remote=%s mode=%s starttls=%s tls=%s cipher=%s sni=%s auth=%s in=%d out=%d warnings=%d duration=%.3fs end=%s",
+		s.cfg.remote, s.cfg.mode, yesno(s.starttls), tlsVersion(s.state), cipher, field(s.sni), yesno(s.loggedIn),
+		s.in.Load(), s.out.Load(), s.warnings.count, time.Since(s.start).Seconds(), s.end)
+}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+// This file is the session after login: both directions copied
+// unparsed until both have ended, under the idle timeout -A.
+
+const relayBuffer = 64 << 10
+
+// direction is how one copying direction ended.
+type direction struct {
+	seq      int32 // 1 for the direction that ended first
+	toServer bool
+	err      error // nil at end of file
+	write    bool  // the error was on the writing side
+}
+
+// relay copies both ways, unparsed, until both directions have ended.
+// Before it starts no read of either peer should be running (the part
+// never reads the client while the server decides on a login, and the
+// core does not restart the server's read after one), so the readers'
+// buffers hold exactly what came after the login.
+func (s *session) relay() {
+	if s.cli.busy { // not reached: kept so that no byte is ever lost
+		r := s.cli.wait()
+		s.in.Add(int64(len(r.lit) + len(r.data)))
+		s.toServer(append(r.lit, r.data...))
+	}
+	s.raw.SetDeadline(time.Time{})
+	s.server.SetDeadline(time.Time{})
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	done := make(chan direction, 2)
+	var order atomic.Int32
+	go func() { done <- pump(s.server, s.cr, &s.in, &last, &order, true) }()
+	go func() { done <- pump(s.client, s.sr, &s.out, &last, &order, false) }()
+
+	stop := make(chan struct{})
+	var idled atomic.Bool
+	go func() {
+		t := time.NewTimer(s.cfg.idleTimeout)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				since := time.Duration(time.Now().UnixNano() - last.Load())
+				if since < s.cfg.idleTimeout {
+					t.Reset(s.cfg.idleTimeout - since)
+					continue
+				}
+				idled.Store(true)
+				past := time.Now().Add(-time.Second)
+				s.raw.SetDeadline(past)
+				s.server.SetDeadline(past)
+				return
+			}
+		}
+	}()
+
+	first := <-done
+	if !first.toServer {
+		// The server is done: the client gets the half-close (done by
+		// pump on end of file) and a little time to close its side.
+		if first.err != nil {
+			closeWrite(s.client)
+		}
+		if !idled.Load() {
+			s.raw.SetReadDeadline(time.Now().Add(s.cfg.grace))
+		}
+	} else if first.err != nil {
+		closeWrite(s.server)
+	}
+	second := <-done
+	close(stop)
+	if second.seq < first.seq {
+		first = second
+	}
+
+	switch {
+	case idled.Load():
+		s.warn("session idle for %s: closed", s.cfg.idleTimeout)
+		s.raw.SetDeadline(time.Now().Add(s.cfg.linger))
+		closeWrite(s.client)
+		s.end = "idle-timeout"
+	case first.toServer && first.err == nil:
+		s.end = "client-eof"
+	case !first.toServer && first.err == nil:
+		s.end = "server-eof"
+	case first.toServer == first.write:
+		s.end = "server-error"
+	default:
+		s.end = "client-error"
+	}
+}
+
+// pump copies src to dst with a large buffer and passes end of file on as
+// a half-close.
+func pump(dst net.Conn, src io.Reader, count, last *atomic.Int64, order *atomic.Int32, toServer bool) direction {
+	buf := make([]byte, relayBuffer)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			last.Store(time.Now().UnixNano())
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return direction{seq: order.Add(1), toServer: toServer, err: werr, write: true}
+			}
+			count.Add(int64(n))
+		}
+		if err == io.EOF {
+			d := direction{seq: order.Add(1), toServer: toServer}
+			closeWrite(dst)
+			return d
+		}
+		if err != nil {
+			return direction{seq: order.Add(1), toServer: toServer, err: err}
+		}
+	}
+}

@@ -1,0 +1,444 @@
+package main
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"imap-tls/log"
+	"imap-tls/stunnel-imap/line"
+)
+
+// This file is the protocol-neutral core of a session: the two peers,
+// the event loop before login, the timeouts, the limits, and the way a
+// session ends. What the bytes mean before login is a protocol part's
+// (imap.go); the TLS handshake is in handshake.go, the relay after login
+// in relay.go, the per-connection log line in logline.go.
+
+// policy is how a port uses TLS.
+type policy int
+
+const (
+	required policy = iota // STARTTLS before login (-n imap)
+	optional               // STARTTLS offered, plaintext relayed (-n imap-)
+	implicit               // TLS from the first byte (-n imaps, port 993)
+)
+
+// mode is what a port serves: a protocol with a TLS policy, named as -n,
+// env/MODE and the log line's mode= name it.
+type mode struct {
+	name   string
+	policy policy
+	alpn   string              // the protocol's ALPN id (RFC 7301)
+	part   func(*session) part // the protocol part of one session
+}
+
+var modes = []mode{
+	{"imap", required, "imap", newIMAP},
+	{"imap-", optional, "imap", newIMAP},
+	{"imaps", implicit, "imap", newIMAP},
+}
+
+func modeNamed(name string) (mode, bool) {
+	for _, m := range modes {
+		if m.name == name {
+			return m, true
+		}
+	}
+	return mode{}, false
+}
+
+func (m mode) String() string { return m.name }
+
+// A part is the protocol-aware half of a session before login: it says
+// what a server response and a client read mean, and what to read next
+// from the client. The core calls it from one goroutine, one event at a
+// time, and only with reads that succeeded; the core handles a peer's
+// end, an error, a limit and a timeout itself.
+type part interface {
+	// readResponse reads one whole server response (the core keeps
+	// one such read running until login).
+	readResponse(sr *bufio.Reader) result
+	// server handles one server response.
+	server(r result)
+	// client handles one client read started by the part.
+	client(r result)
+	// waiting says whom the session waits for now (for a timeout).
+	waiting() waitingFor
+	// bye is the protocol's last word to a client the proxy drops.
+	bye(text string) string
+}
+
+// waitingFor is whom a session waits for, to name the one who was late.
+type waitingFor int
+
+const (
+	waitingGreeting waitingFor = iota // the server's greeting
+	waitingClient                     // the client's command, literal or line
+	waitingServer                     // the server's answer to a whole command
+)
+
+// config is what one session needs; run fills it from the command line,
+// tests build it directly.
+type config struct {
+	mode             mode
+	tls              *tls.Config
+	handshakeTimeout time.Duration // -T: the whole TLS handshake
+	commandTimeout   time.Duration // -t: one command and its answer, before login
+	idleTimeout      time.Duration // -A: silence after login
+	log              *log.Logger
+	verbosity        int
+	remote           string
+	// linger bounds how long the proxy reads and discards what a client
+	// still sends after the proxy ended the session, so that closing does
+	// not reset the connection under bytes the client has yet to read.
+	linger time.Duration
+	// grace bounds how long the client side may stay open after the
+	// server has gone (like stunnel's TIMEOUTclose), and how long the
+	// server may take to finish once the client has half-closed.
+	grace time.Duration
+	// ready, when set, waits until the certificate can be served (the
+	// key process has loaded its key). The session calls it before the
+	// first byte reaches the client, while the server's greeting is on
+	// its way, so that the key process and the server start side by
+	// side; an error ends the process (111) before the client hears a
+	// byte.
+	ready func() error
+}
+
+// maxResponse bounds one server response before login.
+const maxResponse = 1 << 20
+
+// result is what one read from a peer gave.
+type result struct {
+	lit  []byte // a literal read before data (client side)
+	data []byte // the line, or the server's whole response
+	n    int    // server side: length of the response's first line
+	err  error
+}
+
+// async runs one read at a time on a peer in a goroutine, so that the
+// session can wait on both peers and a timer; it never reads ahead of
+// what the session asked for, so that the bytes after STARTTLS, or after
+// a login, are still in the peer's bufio.Reader when the session changes
+// gear.
+type async struct {
+	busy bool
+	ch   chan result
+}
+
+func (a *async) start(f func() result) {
+	a.busy = true
+	go func() { a.ch <- f() }()
+}
+
+func (a *async) wait() result {
+	r := <-a.ch
+	a.busy = false
+	return r
+}
+
+type session struct {
+	cfg    *config
+	part   part
+	fatal  error    // from cfg.ready: the process exits with it
+	raw    net.Conn // the client as given
+	client net.Conn // raw, or the TLS conn over it
+	server net.Conn
+	cr, sr *bufio.Reader
+	cli    async
+	srv    async
+
+	deadline   time.Time // of the command being read and answered
+	tlsOn      bool      // a TLS channel to the client is up
+	clientGone bool      // the client half-closed before login
+	loggedIn   bool      // the server accepted a login or greeted PREAUTH
+	end        string    // how the session ended: the log line's end=
+
+	// What the log line tells.
+	starttls bool
+	state    tls.ConnectionState
+	sni      string // the server name the client asked for, even in a failed handshake
+	in, out  atomic.Int64
+	start    time.Time
+	warnings warnings
+}
+
+// serve runs one session to its end and closes both connections.
+func serve(cfg *config, client, server net.Conn) *session {
+	if cfg.linger == 0 {
+		cfg.linger = 2 * time.Second
+	}
+	if cfg.grace == 0 {
+		cfg.grace = 10 * time.Second
+	}
+	s := &session{
+		cfg: cfg, raw: client, client: client, server: server,
+		sr:    bufio.NewReaderSize(server, 4096),
+		cli:   async{ch: make(chan result, 1)},
+		srv:   async{ch: make(chan result, 1)},
+		start: time.Now(),
+	}
+	s.part = cfg.mode.part(s)
+	s.run()
+	s.logEnd()
+	return s
+}
+
+func (s *session) run() {
+	defer s.raw.Close()
+	defer s.server.Close()
+	if s.cfg.mode.policy == implicit {
+		if !s.certReady() {
+			return
+		}
+		if !s.handshake(nil) {
+			s.finish()
+			return
+		}
+	} else {
+		// Plaintext first; with implicit TLS the handshake makes the
+		// client's reader.
+		s.cr = bufio.NewReaderSize(s.raw, 4096)
+	}
+	s.beforeLogin()
+	if s.end != "" {
+		if s.fatal == nil {
+			s.finish()
+		}
+		return
+	}
+	s.relay()
+}
+
+// certReady waits for cfg.ready, if any; on failure the session ends
+// with nothing said to the client, and the process exits 111.
+func (s *session) certReady() bool {
+	if s.cfg.ready == nil {
+		return true
+	}
+	if err := s.cfg.ready(); err != nil {
+		s.fatal = log.Temp(err, "use the key process")
+		s.end = "key-process-failed"
+		return false
+	}
+	return true
+}
+
+// beforeLogin is the event loop until login: one server read always
+// running, one client read when the part asks for it, and the deadline
+// of the current command. Each event goes to the part, except the ones
+// every protocol handles alike: a peer's end or error, a limit, a
+// timeout.
+func (s *session) beforeLogin() {
+	s.setDeadline(time.Now().Add(s.cfg.commandTimeout)) // for the greeting
+	s.readServer()
+	if !s.tlsOn && !s.certReady() {
+		return
+	}
+	timer := time.NewTimer(s.cfg.commandTimeout)
+	defer timer.Stop()
+	for s.end == "" && !s.loggedIn {
+		timer.Reset(time.Until(s.deadline))
+		select {
+		case r := <-s.srv.ch:
+			s.srv.busy = false
+			if r.err != nil {
+				s.serverFailed(r)
+				continue
+			}
+			s.part.server(r)
+			if s.end == "" && !s.loggedIn {
+				s.readServer() // after login the relay reads the server
+			}
+		case r := <-s.cli.ch:
+			s.cli.busy = false
+			s.in.Add(int64(len(r.lit) + len(r.data)))
+			if r.err != nil {
+				s.clientFailed(r.err)
+				continue
+			}
+			s.part.client(r)
+		case <-timer.C:
+			s.timedOut()
+		}
+	}
+}
+
+func (s *session) setDeadline(t time.Time) {
+	s.deadline = t
+	s.raw.SetDeadline(t)
+	s.server.SetWriteDeadline(t) // a server that stops reading is no excuse
+}
+
+// nextCommand gives the client's next command the whole -t, unless the
+// client has gone: the server then has cfg.grace to finish.
+func (s *session) nextCommand() {
+	if s.clientGone {
+		return
+	}
+	s.setDeadline(time.Now().Add(s.cfg.commandTimeout))
+}
+
+func (s *session) readServer() {
+	sr, p := s.sr, s.part
+	s.srv.start(func() result { return p.readResponse(sr) })
+}
+
+// readClient starts the part's read of the client, unless the client has
+// gone: then nothing more comes from it, and the session waits for the
+// server to finish.
+func (s *session) readClient(read func(cr *bufio.Reader) result) {
+	if s.clientGone {
+		return
+	}
+	cr := s.cr
+	s.cli.start(func() result { return read(cr) })
+}
+
+func (s *session) toClient(b []byte) bool {
+	n, err := s.client.Write(b)
+	s.out.Add(int64(n))
+	if err != nil {
+		if s.end == "" {
+			s.end = endReason("client", err)
+			if s.clientGone {
+				s.end = "client-eof"
+			}
+		}
+		return false
+	}
+	return true
+}
+
+func (s *session) toServer(b []byte) bool {
+	if _, err := s.server.Write(b); err != nil {
+		if s.end == "" {
+			s.end = endReason("server", err)
+		}
+		return false
+	}
+	return true
+}
+
+func endReason(peer string, err error) string {
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF): // gone mid-response too
+		return peer + "-eof"
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout"
+	}
+	return peer + "-error"
+}
+
+// reply sends the proxy's own answer to the client.
+func (s *session) reply(format string, args ...any) bool {
+	return s.toClient([]byte(fmt.Sprintf(format, args...) + "\r\n"))
+}
+
+// bye ends the session with the protocol's last word.
+func (s *session) bye(end, text string) {
+	s.raw.SetDeadline(time.Now().Add(s.cfg.linger))
+	s.toClient([]byte(s.part.bye(text) + "\r\n"))
+	s.end = end
+}
+
+// login hands the session to the relay once the current event is done.
+func (s *session) login() { s.loggedIn = true }
+
+// timedOut ends the session when -t runs out, naming who was late.
+func (s *session) timedOut() {
+	if s.clientGone {
+		s.end = "client-eof" // the server took its grace time to finish
+		return
+	}
+	switch s.part.waiting() {
+	case waitingGreeting:
+		s.warn("server sent no greeting within %s", s.cfg.commandTimeout)
+		s.bye("server-timeout", "Server not responding")
+		return
+	case waitingClient:
+		s.warn("client took more than %s for a command: autologout", s.cfg.commandTimeout)
+	default:
+		s.warn("server did not answer a command within %s: autologout", s.cfg.commandTimeout)
+	}
+	s.bye("timeout", "Autologout; command not completed in time")
+}
+
+// serverFailed ends the session on a server read that failed.
+func (s *session) serverFailed(r result) {
+	if r.err == line.ErrTooLong {
+		s.warn("server sent a response over %d bytes before authentication", maxResponse)
+		s.bye("server-error", "Server error")
+		return
+	}
+	// What the server sent before it went is passed on.
+	if len(r.data) > 0 {
+		s.toClient(r.data)
+	}
+	if s.clientGone {
+		s.end = "client-eof"
+	} else if s.end == "" {
+		s.end = endReason("server", r.err)
+	}
+}
+
+// clientFailed handles a client read that failed: a limit or a timeout
+// ends the session; an end of file is passed on as a half-close, and the
+// server's answers still drain for cfg.grace.
+func (s *session) clientFailed(err error) {
+	switch {
+	case err == line.ErrTooLong:
+		s.warn("client sent a line over %d bytes", line.Max)
+		s.bye("line-too-long", "Command line too long")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.timedOut()
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		s.clientGone = true
+		closeWrite(s.server)
+		s.deadline = time.Now().Add(s.cfg.grace)
+	default:
+		s.end = "client-error"
+	}
+}
+
+// startTLS sends the part's positive answer to STARTTLS (or STLS) and
+// runs the handshake. Whatever the client sent after the command is no
+// command: it goes to the handshake (RFC 9051 §6.2.1 allows a pipelined
+// ClientHello), where plaintext fails.
+func (s *session) startTLS(answer string) bool {
+	if !s.reply("%s", answer) {
+		return false
+	}
+	var pre []byte
+	if n := s.cr.Buffered(); n > 0 {
+		pre = make([]byte, n)
+		io.ReadFull(s.cr, pre)
+	}
+	if !s.handshake(pre) {
+		return false
+	}
+	s.starttls = true
+	return true
+}
+
+// finish ends a session that never reached the relay: the client gets a
+// half-close, and what it still sends is read and dropped for a moment,
+// so that the kernel does not reset the connection under our last words.
+func (s *session) finish() {
+	closeWrite(s.server)
+	s.raw.SetDeadline(time.Now().Add(s.cfg.linger))
+	closeWrite(s.client)
+	if s.cli.busy {
+		if r := s.cli.wait(); r.err != nil {
+			return
+		}
+	}
+	io.Copy(io.Discard, s.raw)
+}
