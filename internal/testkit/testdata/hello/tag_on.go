@@ -1,0 +1,5 @@
+//go:build testkittag
+
+package main
+
+const tagged = " testkittag"
