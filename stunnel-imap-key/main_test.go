@@ -2,30 +2,12 @@ package main
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// binary returns $IMAPTLS_BIN/stunnel-imap-key when it is there, else a
-// static build of this folder.
-func binary(t *testing.T) string {
-	t.Helper()
-	if b := os.Getenv("IMAPTLS_BIN"); b != "" {
-		if _, err := os.Stat(filepath.Join(b, "stunnel-imap-key")); err == nil {
-			return filepath.Join(b, "stunnel-imap-key")
-		}
-	}
-	out := filepath.Join(t.TempDir(), "stunnel-imap-key")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
-	return out
-}
+	"imap-tls/internal/testkit"
+)
 
 // TestNoCrypto: the program's own package imports no crypto/*: only
 // stunnel-imap's tree does (here, package keyproc).
@@ -45,7 +27,7 @@ func TestNoCrypto(t *testing.T) {
 // usage and 111 for a file it cannot read, and keeps stunnel-imap's
 // go:debug settings (no cgroup lookups in an empty jail).
 func TestBinary(t *testing.T) {
-	bin := binary(t)
+	bin := testkit.Bin(t, "stunnel-imap-key")
 	usage := "stunnel-imap-key: usage: stunnel-imap-key ( -P fd | -p pemfile | -d certdir ) ...\n"
 	for _, tc := range []struct {
 		args   []string

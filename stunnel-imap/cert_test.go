@@ -8,15 +8,16 @@ import (
 	"testing"
 	"time"
 
+	"imap-tls/internal/testkit"
 	"imap-tls/log"
 	"imap-tls/stunnel-imap/certfile/certfiletest"
 )
 
-// writePEM writes a certificate for name, valid for an hour, chain and
-// key, to path.
+// writePEM writes a self-signed certificate for name (testkit.NewCert),
+// chain and key, to path.
 func writePEM(t *testing.T, path, name string) {
 	t.Helper()
-	b := certfiletest.NewPEM(t, []string{name}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	b := testkit.NewCert(t, testkit.CertOptions{Names: []string{name}, SelfSigned: true}).PEM
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}

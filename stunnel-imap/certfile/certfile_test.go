@@ -2,6 +2,7 @@ package certfile_test
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/tls"
 	"errors"
 	"os"
@@ -9,8 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
+	"imap-tls/internal/testkit"
 	"imap-tls/log"
 	"imap-tls/stunnel-imap/certfile"
 	"imap-tls/stunnel-imap/certfile/certfiletest"
@@ -66,9 +67,8 @@ func TestPolicy(t *testing.T) {
 // TestDescriptorClosed: the loader closes the descriptor it read, and
 // one it could not parse too.
 func TestDescriptorClosed(t *testing.T) {
-	now := time.Now()
 	p := filepath.Join(t.TempDir(), "a.pem")
-	os.WriteFile(p, certfiletest.NewPEM(t, []string{"a.test"}, now.Add(-time.Hour), now.Add(time.Hour)), 0o400)
+	os.WriteFile(p, newPEM(t, "a.test"), 0o400)
 	q := filepath.Join(t.TempDir(), "bad.pem")
 	os.WriteFile(q, []byte("garbage"), 0o400)
 	for _, path := range []string{p, q} {
@@ -84,9 +84,8 @@ func TestDescriptorClosed(t *testing.T) {
 // whatever order the directory lists them in.
 func TestDirOrder(t *testing.T) {
 	dir := t.TempDir()
-	now := time.Now()
 	for _, n := range []string{"c", "a", "default", "b"} {
-		os.WriteFile(filepath.Join(dir, n+".pem"), certfiletest.NewPEM(t, []string{n + ".test"}, now.Add(-time.Hour), now.Add(time.Hour)), 0o400)
+		os.WriteFile(filepath.Join(dir, n+".pem"), newPEM(t, n+".test"), 0o400)
 	}
 	s, err := certfile.Dir(dir)
 	if err != nil {
@@ -119,8 +118,7 @@ func TestChoose(t *testing.T) {
 // TestReadWipes: the buffer the PEM was read into is zero once parsed,
 // whether the PEM loaded or not, and across a buffer that had to grow.
 func TestReadWipes(t *testing.T) {
-	now := time.Now()
-	good := certfiletest.NewPEM(t, []string{"a.test"}, now.Add(-time.Hour), now.Add(time.Hour))
+	good := newPEM(t, "a.test")
 	for name, in := range map[string][]byte{
 		"good":      good,
 		"bad":       []byte("garbage"),
@@ -155,17 +153,31 @@ func (r *recorder) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// TestParse: what Parse returns is what crypto/tls would load, with the
-// leaf parsed.
+// TestParse: what Parse returns is what crypto/tls loads, with the leaf
+// parsed, for each key type a handshake signs with and for a chain with
+// an intermediate.
 func TestParse(t *testing.T) {
-	now := time.Now()
-	p := certfiletest.NewPEM(t, []string{"a.test"}, now.Add(-time.Hour), now.Add(time.Hour))
-	c, err := certfile.Parse(p, "a.pem")
-	if err != nil {
-		t.Fatal(err)
+	for _, o := range []testkit.CertOptions{
+		{Key: "p256"}, {Key: "p384"}, {Key: "rsa2048"}, {Key: "ed25519"}, {Intermediate: true},
+	} {
+		c := testkit.NewCert(t, o)
+		got, err := certfile.Parse(c.PEM, "a.pem")
+		if err != nil {
+			t.Errorf("%+v: %v", o, err)
+			continue
+		}
+		want, err := tls.X509KeyPair(c.PEM, c.PEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Certificate) != len(want.Certificate) || !bytes.Equal(bytes.Join(got.Certificate, nil), bytes.Join(want.Certificate, nil)) ||
+			!got.Leaf.Equal(c.Leaf) || !c.Key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(got.PrivateKey.(crypto.Signer).Public()) {
+			t.Errorf("%+v: Parse gave another certificate or key", o)
+		}
 	}
-	want, _ := tls.X509KeyPair(p, p)
-	if !bytes.Equal(c.Certificate[0], want.Certificate[0]) || c.Leaf.Subject.CommonName != "a.test" {
-		t.Errorf("Parse gave another certificate")
-	}
+}
+
+// newPEM is a self-signed certificate for name, valid now.
+func newPEM(t *testing.T, name string) []byte {
+	return testkit.NewCert(t, testkit.CertOptions{Names: []string{name}, SelfSigned: true}).PEM
 }

@@ -2,22 +2,17 @@ package keyproc
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"imap-tls/internal/testkit"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,6 +23,7 @@ type testKey struct {
 	priv crypto.Signer
 	der  []byte
 	pem  []byte // chain then key, as stunnel-imap reads it
+	cert *testkit.Cert
 }
 
 var (
@@ -35,66 +31,28 @@ var (
 	keyCache = map[string]*testKey{}
 )
 
-// genKey returns a key of kind rsa, ecdsa or ed25519 whose certificate
-// covers names; generated once per (kind, names) for the whole run.
+// genKey returns a self-signed key of kind rsa, ecdsa or ed25519
+// (testkit.NewCert) whose certificate covers names; generated once per
+// (kind, names) for the whole run.
 func genKey(t testing.TB, kind string, names ...string) *testKey {
 	t.Helper()
 	if len(names) == 0 {
 		names = []string{"imap.example.test"}
 	}
-	id := kind + " " + names[0]
+	id := kind + " " + strings.Join(names, " ")
 	keyMu.Lock()
 	defer keyMu.Unlock()
 	if k := keyCache[id]; k != nil {
 		return k
 	}
-	var priv crypto.Signer
-	var err error
-	switch kind {
-	case "rsa":
-		priv, err = rsa.GenerateKey(rand.Reader, 2048)
-	case "ecdsa":
-		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case "ed25519":
-		_, priv, err = ed25519.GenerateKey(rand.Reader)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: names[0]},
-		DNSNames:     names,
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:         true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, priv.Public(), priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	p = append(p, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk})...)
-	k := &testKey{kind: kind, priv: priv, der: der, pem: p}
+	c := testkit.NewCert(t, testkit.CertOptions{Names: names, Key: map[string]string{
+		"rsa": "rsa2048", "ecdsa": "p256", "ed25519": "ed25519"}[kind], SelfSigned: true})
+	k := &testKey{kind: kind, priv: c.Key, der: c.Leaf.Raw, pem: c.PEM, cert: c}
 	keyCache[id] = k
 	return k
 }
 
-func (k *testKey) pool(t testing.TB) *x509.CertPool {
-	c, err := x509.ParseCertificate(k.der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := x509.NewCertPool()
-	p.AddCert(c)
-	return p
-}
+func (k *testKey) pool(t testing.TB) *x509.CertPool { return k.cert.Pool() }
 
 func (k *testKey) keys(t testing.TB) Keys {
 	key, err := ParsePEM(k.pem)

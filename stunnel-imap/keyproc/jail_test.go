@@ -7,49 +7,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"imap-tls/internal/testkit"
+
 	"golang.org/x/sys/unix"
 )
-
-var (
-	binOnce sync.Once
-	binDir  string
-	binErr  error
-	binMu   sync.Mutex
-)
-
-// program returns the suite program name (stunnel-imap-key,
-// setuidgid-chroot): $IMAPTLS_BIN's when it is there, else a static
-// build made once for this test run. The key process runs in an empty
-// chroot, so it must be static.
-func program(t testing.TB, name string) string {
-	t.Helper()
-	if b := os.Getenv("IMAPTLS_BIN"); b != "" {
-		if _, err := os.Stat(filepath.Join(b, name)); err == nil {
-			return filepath.Join(b, name)
-		}
-	}
-	binOnce.Do(func() { binDir, binErr = os.MkdirTemp("", "keyproc-test-bin") })
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	binMu.Lock()
-	defer binMu.Unlock()
-	out := filepath.Join(binDir, name)
-	if _, err := os.Stat(out); err == nil {
-		return out
-	}
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out, "imap-tls/"+name)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", name, err, b)
-	}
-	return out
-}
 
 const uidRange = "2000000000:4194304"
 
@@ -57,7 +22,7 @@ const uidRange = "2000000000:4194304"
 // setuidgid-chroot -/ jail -r RANGE -o 3:pem stunnel-imap-key -P 3.
 func startJailedKey(t *testing.T, jail, pem string, env ...string) (*child, *Client) {
 	t.Helper()
-	sgc, key := program(t, "setuidgid-chroot"), program(t, "stunnel-imap-key")
+	sgc, key := testkit.Bin(t, "setuidgid-chroot"), testkit.Bin(t, "stunnel-imap-key")
 	a, b := socketFiles(t)
 	defer a.Close()
 	defer b.Close()

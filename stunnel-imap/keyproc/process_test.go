@@ -16,8 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"imap-tls/internal/testkit"
+	"imap-tls/internal/testkit/memscan"
 	"imap-tls/stunnel-imap/certfile/certfiletest"
-	"imap-tls/stunnel-imap/keyproc/memscan"
 	"imap-tls/stunnel-imap/seccomp"
 
 	"golang.org/x/sys/unix"
@@ -107,7 +108,7 @@ func startKey(t testing.TB, args string, extra ...*os.File) (*child, net.Conn) {
 	a, b := socketFiles(t)
 	defer a.Close()
 	defer b.Close()
-	c := &child{cmd: exec.Command(program(t, "stunnel-imap-key"), strings.Fields(args)...)}
+	c := &child{cmd: exec.Command(testkit.Bin(t, "stunnel-imap-key"), strings.Fields(args)...)}
 	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = b, b, &c.stderr
 	c.cmd.ExtraFiles = extra
 	if err := c.cmd.Start(); err != nil {

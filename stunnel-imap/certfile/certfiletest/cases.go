@@ -7,22 +7,19 @@ package certfiletest
 
 import (
 	"bytes"
-	"crypto"
 	"crypto/ecdh"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"imap-tls/internal/testkit"
 
 	"golang.org/x/sys/unix"
 )
@@ -90,12 +87,12 @@ func Cases(t testing.TB) []Case {
 		return p
 	}
 	now := time.Now()
-	good := NewPEM(t, []string{"good.test"}, now.Add(-time.Hour), now.Add(24*time.Hour))
-	other := NewPEM(t, []string{"other.test"}, now.Add(-time.Hour), now.Add(24*time.Hour))
+	good := newPEM(t, []string{"good.test"}, now.Add(-time.Hour), now.Add(24*time.Hour))
+	other := newPEM(t, []string{"other.test"}, now.Add(-time.Hour), now.Add(24*time.Hour))
 	expiry := now.Add(-48 * time.Hour)
-	expired := NewPEM(t, []string{"old.test"}, now.Add(-72*time.Hour), expiry)
+	expired := newPEM(t, []string{"old.test"}, now.Add(-72*time.Hour), expiry)
 	start := now.Add(48 * time.Hour)
-	future := NewPEM(t, []string{"new.test"}, start, now.Add(72*time.Hour))
+	future := newPEM(t, []string{"new.test"}, start, now.Add(72*time.Hour))
 	chain, key := split(good)
 	_, otherKey := split(other)
 
@@ -252,13 +249,13 @@ func SNIDir(t testing.TB) (string, []SNICase) {
 		"b.pem":         {"b.test", "a.test"},
 		"mail.test.pem": {"m.test"},
 	} {
-		if err := os.WriteFile(filepath.Join(dir, file), NewPEM(t, names, now.Add(-time.Hour), now.Add(24*time.Hour)), 0o400); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, file), newPEM(t, names, now.Add(-time.Hour), now.Add(24*time.Hour)), 0o400); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Outside the directory, and hidden: never served.
-	os.WriteFile(filepath.Join(dir, "..", "secret.pem"), NewPEM(t, []string{"secret.test"}, now.Add(-time.Hour), now.Add(24*time.Hour)), 0o400)
-	os.WriteFile(filepath.Join(dir, ".hidden.pem"), NewPEM(t, []string{"hidden.test"}, now.Add(-time.Hour), now.Add(24*time.Hour)), 0o400)
+	os.WriteFile(filepath.Join(dir, "..", "secret.pem"), newPEM(t, []string{"secret.test"}, now.Add(-time.Hour), now.Add(24*time.Hour)), 0o400)
+	os.WriteFile(filepath.Join(dir, ".hidden.pem"), newPEM(t, []string{"hidden.test"}, now.Add(-time.Hour), now.Add(24*time.Hour)), 0o400)
 	return dir, []SNICase{
 		{"", "default.test"},
 		{"default.test", "default.test"},
@@ -282,39 +279,11 @@ func SNIDir(t testing.TB) (string, []SNICase) {
 	}
 }
 
-// NewPEM makes a self-signed ECDSA certificate for names (the first is
-// the common name), valid from notBefore to notAfter: the chain, then
-// the key, in one PEM.
-func NewPEM(t testing.TB, names []string, notBefore, notAfter time.Time) []byte {
+// newPEM is a self-signed P-256 certificate for names (testkit.NewCert),
+// valid from notBefore to notAfter: the chain, then the key.
+func newPEM(t testing.TB, names []string, notBefore, notAfter time.Time) []byte {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der := certificate(t, names, notBefore, notAfter, key)
-	pk, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cat(pemBlock("CERTIFICATE", nil, der), pemBlock("PRIVATE KEY", nil, pk))
-}
-
-func certificate(t testing.TB, names []string, notBefore, notAfter time.Time, key crypto.Signer) []byte {
-	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: names[0]},
-		DNSNames:     names,
-		NotBefore:    notBefore,
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
+	return testkit.NewCert(t, testkit.CertOptions{Names: names, NotBefore: notBefore, NotAfter: notAfter, SelfSigned: true}).PEM
 }
 
 // x25519 is an X25519 private key: one that cannot sign a handshake.
@@ -336,7 +305,7 @@ func pemBlock(typ string, h map[string]string, b []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: typ, Headers: h, Bytes: b})
 }
 
-// split cuts a PEM from NewPEM into its chain and its key.
+// split cuts a PEM from newPEM into its chain and its key.
 func split(p []byte) (chain, key []byte) {
 	i := bytes.Index(p, []byte("-----BEGIN PRIVATE KEY"))
 	return p[:i:i], p[i:]
