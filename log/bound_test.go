@@ -9,6 +9,13 @@ import (
 	"unicode/utf8"
 )
 
+// oneLine is a whole message escaped, as a line holds it uncut.
+func oneLine(s string) string {
+	var b strings.Builder
+	writeEscaped(&b, s, escapedLen(s))
+	return b.String()
+}
+
 // writes records every Write call on its own.
 type writes []string
 

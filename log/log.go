@@ -98,7 +98,7 @@ func (l *Logger) line(kind, msg string) {
 	io.WriteString(l.w, formatLine(l.prog, kind, msg))
 }
 
-// formatLine is "prog: kind: " and msg escaped (see oneLine), cut with
+// formatLine is "prog: kind: " and msg escaped (see escape), cut with
 // the marker "... [cut N bytes]" when the line would pass MaxLine.
 func formatLine(prog, kind, msg string) string {
 	head := len(prog) + len(kind) + 4
@@ -277,20 +277,11 @@ func Clip(s string, max int) string {
 	return s[:k] + "...(" + strconv.Itoa(len(s)) + " bytes)"
 }
 
-// oneLine keeps a message on one line, so that a hostile byte string (a
+// escape keeps a message on one line, so that a hostile byte string (a
 // server name, a client's command) can never forge a second log line:
 // "\n", "\r", and "\xNN" for any other control byte, DEL, and each byte
-// that is not valid UTF-8.
-func oneLine(s string) string {
-	if isPrintable(s) { // the common case: one pass, no copy
-		return s
-	}
-	var b strings.Builder
-	writeEscaped(&b, s, escapedLen(s))
-	return b.String()
-}
-
-// escape returns how s's first character (or invalid byte) is written:
+// that is not valid UTF-8. It returns how s's first character (or
+// invalid byte) is written:
 // as itself (esc == "") or as an escape sequence, and its length in s.
 func escape(s string) (esc string, size int) {
 	c := s[0]
@@ -361,7 +352,7 @@ func writeEscaped(b *strings.Builder, s string, limit int) int {
 }
 
 // isPrintable reports whether s is valid UTF-8 and holds no control byte
-// (CR and LF included), so that oneLine may return it as it is.
+// (CR and LF included), so that it may be written as it is.
 func isPrintable(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < 0x20 || s[i] == 0x7f {
