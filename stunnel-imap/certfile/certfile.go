@@ -61,9 +61,6 @@ const (
 // certificate.
 const DefaultName = "default.pem"
 
-// now is the clock the validity check reads; tests move it.
-var now = time.Now
-
 // Parse checks one PEM, the chain (leaf first) and its private key,
 // against the policy and returns it with Leaf set. name says where the
 // PEM came from, for the messages: a path, or "descriptor N". Every
@@ -125,7 +122,7 @@ func Parse(data []byte, name string) (*tls.Certificate, error) {
 	if !ok || !pub.Equal(key.Public()) {
 		return nil, bad("private key does not match the certificate")
 	}
-	t := now()
+	t := time.Now()
 	if t.After(leaf.NotAfter) {
 		return nil, log.Config(nil, "certificate %s expired on %s", from(name), leaf.NotAfter.UTC().Format(time.DateOnly))
 	}
