@@ -40,7 +40,7 @@ check=${DEMO_CHECK:-}
 
 # What must be there before anything starts.
 missing=
-for p in makesock setuidgid-chroot stunnel-imap imap-tls-conf; do
+for p in imap-tls-server makesock setuidgid-chroot stunnel-imap stunnel-imap-key imap-tls-conf; do
 	[ -x "$bin/$p" ] || missing="$missing $p"
 done
 [ -z "$missing" ] || fatal "missing in $bin:$missing: build them first with: sh redo.do" 100
@@ -153,7 +153,7 @@ mkdir "$work/service" || fatal "unable to create $work/service"
 	fatal "unable to make the STARTTLS service"
 "$bin/imap-tls-conf" imaptls imaptlslog "$work/service/implicit" 127.0.0.1 "$p2" >/dev/null ||
 	fatal "unable to make the implicit-TLS service"
-echo implicit >"$work/service/implicit/env/MODE"
+echo imaps >"$work/service/implicit/env/MODE" # on 993 imap-tls-conf writes it itself
 for s in starttls implicit; do
 	d=$work/service/$s
 	# shut-down: pass Dovecot's end of file on at once (socat's STDIO does

@@ -45,7 +45,7 @@ var logRunTemplate string
 // hands out and of (uid_t)-1. Empty: both run as acct instead.
 //
 // GOMAXPROCS=1: each Go program of a connection (makesock,
-// setuidgid-chroot, stunnel-imap and its key process) serves one
+// setuidgid-chroot, stunnel-imap, stunnel-imap-key) serves one
 // connection and needs no parallel scheduler; with one P the runtime
 // starts fewer threads, which saves about 0.4 ms of CPU per program and
 // so 10 to 15 % of the session rate under load (measured here).
@@ -59,7 +59,7 @@ var logRunTemplate string
 const (
 	defaultIP          = "0.0.0.0"
 	defaultPort        = 143
-	implicitPort       = 993
+	imapsPort          = 993
 	defaultConcurrency = "40"
 	defaultMemLimit    = "2000000000"
 	defaultUIDRange    = "2000000000:4194304"
@@ -155,8 +155,8 @@ func parse(args []string) (*config, error) {
 		}
 	}
 	c.mode = "imap"
-	if c.port == implicitPort {
-		c.mode = "implicit"
+	if c.port == imapsPort {
+		c.mode = "imaps"
 	}
 	return c, nil
 }
@@ -361,8 +361,8 @@ func renameNoReplace(old, new string) error {
 }
 
 func nextSteps(c *config) string {
-	what := "STARTTLS required" // imap-tls-conf writes imap or implicit, never imap-
-	if c.mode == "implicit" {
+	what := "STARTTLS required" // imap-tls-conf writes imap or imaps, never imap-
+	if c.mode == "imaps" {
 		what = "implicit TLS"
 	}
 	return fmt.Sprintf(`imap-tls-conf: made %[1]s: %[2]s on %[3]s:%[4]d, a uid of its own for each connection from %[8]s (env/UIDRANGE; empty: as %[5]s), logs by %[6]s

@@ -130,8 +130,8 @@ func TestMakesTheTree(t *testing.T) {
 	}
 	runFile, _ := os.ReadFile(filepath.Join(dir, "run"))
 	for _, s := range []string{"exec 2>&1\n", "exec envdir ./env ", "softlimit -m \"$MEMLIMIT\"",
-		"tcpserver -R -H -l 0 -c \"$CONCURRENCY\" \"$IP\" \"$PORT\"", "ids=\"-u " + acct + "\"", "ids=\"-r $UIDRANGE\"",
-		"-o 3:./ssl/stunnel.pem", "-/ ./jail $ids", "stunnel-imap \"$@\" -F 3 -K 4", "stunnel-imap -S -P 3", "-makesock_connect_to $IMAPD"} {
+		"set -- -u " + acct + "\n", "set -- -r \"$UIDRANGE\"\n",
+		"imap-tls-server -n \"$MODE\" -c \"$CONCURRENCY\" \"$@\" -j ./jail -k ./ssl/stunnel.pem \"$IP\" \"$PORT\" $IMAPD\n"} {
 		if !strings.Contains(string(runFile), s) {
 			t.Errorf("run lacks %q:\n%s", s, runFile)
 		}
@@ -152,39 +152,23 @@ func TestMakesTheTree(t *testing.T) {
 	}
 }
 
-// The run file picks the stunnel-imap options from env/MODE, and refuses a
-// mode it does not know.
-func TestRunFileMode(t *testing.T) {
+// The run file hands env/ to imap-tls-server, which checks it and
+// spells the chain: what the run file itself decides is the account or
+// the uid range (env/UIDRANGE empty or not), and that it quotes every
+// setting but env/IMAPD (a command line, split at spaces).
+func TestRunFile(t *testing.T) {
 	needRoot(t)
 	dir := filepath.Join(t.TempDir(), "svc")
 	if err := run([]string{acct, logacct, dir}, new(bytes.Buffer)); err != nil {
 		t.Fatal(err)
 	}
-	// A PATH of stand-ins that print their argv: the run file's own logic
-	// is what is under test here, the real programs are in tests/.
+	// A PATH of a stand-in softlimit that prints its argv, each argument
+	// in <>, so that a split or a join shows: the run
+	// file's own logic is what is under test here; imap-tls-server's
+	// checks and chain are tested in imap-tls-server/, the real
+	// programs in tests/.
 	fake := t.TempDir()
-	// Without a key the run file refuses to start, with a message.
-	cmd := exec.Command("sh", "./run")
-	cmd.Dir = dir
-	cmd.Env = []string{"PATH=/usr/bin:/bin"}
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 111 || !strings.Contains(string(out), "no ssl/stunnel.pem") {
-		t.Errorf("without ssl/stunnel.pem: %v %s, want exit 111 naming it", err, out)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "ssl/stunnel.pem"), []byte("not checked by run\n"), 0400); err != nil {
-		t.Fatal(err)
-	}
-	script := "#!/bin/sh\necho \"$0 $*\"\n"
-	if err := os.WriteFile(filepath.Join(fake, "softlimit"), []byte(script), 0755); err != nil {
-		t.Fatal(err)
-	}
-	// The run file's start-up check of env/UIDRANGE runs setuidgid-chroot
-	// -r RANGE true: the stand-in records its arguments and refuses the
-	// range 1:1, as the real one would (see tests/ for the real one).
-	calls := filepath.Join(fake, "calls")
-	sgc := "#!/bin/sh\necho \"$*\" >>" + calls + "\ncase \"$*\" in *1:1*) echo \"setuidgid-chroot: fatal: bad range\"; exit 100 ;; esac\n"
-	if err := os.WriteFile(filepath.Join(fake, "setuidgid-chroot"), []byte(sgc), 0755); err != nil {
+	if err := os.WriteFile(filepath.Join(fake, "softlimit"), []byte("#!/bin/sh\nprintf '<%s>' softlimit \"$@\"; echo\n"), 0755); err != nil {
 		t.Fatal(err)
 	}
 	// envdir is the real one, so the env/ files are read as supervise would.
@@ -193,79 +177,49 @@ func TestRunFileMode(t *testing.T) {
 		t.Fatal("envdir not found: apt-get install daemontools")
 	}
 	os.WriteFile(filepath.Join(dir, "env/PATH"), []byte(fake+":"+filepath.Dir(envdir)+":/usr/bin:/bin\n"), 0644)
-	runIt := func() (string, int) {
-		os.Remove(calls)
+	runIt := func() string {
 		cmd := exec.Command("sh", "./run")
 		cmd.Dir = dir
 		cmd.Env = []string{"PATH=" + filepath.Dir(envdir) + ":/usr/bin:/bin"}
 		out, err := cmd.CombinedOutput()
-		if errors.As(err, &ee) {
-			return string(out), ee.ExitCode()
-		} else if err != nil {
-			t.Fatalf("sh ./run: %v", err)
+		if err != nil {
+			t.Fatalf("sh ./run: %v %s", err, out)
 		}
-		return string(out), 0
+		return string(out)
 	}
-	const socat = " -makesock_connect_to socat -t 5 STDIO,shut-down UNIX-CONNECT:/run/dovecot/imap-tls\n"
-	pipeline := func(ids, proxy string) string {
-		return fake + "/softlimit -m " + defaultMemLimit + " tcpserver -R -H -l 0 -c 40 0.0.0.0 143 makesock makesock -d 4 setuidgid-chroot -/ ./jail " +
-			ids + " " + proxy + " -makesock_connect_to setuidgid-chroot -/ ./jail " + ids + " -o 3:./ssl/stunnel.pem stunnel-imap -S -P 3" + socat
+	front := func(mode string, ids ...string) string {
+		args := []string{"softlimit", "-m", defaultMemLimit, "imap-tls-server", "-n", mode, "-c", "40"}
+		args = append(args, ids...)
+		args = append(args, "-j", "./jail", "-k", "./ssl/stunnel.pem", "0.0.0.0", "143",
+			"socat", "-t", "5", "STDIO,shut-down", "UNIX-CONNECT:/run/dovecot/imap-tls")
+		return "<" + strings.Join(args, "><") + ">\n"
 	}
-	for _, c := range []struct{ mode, want string }{
-		{"imap", "stunnel-imap -n imap -F 3 -K 4"},
-		{"imap-", "stunnel-imap -n imap- -F 3 -K 4"},
-		{"implicit", "stunnel-imap -F 3 -K 4"},
-	} {
-		os.WriteFile(filepath.Join(dir, "env/MODE"), []byte(c.mode+"\n"), 0644)
-		out, code := runIt()
-		if code != 0 {
-			t.Errorf("MODE=%s: exit %d %s", c.mode, code, out)
-			continue
-		}
-		if want := pipeline("-r 2000000000:4194304", c.want); out != want {
-			t.Errorf("MODE=%s:\n got %q\nwant %q", c.mode, out, want)
-		}
-		if b, _ := os.ReadFile(calls); string(b) != "-r 2000000000:4194304 true\n" {
-			t.Errorf("MODE=%s: the range check ran setuidgid-chroot %q, want once with -r 2000000000:4194304 true", c.mode, b)
+	for _, mode := range []string{"imap", "imap-", "imaps", "implicit"} {
+		os.WriteFile(filepath.Join(dir, "env/MODE"), []byte(mode+"\n"), 0644)
+		if got, want := runIt(), front(mode, "-r", "2000000000:4194304"); got != want {
+			t.Errorf("MODE=%s:\n got %q\nwant %q", mode, got, want)
 		}
 	}
-
+	// A range with a space stays one argument: imap-tls-server refuses it.
+	os.WriteFile(filepath.Join(dir, "env/UIDRANGE"), []byte("1 -u root:5\n"), 0644)
+	if got, want := runIt(), front("implicit", "-r", "1 -u root:5"); got != want {
+		t.Errorf("UIDRANGE with a space:\n got %q\nwant %q", got, want)
+	}
 	// An empty env/UIDRANGE (envdir removes the variable): the fixed
-	// account, and no range check.
-	os.WriteFile(filepath.Join(dir, "env/MODE"), []byte("imap\n"), 0644)
+	// account.
 	os.WriteFile(filepath.Join(dir, "env/UIDRANGE"), nil, 0644)
-	if out, code := runIt(); code != 0 || out != pipeline("-u "+acct, "stunnel-imap -n imap -F 3 -K 4") {
-		t.Errorf("UIDRANGE empty: exit %d\n got %q\nwant %q", code, out, pipeline("-u "+acct, "stunnel-imap -n imap -F 3 -K 4"))
+	if got, want := runIt(), front("implicit", "-u", acct); got != want {
+		t.Errorf("UIDRANGE empty:\n got %q\nwant %q", got, want)
 	}
-	if _, err := os.Stat(calls); err == nil {
-		t.Errorf("UIDRANGE empty: setuidgid-chroot ran at start")
-	}
-	// A range that is not base:count, or that setuidgid-chroot refuses:
-	// exit 100 with a message, tcpserver never started.
-	for _, r := range []string{"2000000000", "2000000000:", ":5", "1:2:3", "2e9:5", "-1:5", "1 -u root:5", "1:1"} {
-		os.WriteFile(filepath.Join(dir, "env/UIDRANGE"), []byte(r+"\n"), 0644)
-		out, code := runIt()
-		if code != 100 || !strings.Contains(out, "run: fatal: unable to start:") || !strings.Contains(out, "env/UIDRANGE") || strings.Contains(out, "softlimit") {
-			t.Errorf("UIDRANGE %q: exit %d %q, want 100 naming env/UIDRANGE and nothing started", r, code, out)
-		}
-	}
-	os.WriteFile(filepath.Join(dir, "env/UIDRANGE"), []byte("2000000000:4194304\n"), 0644)
-
-	os.WriteFile(filepath.Join(dir, "env/MODE"), []byte("imaps\n"), 0644)
-	got, code := runIt()
-	if code != 100 || !strings.Contains(got, "env/MODE is \"imaps\"") {
-		t.Errorf("MODE=imaps: exit %d %s, want exit 100 naming env/MODE", code, got)
-	}
-	// No env/MODE at all (a file removed by hand): refused the same way,
-	// nothing started.
+	// No env/MODE at all (a file removed by hand): an empty -n, which
+	// imap-tls-server refuses.
 	os.Remove(filepath.Join(dir, "env/MODE"))
-	got, code = runIt()
-	if code != 100 || !strings.Contains(got, "env/MODE is \"\"") || strings.Contains(got, "softlimit") {
-		t.Errorf("no env/MODE: exit %d %s, want exit 100 naming env/MODE and nothing started", code, got)
+	if got, want := runIt(), front("", "-u", acct); got != want {
+		t.Errorf("no env/MODE:\n got %q\nwant %q", got, want)
 	}
 }
 
-func TestImplicitOn993(t *testing.T) {
+func TestImapsOn993(t *testing.T) {
 	needRoot(t)
 	dir := filepath.Join(t.TempDir(), "svc")
 	var out bytes.Buffer
@@ -273,7 +227,7 @@ func TestImplicitOn993(t *testing.T) {
 	if err := run([]string{"--", acct, logacct, dir, "0", "993"}, &out); err != nil {
 		t.Fatal(err)
 	}
-	for k, v := range map[string]string{"MODE": "implicit", "PORT": "993", "IP": "0"} {
+	for k, v := range map[string]string{"MODE": "imaps", "PORT": "993", "IP": "0"} {
 		b, _ := os.ReadFile(filepath.Join(dir, "env", k))
 		if string(b) != v+"\n" {
 			t.Errorf("env/%s = %q, want %q", k, b, v)

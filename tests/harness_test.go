@@ -39,6 +39,8 @@ var programs = map[string]string{
 	"makesock":         "makesock",
 	"setuidgid-chroot": "setuidgid-chroot",
 	"stunnel-imap":     "stunnel-imap",
+	"stunnel-imap-key": "stunnel-imap-key",
+	"imap-tls-server":  "imap-tls-server",
 	"imap-tls-conf":    "imap-tls-conf",
 	// test tools, never in $IMAPTLS_BIN: always built
 	"fakeimapd": "tests/fakeimapd",
@@ -69,7 +71,8 @@ func repoRoot(t testing.TB) string {
 }
 
 // bin returns the absolute path of the static binary of one of our
-// programs (makesock, setuidgid-chroot, stunnel-imap, imap-tls-conf) or
+// programs (imap-tls-server, makesock, setuidgid-chroot, stunnel-imap,
+// stunnel-imap-key, imap-tls-conf) or
 // test tools (fakeimapd, loadgen: always built). With $IMAPTLS_BIN set a
 // program is $IMAPTLS_BIN/name, which must exist;
 // otherwise it is built once per test process with
@@ -467,63 +470,66 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// pipelineOpts describes one pipeline for startPipeline.
+// pipelineOpts describes one pipeline for startPipeline: the options of
+// one imap-tls-server invocation, the way the run file gives them.
 type pipelineOpts struct {
-	// Mode is stunnel-imap's -n: "imap" (STARTTLS required), "imap-"
-	// (STARTTLS offered), or "" for implicit TLS (no -n).
+	// Mode is imap-tls-server's -n: "imap" (STARTTLS required), "imap-"
+	// (STARTTLS offered) or "imaps" (implicit TLS).
 	Mode string
-	// Backend is makesock's second program and its arguments: the
-	// plaintext IMAP server on stdin/stdout (e.g. dovecot.LoginCmd()).
+	// Backend is the IMAP server's command line, imap-tls-server's last
+	// arguments (makesock's second program): the plaintext IMAP server on
+	// stdin/stdout (e.g. dovecot.LoginCmd()).
 	Backend []string
-	// PEM is the certificate chain and key, opened by setuidgid-chroot
-	// as fd 4 (-o 4:PEM) and read by stunnel-imap -P 4. Empty: a fresh
-	// one from writeCert, whose CA ends up in pipeline.CA.
+	// PEM is the certificate chain and key, imap-tls-server -k PEM (the
+	// key process's default certificate). Empty: a fresh one from
+	// writeCert, whose CA ends up in pipeline.CA.
 	PEM string
-	// Args are more stunnel-imap options (e.g. "-T", "5").
+	// RemovePEM removes PEM once the pipeline listens: a key file gone
+	// after imap-tls-server's start-time check, which every connection
+	// then trips over.
+	RemovePEM bool
+	// Args are more imap-tls-server options, before the address (e.g.
+	// "-T", "5": stunnel-imap's timeouts, -v, -q).
 	Args []string
-	// Account is the unprivileged account (default imaptls).
+	// Account is the unprivileged account, -u Account (default
+	// imaptls), unless UIDRange is set.
 	Account string
-	// Env is added to tcpserver's environment (and so to every program).
-	Env []string
-	// Verbose runs tcpserver -v: its status, pid and end lines (with
-	// each child's raw wait status) join the captured stderr.
-	Verbose bool
-	// KeyProcess runs the pipeline of the run file: the key process
-	// (stunnel-imap -S -P 3, PEM opened on fd 3 by its own
-	// setuidgid-chroot) beside the proxy, which gets -K 4 instead of -P 4
-	// through a nested makesock -d 4.
-	KeyProcess bool
-	// ExtraPEMs (with KeyProcess) are more certificate and key files for
-	// the key process, for SNI: opened on fd 5, 6, ... and given as
-	// -P 5 -P 6 ...; PEM stays the default.
-	ExtraPEMs []string
-	// UIDRange, when set, is setuidgid-chroot -r UIDRange (a uid of its
-	// own for each process) instead of -u Account.
+	// UIDRange, when set, is -r UIDRange (a uid of its own for each
+	// process) instead of -u Account.
 	UIDRange string
-	// Stunnel is the stunnel-imap binary to run as the proxy (default:
-	// the suite's), e.g. a jailprobe build; KeyStunnel the one to run as
-	// the key process (default: Stunnel).
+	// ExtraPEMs are more -k files, for SNI: the key process gets them on
+	// fd 5, 6, ...; PEM stays the default.
+	ExtraPEMs []string
+	// Env is added to imap-tls-server's environment (and so to tcpserver
+	// and every program of every connection).
+	Env []string
+	// Verbose is imap-tls-server -V (tcpserver -v): its status, pid and
+	// end lines (with each child's raw wait status) join the captured
+	// stderr.
+	Verbose bool
+	// Stunnel is the binary run as stunnel-imap, the proxy (default: the
+	// suite's), e.g. a jailprobe build; KeyStunnel the one run as
+	// stunnel-imap-key, the key process (default: the suite's). Each is
+	// linked under its program's name into a directory that goes first
+	// in $PATH, where imap-tls-server and setuidgid-chroot find it.
 	Stunnel, KeyStunnel string
 }
 
-// pipeline is a running
+// pipeline is a running imap-tls-server (IDS is -u ACCOUNT or -r
+// UIDRANGE):
 //
-//	tcpserver -R -H -l 0 127.0.0.1 PORT
-//	makesock
-//	  setuidgid-chroot -u imaptls -/ EMPTYJAIL -o 4:PEM
-//	  stunnel-imap [-n MODE] -F 3 -P 4 ARGS...
-//	-makesock_connect_to BACKEND...
+//	imap-tls-server -n MODE IDS -j EMPTYJAIL -k PEM [-k EXTRA ...] ARGS... 127.0.0.1 PORT BACKEND...
 //
-// or, with KeyProcess (IDS is -u ACCOUNT or -r UIDRANGE),
+// which has exec'd into the chain it spells, the one the run file runs:
 //
-//	tcpserver -R -H -l 0 127.0.0.1 PORT
+//	tcpserver -R -H -l 0 -c 40 127.0.0.1 PORT
 //	makesock
 //	  makesock -d 4
 //	    setuidgid-chroot -/ EMPTYJAIL IDS
-//	      stunnel-imap [-n MODE] -F 3 -K 4 ARGS...
+//	      stunnel-imap -n MODE -F 3 -K 4 ARGS...
 //	  -makesock_connect_to
 //	    setuidgid-chroot -/ EMPTYJAIL IDS -o 3:PEM [-o 5:EXTRA ...]
-//	      stunnel-imap -S -P 3 [-P 5 ...]
+//	      stunnel-imap-key -P 3 [-P 5 ...]
 //	-makesock_connect_to BACKEND...
 //
 // with every program's stderr captured.
@@ -537,7 +543,7 @@ type pipeline struct {
 	stderr *lockedBuffer
 }
 
-// startPipeline starts the whole chain under tcpserver on a free
+// startPipeline starts the whole chain with imap-tls-server on a free
 // loopback port and waits until it accepts connections. It is stopped
 // (the whole process group killed) when the test ends.
 func startPipeline(t testing.TB, o pipelineOpts) *pipeline {
@@ -546,6 +552,9 @@ func startPipeline(t testing.TB, o pipelineOpts) *pipeline {
 	need(t, "tcpserver")
 	if len(o.Backend) == 0 {
 		t.Fatalf("startPipeline: no backend")
+	}
+	if o.Mode == "" {
+		t.Fatalf("startPipeline: no mode (imap, imap- or imaps)")
 	}
 	if o.Account == "" {
 		o.Account = "imaptls"
@@ -559,86 +568,90 @@ func startPipeline(t testing.TB, o pipelineOpts) *pipeline {
 	if err := os.Chmod(p.Jail, 0o755); err != nil {
 		t.Fatalf("unable to chmod the jail: %v", err)
 	}
-	makesock, sgc := bin(t, "makesock"), bin(t, "setuidgid-chroot")
-	stunnel := o.Stunnel
-	if stunnel == "" {
-		stunnel = bin(t, "stunnel-imap")
-	}
-	keyStunnel := o.KeyStunnel
-	if keyStunnel == "" {
-		keyStunnel = stunnel
-	}
-	ids := []string{"-u", o.Account}
-	if o.UIDRange != "" {
-		ids = []string{"-r", o.UIDRange}
-	}
-	if len(o.ExtraPEMs) > 0 && !o.KeyProcess {
-		t.Fatalf("startPipeline: ExtraPEMs need KeyProcess")
-	}
-	var prog []string
-	prog = append(prog, makesock)
-	if o.KeyProcess {
-		prog = append(prog, makesock, "-d", "4", sgc, "-/", p.Jail)
-		prog = append(prog, ids...)
-	} else {
-		prog = append(prog, sgc, "-/", p.Jail)
-		prog = append(prog, ids...)
-		prog = append(prog, "-o", "4:"+p.PEM)
-	}
-	prog = append(prog, stunnel)
-	if o.Mode != "" {
-		prog = append(prog, "-n", o.Mode)
-	}
-	if o.KeyProcess {
-		prog = append(prog, "-F", "3", "-K", "4")
-	} else {
-		prog = append(prog, "-F", "3", "-P", "4")
-	}
-	prog = append(prog, o.Args...)
-	if o.KeyProcess {
-		key := []string{"-S", "-P", "3"}
-		prog = append(prog, "-makesock_connect_to", sgc, "-/", p.Jail)
-		prog = append(prog, ids...)
-		prog = append(prog, "-o", "3:"+p.PEM)
-		for i, extra := range o.ExtraPEMs {
-			fd := strconv.Itoa(5 + i)
-			prog = append(prog, "-o", fd+":"+extra)
-			key = append(key, "-P", fd)
+	// The programs, under their own names, first in $PATH.
+	path := t.TempDir()
+	link := func(name, target string) {
+		if target == "" {
+			target = bin(t, name)
 		}
-		prog = append(prog, keyStunnel)
-		prog = append(prog, key...)
+		if err := os.Symlink(target, filepath.Join(path, name)); err != nil {
+			t.Fatalf("unable to link %s: %v", name, err)
+		}
 	}
-	prog = append(prog, "-makesock_connect_to")
-	prog = append(prog, o.Backend...)
-	return startTcpserver(t, p, o.Verbose, o.Env, prog)
+	for _, name := range []string{"imap-tls-server", "makesock", "setuidgid-chroot"} {
+		link(name, "")
+	}
+	link("stunnel-imap", o.Stunnel)
+	link("stunnel-imap-key", o.KeyStunnel)
+	args := []string{"-n", o.Mode, "-u", o.Account}
+	if o.UIDRange != "" {
+		args = []string{"-n", o.Mode, "-r", o.UIDRange}
+	}
+	args = append(args, "-j", p.Jail, "-k", p.PEM)
+	for _, extra := range o.ExtraPEMs {
+		args = append(args, "-k", extra)
+	}
+	if o.Verbose {
+		args = append(args, "-V")
+	}
+	args = append(args, o.Args...)
+	env := append([]string{"PATH=" + path + ":" + os.Getenv("PATH")}, o.Env...)
+	startServer(t, p, env, func(port string) []string {
+		a := append([]string{"imap-tls-server"}, args...)
+		a = append(a, "--", "127.0.0.1", port)
+		return append(a, o.Backend...)
+	})
+	if o.RemovePEM {
+		if err := os.Remove(p.PEM); err != nil {
+			t.Fatalf("unable to remove %s: %v", p.PEM, err)
+		}
+	}
+	return p
 }
 
 // startTcpserver runs `tcpserver -R -H -l 0 [-v] 127.0.0.1 PORT prog...`
-// on a free loopback port, in a process group of its own, with env added
-// to the environment and its output in p's stderr buffer; it fills in
+// as startServer does: for the tests of a few programs of the chain.
+func startTcpserver(t testing.TB, p *pipeline, verbose bool, env, prog []string) *pipeline {
+	t.Helper()
+	return startServer(t, p, env, func(port string) []string {
+		args := []string{"tcpserver", "-R", "-H", "-l", "0"}
+		if verbose {
+			args = append(args, "-v")
+		}
+		args = append(args, "127.0.0.1", port)
+		return append(args, prog...)
+	})
+}
+
+// startServer runs argv(PORT) (the first element looked up in $PATH as
+// env, added to the environment, sets it), a command that becomes a
+// tcpserver on 127.0.0.1:PORT for a free loopback PORT, in a process
+// group of its own, with its output in p's stderr buffer; it fills in
 // p.Port, p.Addr and p.cmd and returns p once tcpserver listens (up to
 // three attempts: a free port can be taken between the look and the
 // bind). Cleanup stops the whole group.
-func startTcpserver(t testing.TB, p *pipeline, verbose bool, env, prog []string) *pipeline {
+func startServer(t testing.TB, p *pipeline, env []string, argv func(port string) []string) *pipeline {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
 		p.stderr = &lockedBuffer{} // a fresh one for each attempt
 		p.Port = freePort(t)
 		p.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port))
-		args := []string{"-R", "-H", "-l", "0"}
-		if verbose {
-			args = append(args, "-v")
-		}
-		args = append(args, "127.0.0.1", strconv.Itoa(p.Port))
-		args = append(args, prog...)
-		cmd := exec.Command("tcpserver", args...)
+		args := argv(strconv.Itoa(p.Port))
+		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Env = append(os.Environ(), env...)
+		for _, kv := range env {
+			if path, ok := strings.CutPrefix(kv, "PATH="); ok {
+				if found, err := lookPathIn(args[0], path); err == nil {
+					cmd.Path, cmd.Err = found, nil
+				}
+			}
+		}
 		cmd.Stdout = p.stderr
 		cmd.Stderr = p.stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		cmd.WaitDelay = 2 * time.Second
 		if err := cmd.Start(); err != nil {
-			t.Fatalf("unable to start tcpserver: %v", err)
+			t.Fatalf("unable to start %s: %v", args[0], err)
 		}
 		exited := make(chan struct{})
 		go func() { cmd.Wait(); close(exited) }()
@@ -672,10 +685,26 @@ func startTcpserver(t testing.TB, p *pipeline, verbose bool, env, prog []string)
 		}
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-exited
-		if attempt >= 2 {
-			t.Fatalf("tcpserver did not accept on %s: %s", p.Addr, p.stderr.String())
+		// Only a port taken meanwhile is worth another attempt: a
+		// refusal of imap-tls-server's would be the same again.
+		if attempt >= 2 || !strings.Contains(p.stderr.String(), "unable to bind") {
+			t.Fatalf("%s did not accept on %s: %s", args[0], p.Addr, p.stderr.String())
 		}
 	}
+}
+
+// lookPathIn finds name in the directories of path, as execvp would.
+func lookPathIn(name, path string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	for _, dir := range filepath.SplitList(path) {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", exec.ErrNotFound
 }
 
 // listening reports whether something listens on 127.0.0.1:port, from

@@ -34,7 +34,6 @@ const (
 // Dovecot's login server as the backend unless o names another.
 func startJail(t *testing.T, dc *dovecot, o pipelineOpts) *pipeline {
 	t.Helper()
-	o.KeyProcess = true
 	o.UIDRange = jailRange
 	if o.Backend == nil {
 		o.Backend = dc.LoginCmd()
@@ -57,7 +56,7 @@ func hasEnv(pid int, kv string) bool {
 
 // findConn waits until the proxy of the connection from client port
 // (stunnel-imap with -K, tcpserver's child) and, when wantKey, its key
-// process (stunnel-imap -S, the proxy's child) run: exec'd, no longer
+// process (stunnel-imap-key, the proxy's child) run: exec'd, no longer
 // setuidgid-chroot.
 func (p *pipeline) findConn(t *testing.T, port int, wantKey bool) connProcs {
 	t.Helper()
@@ -73,13 +72,16 @@ func findConn(t *testing.T, candidates func() []int, port int, wantKey bool) con
 		var c connProcs
 		for _, pid := range candidates() {
 			argv := argvOf(pid)
-			if len(argv) < 2 || filepath.Base(argv[0]) != "stunnel-imap" || !hasEnv(pid, env) {
+			if len(argv) < 2 || !hasEnv(pid, env) {
 				continue
 			}
-			if argv[1] == "-S" {
+			switch filepath.Base(argv[0]) {
+			case "stunnel-imap-key":
 				c.key = pid
-			} else if slices.Contains(argv, "-K") {
-				c.proxy = pid
+			case "stunnel-imap":
+				if slices.Contains(argv, "-K") {
+					c.proxy = pid
+				}
 			}
 		}
 		if c.proxy != 0 && (c.key != 0 || !wantKey) {
@@ -323,7 +325,7 @@ func TestJailKeyOutOfReach(t *testing.T) {
 			keys := []keyScan{loadKeyScan(t, "default", def)}
 			ca, name := defCA, "localhost"
 			if mode == "implicit" {
-				o.Mode = ""
+				o.Mode = "imaps"
 			}
 			if mode == "sni" {
 				sniDir := filepath.Join(dir, "sni")
@@ -485,28 +487,32 @@ func TestJailNoCore(t *testing.T) {
 	}
 }
 
-// TestJailProbe runs a jailprobe build of stunnel-imap (never a release
-// build) through the real pipeline with IMAPTLS_JAILPROBE=1, once as the
-// proxy and once as the key process: each, once locked down, tries
-// execve, open, socket and fork, and logs every one refused; and the
-// session still works.
+// TestJailProbe runs a jailprobe build of stunnel-imap and of
+// stunnel-imap-key (never a release build) through the real pipeline
+// with IMAPTLS_JAILPROBE=1, one at a time, as the proxy and as the key
+// process: each, once locked down, tries execve, open, socket and fork,
+// and logs every one refused; and the session still works.
 func TestJailProbe(t *testing.T) {
 	dc := startDovecot(t)
-	probe := filepath.Join(t.TempDir(), "stunnel-imap")
-	build := exec.Command("go", "build", "-tags", "jailprobe", "-trimpath", "-o", probe, "./stunnel-imap")
-	build.Dir = repoRoot(t)
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("unable to build the jailprobe stunnel-imap: %v\n%s", err, out)
+	probes := map[string]string{}
+	for _, prog := range []string{"stunnel-imap", "stunnel-imap-key"} {
+		probes[prog] = filepath.Join(t.TempDir(), prog)
+		build := exec.Command("go", "build", "-tags", "jailprobe", "-trimpath", "-o", probes[prog], "./"+prog)
+		build.Dir = repoRoot(t)
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("unable to build the jailprobe %s: %v\n%s", prog, err, out)
+		}
 	}
-	const refused = "stunnel-imap: info: jailprobe: execve=refused open=refused socket=refused fork=refused"
 	for _, who := range []string{"proxy", "key process"} {
 		t.Run(strings.ReplaceAll(who, " ", "-"), func(t *testing.T) {
 			o := pipelineOpts{Mode: "imap", Env: []string{"IMAPTLS_JAILPROBE=1"}}
+			refused := "stunnel-imap: info: jailprobe: execve=refused open=refused socket=refused fork=refused"
 			if who == "proxy" {
-				o.Stunnel, o.KeyStunnel = probe, bin(t, "stunnel-imap")
+				o.Stunnel = probes["stunnel-imap"]
 			} else {
-				o.KeyStunnel = probe
+				o.KeyStunnel = probes["stunnel-imap-key"]
+				refused = "stunnel-imap-key: info: jailprobe: execve=refused open=refused socket=refused fork=refused"
 			}
 			p := startJail(t, dc, o)
 			c, port := startTLSPending(t, p.Addr)

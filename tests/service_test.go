@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -49,7 +50,7 @@ type service struct {
 // serviceSpec describes a service to make.
 type serviceSpec struct {
 	Name        string
-	Mode        string // imap, imap- or implicit
+	Mode        string // imap, imap- or imaps
 	Concurrency int    // 0: imap-tls-conf's default
 }
 
@@ -65,7 +66,7 @@ func startServices(t *testing.T, specs ...serviceSpec) *svscanTree {
 	ensureAccount(t, serviceAcct)
 	ensureAccount(t, serviceLogAcct)
 	conf := bin(t, "imap-tls-conf")
-	for _, p := range []string{"makesock", "setuidgid-chroot", "stunnel-imap"} {
+	for _, p := range []string{"imap-tls-server", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key"} {
 		if filepath.Dir(bin(t, p)) != filepath.Dir(conf) {
 			t.Fatalf("%s is not next to imap-tls-conf", p)
 		}
@@ -269,7 +270,7 @@ func (s *service) logLines(t *testing.T) []string {
 }
 
 // connLine is stunnel-imap's line for one connection, with its fields.
-var connLine = regexp.MustCompile(`stunnel-imap: info: remote=127\.0\.0\.1:\d+ mode=\S+ starttls=(yes|no) tls=\S+ cipher=\S+ .*auth=(yes|no) in=\d+ out=\d+ duration=\S+ end=\S+`)
+var connLine = regexp.MustCompile(`stunnel-imap: info: remote=127\.0\.0\.1:\d+ mode=\S+ starttls=(yes|no) tls=\S+ cipher=\S+ .*auth=(yes|no) in=\d+ out=\d+ warnings=\d+ duration=\S+ end=\S+`)
 
 // connLines counts stunnel-imap's one-per-connection info lines.
 func (s *service) connLines(t *testing.T) int {
@@ -321,7 +322,7 @@ func (s *service) login(t *testing.T, ca string) *imapClient {
 	t.Helper()
 	c := dialIMAP(t, s.Addr())
 	cfg := clientTLS(t, ca, "localhost")
-	if s.Mode == "implicit" {
+	if s.Mode == "imaps" {
 		c.TLS(cfg)
 		if g := c.Line(); !strings.HasPrefix(g, "* OK") {
 			t.Fatalf("greeting: %q", g)
@@ -361,7 +362,7 @@ import imaplib, re, ssl, sys
 mode, port, ca, path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 msg = open(path, 'rb').read()
 ctx = ssl.create_default_context(cafile=ca)
-if mode == 'implicit':
+if mode == 'imaps':
     c = imaplib.IMAP4_SSL('localhost', port, ssl_context=ctx)
 else:
     c = imaplib.IMAP4('localhost', port)
@@ -418,7 +419,7 @@ func (tr *svscanTree) openssl(t *testing.T, s *service) {
 	in.WriteString("\r\nc SELECT INBOX\r\ne FETCH * (BODY.PEEK[])\r\nf LOGOUT\r\n")
 	args := []string{"s_client", "-quiet", "-ign_eof", "-connect", s.Addr(), "-CAfile", tr.CA,
 		"-verify_return_error", "-verify_hostname", "localhost", "-servername", "localhost"}
-	if s.Mode != "implicit" {
+	if s.Mode != "imaps" {
 		args = append(args, "-starttls", "imap")
 	}
 	out := runClient(t, "openssl s_client", 60*time.Second, in.Bytes(), append([]string{"openssl"}, args...)...)
@@ -446,7 +447,7 @@ func (tr *svscanTree) curl(t *testing.T, s *service) {
 	os.WriteFile(path, msg, 0o644)
 	url := "imap://alice:secret@localhost:" + strconv.Itoa(s.Port) + "/INBOX"
 	opts := []string{"curl", "-sS", "--ssl-reqd", "--cacert", tr.CA}
-	if s.Mode == "implicit" {
+	if s.Mode == "imaps" {
 		url = "imaps" + url[4:]
 	}
 	runClient(t, "curl append", 60*time.Second, nil, append(opts, "-T", path, url)...)
@@ -469,7 +470,7 @@ func (tr *svscanTree) mbsync(t *testing.T, s *service) {
 	msg := bytes.ReplaceAll(testMessage(id), []byte("\r\n"), []byte("\n"))
 	dir := t.TempDir()
 	tls := "STARTTLS"
-	if s.Mode == "implicit" {
+	if s.Mode == "imaps" {
 		tls = "IMAPS"
 	}
 	sync := func(local string) {
@@ -536,7 +537,7 @@ SyncState *
 func TestServiceClients(t *testing.T) {
 	t.Parallel() // independent: own directories, ports, Dovecot and svscan
 	need(t, "/usr/bin/python3", "openssl", "curl", "mbsync")
-	tr := startServices(t, serviceSpec{Name: "starttls", Mode: "imap"}, serviceSpec{Name: "implicit", Mode: "implicit"})
+	tr := startServices(t, serviceSpec{Name: "starttls", Mode: "imap"}, serviceSpec{Name: "implicit", Mode: "imaps"})
 	for _, s := range tr.services {
 		s := s
 		t.Run(s.Mode, func(t *testing.T) {
@@ -750,16 +751,21 @@ func TestServiceControl(t *testing.T) {
 	s.session(t, tr.CA)
 
 	// Under a limit of 100 MB (softlimit -m) a Go program cannot start:
-	// the connection fails, and the Go runtime's complaint is in the log.
-	// Back to the default, it works again.
+	// imap-tls-server, the first one, runs under it too, so the service
+	// does not start at all (no tcpserver, nothing listens), and the Go
+	// runtime's complaint is in the log. Back to the default, it works
+	// again.
 	def, _ := os.ReadFile(filepath.Join(s.Dir, "env", "MEMLIMIT"))
 	s.writeEnv(t, "MEMLIMIT", "100000000")
-	s.restart(t)
-	c := dialIMAP(t, s.Addr())
-	if rest, _ := c.Rest(); strings.HasPrefix(rest, "* OK") {
-		t.Errorf("under softlimit -m 100000000 the pipeline still greeted: %q", rest)
+	s.svc(t, "-t")
+	s.waitListening(t, s.Port, false)
+	if c, err := net.DialTimeout("tcp", s.Addr(), 5*time.Second); err == nil {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if rest, _ := io.ReadAll(c); strings.HasPrefix(string(rest), "* OK") {
+			t.Errorf("under softlimit -m 100000000 the pipeline still greeted: %q", rest)
+		}
+		c.Close()
 	}
-	c.Close()
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(strings.Join(s.logLines(t), "\n"), "fatal error") {
 		if time.Now().After(deadline) {
@@ -774,7 +780,7 @@ func TestServiceControl(t *testing.T) {
 	// env/MODE imap-: STARTTLS offered, plaintext LOGIN relayed.
 	s.writeEnv(t, "MODE", "imap-")
 	s.restart(t)
-	c = dialIMAP(t, s.Addr())
+	c := dialIMAP(t, s.Addr())
 	if g := c.Line(); !strings.Contains(g, "STARTTLS") {
 		t.Errorf("MODE imap-: greeting %q does not offer STARTTLS", g)
 	}
@@ -784,10 +790,10 @@ func TestServiceControl(t *testing.T) {
 	c.Close()
 	s.session(t, tr.CA) // with STARTTLS too
 
-	// env/MODE implicit: TLS from the first byte on the same port.
-	s.writeEnv(t, "MODE", "implicit")
+	// env/MODE imaps: TLS from the first byte on the same port.
+	s.writeEnv(t, "MODE", "imaps")
 	s.restart(t)
-	s.Mode = "implicit"
+	s.Mode = "imaps"
 	s.session(t, tr.CA)
 }
 
@@ -815,12 +821,12 @@ func TestServiceConcurrency(t *testing.T) {
 	s := tr.services[0]
 	tcpserver := s.pid(t)
 	jail := filepath.Join(s.Dir, "jail")
-	proxies := func() int { // stunnel-imap, jailed, not a key process (-S)
+	proxies := func() int { // stunnel-imap, jailed (not stunnel-imap-key)
 		n := 0
 		for _, pid := range descendants(tcpserver) {
 			// a setuidgid-chroot between its chroot and its exec is in
 			// the jail too: only the exec'd proxy counts
-			if argv := argvOf(pid); len(argv) < 2 || filepath.Base(argv[0]) != "stunnel-imap" || argv[1] == "-S" {
+			if argv := argvOf(pid); len(argv) < 2 || filepath.Base(argv[0]) != "stunnel-imap" {
 				continue
 			}
 			if root, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", pid)); root == jail {
@@ -947,7 +953,7 @@ func TestServiceDemo(t *testing.T) {
 	needRoot(t)
 	need(t, "svscan", "tcpserver", "dovecot", "socat", "openssl", "curl", "python3", "setsid", "pgrep")
 	conf := bin(t, "imap-tls-conf")
-	for _, p := range []string{"makesock", "setuidgid-chroot", "stunnel-imap"} {
+	for _, p := range []string{"imap-tls-server", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key"} {
 		bin(t, p)
 	}
 	demo := func(t *testing.T, env ...string) (*exec.Cmd, *lockedBuffer, chan error, int, int) {
@@ -1062,6 +1068,108 @@ func TestServiceDemo(t *testing.T) {
 		}
 		nothingLeft(t, out.String(), p1)
 	})
+}
+
+// TestServiceChain: the run file imap-tls-conf writes runs
+// imap-tls-server, and the chain that starts is the one on the pages;
+// with a softlimit in env/PATH that adds imap-tls-server's -x (print the
+// chain instead of running it), the real run file, envdir and
+// imap-tls-server (with setuidgid-chroot's real range check) print it.
+// A setting that would fail every connection stops the start instead,
+// with one line: env/MODE implicit (now imaps), a uid range
+// setuidgid-chroot refuses, no ssl/stunnel.pem.
+func TestServiceChain(t *testing.T) {
+	t.Parallel() // independent: own directories
+	needRoot(t)
+	need(t, "envdir")
+	ensureAccount(t, serviceAcct)
+	ensureAccount(t, serviceLogAcct)
+	conf := bin(t, "imap-tls-conf")
+	for _, p := range []string{"imap-tls-server", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key"} {
+		bin(t, p)
+	}
+	dir := filepath.Join(t.TempDir(), "svc")
+	if out, err := exec.Command(conf, serviceAcct, serviceLogAcct, dir).CombinedOutput(); err != nil {
+		t.Fatalf("imap-tls-conf: %v: %s", err, out)
+	}
+	fake := t.TempDir()
+	os.WriteFile(filepath.Join(fake, "softlimit"), []byte("#!/bin/sh\nshift 2\nprog=$1\nshift\nexec \"$prog\" -x \"$@\"\n"), 0o755)
+	path, err := os.ReadFile(filepath.Join(dir, "env", "PATH"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "env", "PATH"), []byte(fake+":"+string(path)), 0o644)
+	runFile := func() (string, int) {
+		t.Helper()
+		cmd := exec.Command("sh", "./run")
+		cmd.Dir = dir
+		cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"}
+		out, err := runBounded(t, cmd, 30*time.Second)
+		if ee, ok := err.(*exec.ExitError); ok {
+			return string(out), ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("sh ./run: %v", err)
+		}
+		return string(out), 0
+	}
+
+	// Without the key: refused, nothing started.
+	if out, code := runFile(); code != 111 || out != "imap-tls-server: fatal: unable to read certificate file ./ssl/stunnel.pem: file does not exist\n" {
+		t.Errorf("without ssl/stunnel.pem: exit %d %q, want 111 naming it", code, out)
+	}
+	pem, _ := writeCert(t, t.TempDir())
+	key, _ := os.ReadFile(pem)
+	if err := os.WriteFile(filepath.Join(dir, "ssl", "stunnel.pem"), key, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	want := func(mode, ids string) string {
+		return strings.Join(strings.Fields(`
+tcpserver -R -H -l 0 -c 40 0.0.0.0 143
+makesock
+  makesock -d 4
+    setuidgid-chroot -/ ./jail `+ids+`
+      stunnel-imap -n `+mode+` -F 3 -K 4
+  -makesock_connect_to
+    setuidgid-chroot -/ ./jail `+ids+` -o 3:./ssl/stunnel.pem
+      stunnel-imap-key -P 3
+-makesock_connect_to
+  socat -t 5 STDIO,shut-down UNIX-CONNECT:/run/dovecot/imap-tls`), "\n") + "\n"
+	}
+	for _, mode := range []string{"imap", "imap-", "imaps"} {
+		s := &service{Dir: dir}
+		s.writeEnv(t, "MODE", mode)
+		if out, code := runFile(); code != 0 || out != want(mode, "-r "+jailRange) {
+			t.Errorf("MODE %s: exit %d\n got %q\nwant %q", mode, code, out, want(mode, "-r "+jailRange))
+		}
+	}
+	s := &service{Dir: dir}
+	s.writeEnv(t, "UIDRANGE", "")
+	if out, code := runFile(); code != 0 || out != want("imaps", "-u "+serviceAcct) {
+		t.Errorf("UIDRANGE empty: exit %d\n got %q\nwant %q", code, out, want("imaps", "-u "+serviceAcct))
+	}
+	for _, c := range []struct {
+		env, value string
+		code       int
+		msg        string
+	}{
+		{"MODE", "implicit", 100, "imap-tls-server: fatal: mode implicit is now called imaps: write imaps (in env/MODE for a service)\n"},
+		{"MODE", "", 100, "imap-tls-server: fatal: mode \"\" is not imap, imap- or imaps\n"},
+		{"UIDRANGE", "1:2:3", 100, "imap-tls-server: fatal: uid range \"1:2:3\" is not base:count\n"},
+		{"UIDRANGE", "1 -u root:5", 100, "imap-tls-server: fatal: uid range \"1 -u root:5\" is not base:count\n"},
+		{"UIDRANGE", "1:1", 100, "imap-tls-server: fatal: setuidgid-chroot refuses -r 1:1\n"},
+		{"CONCURRENCY", "many", 100, "imap-tls-server: fatal: -c \"many\": not a number of at least 1\n"},
+	} {
+		s.writeEnv(t, "MODE", "imap")
+		s.writeEnv(t, "UIDRANGE", jailRange)
+		s.writeEnv(t, "CONCURRENCY", "40")
+		s.writeEnv(t, c.env, c.value)
+		out, code := runFile()
+		// setuidgid-chroot's own line comes first when it refuses, the
+		// usage line after a bad option
+		if code != c.code || !strings.Contains(out, c.msg) || strings.Contains(out, "tcpserver") {
+			t.Errorf("%s %q: exit %d %q, want %d ending %q", c.env, c.value, code, out, c.code, c.msg)
+		}
+	}
 }
 
 // TestServiceConfRefuses runs the real binary on bad arguments: a clear

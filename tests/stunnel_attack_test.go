@@ -346,7 +346,7 @@ func TestE2EAttackBackendAdvertisesStarttls(t *testing.T) {
 		p.waitLog(t, `stunnel-imap: info: `, 15*time.Second)
 	})
 	t.Run("implicit", func(t *testing.T) {
-		p := startPipeline(t, pipelineOpts{Backend: backend})
+		p := startPipeline(t, pipelineOpts{Mode: "imaps", Backend: backend})
 		c := dialIMAP(t, p.Addr)
 		c.TLS(clientTLS(t, p.CA, "localhost"))
 		check(t, "greeting", capsOf(c.Line()), false)
@@ -397,15 +397,15 @@ func TestE2EAttackOversizedLiteral(t *testing.T) {
 // handshake timeout (-T 1 here), with one log line saying so.
 func TestE2EAttackStalledHandshake(t *testing.T) {
 	d := startDovecot(t)
-	for _, mode := range []string{"imap", ""} {
+	for _, mode := range []string{"imap", "imaps"} {
 		name := mode
-		if name == "" {
+		if name == "imaps" {
 			name = "implicit"
 		}
 		t.Run(name, func(t *testing.T) {
 			p := startPipeline(t, pipelineOpts{Mode: mode, Backend: d.LoginCmd(), Args: []string{"-T", "1"}})
 			c := dialIMAP(t, p.Addr)
-			if mode != "" {
+			if mode != "imaps" {
 				c.Line()
 				c.Send("a STARTTLS\r\n")
 				if l := c.Line(); !strings.HasPrefix(l, "a OK") {

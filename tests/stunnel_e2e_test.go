@@ -313,7 +313,7 @@ func TestE2EPythonStarttls(t *testing.T) {
 func TestE2EPythonImplicit(t *testing.T) {
 	d := startDovecot(t)
 	t.Run("login", func(t *testing.T) {
-		p := startPipeline(t, pipelineOpts{Backend: d.LoginCmd()})
+		p := startPipeline(t, pipelineOpts{Mode: "imaps", Backend: d.LoginCmd()})
 		r := runPython(t, p, "implicit")
 		if !strings.HasPrefix(r.Greeting, "* OK") || hasCap(r.CapsAfter, "STARTTLS") || hasCap(r.CapsAfter, "LOGINDISABLED") {
 			t.Errorf("greeting %q, capabilities %v: want * OK, no STARTTLS, no LOGINDISABLED", r.Greeting, r.CapsAfter)
@@ -324,7 +324,7 @@ func TestE2EPythonImplicit(t *testing.T) {
 		noSecrets(t, p, d)
 	})
 	t.Run("preauth", func(t *testing.T) {
-		p := startPipeline(t, pipelineOpts{Backend: d.ImapCmd("bob")})
+		p := startPipeline(t, pipelineOpts{Mode: "imaps", Backend: d.ImapCmd("bob")})
 		r := runPython(t, p, "preauth")
 		if !strings.HasPrefix(r.Greeting, "* PREAUTH") {
 			t.Errorf("greeting %q, want PREAUTH relayed under implicit TLS", r.Greeting)
@@ -547,7 +547,7 @@ func TestE2EMbsync(t *testing.T) {
 	d := startDovecot(t)
 	for _, tc := range []struct{ name, mode, tlsType string }{
 		{"starttls", "imap", "STARTTLS"},
-		{"implicit", "", "IMAPS"},
+		{"implicit", "imaps", "IMAPS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startPipeline(t, pipelineOpts{Mode: tc.mode, Backend: d.LoginCmd()})

@@ -19,7 +19,7 @@ import (
 // TestE2EALPN: a client that offers only another protocol (http/1.1) is
 // refused during the handshake; one offering imap, or no ALPN, is served.
 func TestE2EALPN(t *testing.T) {
-	p := startPipeline(t, pipelineOpts{Backend: []string{"sh", "-c", fakeStarttlsBackend}})
+	p := startPipeline(t, pipelineOpts{Mode: "imaps", Backend: []string{"sh", "-c", fakeStarttlsBackend}})
 	for _, tc := range []struct {
 		name   string
 		protos []string
@@ -66,7 +66,7 @@ func TestE2EALPN(t *testing.T) {
 func TestE2ECertRenewal(t *testing.T) {
 	dir := t.TempDir()
 	pemPath, ca1 := writeCert(t, dir, "localhost")
-	p := startPipeline(t, pipelineOpts{Backend: []string{"sh", "-c", fakeStarttlsBackend}, PEM: pemPath})
+	p := startPipeline(t, pipelineOpts{Mode: "imaps", Backend: []string{"sh", "-c", fakeStarttlsBackend}, PEM: pemPath})
 	old := filepath.Join(t.TempDir(), "old-ca.pem")
 	b, _ := os.ReadFile(ca1)
 	os.WriteFile(old, b, 0o644)
@@ -99,7 +99,10 @@ func TestE2ECertRenewal(t *testing.T) {
 
 // TestE2EBadCert: a PEM that holds no usable certificate and key is
 // reported (a fatal line) before any byte reaches the client; the
-// client sees only the end of the connection.
+// client sees only the end of the connection. The bad file replaces a
+// good one once the service runs (imap-tls-server refuses a missing or
+// empty one at start): the key process, which reads it for each
+// connection, refuses it, and the proxy ends without a byte.
 func TestE2EBadCert(t *testing.T) {
 	for _, tc := range []struct{ name, content string }{
 		{"garbage", "this is not a certificate\n"},
@@ -108,27 +111,37 @@ func TestE2EBadCert(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			pemPath := filepath.Join(dir, "bad.pem")
+			pemPath, _ := writeCert(t, dir, "localhost")
+			good, err := os.ReadFile(pemPath)
+			if err != nil {
+				t.Fatal(err)
+			}
 			content := tc.content
 			if content == "cert" {
 				good, _ := writeCert(t, t.TempDir(), "localhost")
 				b, _ := os.ReadFile(good)
 				content = string(b[:strings.Index(string(b), "-----BEGIN PRIVATE KEY-----")])
 			}
-			if err := os.WriteFile(pemPath, []byte(content), 0o400); err != nil {
-				t.Fatal(err)
-			}
-			for _, mode := range []string{"imap", ""} {
+			for _, mode := range []string{"imap", "imaps"} {
+				if err := os.WriteFile(pemPath, good, 0o400); err != nil {
+					t.Fatal(err)
+				}
 				p := startPipeline(t, pipelineOpts{Mode: mode, Backend: []string{"sh", "-c", fakeStarttlsBackend}, PEM: pemPath, Verbose: true})
+				if err := os.WriteFile(pemPath, []byte(content), 0o400); err != nil {
+					t.Fatal(err)
+				}
 				c := dialIMAP(t, p.Addr)
 				rest, _ := c.Rest()
 				c.Close()
 				if rest != "" {
 					t.Errorf("mode %q: the client got %q from a proxy without a usable certificate", mode, rest)
 				}
-				p.waitLog(t, `stunnel-imap: fatal: `, 15*time.Second)
-				// tcpserver -v: "end PID status 25600" is exit code 100
-				p.waitLog(t, `tcpserver: end [0-9]+ status 25600$`, 15*time.Second)
+				// the key process refuses the file (exit 100), the
+				// proxy ends for want of it
+				p.waitLog(t, `^stunnel-imap-key: fatal: unable to load `, 15*time.Second)
+				p.waitLog(t, `^stunnel-imap: fatal: unable to use the key process: `, 15*time.Second)
+				// tcpserver -v: "end PID status 28416" is the proxy's exit code 111
+				p.waitLog(t, `tcpserver: end [0-9]+ status 28416$`, 15*time.Second)
 				// no PEM content in the log (a type name in an error is fine)
 				for _, l := range strings.Split(content, "\n") {
 					if len(l) > 16 && strings.Contains(p.Stderr(), l) {
@@ -146,15 +159,15 @@ func dialer() *net.Dialer {
 }
 
 // TestE2EBrokenSetup: a pipeline that cannot serve (the PEM file
-// missing, with and without the key process; the backend missing; the
-// backend gone before its greeting; a wrong stunnel-imap flag) gives the
+// removed after imap-tls-server checked it at start; the backend
+// missing; the backend gone before its greeting) gives the
 // client an empty connection and its end, says why in one line of the
 // program that failed, exits with that program's status, and leaves no
 // process behind.
 func TestE2EBrokenSetup(t *testing.T) {
 	fake := []string{"sh", "-c", fakeStarttlsBackend}
 	const (
-		noPEM = `^setuidgid-chroot: fatal: unable to open /nonexistent/server\.pem: file does not exist$`
+		noPEM = `^setuidgid-chroot: fatal: unable to open /\S+/server\.pem: file does not exist$`
 		gone  = `^stunnel-imap: info: .* tls=none .* in=0 out=0 .* end=server-eof$`
 	)
 	for _, tc := range []struct {
@@ -163,18 +176,12 @@ func TestE2EBrokenSetup(t *testing.T) {
 		lines  []string // stderr lines that must appear (regular expressions)
 		status int      // tcpserver -v's raw wait status of the connection
 	}{
-		{"missing pem", pipelineOpts{Backend: fake, PEM: "/nonexistent/server.pem"},
-			[]string{noPEM}, 111 << 8},
-		{"missing pem, key process", pipelineOpts{Backend: fake, PEM: "/nonexistent/server.pem", KeyProcess: true},
+		{"pem removed after the start", pipelineOpts{Backend: fake, RemovePEM: true},
 			[]string{noPEM, `^stunnel-imap: info: .* tls=none .* end=key-process-failed$`, `^stunnel-imap: fatal: unable to use the key process: `}, 111 << 8},
 		{"missing backend", pipelineOpts{Backend: []string{"/nonexistent/imapd"}},
 			[]string{`^makesock: fatal: unable to run /nonexistent/imapd: file does not exist$`}, 111 << 8},
 		{"backend gone before its greeting", pipelineOpts{Backend: []string{"sh", "-c", "exit 0"}},
 			[]string{gone}, 0},
-		{"backend gone before its greeting, key process", pipelineOpts{Backend: []string{"sh", "-c", "exit 0"}, KeyProcess: true},
-			[]string{gone}, 0},
-		{"wrong flag", pipelineOpts{Backend: fake, Args: []string{"-Z"}},
-			[]string{`^stunnel-imap: fatal: flag provided but not defined: -Z$`, `^stunnel-imap: usage: stunnel-imap `}, 100 << 8},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.o.Mode, tc.o.Verbose = "imap", true
