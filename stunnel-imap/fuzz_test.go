@@ -12,6 +12,7 @@ import (
 	"imap-tls/stunnel-imap/certfile"
 	"imap-tls/stunnel-imap/imap"
 	"imap-tls/stunnel-imap/line"
+	"imap-tls/stunnel-imap/pop3"
 )
 
 // fakeServer is a plaintext IMAP server that parses commands as a real
@@ -39,6 +40,13 @@ func fakeServer(conn net.Conn, mu *sync.Mutex, seen *[]string) {
 				break
 			}
 			if name == "XREFUSE" {
+				refused = true
+				break
+			}
+			if name == "XEARLY" && !lit.NonSync {
+				// A server that gives up on the literal after its "+":
+				// what the client sends next is, to it, a new command.
+				io.WriteString(conn, "+ go ahead\r\n")
 				refused = true
 				break
 			}
@@ -82,6 +90,8 @@ func FuzzSession(f *testing.F) {
 		"a NOOP ~{4+}\r\nb LO\r\nc NOOP\r\n",
 		"a NOOP\rb LOGIN x y\r\n",
 		"a STARTTLS x\r\n",
+		"a XEARLY {20}\r\nb LOGIN alice secret\r\n",
+		"a XEARLY {10}\r\nb STARTTLS\r\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -119,6 +129,95 @@ func FuzzSession(f *testing.F) {
 		for _, name := range seen {
 			switch name {
 			case "LOGIN", "AUTHENTICATE", "STARTTLS":
+				t.Fatalf("the server executed %s before TLS (commands %q, end %s)", name, seen, sess.end)
+			}
+		}
+		if sess.loggedIn {
+			t.Fatalf("authenticated without TLS")
+		}
+	})
+}
+
+// fakePOP3 is a plaintext POP3 server that records every command name it
+// executes: +OK to everything, a multi-line CAPA, and an AUTH challenge
+// it gives up on at once.
+func fakePOP3(conn net.Conn, mu *sync.Mutex, seen *[]string) {
+	defer closeWrite(conn)
+	io.WriteString(conn, "+OK ready <1@x>\r\n")
+	r := bufio.NewReader(conn)
+	for {
+		l, err := line.Read(r, 1<<20)
+		if err != nil {
+			return
+		}
+		name, _, ok := pop3.ParseCommand(l)
+		if ok {
+			mu.Lock()
+			*seen = append(*seen, name)
+			mu.Unlock()
+		}
+		switch name {
+		case "CAPA":
+			io.WriteString(conn, "+OK\r\nSTLS\r\nUSER\r\nSASL PLAIN\r\n.\r\n")
+		case "AUTH":
+			io.WriteString(conn, "+ \r\n-ERR given up\r\n")
+		default:
+			io.WriteString(conn, "+OK\r\n")
+		}
+	}
+}
+
+// FuzzPOP3Session: whatever a client sends before TLS on an
+// STLS-required port, the server never executes USER, PASS, APOP, AUTH
+// or STLS, and no login happens.
+func FuzzPOP3Session(f *testing.F) {
+	for _, seed := range []string{
+		"USER alice\r\nPASS secret\r\n",
+		"STLS\r\nUSER alice\r\n",
+		"CAPA\r\nAUTH PLAIN AGFsaWNlAGFsaWNlAHNlY3JldA==\r\n",
+		"APOP alice 0123456789abcdef0123456789abcdef\r\n",
+		"user alice\npass secret\n",
+		"STLS x\r\nNOOP\r\n",
+		"\r\n\r\nQUIT\r\n",
+		"NOOP\rPASS x\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		cTest, cProxy := socketpair(t)
+		sProxy, sTest := socketpair(t)
+		defer cTest.Close()
+		defer sTest.Close()
+		c, _ := certfile.Parse(testPEM, "test")
+		l := log.NewTo("stunnel-imap", io.Discard, func(int) {})
+		m := mustMode("pop3")
+		cfg := &config{mode: m, tls: tlsConfig(staticSource{c}, m.alpn), handshakeTimeout: time.Second,
+			commandTimeout: 2 * time.Second, idleTimeout: 2 * time.Second, log: l, linger: 100 * time.Millisecond, grace: time.Second}
+		var mu sync.Mutex
+		var seen []string
+		srvDone := make(chan struct{})
+		go func() { fakePOP3(sTest, &mu, &seen); close(srvDone) }()
+		done := make(chan *session, 1)
+		go func() { done <- serve(cfg, cProxy, sProxy) }()
+		go func() {
+			cTest.Write(in)
+			closeWrite(cTest)
+		}()
+		cTest.SetReadDeadline(time.Now().Add(guard))
+		io.Copy(io.Discard, cTest)
+		var sess *session
+		select {
+		case sess = <-done:
+		case <-time.After(guard):
+			t.Fatal("session did not end")
+		}
+		sTest.Close()
+		<-srvDone
+		mu.Lock()
+		defer mu.Unlock()
+		for _, name := range seen {
+			switch name {
+			case "USER", "PASS", "APOP", "AUTH", "STLS":
 				t.Fatalf("the server executed %s before TLS (commands %q, end %s)", name, seen, sess.end)
 			}
 		}

@@ -58,7 +58,7 @@ func (s *session) handshake(pre []byte) bool {
 	if err := tc.Handshake(); err != nil {
 		switch {
 		case len(pre) > 0 && pre[0] != 0x16:
-			s.warn("client sent plaintext after STARTTLS: dropped")
+			s.warn("client sent plaintext after %s: dropped", s.cfg.mode.starttls)
 			s.end = "handshake-failed"
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			s.end = "handshake-timeout"

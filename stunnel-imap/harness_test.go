@@ -176,7 +176,7 @@ func start(t *testing.T, su setup) *harness {
 	}
 	cfg := &config{
 		mode:             su.mode,
-		tls:              tlsConfig(su.src, "imap"),
+		tls:              tlsConfig(su.src, su.mode.alpn),
 		handshakeTimeout: or(su.handshake, guard),
 		commandTimeout:   or(su.command, guard),
 		idleTimeout:      or(su.idle, guard),

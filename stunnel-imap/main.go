@@ -26,7 +26,7 @@ import (
 	"imap-tls/stunnel-imap/seccomp"
 )
 
-const synopsis = "-n imap|imap-|imaps [ -F fd ] ( -p pemfile | -P fd | -d certdir | -K fd ) [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ]"
+const synopsis = "-n imap|imap-|imaps|pop3|pop3-|pop3s [ -F fd ] ( -p pemfile | -P fd | -d certdir | -K fd ) [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ]"
 
 func main() {
 	l := log.New("stunnel-imap")
@@ -123,11 +123,11 @@ func parseArgs(args []string) (*options, error) {
 		return nil, &log.UsageError{Synopsis: synopsis, Msg: "unexpected argument " + strconv.Quote(fs.Arg(0))}
 	}
 	if modeName == "" {
-		return nil, &log.UsageError{Synopsis: synopsis, Msg: "no -n: use -n imap, -n imap- or -n imaps"}
+		return nil, &log.UsageError{Synopsis: synopsis, Msg: "no -n: name the mode: " + modeList()}
 	}
 	m, ok := modeNamed(modeName)
 	if !ok {
-		return nil, &log.UsageError{Synopsis: synopsis, Msg: "unknown mode " + strconv.Quote(modeName) + ": use imap, imap- or imaps"}
+		return nil, &log.UsageError{Synopsis: synopsis, Msg: "unknown mode " + strconv.Quote(modeName) + ": use " + modeList()}
 	}
 	o.mode = m
 	if sources != 1 {

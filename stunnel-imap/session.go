@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -33,16 +34,35 @@ const (
 // mode is what a port serves: a protocol with a TLS policy, named as -n,
 // env/MODE and the log line's mode= name it.
 type mode struct {
-	name   string
-	policy policy
-	alpn   string              // the protocol's ALPN id (RFC 7301)
-	part   func(*session) part // the protocol part of one session
+	name     string
+	policy   policy
+	alpn     string              // the protocol's ALPN id (RFC 7301)
+	starttls string              // the protocol's command that starts TLS
+	part     func(*session) part // the protocol part of one session
 }
 
 var modes = []mode{
-	{"imap", required, "imap", newIMAP},
-	{"imap-", optional, "imap", newIMAP},
-	{"imaps", implicit, "imap", newIMAP},
+	{"imap", required, "imap", "STARTTLS", newIMAP},
+	{"imap-", optional, "imap", "STARTTLS", newIMAP},
+	{"imaps", implicit, "imap", "STARTTLS", newIMAP},
+	{"pop3", required, "pop3", "STLS", newPOP3},
+	{"pop3-", optional, "pop3", "STLS", newPOP3},
+	{"pop3s", implicit, "pop3", "STLS", newPOP3},
+}
+
+// modeList names the modes for a usage error: "imap, ... or pop3s".
+func modeList() string {
+	var b strings.Builder
+	for i, m := range modes {
+		switch {
+		case i == len(modes)-1:
+			b.WriteString(" or ")
+		case i > 0:
+			b.WriteString(", ")
+		}
+		b.WriteString(m.name)
+	}
+	return b.String()
 }
 
 func modeNamed(name string) (mode, bool) {
