@@ -260,3 +260,29 @@ func (l *LockedBuffer) Len() int {
 	defer l.mu.Unlock()
 	return l.b.Len()
 }
+
+// MainTB returns a testing.TB for TestMain, where no test is running yet:
+// Bin, Build, RepoRoot and NewCert accept it, so that binaries are built
+// before the first test starts its clock. Its Fatal and Fatalf print the
+// message to stderr and exit the process with status 1; Helper, Log,
+// Logf, Error and Errorf work as their names say (an error also exits
+// 1); any other method panics.
+func MainTB() testing.TB { return mainTB{} }
+
+type mainTB struct{ testing.TB }
+
+func (mainTB) Helper()                         {}
+func (mainTB) Log(args ...any)                 { fmt.Fprintln(os.Stderr, args...) }
+func (mainTB) Logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+func (m mainTB) Error(args ...any)             { m.Fatal(args...) }
+func (m mainTB) Errorf(format string, args ...any) {
+	m.Fatalf(format, args...)
+}
+func (mainTB) Fatal(args ...any) {
+	fmt.Fprintln(os.Stderr, args...)
+	os.Exit(1)
+}
+func (mainTB) Fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+	os.Exit(1)
+}

@@ -380,3 +380,28 @@ func TestLockedBuffer(t *testing.T) {
 		t.Errorf("%d lines, Len %d", got, b.Len())
 	}
 }
+
+// TestMainTB: outside a test, a failure prints its message and exits 1;
+// a success returns as with a real test.
+func TestMainTB(t *testing.T) {
+	if os.Getenv("TESTKIT_MAINTB") != "" {
+		tb := MainTB()
+		tb.Helper()
+		fmt.Println(RepoRoot(tb) != "")
+		Bin(tb, "no-such-program")
+		fmt.Println("not reached")
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestMainTB$")
+	cmd.Env = append(os.Environ(), "TESTKIT_MAINTB=1")
+	var stderr LockedBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Errorf("exit: %v, want status 1", err)
+	}
+	if string(out) != "true\n" || !strings.Contains(stderr.String(), "no-such-program is not a program of the suite") {
+		t.Errorf("stdout %q, stderr %q", out, stderr.String())
+	}
+}
