@@ -70,7 +70,7 @@ func (s *session) handshake(pre []byte) bool {
 		default:
 			// The error's text can hold what the client offered (every
 			// cipher suite of a hostile hello): bounded.
-			s.warn("unable to complete tls handshake: %s", clip(log.Reason(err), maxLogged))
+			s.warn("unable to complete tls handshake: %s", log.Clip(log.Reason(err), maxLogged))
 			s.end = "handshake-failed"
 		}
 		return false

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"imap-tls/log"
 
 	"imap-tls/stunnel-imap/imap"
 	"imap-tls/stunnel-imap/line"
@@ -265,7 +266,7 @@ func (m *imapSession) commandLine(l []byte) {
 		return
 	}
 	if s.cfg.verbosity > 0 {
-		s.cfg.log.Info("command %s", clip(name, maxLogged))
+		s.cfg.log.Info("command %s", log.Clip(name, maxLogged))
 	}
 	switch name {
 	case "STARTTLS":

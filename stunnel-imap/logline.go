@@ -2,8 +2,9 @@ package main
 
 import (
 	"crypto/tls"
-	"strconv"
 	"time"
+
+	"imap-tls/log"
 )
 
 // warnings logs each kind of warning once per session and counts them
@@ -28,21 +29,13 @@ func (s *session) warn(format string, args ...any) {
 	s.cfg.log.Warning(format, args...)
 }
 
-// clip bounds a client-chosen text to max bytes, marking what it cut.
-func clip(s string, max int) string {
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "...(" + strconv.Itoa(len(s)) + " bytes)"
-}
-
 // field keeps a client-chosen value (the server name) to one bounded
 // word.
 func field(s string) string {
 	if s == "" {
 		return "-"
 	}
-	b := []byte(clip(s, maxLogged))
+	b := []byte(log.Clip(s, maxLogged))
 	for i, c := range b {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
 			b[i] = '?'

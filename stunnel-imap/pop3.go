@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"imap-tls/log"
 
 	"imap-tls/stunnel-imap/line"
 	"imap-tls/stunnel-imap/pop3"
@@ -197,7 +198,7 @@ func (p *pop3Session) commandLine(l []byte) {
 		return
 	}
 	if s.cfg.verbosity > 0 {
-		s.cfg.log.Info("command %s", clip(name, maxLogged))
+		s.cfg.log.Info("command %s", log.Clip(name, maxLogged))
 	}
 	switch name {
 	case "STLS":
