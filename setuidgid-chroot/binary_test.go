@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"imap-tls/internal/testkit"
 )
 
 // The tests below run the built binary as a user would, as root, and look
@@ -28,40 +30,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sgc-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(111)
-	}
-	code := func() int {
-		defer os.RemoveAll(dir)
-		if b := os.Getenv("IMAPTLS_BIN"); b != "" {
-			sgcBin = filepath.Join(b, "setuidgid-chroot")
-		} else {
-			sgcBin = filepath.Join(dir, "setuidgid-chroot")
-			if err := build(sgcBin, "."); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 111
-			}
-		}
-		statusProg = filepath.Join(dir, "statusprog")
-		if err := build(statusProg, "./testdata/statusprog"); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 111
-		}
-		os.Chmod(dir, 0o755)
-		return m.Run()
-	}()
-	os.Exit(code)
-}
-
-func build(out, pkg string) error {
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-	}
-	return nil
+	tb := testkit.MainTB()
+	sgcBin = testkit.Bin(tb, "setuidgid-chroot")
+	statusProg = testkit.Build(tb, "./testdata/statusprog")
+	os.Exit(m.Run())
 }
 
 // tool finds a program the test needs, or fails the test naming the
@@ -476,7 +448,7 @@ func TestExitCodes(t *testing.T) {
 		{"-o too high", nil, []string{"-u", "imaptls", "-o", "99999999:/dev/null", statusProg}, 111, "fatal: unable to open /dev/null on fd 99999999: bad file descriptor"},
 		{"missing prog", []string{"PATH=/nonexistent:/bin"}, []string{"-u", "imaptls", "nosuchprog"}, 111, "fatal: unable to run nosuchprog: file does not exist"},
 		{"missing prog path", nil, []string{"-u", "imaptls", "/nonexistent/prog"}, 111, "fatal: unable to run /nonexistent/prog: file does not exist"},
-		{"script", nil, []string{"-u", "imaptls", script}, 100, "it is a script"},
+		{"script", nil, []string{"-u", "imaptls", script}, 100, "fatal: unable to run " + script + ": it is a script, and only a binary can run from a descriptor\n"},
 		{"not executable by target", nil, []string{"-u", "imaptls", rootOnly}, 111, "fatal: unable to run " + rootOnly + ": permission denied"},
 		{"missing jail", nil, []string{"-/", "/nonexistent-jail", "-u", "imaptls", statusProg}, 111, "fatal: unable to chroot to /nonexistent-jail: file does not exist"},
 		{"jail is a file", nil, []string{"-/", script, "-u", "imaptls", statusProg}, 111, "fatal: unable to chroot to " + script + ": not a directory"},

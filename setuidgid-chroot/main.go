@@ -104,6 +104,8 @@ func (f rangeFlag) Set(s string) error {
 	return nil
 }
 
+func usage(msg string) error { return &log.UsageError{Synopsis: synopsis, Msg: msg} }
+
 // parseArgs reads the options; it does no system call.
 func parseArgs(args []string) (*config, error) {
 	c := &config{}
@@ -117,9 +119,9 @@ func parseArgs(args []string) (*config, error) {
 	fs.Var(opens{&c.opens}, "o", "fd:path")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return nil, &log.UsageError{Synopsis: synopsis}
+			return nil, usage("")
 		}
-		return nil, &log.UsageError{Synopsis: synopsis, Msg: err.Error()}
+		return nil, usage(err.Error())
 	}
 	c.argv = fs.Args()
 	n := 0
@@ -134,15 +136,15 @@ func parseArgs(args []string) (*config, error) {
 	}
 	switch {
 	case n == 0:
-		return nil, &log.UsageError{Synopsis: synopsis, Msg: "one of -u, -U or -r is required: this tool always drops privilege"}
+		return nil, usage("one of -u, -U or -r is required: this tool always drops privilege")
 	case n > 1:
-		return nil, &log.UsageError{Synopsis: synopsis, Msg: "-u, -U and -r exclude each other"}
+		return nil, usage("-u, -U and -r exclude each other")
 	case isSet(fs, "u") && c.account == "":
-		return nil, &log.UsageError{Synopsis: synopsis, Msg: "-u wants an account name"}
+		return nil, usage("-u wants an account name")
 	case isSet(fs, "/") && c.root == "":
-		return nil, &log.UsageError{Synopsis: synopsis, Msg: "-/ wants a directory"}
+		return nil, usage("-/ wants a directory")
 	case len(c.argv) == 0 || c.argv[0] == "":
-		return nil, &log.UsageError{Synopsis: synopsis, Msg: "no program to run"}
+		return nil, usage("no program to run")
 	}
 	return c, nil
 }
@@ -386,6 +388,9 @@ func findProg(name, path string) (string, error) {
 	return "", firstErr
 }
 
+// errScript says why prog cannot run (see openProg).
+var errScript = errors.New("it is a script, and only a binary can run from a descriptor")
+
 // openProg opens prog for execveat. The descriptor is close-on-exec, so it
 // does not leak into prog; the price is that the kernel cannot hand a
 // script its own path (/dev/fd/N would be closed by then), so a script
@@ -412,7 +417,7 @@ func openProg(name string) (int, error) {
 	}
 	magic := make([]byte, 2)
 	if n, _ := unix.Pread(fd, magic, 0); n == 2 && string(magic) == "#!" {
-		return -1, log.Config(nil, "unable to run %s: it is a script, and only a binary can run from a descriptor", p)
+		return -1, log.Perm(errScript, "run %s", p)
 	}
 	return fd, nil
 }
@@ -548,11 +553,11 @@ func joinIDs(ids []uint32) string {
 func execFD(fd int, argv []string) error {
 	cargv, err := cStrings(argv)
 	if err != nil {
-		return log.Config(err, "unable to run %s", argv[0])
+		return log.Perm(err, "run %s", argv[0])
 	}
 	cenv, err := cStrings(os.Environ())
 	if err != nil {
-		return log.Config(err, "unable to run %s", argv[0])
+		return log.Perm(err, "run %s", argv[0])
 	}
 	empty := []byte{0}
 	_, _, errno := unix.Syscall6(unix.SYS_EXECVEAT, uintptr(fd),

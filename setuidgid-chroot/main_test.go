@@ -261,3 +261,14 @@ func TestFindProg(t *testing.T) {
 		t.Errorf("a directory was found as a program")
 	}
 }
+
+// TestExecFDNul: an argument with a NUL byte cannot be passed to
+// execveat; execFD says so, exit 100, before any system call. (The
+// environment cannot hold one: setenv refuses it.)
+func TestExecFDNul(t *testing.T) {
+	err := execFD(-1, []string{"prog", "a\x00b"})
+	var e *log.Error
+	if !errors.As(err, &e) || e.Code != log.ExitUsage || err.Error() != "unable to run prog: argument or environment holds a NUL byte" {
+		t.Errorf("execFD: %v, want exit 100 and unable to run prog: argument or environment holds a NUL byte", err)
+	}
+}
