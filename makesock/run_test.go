@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"imap-tls/internal/testkit"
 )
 
 var (
@@ -31,32 +33,9 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "makesock-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	build := func(out, pkg string) error {
-		cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		cmd.Stderr = os.Stderr
-		return cmd.Run()
-	}
-	if bin := os.Getenv("IMAPTLS_BIN"); bin != "" {
-		makesockBin = filepath.Join(bin, "makesock")
-	} else {
-		makesockBin = filepath.Join(dir, "makesock")
-		if err := build(makesockBin, "."); err != nil {
-			fmt.Fprintln(os.Stderr, "unable to build makesock:", err)
-			return 1
-		}
-	}
-	fdtoolBin = filepath.Join(dir, "fdtool")
-	if err := build(fdtoolBin, "./testdata/fdtool"); err != nil {
-		fmt.Fprintln(os.Stderr, "unable to build testdata/fdtool:", err)
-		return 1
-	}
+	tb := testkit.MainTB()
+	makesockBin = testkit.Bin(tb, "makesock")
+	fdtoolBin = testkit.Build(tb, "./testdata/fdtool")
 	// Only what a test passes on purpose reaches makesock: descriptors
 	// this process inherited (from a shell, a CI runner) are not passed on.
 	if err := closeAllOnExec(); err != nil {
@@ -64,7 +43,7 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	// The scripts call fdtool by name.
-	os.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	os.Setenv("PATH", filepath.Dir(fdtoolBin)+string(os.PathListSeparator)+os.Getenv("PATH"))
 	return m.Run()
 }
 

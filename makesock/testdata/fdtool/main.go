@@ -23,11 +23,17 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"imap-tls/log"
 )
+
+var l = log.New("fdtool")
+
+const synopsis = "relay N | fds | nonblock prog... | noop"
 
 func main() {
 	if len(os.Args) < 2 {
-		fatal("usage: fdtool relay N | fds | nonblock prog... | noop")
+		l.Exit(&log.UsageError{Synopsis: synopsis})
 	}
 	switch os.Args[1] {
 	case "relay":
@@ -38,25 +44,20 @@ func main() {
 		nonblock()
 	case "noop":
 	default:
-		fatal("unknown command " + os.Args[1])
+		l.Exit(&log.UsageError{Synopsis: synopsis, Msg: "unknown command " + os.Args[1]})
 	}
-}
-
-func fatal(msg string) {
-	fmt.Fprintln(os.Stderr, "fdtool: fatal: "+msg)
-	os.Exit(111)
 }
 
 func relay() {
 	if len(os.Args) != 3 {
-		fatal("usage: fdtool relay N")
+		l.Exit(&log.UsageError{Synopsis: synopsis})
 	}
 	n, err := strconv.Atoi(os.Args[2])
 	if err != nil {
-		fatal("bad fd " + os.Args[2])
+		l.Exit(log.Config(nil, "bad fd %s", os.Args[2]))
 	}
 	if _, err := syscall.Getsockname(n); err != nil {
-		fatal(fmt.Sprintf("fd %d is not a socket: %v", n, err))
+		l.Exit(log.Config(err, "fd %d is not a socket", n))
 	}
 	sock := os.NewFile(uintptr(n), "socket")
 	var wg sync.WaitGroup
@@ -64,14 +65,14 @@ func relay() {
 	go func() {
 		defer wg.Done()
 		if _, err := io.Copy(os.Stdout, sock); err != nil {
-			fatal("unable to read socket: " + err.Error())
+			l.Exit(log.Temp(err, "read socket"))
 		}
 	}()
 	if _, err := io.Copy(sock, os.Stdin); err != nil {
-		fatal("unable to write socket: " + err.Error())
+		l.Exit(log.Temp(err, "write socket"))
 	}
 	if err := syscall.Shutdown(n, syscall.SHUT_WR); err != nil {
-		fatal("unable to shut down socket: " + err.Error())
+		l.Exit(log.Temp(err, "shut down socket"))
 	}
 	wg.Wait()
 }
@@ -82,14 +83,14 @@ func relay() {
 func fds() {
 	dir, err := syscall.Open("/proc/self/fd", syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		fatal("unable to open /proc/self/fd: " + err.Error())
+		l.Exit(log.Temp(err, "open /proc/self/fd"))
 	}
 	buf := make([]byte, 8192)
 	var list []int
 	for {
 		n, err := syscall.ReadDirent(dir, buf)
 		if err != nil {
-			fatal("unable to read /proc/self/fd: " + err.Error())
+			l.Exit(log.Temp(err, "read /proc/self/fd"))
 		}
 		if n <= 0 {
 			break
@@ -116,15 +117,15 @@ func fds() {
 
 func nonblock() {
 	if len(os.Args) < 3 {
-		fatal("usage: fdtool nonblock prog...")
+		l.Exit(&log.UsageError{Synopsis: synopsis})
 	}
 	if err := syscall.SetNonblock(0, true); err != nil {
-		fatal("unable to set fd 0 non-blocking: " + err.Error())
+		l.Exit(log.Temp(err, "set fd 0 non-blocking"))
 	}
 	path, err := exec.LookPath(os.Args[2])
 	if err != nil {
-		fatal("unable to run " + os.Args[2] + ": " + err.Error())
+		l.Exit(log.Temp(err, "run %s", os.Args[2]))
 	}
 	err = syscall.Exec(path, os.Args[2:], os.Environ())
-	fatal("unable to run " + os.Args[2] + ": " + err.Error())
+	l.Exit(log.Temp(err, "run %s", os.Args[2]))
 }
