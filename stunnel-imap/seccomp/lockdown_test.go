@@ -3,17 +3,10 @@ package seccomp_test
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -26,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"imap-tls/internal/testkit"
 	"imap-tls/log"
 	"imap-tls/stunnel-imap/keyproc"
 	"imap-tls/stunnel-imap/seccomp"
@@ -98,29 +92,6 @@ func child(mode string) int {
 	return 0
 }
 
-// selfSigned returns a fresh ECDSA certificate and key as one PEM.
-func selfSigned() ([]byte, *x509.CertPool, error) {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "imap.example.test"},
-		DNSNames:  []string{"imap.example.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, priv.Public(), priv)
-	if err != nil {
-		return nil, nil, err
-	}
-	pk, _ := x509.MarshalPKCS8PrivateKey(priv)
-	c, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(c)
-	p := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	return append(p, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk})...), pool, nil
-}
-
 func pair() (net.Conn, net.Conn, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -141,12 +112,12 @@ func pair() (net.Conn, net.Conn, error) {
 // the filter, then serve a TLS handshake signed through keyproc, and
 // only then try what the filter must refuse.
 func lockdown() int {
-	pemData, pool, err := selfSigned()
+	cert, err := testkit.GenerateCert(testkit.CertOptions{Names: []string{"imap.example.test"}, SelfSigned: true})
 	if err != nil {
 		fmt.Println("setup:", err)
 		return 111
 	}
-	key, err := keyproc.ParsePEM(pemData)
+	key, err := keyproc.ParsePEM(cert.PEM)
 	if err != nil {
 		fmt.Println("setup:", err)
 		return 111
@@ -177,9 +148,9 @@ func lockdown() int {
 	runtime.GC()
 
 	go keyproc.Serve(kc, kc, keyproc.Keys{key})
-	client := keyproc.NewClient(pc, 0)
+	client := keyproc.NewClient(pc, 30*time.Second) // a hang guard
 	srv := tls.Server(sc, &tls.Config{GetCertificate: client.GetCertificate})
-	cli := tls.Client(cc, &tls.Config{RootCAs: pool, ServerName: "imap.example.test"})
+	cli := tls.Client(cc, cert.ClientConfig("imap.example.test"))
 	sc.SetDeadline(time.Now().Add(30 * time.Second))
 	cc.SetDeadline(time.Now().Add(30 * time.Second))
 	errc := make(chan error, 1)
