@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"imap-tls/log"
+	"imap-tls/stunnel-imap/nodump"
 	"imap-tls/stunnel-imap/seccomp"
 )
 
@@ -152,7 +153,7 @@ func run(l *log.Logger, args []string) error {
 	}
 
 	// Not dumpable, no core file: before any secret is in memory.
-	if err := seccomp.Harden(); err != nil {
+	if err := nodump.Set(); err != nil {
 		return log.Temp(err, "harden the proxy")
 	}
 	// The key process is this process's child (the makesock before it

@@ -34,7 +34,7 @@ func BenchmarkHandshake(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				pc, kc := socketConns(b)
 				go Serve(kc, kc, ks)
-				c := NewClient(pc, 0)
+				c := NewClient(pc, testTimeout)
 				sc, cc := socketConns(b)
 				srv := tls.Server(sc, &tls.Config{GetCertificate: c.GetCertificate})
 				go srv.Handshake()

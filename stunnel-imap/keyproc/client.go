@@ -16,10 +16,6 @@ import (
 	"time"
 )
 
-// DefaultTimeout bounds each exchange with the key process: a hang guard,
-// not a performance figure.
-const DefaultTimeout = 10 * time.Second
-
 // Client is the proxy's end of the channel. It asks for one certificate
 // chain and one signature, never more, which is all one handshake needs.
 // It deliberately implements crypto.Signer and not crypto.Decrypter, so
@@ -36,12 +32,9 @@ type Client struct {
 	buf    [MaxFrame]byte
 }
 
-// NewClient returns a Client on conn, with timeout (DefaultTimeout when
-// 0) for each exchange.
+// NewClient returns a Client on conn, with timeout for each exchange (the
+// proxy gives its -T: a hang guard, not a performance figure).
 func NewClient(conn net.Conn, timeout time.Duration) *Client {
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
 	return &Client{conn: conn, timeout: timeout}
 }
 
@@ -59,9 +52,6 @@ func FileClient(fd int, timeout time.Duration) (*Client, error) {
 	}
 	return NewClient(conn, timeout), nil
 }
-
-// Close ends the channel; the key process exits on its EOF.
-func (c *Client) Close() error { return c.conn.Close() }
 
 // Ready waits for the key process to say that every key is loaded and
 // checked. Call it at start, before the first byte to the client, to

@@ -34,6 +34,9 @@ var (
 // genKey returns a self-signed key of kind rsa, ecdsa or ed25519
 // (testkit.NewCert) whose certificate covers names; generated once per
 // (kind, names) for the whole run.
+// testTimeout bounds each exchange with the key process in the tests.
+const testTimeout = 10 * time.Second
+
 func genKey(t testing.TB, kind string, names ...string) *testKey {
 	t.Helper()
 	if len(names) == 0 {

@@ -38,7 +38,7 @@ func startJailedKey(t *testing.T, jail, pem string, env ...string) (*child, *Cli
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	cl := NewClient(conn, 0)
+	cl := NewClient(conn, testTimeout)
 	if err := cl.Ready(); err != nil {
 		code, stderr := c.wait(t)
 		t.Fatalf("jailed key process: %v (exit %d, %s)", err, code, stderr)
@@ -68,7 +68,7 @@ func TestKeyProcessJail(t *testing.T) {
 	}
 	base, _ := strconv.Atoi(uidRange[:strings.IndexByte(uidRange, ':')])
 
-	one, cl1 := startJailedKey(t, jail, pem, "GOTRACEBACK=crash")
+	one, _ := startJailedKey(t, jail, pem, "GOTRACEBACK=crash")
 	two, cl2 := startJailedKey(t, jail, pem)
 	uids := map[string]bool{}
 	for _, kp := range []*child{one, two} {
@@ -129,7 +129,6 @@ func TestKeyProcessJail(t *testing.T) {
 	// none is written.
 	one.cmd.Process.Signal(syscall.SIGABRT)
 	one.wait(t)
-	cl1.Close()
 	ws := one.cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if !ws.Signaled() || ws.Signal() != syscall.SIGABRT {
 		t.Errorf("after SIGABRT: %v", one.cmd.ProcessState)

@@ -30,7 +30,7 @@ func TestHandshakeWithKeyProcessSigner(t *testing.T) {
 				k := genKey(t, kind)
 				pc, kc := socketConns(t)
 				done := serveAsync(kc, k.keys(t))
-				c := NewClient(pc, 0)
+				c := NewClient(pc, testTimeout)
 				st, serr, cerr := handshake(t, c, k.pool(t), "imap.example.test",
 					&tls.Config{MinVersion: v, MaxVersion: v})
 				if serr != nil || cerr != nil {
@@ -64,7 +64,7 @@ func TestRSAKeyExchangeNeverOffered(t *testing.T) {
 	k := genKey(t, "rsa")
 	pc, kc := socketConns(t)
 	done := serveAsync(kc, k.keys(t))
-	c := NewClient(pc, 0)
+	c := NewClient(pc, testTimeout)
 	_, serr, cerr := handshake(t, c, k.pool(t), "imap.example.test", &tls.Config{
 		MaxVersion:   tls.VersionTLS12,
 		CipherSuites: []uint16{tls.TLS_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_RSA_WITH_AES_256_GCM_SHA384},
@@ -72,7 +72,7 @@ func TestRSAKeyExchangeNeverOffered(t *testing.T) {
 	if serr == nil || cerr == nil {
 		t.Fatalf("a client offering only RSA key exchange got a session (server %v, client %v)", serr, cerr)
 	}
-	c.Close()
+	pc.Close() // the key process exits on its end of file
 	if err := <-done; err != nil {
 		t.Errorf("key side: %v", err)
 	}
@@ -105,7 +105,7 @@ func TestSNIPicksTheNamedCertificate(t *testing.T) {
 	// And through the protocol, with a real handshake.
 	pc, kc := socketConns(t)
 	done := serveAsync(kc, ks)
-	cl := NewClient(pc, 0)
+	cl := NewClient(pc, testTimeout)
 	st, serr, cerr := handshake(t, cl, b.pool(t), "x.b.example.test", nil)
 	if serr != nil || cerr != nil {
 		t.Fatalf("handshake: server %v, client %v", serr, cerr)
@@ -223,7 +223,7 @@ func TestClientRefusesBadReplies(t *testing.T) {
 				kc.Write(tc.reply)
 				ReadRequest(kc, &b) // the sign request, if any
 			}()
-			c := NewClient(pc, 0)
+			c := NewClient(pc, testTimeout)
 			cert, err := c.Certificate("imap.example.test")
 			if err == nil {
 				_, err = cert.PrivateKey.(crypto.Signer).Sign(nil, make([]byte, 32), crypto.SHA256)
@@ -284,7 +284,7 @@ func TestClientKeyProcessGoneBeforeRequest(t *testing.T) {
 	pc, kc := socketConns(t)
 	kc.Write(frame(TypeReady))
 	kc.Close()
-	c := NewClient(pc, 0)
+	c := NewClient(pc, testTimeout)
 	if err := c.Ready(); err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"imap-tls/internal/testkit"
 	"imap-tls/internal/testkit/memscan"
 	"imap-tls/stunnel-imap/certfile/certfiletest"
+	"imap-tls/stunnel-imap/nodump"
 	"imap-tls/stunnel-imap/seccomp"
 
 	"golang.org/x/sys/unix"
@@ -42,7 +43,7 @@ func TestMain(m *testing.M) {
 // and one echo, says "ready" and waits for stdin's EOF, so that the
 // parent can read its memory.
 func proxyChild() int {
-	c, err := FileClient(3, 0)
+	c, err := FileClient(3, testTimeout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "proxy:", err)
 		return 111
@@ -54,7 +55,7 @@ func proxyChild() int {
 		fmt.Fprintln(os.Stderr, "proxy:", err)
 		return 111
 	}
-	if err := seccomp.Harden(); err != nil {
+	if err := nodump.Set(); err != nil {
 		fmt.Fprintln(os.Stderr, "proxy:", err)
 		return 111
 	}
@@ -157,7 +158,7 @@ func TestKeyProcess(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			k := genKey(t, kind)
 			kp, conn := startKey(t, "-P 3", pemFile(t, k.pem))
-			c := NewClient(conn, 0)
+			c := NewClient(conn, testTimeout)
 			if err := c.Ready(); err != nil {
 				t.Fatal(err)
 			}
@@ -193,7 +194,7 @@ func TestKeyProcessCertDir(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not a key"), 0o400)
 	for _, tc := range cases {
 		kp, conn := startKey(t, "-d "+dir)
-		st, serr, cerr := handshake(t, NewClient(conn, 0), nil, tc.SNI, &tls.Config{InsecureSkipVerify: true})
+		st, serr, cerr := handshake(t, NewClient(conn, testTimeout), nil, tc.SNI, &tls.Config{InsecureSkipVerify: true})
 		if serr != nil || cerr != nil {
 			t.Fatalf("sni %q: server %v, client %v", tc.SNI, serr, cerr)
 		}
@@ -231,7 +232,7 @@ func TestKeyProcessPolicy(t *testing.T) {
 				args = "-P " + strconv.Itoa(fd)
 			}
 			kp, conn := startKey(t, args, extra...)
-			err := NewClient(conn, 0).Ready()
+			err := NewClient(conn, testTimeout).Ready()
 			conn.Close()
 			code, stderr := kp.wait(t)
 			if c.Code == 0 {
@@ -356,7 +357,7 @@ func TestKeyProcessUsageAndConfig(t *testing.T) {
 		}
 		kp, conn := startKey(t, tc.args, extra...)
 		// The proxy learns of it before it greets its client.
-		if err := NewClient(conn, 0).Ready(); err == nil || err.Error() != "key process ended" {
+		if err := NewClient(conn, testTimeout).Ready(); err == nil || err.Error() != "key process ended" {
 			t.Errorf("%q: Ready: %v", tc.args, err)
 		}
 		conn.Close()
@@ -396,7 +397,7 @@ func TestKeyProcessDiesMidHandshake(t *testing.T) {
 			kp.cmd.Process.Kill()
 		}
 	}()
-	_, serr, cerr := handshake(t, NewClient(pc, 0), k.pool(t), "imap.example.test", nil)
+	_, serr, cerr := handshake(t, NewClient(pc, testTimeout), k.pool(t), "imap.example.test", nil)
 	if serr == nil || !strings.Contains(serr.Error(), "key process ended") || strings.Contains(serr.Error(), "\n") {
 		t.Errorf("proxy's handshake error: %v", serr)
 	}
@@ -444,7 +445,7 @@ func TestProxyMemoryHoldsNoKey(t *testing.T) {
 
 			// Control: the key process, loaded, holds the key.
 			kp, kconn := startKey(t, "-P 3", pemFile(t, k.pem))
-			if _, err := NewClient(kconn, 0).Certificate(""); err != nil {
+			if _, err := NewClient(kconn, testTimeout).Certificate(""); err != nil {
 				t.Fatal(err)
 			}
 			found, n := scanMemory(t, kp.cmd.Process.Pid, nd)
@@ -536,7 +537,7 @@ func TestKeyProcessProxyVanishes(t *testing.T) {
 			kp, conn := startKey(t, "-P 3", pemFile(t, k.pem))
 			conn.SetDeadline(time.Now().Add(30 * time.Second))
 			if tc.readyRead {
-				if err := NewClient(conn, 0).Ready(); err != nil {
+				if err := NewClient(conn, testTimeout).Ready(); err != nil {
 					t.Fatal(err)
 				}
 			} else {

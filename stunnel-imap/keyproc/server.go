@@ -18,6 +18,7 @@ import (
 
 	"imap-tls/log"
 	"imap-tls/stunnel-imap/certfile"
+	"imap-tls/stunnel-imap/nodump"
 	"imap-tls/stunnel-imap/seccomp"
 )
 
@@ -184,7 +185,7 @@ func Run(args []string, l *log.Logger) error {
 	if len(src) == 0 {
 		return &log.UsageError{Synopsis: Synopsis, Msg: "no certificate given"}
 	}
-	if err := seccomp.Harden(); err != nil {
+	if err := nodump.Set(); err != nil {
 		return log.Temp(err, "harden the key process")
 	}
 	ks, err := load(src)

@@ -22,6 +22,7 @@ import (
 	"imap-tls/internal/testkit"
 	"imap-tls/log"
 	"imap-tls/stunnel-imap/keyproc"
+	"imap-tls/stunnel-imap/nodump"
 	"imap-tls/stunnel-imap/seccomp"
 )
 
@@ -131,7 +132,7 @@ func lockdown() int {
 	spare, _, _ := pair()
 	spareFile, _ := spare.(*net.UnixConn).File()
 
-	say("harden", seccomp.Harden())
+	say("harden", nodump.Set())
 	say("install", seccomp.Install())
 
 	// The runtime keeps working: new threads, timers, netpoll.

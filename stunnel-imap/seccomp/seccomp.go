@@ -218,16 +218,3 @@ func Install() error {
 	}
 	return nil
 }
-
-// Harden makes the process undumpable (no core file, /proc/PID/mem and
-// ptrace closed to anyone but root) and sets RLIMIT_CORE to 0, soft and
-// hard. Call it first thing, before any secret is read.
-func Harden() error {
-	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-		return fmt.Errorf("set dumpable to 0: %w", err)
-	}
-	if err := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{Cur: 0, Max: 0}); err != nil {
-		return fmt.Errorf("set core size limit to 0: %w", err)
-	}
-	return nil
-}
