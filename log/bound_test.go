@@ -219,3 +219,33 @@ func TestClip(t *testing.T) {
 		t.Errorf("line of %d bytes ending %q", len(line), tail(line))
 	}
 }
+
+// FuzzLine: whatever the message, the line is at most MaxLine bytes,
+// valid UTF-8, one newline at its end and no other control byte, and
+// either the whole escaped message or a prefix of it cut at a unit
+// boundary with the right count.
+func FuzzLine(f *testing.F) {
+	f.Add("plain", 0)
+	f.Add("a\nb\x1bc\xff", 4000)
+	f.Add("ü€😀", 4070)
+	f.Add("\x00", 5000)
+	f.Fuzz(func(t *testing.T, s string, pad int) {
+		if pad < 0 || pad > 10000 {
+			return
+		}
+		msg := strings.Repeat("p", pad) + s
+		line := formatLine("prog", "warning", msg)
+		if len(line) > MaxLine || !utf8.ValidString(line) || strings.IndexByte(line, '\n') != len(line)-1 {
+			t.Fatalf("line of %d bytes, valid %v: ends %q", len(line), utf8.ValidString(line), tail(line))
+		}
+		for i := 0; i < len(line)-1; i++ {
+			if line[i] < 0x20 || line[i] == 0x7f {
+				t.Fatalf("control byte %#x at %d", line[i], i)
+			}
+		}
+		if line == "prog: warning: "+oneLine(msg)+"\n" {
+			return
+		}
+		checkCut(t, "prog", msg, line)
+	})
+}

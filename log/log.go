@@ -102,8 +102,15 @@ func (l *Logger) line(kind, msg string) {
 // the marker "... [cut N bytes]" when the line would pass MaxLine.
 func formatLine(prog, kind, msg string) string {
 	head := len(prog) + len(kind) + 4
-	full := escapedLen(msg)
 	var b strings.Builder
+	if head+len(msg)+1 <= MaxLine && isPrintable(msg) { // the common case: one pass
+		b.Grow(head + len(msg) + 1)
+		writeHead(&b, prog, kind)
+		b.WriteString(msg)
+		b.WriteByte('\n')
+		return b.String()
+	}
+	full := escapedLen(msg)
 	if head+full+1 <= MaxLine {
 		b.Grow(head + full + 1)
 		writeHead(&b, prog, kind)
