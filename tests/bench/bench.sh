@@ -2,9 +2,9 @@
 # bench.sh: imap-tls against stunnel 5, tlswrapper and plaintext, side by
 # side on loopback, with one backend (tests/fakeimapd) and one client
 # (tests/loadgen); writes BENCHMARKS.md. imap-tls runs as the run file
-# written by imap-tls-conf runs it (a key process, a uid of its own for
-# each process, -r), and, for issue 6's before and after, as it ran
-# before the key process (one account, -u, the proxy holding the key). Run from anywhere, as root, after
+# written by imap-tls-conf runs it: imap-tls-server, which execs
+# tcpserver with the one chain it spells (a key process, a uid of its
+# own for each process, -r). Run from anywhere, as root, after
 # `sh redo.do` has built bin/ (`sh redo.do bench` does both).
 #
 #   sh tests/bench/bench.sh
@@ -21,8 +21,10 @@
 #   BENCH_PROFILE  0 to skip the perf profile of the chain (default 1)
 #   BENCH_QUICK    1: one short round of everything, for the tests
 #
-# Every system runs under the same `tcpserver -R -H -l 0 127.0.0.1 PORT`
-# (without -l, tcpserver asks DNS for the local name on each connection).
+# Every system runs under the same `tcpserver -1 -R -H -l 0 -c 200 -b 100
+# 127.0.0.1 0` (without -l, tcpserver asks DNS for the local name on each
+# connection): the peers' written out, imap-tls's from imap-tls-server's
+# -1 -c 200 -b 100 options.
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 111
@@ -30,6 +32,9 @@ PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 export PATH
 
 BIN=${IMAPTLS_BIN:-$root/bin}
+# imap-tls-server and every program of its chain find the next one here.
+PATH=$BIN:$PATH
+export PATH
 ROUNDS=${BENCH_ROUNDS:-5}
 SECS=${BENCH_SECS:-3}
 SIZE=${BENCH_SIZE:-64M}
@@ -94,54 +99,49 @@ done
 have_perf=no
 perf stat -x, -e task-clock -o /dev/null true >/dev/null 2>&1 && have_perf=yes
 [ $have_perf = yes ] || say "warning: perf does not work here (apt-get install linux-perf): no CPU figures"
-have_chain=no
-[ -x "$BIN/makesock" ] && [ -x "$BIN/setuidgid-chroot" ] && [ -x "$BIN/stunnel-imap" ] && have_chain=yes
+have_chain=yes
+for p in imap-tls-server makesock setuidgid-chroot stunnel-imap stunnel-imap-key; do
+	[ -x "$BIN/$p" ] || have_chain=no
+done
 STUNNEL=$(command -v stunnel4 || command -v stunnel || true)
 TLSWRAPPER=$(command -v tlswrapper || true)
 
-# The systems: id, mode, and the program tcpserver runs (one line each).
+# The systems: id, mode, and the command that runs the server (one line
+# each).
 #
-# keychain DIR [ -n imap ]: the run file's chain (service/run.tmpl), with
-# the programs from DIR: the outer makesock puts the backend on the
-# proxy's fd 3, the inner one the key process on its fd 4; the proxy and
-# the key process each run under setuidgid-chroot -r (uid = gid = a
-# number of the range of their own), and only the key process gets the
-# key file (-o 3:PEM, opened by setuidgid-chroot before it drops root).
-keychain() {
-	d=$1
-	shift
-	echo "$d/makesock $d/makesock -d 4 $d/setuidgid-chroot -/ $JAIL -r $RANGE $d/stunnel-imap ${*:+$* }-F 3 -K 4" \
-		"-makesock_connect_to $d/setuidgid-chroot -/ $JAIL -r $RANGE -o 3:$PEM $d/${KEYPROG:-stunnel-imap} -S -P 3"
-}
-# nokeychain [ -n imap ]: the chain before the key process: one account
-# (-u imaptls) for every connection, the proxy holding the key (-P 4).
-nokeychain() {
-	echo "$BIN/makesock $BIN/setuidgid-chroot -u imaptls -/ $JAIL -o 4:$PEM $BIN/stunnel-imap ${*:+$* }-F 3 -P 4"
+# TCPSERVER: what the peers run under.
+TCPSERVER="tcpserver -1 -R -H -l 0 -c 200 -b 100 127.0.0.1 0"
+# front DIR MODE [ option ... ]: the run file's way, imap-tls-server from DIR (the rest
+# of the chain from $PATH) with the same tcpserver options as the peers:
+# it execs tcpserver with the chain (imap-tls-server/README.md); the
+# proxy and the key process each run under setuidgid-chroot -r (uid =
+# gid = a number of the range of their own), and only the key process
+# gets the key file. The backend's command line follows.
+front() {
+	d=$1 m=$2
+	shift 2
+	echo "$d/imap-tls-server ${*:+$* }-1 -c 200 -b 100 -n $m -r $RANGE -j $JAIL -k $PEM 127.0.0.1 0"
 }
 systems() {
-	echo "plain plain $FAKE -s $SIZE"
+	echo "plain plain $TCPSERVER $FAKE -s $SIZE"
 	[ -n "$STUNNEL" ] && {
-		echo "stunnel-starttls starttls $STUNNEL $work/stunnel-starttls.conf"
-		echo "stunnel-implicit implicit $STUNNEL $work/stunnel-implicit.conf"
+		echo "stunnel-starttls starttls $TCPSERVER $STUNNEL $work/stunnel-starttls.conf"
+		echo "stunnel-implicit implicit $TCPSERVER $STUNNEL $work/stunnel-implicit.conf"
 	}
-	[ -n "$TLSWRAPPER" ] && echo "tlswrapper implicit $TLSWRAPPER -f $PEM $FAKE -s $SIZE"
+	[ -n "$TLSWRAPPER" ] && echo "tlswrapper implicit $TCPSERVER $TLSWRAPPER -f $PEM $FAKE -s $SIZE"
 	[ $have_chain = yes ] && {
-		echo "chain-starttls starttls $(keychain "$BIN" -n imap) -makesock_connect_to $FAKE -s $SIZE"
-		echo "chain-implicit implicit $(keychain "$BIN") -makesock_connect_to $FAKE -s $SIZE"
-		# Before issue 6, and the same chain less more links, to
-		# see what each costs.
-		echo "chain-nokey-starttls starttls $(nokeychain -n imap) -makesock_connect_to $FAKE -s $SIZE"
-		echo "chain-nokey-implicit implicit $(nokeychain) -makesock_connect_to $FAKE -s $SIZE"
-		echo "chain-nojail starttls $BIN/makesock $BIN/stunnel-imap -n imap -F 3 -p $PEM -makesock_connect_to $FAKE -s $SIZE"
+		echo "chain-starttls starttls $(front "$BIN" imap) $FAKE -s $SIZE"
+		echo "chain-implicit implicit $(front "$BIN" imaps) $FAKE -s $SIZE"
 	}
 	true
 }
 [ -n "$STUNNEL" ] || say "warning: stunnel4 is not installed: apt-get install stunnel4"
 [ -n "$TLSWRAPPER" ] || say "warning: tlswrapper is not installed: apt-get install tlswrapper"
-[ $have_chain = yes ] || say "warning: $BIN lacks makesock, setuidgid-chroot or stunnel-imap: run sh redo.do"
+[ $have_chain = yes ] || say "warning: $BIN lacks imap-tls-server, makesock, setuidgid-chroot, stunnel-imap or stunnel-imap-key: run sh redo.do"
 
-# start_server id cmd...: tcpserver on a free port; sets port and spid.
-# With $counting set (and perf installed), tcpserver runs under
+# start_server id cmd...: cmd, a tcpserver on a free port (-1 prints
+# it), or imap-tls-server, which becomes one; sets port and spid.
+# With $counting set (and perf installed), it runs under
 # `perf stat -e task-clock`, which follows every process it forks, and
 # $work/$id.cpu gets the CPU time of the whole server side when it stops.
 start_server() {
@@ -153,9 +153,9 @@ start_server() {
 	# the backend of every system, gets it everywhere. Not for loadgen.
 	if [ -n "${counting:-}" ]; then
 		perf stat -x, -e task-clock -o "$work/$sid.cpu" \
-			env GOMAXPROCS=1 tcpserver -1 -R -H -l 0 -c 200 -b 100 127.0.0.1 0 "$@" >"$work/$sid.port" 2>>"$work/$sid.err" &
+			env GOMAXPROCS=1 "$@" >"$work/$sid.port" 2>>"$work/$sid.err" &
 	else
-		env GOMAXPROCS=1 tcpserver -1 -R -H -l 0 -c 200 -b 100 127.0.0.1 0 "$@" >"$work/$sid.port" 2>>"$work/$sid.err" &
+		env GOMAXPROCS=1 "$@" >"$work/$sid.port" 2>>"$work/$sid.err" &
 	fi
 	spid=$!
 	servers="$servers $spid"
@@ -371,10 +371,13 @@ if [ $have_chain = yes ]; then
 	startup "setuidgid-chroot -r (a uid of its own), then fakeimapd" "$BIN/setuidgid-chroot -/ $JAIL -r $RANGE $FAKE"
 	startup "makesock, stunnel-imap (loads the key, greets, sees EOF) and fakeimapd" \
 		"$BIN/makesock $BIN/stunnel-imap -n imap -F 3 -p $PEM -makesock_connect_to $FAKE"
-	startup "the key process alone: setuidgid-chroot -r -o, stunnel-imap -S (loads the key, sees EOF)" \
-		"$BIN/setuidgid-chroot -/ $JAIL -r $RANGE -o 3:$PEM $BIN/stunnel-imap -S -P 3"
-	startup "the chain without the key process (-u, -P), STARTTLS" "$(nokeychain -n imap) -makesock_connect_to $FAKE"
-	startup "**the run file's chain**, STARTTLS" "$(keychain "$BIN" -n imap) -makesock_connect_to $FAKE"
+	startup "the key process alone: setuidgid-chroot -r -o, stunnel-imap-key (loads the key, sees EOF)" \
+		"$BIN/setuidgid-chroot -/ $JAIL -r $RANGE -o 3:$PEM $BIN/stunnel-imap-key -P 3"
+	# what tcpserver runs for each connection, as imap-tls-server -x
+	# prints it (from its first makesock on)
+	chain=$($(front "$BIN" imap -x) $FAKE | sed -n '/^makesock$/,$p' | tr '\n' ' ' | sed 's/ $//')
+	[ -n "$chain" ] || die "imap-tls-server -x printed no chain"
+	startup "**the run file's chain**, STARTTLS (from imap-tls-server -x)" "$chain"
 fi
 [ -n "$STUNNEL" ] && startup "stunnel 5, implicit, inetd mode, and fakeimapd" "$STUNNEL $work/stunnel-implicit.conf"
 [ -n "$TLSWRAPPER" ] && startup "tlswrapper and fakeimapd" "$TLSWRAPPER -f $PEM $FAKE"
@@ -382,20 +385,19 @@ fi
 # Where the chain's CPU time goes: a system-wide perf profile while
 # loadgen drives the run file's STARTTLS chain at concurrency 8, by
 # command and by shared object, and the hottest symbols (from unstripped
-# builds). The key process runs the same stunnel-imap under the name
-# stunnel-imap-S, so that its samples show apart from the proxy's.
+# builds, first in $PATH for imap-tls-server and its chain). The key
+# process is stunnel-imap-key, apart from the proxy in the samples.
 : >"$work/profile"
 if [ "$PROFILE" = 1 ] && [ $have_chain = yes ] && command -v perf >/dev/null 2>&1; then
 	mkdir -p "$work/prof"
 	ok=yes
-	for p in makesock setuidgid-chroot stunnel-imap; do
+	for p in imap-tls-server makesock setuidgid-chroot stunnel-imap stunnel-imap-key; do
 		CGO_ENABLED=0 go build -trimpath -o "$work/prof/$p" "./$p" || ok=no
 	done
-	cp "$work/prof/stunnel-imap" "$work/prof/stunnel-imap-S" || ok=no
 	if [ $ok = yes ]; then
 		P=$work/prof
 		# shellcheck disable=SC2046
-		start_server prof $(KEYPROG=stunnel-imap-S keychain "$P" -n imap) -makesock_connect_to "$FAKE" -s "$SIZE"
+		start_server prof env PATH="$P:$PATH" $(front "$P" imap) "$FAKE" -s "$SIZE"
 		perf record -a -g -o "$work/perf.data" -- "$LOADGEN" -a "127.0.0.1:$port" -m starttls -c 8 -d 5s \
 			>"$work/prof.loadgen" 2>"$work/perf.err" || say "warning: perf record failed: $(tail -1 "$work/perf.err")"
 		perf record -a -g -o "$work/perf-bulk.data" -- "$LOADGEN" -a "127.0.0.1:$port" -m starttls -n 2 -fetch \
@@ -403,11 +405,11 @@ if [ "$PROFILE" = 1 ] && [ $have_chain = yes ] && command -v perf >/dev/null 2>&
 		stop_server
 		if [ -s "$work/perf.data" ]; then
 			rep() { perf report -i "$work/perf.data" --no-children -g none --stdio "$@" 2>/dev/null | grep -v '^#' | grep '%'; }
-			comms=tcpserver,makesock,setuidgid-chroo,stunnel-imap,stunnel-imap-S,fakeimapd,loadgen
+			comms=tcpserver,makesock,setuidgid-chroo,stunnel-imap,stunnel-imap-ke,fakeimapd,loadgen
 			{
 				echo "CPU samples of the processes of the test (other processes on the machine left out),"
-				echo "by command (setuidgid-chroo is setuidgid-chroot: the kernel keeps 15 characters;"
-				echo "stunnel-imap-S is the key process, stunnel-imap the proxy):"
+				echo "by command (the kernel keeps 15 characters: setuidgid-chroo is setuidgid-chroot,"
+				echo "stunnel-imap-ke the key process, stunnel-imap-key):"
 				echo
 				echo '```'
 				rep --comms $comms --percentage relative --sort comm | head -8
@@ -419,7 +421,7 @@ if [ "$PROFILE" = 1 ] && [ $have_chain = yes ] && command -v perf >/dev/null 2>&
 				perf report -i "$work/perf.data" --no-children -g none --stdio --comms $comms --percentage relative \
 					--sort comm,sym 2>/dev/null | awk '/%/ && $1 ~ /%$/ { split($1, p, "%"); k = $3 == "[k]" ? "kernel" : "user"; t[$2 " " k] += p[1] } END { for (x in t) printf "%7.2f%%  %s\n", t[x], x }' | sort -rn | head -12
 				echo '```'
-				for c in stunnel-imap stunnel-imap-S setuidgid-chroo makesock; do
+				for c in stunnel-imap stunnel-imap-ke setuidgid-chroo makesock; do
 					echo
 					echo "Hottest symbols of $c (share of its own samples):"
 					echo
@@ -499,9 +501,20 @@ machine() {
 	echo
 	echo '```'
 	while read -r id mode cmd; do
-		echo "$id ($mode): tcpserver -R -H -l 0 127.0.0.1 PORT $cmd"
+		echo "$id ($mode): $cmd"
 	done <"$work/systems" | sed -e "s|$work|\$W|g" -e "s|$BIN/||g"
 	echo '```'
+	if [ $have_chain = yes ]; then
+		echo
+		echo "imap-tls-server checks its options and execs this (\`imap-tls-server -x\` prints it, one"
+		echo "argument per line), for STARTTLS:"
+		echo
+		echo '```'
+		# shellcheck disable=SC2046
+		$(front "$BIN" imap -x) "$FAKE" -s "$SIZE" | tr '\n' ' ' | sed -e 's/ $//' -e "s|$work|\$W|g" -e "s|$BIN/||g"
+		echo
+		echo '```'
+	fi
 	echo
 	echo "stunnel's configuration is tests/bench/stunnel.conf.in with \`protocol = imap\` for STARTTLS"
 	echo "and without it for implicit TLS. A session is loadgen's: connect, greeting, STARTTLS and"
