@@ -7,6 +7,8 @@
 #   sh tests/dovecot.sh imap DIR [USER]   exec the stdio imap binary,
 #                                         pre-authenticated (greets PREAUTH)
 #   sh tests/dovecot.sh login DIR         exec socat STDIO UNIX-CONNECT:DIR/imap.sock
+#   sh tests/dovecot.sh pop3login DIR     exec socat STDIO UNIX-CONNECT:DIR/pop3.sock
+#                                         (POP3, when dovecot-pop3d is installed)
 #
 # Users: alice (password secret), bob (password hunter2). Mail is owned by
 # the system account imaptlsmail (created when missing). Nothing outside
@@ -20,7 +22,7 @@ mailacct=imaptlsmail
 
 fatal() { echo "$prog: fatal: $*" >&2; exit 111; }
 usage() {
-	echo "$prog: usage: $prog start DIR | stop DIR | imap DIR [USER] | login DIR" >&2
+	echo "$prog: usage: $prog start DIR | stop DIR | imap DIR [USER] | login DIR | pop3login DIR" >&2
 	exit 100
 }
 
@@ -92,13 +94,34 @@ start() {
 	# the imap processes run as imaptlsmail and must reach DIR/home
 	chmod 0755 "$dir" || fatal "unable to chmod $dir"
 	mkdir -p "$dir/run" "$dir/state" "$dir/home" || fatal "unable to create directories in $dir"
+	# POP3 too, when dovecot-pop3d is installed: its login service on
+	# DIR/pop3.sock, as IMAP's on DIR/imap.sock.
+	protocols=imap pop3conf=
+	if [ -x /usr/lib/dovecot/pop3-login ]; then
+		protocols="imap pop3"
+		pop3conf="service pop3-login {
+  unix_listener $dir/pop3.sock {
+    mode = 0666
+  }
+  inet_listener pop3 {
+    port = 0
+  }
+  inet_listener pop3s {
+    port = 0
+  }
+  process_limit = 1000
+}
+service pop3 {
+  process_limit = 1000
+}"
+	fi
 	cat >"$dir/dovecot.conf" <<EOF || fatal "unable to write $dir/dovecot.conf"
 # written by tests/dovecot.sh: a private Dovecot, nothing system-wide
 base_dir = $dir/run
 state_dir = $dir/state
 log_path = $dir/dovecot.log
 instance_name = imaptls-$(echo "$dir" | cksum | cut -d' ' -f1)
-protocols = imap
+protocols = $protocols
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
@@ -133,6 +156,7 @@ service imap-login {
 service imap {
   process_limit = 1000
 }
+$pop3conf
 EOF
 	chmod 0644 "$dir/dovecot.conf"
 	printf 'alice:{PLAIN}secret\nbob:{PLAIN}hunter2\n' >"$dir/passwd" || fatal "unable to write $dir/passwd"
@@ -147,7 +171,7 @@ EOF
 	chown -R "$uid:$gid" "$dir/home" || fatal "unable to chown $dir/home"
 	# the stdio imap binary (sub-command imap) logs here, as imaptlsmail
 	touch "$dir/imap.log" && chown "$uid:$gid" "$dir/imap.log" || fatal "unable to create $dir/imap.log"
-	rm -f "$dir/imap.sock"
+	rm -f "$dir/imap.sock" "$dir/pop3.sock"
 	# the daemon must not keep the caller's stdout/stderr open (a caller
 	# that reads them to end of file would wait forever)
 	if ! dovecot -c "$dir/dovecot.conf" </dev/null >"$dir/start.log" 2>&1; then
@@ -199,6 +223,12 @@ login() {
 	exec socat -t 5 STDIO,shut-down "UNIX-CONNECT:$dir/imap.sock"
 }
 
+pop3login() {
+	dir=$(absdir "$1")
+	[ -S "$dir/pop3.sock" ] || fatal "unable to find $dir/pop3.sock: is dovecot-pop3d installed?"
+	exec socat -t 5 STDIO,shut-down "UNIX-CONNECT:$dir/pop3.sock"
+}
+
 [ $# -ge 2 ] || usage
 cmd=$1
 shift
@@ -207,5 +237,6 @@ start) [ $# -eq 1 ] || usage; start "$1" ;;
 stop) [ $# -eq 1 ] || usage; stop "$1" ;;
 imap) [ $# -le 2 ] || usage; imap "$@" ;;
 login) [ $# -eq 1 ] || usage; login "$1" ;;
+pop3login) [ $# -eq 1 ] || usage; pop3login "$1" ;;
 *) usage ;;
 esac
