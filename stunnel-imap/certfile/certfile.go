@@ -68,7 +68,7 @@ const DefaultName = "default.pem"
 // caller does (Read does).
 func Parse(data []byte, name string) (*tls.Certificate, error) {
 	bad := func(format string, args ...any) error {
-		return log.Config(nil, "unable to load certificate %s: %s", from(name), fmt.Sprintf(format, args...))
+		return log.Perm(fmt.Errorf(format, args...), "load certificate %s", from(name))
 	}
 	if len(data) > MaxPEM {
 		return nil, bad("larger than %d bytes", MaxPEM)

@@ -205,7 +205,7 @@ func Run(args []string, l *log.Logger) error {
 	}
 	seccomp.Probe(l)
 	if err := Serve(r, w, ks); err != nil {
-		return &log.Error{Code: log.ExitTemp, Msg: "unable to answer the proxy", Err: err}
+		return log.Temp(err, "answer the proxy")
 	}
 	return nil
 }
