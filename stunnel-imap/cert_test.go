@@ -32,7 +32,7 @@ func TestSNI(t *testing.T) {
 	dir, cases := certfiletest.SNIDir(t)
 	for _, tc := range cases {
 		t.Run(tc.SNI, func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &testkit.LockedBuffer{}
 			l := log.NewTo("stunnel-imap", logs, func(int) {})
 			src, err := openCertSource(&options{certDir: dir, pemFD: -1}, l)
 			if err != nil {
@@ -58,7 +58,7 @@ func TestSNI(t *testing.T) {
 // through -p, -P and -d: the exit status and the message, the same as
 // the key process gives (keyproc's TestKeyProcessPolicy).
 func TestCertPolicy(t *testing.T) {
-	l := log.NewTo("stunnel-imap", &syncBuffer{}, func(int) {})
+	l := log.NewTo("stunnel-imap", &testkit.LockedBuffer{}, func(int) {})
 	for _, c := range certfiletest.Cases(t) {
 		t.Run(c.Name, func(t *testing.T) {
 			o := options{pemFD: -1, keyFD: -1}
@@ -99,7 +99,7 @@ func TestSNIReadAtStart(t *testing.T) {
 	dir := t.TempDir()
 	writePEM(t, filepath.Join(dir, "default.pem"), "default.test")
 	writePEM(t, filepath.Join(dir, "a.pem"), "a.test")
-	logs := &syncBuffer{}
+	logs := &testkit.LockedBuffer{}
 	src, err := openCertSource(&options{certDir: dir, pemFD: -1}, log.NewTo("stunnel-imap", logs, func(int) {}))
 	if err != nil {
 		t.Fatal(err)

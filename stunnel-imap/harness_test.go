@@ -1,28 +1,19 @@
 package main
 
 import (
-	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"imap-tls/log"
+	"imap-tls/internal/testkit"
 	"imap-tls/stunnel-imap/certfile"
 )
 
@@ -36,66 +27,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	var err error
-	testPEM, err = makePEM("imap.test", time.Now().Add(24*time.Hour))
-	if err != nil {
-		panic(err)
-	}
-	c, _ := tls.X509KeyPair(testPEM, testPEM)
-	leaf, _ := x509.ParseCertificate(c.Certificate[0])
-	testPool = x509.NewCertPool()
-	testPool.AddCert(leaf)
-
-	tmp, err := os.MkdirTemp("", "stunnel-imap-test")
-	if err != nil {
-		panic(err)
-	}
-	if dir := os.Getenv("IMAPTLS_BIN"); dir != "" {
-		binary = filepath.Join(dir, "stunnel-imap")
-	} else {
-		binary = filepath.Join(tmp, "stunnel-imap")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", binary, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			os.Stderr.Write(out)
-			panic(err)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(tmp)
-	os.Exit(code)
-}
-
-// makePEM makes a self-signed ECDSA certificate for name, chain and key
-// in one PEM.
-func makePEM(name string, notAfter time.Time) ([]byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: name},
-		DNSNames:              []string{name},
-		NotBefore:             time.Now().Add(-48 * time.Hour),
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	kd, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	var b bytes.Buffer
-	pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	pem.Encode(&b, &pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})
-	return b.Bytes(), nil
+	tb := testkit.MainTB()
+	c := testkit.NewCert(tb, testkit.CertOptions{Names: []string{"imap.test"}, SelfSigned: true})
+	testPEM, testPool = c.PEM, c.Pool()
+	binary = testkit.Bin(tb, "stunnel-imap")
+	os.Exit(m.Run())
 }
 
 // socketpair returns two connected unix stream sockets as net.Conns
@@ -118,23 +54,6 @@ func socketpair(t *testing.T) (net.Conn, net.Conn) {
 	return conn(fds[0]), conn(fds[1])
 }
 
-// syncBuffer collects log lines from the session goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // harness runs one session in-process between a scripted client and a
 // scripted server.
@@ -143,7 +62,7 @@ type harness struct {
 	client net.Conn // the test's end: plain, then TLS
 	rawCli net.Conn
 	server net.Conn
-	logs   *syncBuffer
+	logs   *testkit.LockedBuffer
 	done   chan *session
 	sess   *session
 }
@@ -154,7 +73,7 @@ type setup struct {
 	command   time.Duration
 	idle      time.Duration
 	src       certSource
-	logs      *syncBuffer
+	logs      *testkit.LockedBuffer
 	ready     func() error
 }
 
@@ -164,7 +83,7 @@ func start(t *testing.T, su setup) *harness {
 	sProxy, sTest := socketpair(t)
 	logs := su.logs
 	if logs == nil {
-		logs = &syncBuffer{}
+		logs = &testkit.LockedBuffer{}
 	}
 	l := log.NewTo("stunnel-imap", logs, func(int) {})
 	if su.src == nil {
