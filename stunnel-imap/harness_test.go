@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"imap-tls/log"
 	"imap-tls/internal/testkit"
+	"imap-tls/log"
 	"imap-tls/stunnel-imap/certfile"
 )
 
@@ -53,7 +53,6 @@ func socketpair(t *testing.T) (net.Conn, net.Conn) {
 	}
 	return conn(fds[0]), conn(fds[1])
 }
-
 
 // harness runs one session in-process between a scripted client and a
 // scripted server.
