@@ -21,8 +21,8 @@ export PATH
 programs='makesock setuidgid-chroot stunnel-imap stunnel-imap-key:stunnel-imap-key imap-tls-server imap-tls-conf'
 
 # Debian packages, by what needs them.
-test_packages='daemontools ucspi-tcp dovecot-imapd socat isync curl openssl python3 stunnel4 tlswrapper'
-demo_packages='daemontools ucspi-tcp dovecot-imapd socat isync curl openssl python3'
+test_packages='daemontools ucspi-tcp dovecot-imapd dovecot-pop3d socat isync curl openssl python3 stunnel4 tlswrapper fetchmail mpop'
+demo_packages='daemontools ucspi-tcp dovecot-imapd dovecot-pop3d socat isync curl openssl python3'
 bench_packages='daemontools ucspi-tcp openssl stunnel4 tlswrapper linux-perf'
 
 # Accounts the tests and the demo run things as: the jailed proxy, the

@@ -32,7 +32,7 @@ import (
 	"imap-tls/log"
 )
 
-const synopsis = "-n imap|imap-|imaps [ -c concurrency ] [ -b backlog ] [ -1 ] ( -u account | -r base:count ) -j jail -k pemfile [ -k pemfile ... ] [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ] [ -V ] [ -x ] ip port imapd..."
+const synopsis = "-n imap|imap-|imaps|pop3|pop3-|pop3s [ -c concurrency ] [ -b backlog ] [ -1 ] ( -u account | -r base:count ) -j jail -k pemfile [ -k pemfile ... ] [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ] [ -V ] [ -x ] ip port imapd..."
 
 // The programs of the chain, found through $PATH at start.
 var programs = []string{"tcpserver", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key"}
@@ -150,12 +150,12 @@ func parse(args []string) (*options, error) {
 		o.proxy = append(o.proxy, "-q")
 	}
 	switch mode {
-	case "imap", "imap-", "imaps":
+	case "imap", "imap-", "imaps", "pop3", "pop3-", "pop3s":
 		o.mode = mode
 	case "implicit":
 		return nil, log.Config(nil, "mode implicit is now called imaps: write imaps (in env/MODE for a service)")
 	default:
-		return nil, log.Config(nil, "mode %q is not imap, imap- or imaps", mode)
+		return nil, log.Config(nil, "mode %q is not imap, imap-, imaps, pop3, pop3- or pop3s", mode)
 	}
 	if account != "" {
 		if !accountName.MatchString(account) {

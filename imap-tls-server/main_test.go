@@ -133,7 +133,7 @@ func TestRefusals(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "ssl", "empty.pem"), nil, 0o400)
 	os.WriteFile(filepath.Join(dir, "notadir"), nil, 0o644)
 	const ok = "-n imap -r 2000000000:4194304 -j ./jail -k ./ssl/stunnel.pem"
-	const usage = "imap-tls-server: usage: imap-tls-server -n imap|imap-|imaps "
+	const usage = "imap-tls-server: usage: imap-tls-server -n imap|imap-|imaps|pop3|pop3-|pop3s "
 	for _, c := range []struct {
 		args string
 		code int
@@ -157,7 +157,7 @@ func TestRefusals(t *testing.T) {
 		{ok + " -A -1 0 143 imapd", 100, "fatal: -A \"-1\": not a positive number of seconds\n"},
 		{ok + " -k", 100, "fatal: option -k needs an argument\n"},
 		{"-n implicit -r 1:2 -j ./jail -k ./ssl/stunnel.pem 0 143 imapd", 100, "imap-tls-server: fatal: mode implicit is now called imaps: write imaps (in env/MODE for a service)\n"},
-		{"-n tls -r 1:2 -j ./jail -k ./ssl/stunnel.pem 0 143 imapd", 100, "fatal: mode \"tls\" is not imap, imap- or imaps\n"},
+		{"-n tls -r 1:2 -j ./jail -k ./ssl/stunnel.pem 0 143 imapd", 100, "fatal: mode \"tls\" is not imap, imap-, imaps, pop3, pop3- or pop3s\n"},
 		{"-n imap -r 1:2:3 -j ./jail -k ./ssl/stunnel.pem 0 143 imapd", 100, "fatal: uid range \"1:2:3\" is not base:count\n"},
 		{"-n imap -r 2e9:5 -j ./jail -k ./ssl/stunnel.pem 0 143 imapd", 100, "fatal: uid range \"2e9:5\" is not base:count\n"},
 		{"-n imap -u bad;name -j ./jail -k ./ssl/stunnel.pem 0 143 imapd", 100, "fatal: account \"bad;name\" is not a valid account name\n"},

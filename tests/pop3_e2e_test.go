@@ -1,0 +1,471 @@
+// End-to-end tests of POP3 through the real pipeline (tcpserver,
+// makesock, setuidgid-chroot, stunnel-imap, stunnel-imap-key) in front
+// of a real Dovecot POP3 server (dovecot-pop3d, its pop3-login through a
+// unix socket), driven by real clients: Python's poplib, curl, openssl
+// s_client, fetchmail and mpop. Run: go test ./tests/ -run POP3 -v (as
+// root).
+package tests
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// POP3LoginCmd is the POP3 login service as makesock's second program:
+// `sh tests/dovecot.sh pop3login DIR` (socat to DIR/pop3.sock).
+func (d *dovecot) POP3LoginCmd() []string { return []string{"sh", d.script, "pop3login", d.Dir} }
+
+// RawPOP3LoginCmd is POP3LoginCmd that also records every byte the
+// backend receives (see Raw).
+func (d *dovecot) RawPOP3LoginCmd() []string {
+	return []string{"sh", "-c", `exec socat -t 5 -r "$0/raw.$$" STDIO,shut-down "UNIX-CONNECT:$0/pop3.sock"`, d.Dir}
+}
+
+// startPOP3Dovecot is startDovecot with POP3 (dovecot-pop3d) required,
+// and a fourth message for alice whose lines start with dots and hold
+// 8-bit bytes: POP3's dot-stuffing must come through untouched.
+func startPOP3Dovecot(t *testing.T) *dovecot {
+	t.Helper()
+	need(t, "/usr/lib/dovecot/pop3-login")
+	d := startDovecot(t)
+	msg := "From: Bob <bob@example.org>\r\nTo: Alice <alice@example.org>\r\nSubject: dots\r\n" +
+		"Message-ID: <dots@imap-tls.test>\r\n\r\n.\r\n..\r\n.STLS\r\nUSER alice\r\n\xe9t\xe9 \xff\r\n.\r\nend\r\n"
+	f := filepath.Join(d.Maildir("alice"), "new", "1800000000.Mdots.imaptls")
+	if err := os.WriteFile(f, []byte(msg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("chown", "imaptlsmail:imaptlsmail", f).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v %s", err, out)
+	}
+	return d
+}
+
+// maildirMessages returns every message of alice's Maildir, sorted.
+func maildirMessages(t *testing.T, d *dovecot) []string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(d.Maildir("alice"), "*", "*"))
+	var msgs []string
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil {
+			msgs = append(msgs, string(b))
+		}
+	}
+	sort.Strings(msgs)
+	if len(msgs) != 4 {
+		t.Fatalf("alice's Maildir holds %d messages, want 4", len(msgs))
+	}
+	return msgs
+}
+
+// sameMessages fails unless got (in any order) are the Maildir's
+// messages, byte for byte; crlf false compares with LF line ends (what a
+// local delivery writes).
+func sameMessages(t *testing.T, what string, got, want []string, crlf bool) {
+	t.Helper()
+	norm := func(s string) string {
+		if !crlf {
+			s = strings.ReplaceAll(s, "\r\n", "\n")
+		}
+		return s
+	}
+	g := make([]string, len(got))
+	for i := range got {
+		g[i] = norm(got[i])
+	}
+	w := make([]string, len(want))
+	for i := range want {
+		w[i] = norm(want[i])
+	}
+	sort.Strings(g)
+	sort.Strings(w)
+	if strings.Join(g, "\x00") != strings.Join(w, "\x00") {
+		t.Errorf("%s: the messages differ from the Maildir's\ngot  %q\nwant %q", what, g, w)
+	}
+}
+
+// pyPOP3 drives poplib: stls (POP3 + stls, USER tried before) or
+// implicit (POP3_SSL); it retrieves every message and prints JSON.
+const pyPOP3 = `
+import poplib, json, ssl, sys
+host, port, ca, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+out = {}
+ctx = ssl.create_default_context(cafile=ca)
+if mode == "stls":
+    M = poplib.POP3(host, port, timeout=20)
+    out["greeting"] = M.getwelcome().decode()
+    out["capa_before"] = sorted(M.capa().keys())
+    try:
+        out["user_before"] = M.user("alice").decode()
+    except poplib.error_proto as e:
+        out["user_before"] = "error " + str(e)
+    M.stls(context=ctx)
+else:
+    M = poplib.POP3_SSL(host, port, context=ctx, timeout=20)
+    out["greeting"] = M.getwelcome().decode()
+out["tls_version"] = M.sock.version()
+out["capa_after"] = sorted(M.capa().keys())
+M.user("alice")
+out["pass"] = M.pass_("secret").decode()
+n, size = M.stat()
+out["count"] = n
+msgs = []
+for i in range(1, n + 1):
+    resp, lines, octets = M.retr(i)
+    msgs.append((b"\r\n".join(lines) + b"\r\n").decode("latin-1"))
+out["messages"] = msgs
+out["quit"] = M.quit().decode()
+print(json.dumps(out))
+`
+
+type pyPOP3Result struct {
+	Greeting   string   `json:"greeting"`
+	CapaBefore []string `json:"capa_before"`
+	UserBefore string   `json:"user_before"`
+	TLSVersion string   `json:"tls_version"`
+	CapaAfter  []string `json:"capa_after"`
+	Pass       string   `json:"pass"`
+	Count      int      `json:"count"`
+	Messages   []string `json:"messages"`
+	Quit       string   `json:"quit"`
+}
+
+func latin1(s string) string { // JSON's text of latin-1 bytes, back to bytes
+	b := make([]byte, 0, len(s))
+	for _, r := range s {
+		b = append(b, byte(r))
+	}
+	return string(b)
+}
+
+func has(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestE2EPOP3Python: poplib with stls() on a -n pop3 port and POP3_SSL
+// on a pop3s port retrieves every message byte for byte; before STLS the
+// capability list offers STLS and no USER or SASL, and USER is refused.
+func TestE2EPOP3Python(t *testing.T) {
+	need(t, python)
+	d := startPOP3Dovecot(t)
+	want := maildirMessages(t, d)
+	script := filepath.Join(t.TempDir(), "pop.py")
+	if err := os.WriteFile(script, []byte(pyPOP3), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ mode, py string }{{"pop3", "stls"}, {"pop3s", "implicit"}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			p := startPipeline(t, pipelineOpts{Mode: tc.mode, Backend: d.POP3LoginCmd()})
+			cmd := exec.Command(python, script, "localhost", strconv.Itoa(p.Port), p.CA, tc.py)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			out, err := runBounded(t, cmd, 60*time.Second)
+			if err != nil {
+				t.Fatalf("python poplib (%s): %v\n%s\npipeline:\n%s", tc.py, err, stderr.String(), p.Stderr())
+			}
+			var r pyPOP3Result
+			if err := json.Unmarshal(out, &r); err != nil {
+				t.Fatalf("poplib's report %q: %v", out, err)
+			}
+			if !strings.HasPrefix(r.Greeting, "+OK Dovecot") || r.Pass != "+OK Logged in." || r.Count != 4 || !strings.HasPrefix(r.Quit, "+OK") {
+				t.Errorf("poplib session: %+v", r)
+			}
+			if tc.py == "stls" {
+				if !has(r.CapaBefore, "STLS") || has(r.CapaBefore, "USER") || has(r.CapaBefore, "SASL") {
+					t.Errorf("CAPA before STLS %q: want STLS, no USER, no SASL", r.CapaBefore)
+				}
+				if !strings.Contains(r.UserBefore, "-ERR [AUTH]") {
+					t.Errorf("USER before STLS: %q, want -ERR [AUTH]", r.UserBefore)
+				}
+			}
+			if has(r.CapaAfter, "STLS") || !has(r.CapaAfter, "USER") || !has(r.CapaAfter, "SASL") {
+				t.Errorf("CAPA under TLS %q: want USER and SASL, no STLS", r.CapaAfter)
+			}
+			if r.TLSVersion != "TLSv1.3" {
+				t.Errorf("TLS version %q", r.TLSVersion)
+			}
+			msgs := make([]string, len(r.Messages))
+			for i, m := range r.Messages {
+				msgs[i] = latin1(m)
+			}
+			sameMessages(t, "poplib", msgs, want, true)
+			starttls := "no"
+			if tc.py == "stls" {
+				starttls = "yes"
+			}
+			line := p.waitLog(t, `stunnel-imap: info: .* mode=`+tc.mode+` `, 15*time.Second)
+			if !strings.Contains(line, " starttls="+starttls+" ") || !strings.Contains(line, " auth=yes ") {
+				t.Errorf("log line %q: want starttls=%s auth=yes", line, starttls)
+			}
+			noSecrets(t, p, d)
+		})
+	}
+}
+
+// TestE2EPOP3Curl: curl pop3:// with --ssl-reqd (STLS) lists and
+// retrieves; without TLS it is refused and Dovecot sees no login.
+func TestE2EPOP3Curl(t *testing.T) {
+	need(t, "curl")
+	d := startPOP3Dovecot(t)
+	want := maildirMessages(t, d)
+	p := startPipeline(t, pipelineOpts{Mode: "pop3", Backend: d.POP3LoginCmd()})
+	base := "pop3://localhost:" + strconv.Itoa(p.Port)
+	var got []string
+	for i := 1; i <= 4; i++ {
+		cmd := exec.Command("curl", "-sS", "--ssl-reqd", "--cacert", p.CA, "--max-time", "30", "-u", "alice:secret", base+"/"+strconv.Itoa(i))
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := runBounded(t, cmd, 60*time.Second)
+		if err != nil {
+			t.Fatalf("curl %d: %v: %s\npipeline:\n%s", i, err, stderr.String(), p.Stderr())
+		}
+		got = append(got, string(out))
+	}
+	sameMessages(t, "curl", got, want, true)
+	cmd := exec.Command("curl", "-sS", "--max-time", "30", "-u", "alice:secret", base+"/")
+	if _, err := runBounded(t, cmd, 60*time.Second); err == nil {
+		t.Errorf("curl without TLS logged in through an STLS-required port")
+	}
+	if n := strings.Count(d.Log(t), "Login: user=<alice>"); n != 4 {
+		t.Errorf("Dovecot logged %d logins of alice, want 4:\n%s", n, d.Log(t))
+	}
+	noSecrets(t, p, d)
+}
+
+// TestE2EPOP3Openssl: openssl s_client -starttls pop3 verifies the
+// certificate, logs in and sees the mailbox.
+func TestE2EPOP3Openssl(t *testing.T) {
+	need(t, "openssl")
+	d := startPOP3Dovecot(t)
+	p := startPipeline(t, pipelineOpts{Mode: "pop3", Backend: d.POP3LoginCmd()})
+	cmd := exec.Command("openssl", "s_client", "-starttls", "pop3", "-connect", p.Addr,
+		"-CAfile", p.CA, "-verify_return_error", "-verify_hostname", "localhost",
+		"-servername", "localhost", "-crlf", "-ign_eof")
+	cmd.Stdin = strings.NewReader("CAPA\nUSER alice\nPASS secret\nSTAT\nQUIT\n")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := runBounded(t, cmd, 60*time.Second)
+	s := string(out)
+	if err != nil {
+		t.Fatalf("openssl s_client: %v\n%s\n%s\npipeline:\n%s", err, s, stderr.String(), p.Stderr())
+	}
+	for _, want := range []string{"Verify return code: 0 (ok)", "+OK Logged in.", "+OK 4 ", "+OK Logging out"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("s_client session lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "\nSTLS") {
+		t.Errorf("CAPA under TLS lists STLS:\n%s", s)
+	}
+	noSecrets(t, p, d)
+}
+
+// TestE2EPOP3Fetchmail: fetchmail, STLS by sslproto without --ssl,
+// certificate checked, keeps and delivers every message to an MDA.
+func TestE2EPOP3Fetchmail(t *testing.T) {
+	need(t, "fetchmail")
+	d := startPOP3Dovecot(t)
+	want := maildirMessages(t, d)
+	p := startPipeline(t, pipelineOpts{Mode: "pop3", Backend: d.POP3LoginCmd()})
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	os.Mkdir(out, 0o700)
+	rc := filepath.Join(dir, "fetchmailrc")
+	conf := fmt.Sprintf(`set no bouncemail
+poll localhost port %d protocol pop3 timeout 20
+  user "alice" there with password "secret" is "root" here
+  keep fetchall sslproto 'TLS1.2+' sslcertck sslcertfile "%s"
+  mda "/bin/sh -c 'cat > %s/msg.$$'"
+`, p.Port, p.CA, out)
+	if err := os.WriteFile(rc, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("fetchmail", "-f", rc, "--nosyslog", "--invisible", "-v", "--pidfile", filepath.Join(dir, "pid"))
+	cmd.Env = append(os.Environ(), "HOME="+dir, "FETCHMAILHOME="+dir)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	log, err := runBounded(t, cmd, 90*time.Second)
+	if err != nil {
+		t.Fatalf("fetchmail: %v\n%s\n%s\npipeline:\n%s", err, log, stderr.String(), p.Stderr())
+	}
+	if !strings.Contains(stderr.String()+string(log), "STLS") {
+		t.Errorf("fetchmail did not use STLS:\n%s%s", log, stderr.String())
+	}
+	files, _ := filepath.Glob(filepath.Join(out, "msg.*"))
+	var got []string
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		got = append(got, string(b))
+	}
+	sameMessages(t, "fetchmail", got, want, false)
+	noSecrets(t, p, d)
+}
+
+// TestE2EPOP3Mpop: mpop with tls_starttls fetches every message into a
+// Maildir.
+func TestE2EPOP3Mpop(t *testing.T) {
+	need(t, "mpop")
+	d := startPOP3Dovecot(t)
+	want := maildirMessages(t, d)
+	p := startPipeline(t, pipelineOpts{Mode: "pop3", Backend: d.POP3LoginCmd()})
+	dir := t.TempDir()
+	md := filepath.Join(dir, "md")
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		os.MkdirAll(filepath.Join(md, sub), 0o700)
+	}
+	rc := filepath.Join(dir, "mpoprc")
+	conf := fmt.Sprintf(`account default
+host localhost
+port %d
+timeout 20
+tls on
+tls_starttls on
+tls_trust_file %s
+auth user
+user alice
+password secret
+keep on
+received_header off
+delivery maildir %s
+`, p.Port, p.CA, md)
+	if err := os.WriteFile(rc, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("mpop", "-C", rc, "-a")
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	log, err := runBounded(t, cmd, 90*time.Second)
+	if err != nil {
+		t.Fatalf("mpop: %v\n%s\n%s\npipeline:\n%s", err, log, stderr.String(), p.Stderr())
+	}
+	files, _ := filepath.Glob(filepath.Join(md, "new", "*"))
+	var got []string
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		got = append(got, string(b))
+	}
+	sameMessages(t, "mpop", got, want, false)
+	noSecrets(t, p, d)
+}
+
+// popSession is a raw POP3 client on the pipeline.
+type popSession struct {
+	t    *testing.T
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func dialPOP3(t *testing.T, addr string) *popSession {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	return &popSession{t: t, conn: c, r: bufio.NewReader(c)}
+}
+
+func (s *popSession) send(text string) {
+	if _, err := s.conn.Write([]byte(text)); err != nil {
+		s.t.Fatalf("write: %v", err)
+	}
+}
+
+func (s *popSession) line() string {
+	l, err := s.r.ReadString('\n')
+	if err != nil {
+		s.t.Fatalf("read: %v (so far %q)", err, l)
+	}
+	return l
+}
+
+// TestE2EPOP3Attacks: through the real pipeline, nothing a client sends
+// before STLS logs in or reaches Dovecot as USER, PASS, AUTH or STLS.
+func TestE2EPOP3Attacks(t *testing.T) {
+	d := startPOP3Dovecot(t)
+	p := startPipeline(t, pipelineOpts{Mode: "pop3", Backend: d.RawPOP3LoginCmd()})
+	const refused = "-ERR [AUTH] TLS is required: use STLS first\r\n"
+
+	t.Run("USER PASS and AUTH before STLS", func(t *testing.T) {
+		s := dialPOP3(t, p.Addr)
+		s.line() // greeting
+		for _, c := range []string{"USER alice\r\n", "PASS secret\r\n", "AUTH PLAIN AGFsaWNlAGFsaWNlAHNlY3JldA==\r\n",
+			"APOP alice 0123456789abcdef0123456789abcdef\r\n", "AUTH\r\n"} {
+			s.send(c)
+			if l := s.line(); l != refused {
+				t.Errorf("%q answered %q, want %q", c, l, refused)
+			}
+		}
+		s.send("STLS now\r\n")
+		if l := s.line(); l != "-ERR STLS takes no arguments\r\n" {
+			t.Errorf("STLS with an argument: %q", l)
+		}
+		s.send("QUIT\r\n")
+		if l := s.line(); !strings.HasPrefix(l, "+OK") {
+			t.Errorf("QUIT: %q", l)
+		}
+	})
+	t.Run("plaintext pipelined after STLS", func(t *testing.T) {
+		s := dialPOP3(t, p.Addr)
+		s.line()
+		s.send("STLS\r\nUSER alice\r\nPASS secret\r\n")
+		if l := s.line(); l != "+OK Begin TLS negotiation\r\n" {
+			t.Errorf("STLS: %q", l)
+		}
+		rest := make([]byte, 100)
+		if n, err := s.r.Read(rest); err == nil && n > 0 && rest[0] != 0x15 {
+			t.Errorf("after plaintext following STLS: %q, want the end (or an alert)", rest[:n])
+		}
+	})
+	t.Run("a line that never ends", func(t *testing.T) {
+		s := dialPOP3(t, p.Addr)
+		s.line()
+		s.send(strings.Repeat("x", 70000))
+		if l := s.line(); l != "-ERR Command line too long\r\n" {
+			t.Errorf("endless line: %q", l)
+		}
+	})
+	t.Run("a client that vanishes mid-command", func(t *testing.T) {
+		s := dialPOP3(t, p.Addr)
+		s.line()
+		s.send("USE")
+		s.conn.Close()
+	})
+	p.waitLines(t, 4, 20*time.Second)
+	log := p.Stderr()
+	for _, want := range []string{"end=line-too-long", "end=handshake-failed", "warning: client sent plaintext after STLS: dropped",
+		"warning: client sent USER before STLS: refused"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the pipeline's log lacks %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, "auth=yes") {
+		t.Errorf("a session logged in:\n%s", log)
+	}
+	raw := strings.ToUpper(d.Raw(t))
+	for _, bad := range []string{"USER", "PASS", "AUTH", "APOP", "STLS"} {
+		if strings.Contains(raw, bad) {
+			t.Errorf("Dovecot received %s:\n%q", bad, raw)
+		}
+	}
+	if strings.Contains(d.Log(t), "user=<alice>") {
+		t.Errorf("Dovecot saw alice:\n%s", d.Log(t))
+	}
+	noSecrets(t, p, d)
+}
