@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"imap-tls/stunnel-imap/keyproc/memscan"
+	"imap-tls/internal/testkit/memscan"
 )
 
 // jailRange is the run file's default env/UIDRANGE.

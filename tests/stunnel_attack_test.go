@@ -361,7 +361,7 @@ func TestE2EAttackBackendAdvertisesStarttls(t *testing.T) {
 		c.Cmd("e", "LOGOUT")
 		c.Rest()
 		c.Close()
-		p.waitLog(t, `stunnel-imap: info: .*mode=tls `, 15*time.Second)
+		p.waitLog(t, `stunnel-imap: info: .*mode=imaps `, 15*time.Second)
 	})
 }
 
