@@ -23,11 +23,12 @@ import (
 	"time"
 
 	"imap-tls/log"
+	"imap-tls/stunnel-imap/certfile"
 	"imap-tls/stunnel-imap/nodump"
 	"imap-tls/stunnel-imap/seccomp"
 )
 
-const synopsis = "-n imap|imap-|imaps|pop3|pop3-|pop3s [ -F fd ] ( -p pemfile | -P fd | -d certdir | -K fd ) [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ]"
+const synopsis = "-n imap|imap-|imaps|pop3|pop3-|pop3s [ -F fd ] ( -p pemfile | -P fd | -d certdir | -K fd ) [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ] [ -H ]"
 
 func main() {
 	l := log.New("stunnel-imap")
@@ -46,6 +47,7 @@ type options struct {
 	commandTimeout   time.Duration // -t
 	idleTimeout      time.Duration // -A
 	verbosity        int           // -1 quiet, 0 normal, 1 verbose
+	proxyHeader      bool          // -H: a PROXY v2 header first to the server
 }
 
 // seconds, descriptor and nonEmpty parse an option's value into p.
@@ -113,6 +115,7 @@ func parseArgs(args []string) (*options, error) {
 	fs.Func("A", "", seconds(&o.idleTimeout))
 	fs.BoolVar(&verbose, "v", false, "")
 	fs.BoolVar(&quiet, "q", false, "")
+	fs.BoolVar(&o.proxyHeader, "H", false, "")
 	if err := fs.Parse(args); err != nil {
 		msg := log.Reason(err)
 		if errors.Is(err, flag.ErrHelp) {
@@ -163,6 +166,22 @@ func run(l *log.Logger, args []string) error {
 	// process (and after the lock-down cannot).
 	signal.Ignore(syscall.SIGCHLD)
 
+	// -H needs the addresses from the environment: checked before a
+	// byte moves.
+	var proxy *proxyAddrs
+	if o.proxyHeader {
+		if proxy, err = proxyAddrsFromEnv(os.Getenv); err != nil {
+			return err
+		}
+	}
+
+	// The expiry warning's days (env/CERT_WARN_DAYS): a bad value is a
+	// bad configuration, refused before a byte reaches the client.
+	warnDays, err := certfile.WarnDaysFrom(os.Getenv)
+	if err != nil {
+		return err
+	}
+
 	// The certificate first: a bad one ends the process (100) before a
 	// byte reaches the client.
 	src, err := openCertSource(o, l)
@@ -187,7 +206,9 @@ func run(l *log.Logger, args []string) error {
 		idleTimeout:      o.idleTimeout,
 		log:              l,
 		verbosity:        o.verbosity,
+		certWarnDays:     warnDays,
 		remote:           remoteAddr(),
+		proxy:            proxy,
 	}
 
 	// LOCK-DOWN POINT: every descriptor is open, the TLS configuration is

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -114,6 +115,7 @@ type config struct {
 	idleTimeout      time.Duration // -A: silence after login
 	log              *log.Logger
 	verbosity        int
+	certWarnDays     int // the expiry warning's days (certfile.WarnDaysEnv); 0: none
 	remote           string
 	// linger bounds how long the proxy reads and discards what a client
 	// still sends after the proxy ended the session, so that closing does
@@ -130,6 +132,9 @@ type config struct {
 	// side; an error ends the process (111) before the client hears a
 	// byte.
 	ready func() error
+	// proxy, with -H, are the addresses of the PROXY header the server
+	// gets first (proxyheader.go); nil: no header.
+	proxy *proxyAddrs
 }
 
 // maxResponse bounds one server response before login.
@@ -184,7 +189,10 @@ type session struct {
 	// What the log line tells.
 	starttls bool
 	state    tls.ConnectionState
-	sni      string // the server name the client asked for, even in a failed handshake
+	sni      string            // the server name the client asked for, even in a failed handshake
+	offered  offered           // the ClientHello's versions and suites, for a failed handshake
+	served   *x509.Certificate // the leaf chosen for this handshake
+	certSent bool              // the certificate went out: a failure is the client refusing it
 	in, out  atomic.Int64
 	start    time.Time
 	warnings warnings
@@ -226,6 +234,10 @@ func (s *session) run() {
 		// Plaintext first; with implicit TLS the handshake makes the
 		// client's reader.
 		s.cr = bufio.NewReaderSize(s.raw, 4096)
+	}
+	if !s.sendProxyHeader() {
+		s.finish()
+		return
 	}
 	s.beforeLogin()
 	if s.end != "" {
