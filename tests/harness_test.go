@@ -4,23 +4,15 @@
 // clear message instead of returning an error.
 //
 // No TestMain lives here (other files of the package may define one):
-// binaries built on the fly go to /tmp/imap-tls-testbin-PID, and stale
-// directories of dead test processes are removed the next time.
+// binaries come from internal/testkit (built on the fly into
+// /tmp/imap-tls-testkit-PID unless $IMAPTLS_BIN holds them).
 package tests
 
 import (
 	"bufio"
-	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -32,107 +24,23 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// programs maps each program of the suite to its package folder.
-var programs = map[string]string{
-	"makesock":         "makesock",
-	"setuidgid-chroot": "setuidgid-chroot",
-	"stunnel-imap":     "stunnel-imap",
-	"stunnel-imap-key": "stunnel-imap-key",
-	"imap-tls-server":  "imap-tls-server",
-	"imap-tls-conf":    "imap-tls-conf",
-	// test tools, never in $IMAPTLS_BIN: always built
-	"fakeimapd": "tests/fakeimapd",
-	"loadgen":   "tests/loadgen",
-}
-
-var (
-	binMu    sync.Mutex
-	binDir   string               // where binaries built by this process go
-	binBuilt = map[string]error{} // name -> build result, built once
+	"imap-tls/internal/testkit"
 )
 
 // repoRoot is the folder that holds go.mod (the tests run in tests/).
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatalf("unable to find the working directory: %v", err)
-	}
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-		if d == filepath.Dir(d) {
-			t.Fatalf("unable to find go.mod above %s", dir)
-		}
-	}
-}
+func repoRoot(t testing.TB) string { return testkit.RepoRoot(t) }
 
-// bin returns the absolute path of the static binary of one of our
-// programs (imap-tls-server, makesock, setuidgid-chroot, stunnel-imap,
-// stunnel-imap-key, imap-tls-conf) or
-// test tools (fakeimapd, loadgen: always built). With $IMAPTLS_BIN set a
-// program is $IMAPTLS_BIN/name, which must exist;
-// otherwise it is built once per test process with
-// `CGO_ENABLED=0 go build -trimpath` into /tmp/imap-tls-testbin-PID.
+// bin returns the absolute path of a program of the suite
+// (testkit.Bin: $IMAPTLS_BIN/name, or built once per test process) or of
+// a test tool (fakeimapd, loadgen: always built, testkit.Build).
 func bin(t testing.TB, name string) string {
 	t.Helper()
-	pkg, ok := programs[name]
-	if !ok {
-		t.Fatalf("bin: %s is not a program of the suite", name)
+	switch name {
+	case "fakeimapd", "loadgen":
+		return testkit.Build(t, "imap-tls/tests/"+name)
 	}
-	if d := os.Getenv("IMAPTLS_BIN"); d != "" && !strings.HasPrefix(pkg, "tests/") {
-		p, err := filepath.Abs(filepath.Join(d, name))
-		if err != nil {
-			t.Fatalf("unable to resolve %s: %v", name, err)
-		}
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("IMAPTLS_BIN is set but %s is missing: %v (run sh redo.do)", p, err)
-		}
-		return p
-	}
-	root := repoRoot(t)
-	binMu.Lock()
-	defer binMu.Unlock()
-	if binDir == "" {
-		removeStaleBinDirs()
-		binDir = fmt.Sprintf("/tmp/imap-tls-testbin-%d", os.Getpid())
-		if err := os.MkdirAll(binDir, 0o755); err != nil {
-			t.Fatalf("unable to create %s: %v", binDir, err)
-		}
-	}
-	out := filepath.Join(binDir, name)
-	err, done := binBuilt[name]
-	if !done {
-		cmd := exec.Command("go", "build", "-trimpath", "-o", out, "./"+pkg)
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if msg, e := cmd.CombinedOutput(); e != nil {
-			err = fmt.Errorf("%v\n%s", e, msg)
-		}
-		binBuilt[name] = err
-	}
-	if err != nil {
-		t.Fatalf("unable to build %s: %v", name, err)
-	}
-	return out
-}
-
-// removeStaleBinDirs removes /tmp/imap-tls-testbin-PID of processes
-// that no longer exist.
-func removeStaleBinDirs() {
-	dirs, _ := filepath.Glob("/tmp/imap-tls-testbin-*")
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(strings.TrimPrefix(d, "/tmp/imap-tls-testbin-"))
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		if syscall.Kill(pid, 0) == syscall.ESRCH {
-			os.RemoveAll(d)
-		}
-	}
+	return testkit.Bin(t, name)
 }
 
 // debianPackage names the Debian package that provides a command.
@@ -215,74 +123,13 @@ func freePort(t testing.TB) int {
 
 // writeCert makes a test CA and a server certificate signed by it for
 // names (DNS names or IP addresses; default "localhost" and 127.0.0.1),
-// ECDSA P-256. It writes dir/server.pem (certificate chain, then the
-// PKCS#8 private key; mode 0400, as a real key file) and dir/ca.pem (the
-// CA certificate clients trust; mode 0644), and returns both paths.
+// ECDSA P-256 (testkit.NewCert). It writes dir/server.pem (certificate
+// chain, then the PKCS#8 private key; mode 0400, as a real key file) and
+// dir/server-ca.crt (the CA certificate clients trust; mode 0644), and
+// returns both paths.
 func writeCert(t testing.TB, dir string, names ...string) (pemPath, caPath string) {
 	t.Helper()
-	if len(names) == 0 {
-		names = []string{"localhost", "127.0.0.1"}
-	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatalf("unable to generate a key: %v", err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "imap-tls test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatalf("unable to create the CA certificate: %v", err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatalf("unable to generate a key: %v", err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatalf("unable to create the server certificate: %v", err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatalf("unable to encode the key: %v", err)
-	}
-	var chain bytes.Buffer
-	pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	pem.Encode(&chain, &pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	pemPath = filepath.Join(dir, "server.pem")
-	caPath = filepath.Join(dir, "ca.pem")
-	os.Remove(pemPath)
-	if err := os.WriteFile(pemPath, chain.Bytes(), 0o400); err != nil {
-		t.Fatalf("unable to write %s: %v", pemPath, err)
-	}
-	if err := os.WriteFile(caPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
-		t.Fatalf("unable to write %s: %v", caPath, err)
-	}
-	return pemPath, caPath
+	return testkit.NewCert(t, testkit.CertOptions{Names: names}).Write(t, dir, "server")
 }
 
 // clientTLS returns a client configuration that trusts the CA in caPath
@@ -293,11 +140,7 @@ func clientTLS(t testing.TB, caPath, serverName string) *tls.Config {
 	if err != nil {
 		t.Fatalf("unable to read %s: %v", caPath, err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		t.Fatalf("no certificate in %s", caPath)
-	}
-	return &tls.Config{RootCAs: pool, ServerName: serverName}
+	return testkit.ClientConfig(t, b, serverName)
 }
 
 // dovecot is a private, login-capable Dovecot started by tests/dovecot.sh:
@@ -452,23 +295,8 @@ func runBounded(t *testing.T, cmd *exec.Cmd, limit time.Duration) ([]byte, error
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for one writer and many readers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer is testkit's buffer, safe for concurrent writers.
+type lockedBuffer = testkit.LockedBuffer
 
 // pipelineOpts describes one pipeline for startPipeline: the options of
 // one imap-tls-server invocation, the way the run file gives them.
