@@ -18,7 +18,7 @@ PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 export PATH
 
 # The programs of the suite, by folder; each becomes bin/NAME.
-programs='makesock setuidgid-chroot stunnel-imap stunnel-imap-key:stunnel-imap-key imap-tls-server imap-tls-conf'
+programs='makesock setuidgid-chroot stunnel-imap stunnel-imap-key:stunnel-imap-key imap-tls-server imap-tls-conf proxy-server'
 
 # Debian packages, by what needs them.
 test_packages='daemontools ucspi-tcp dovecot-imapd dovecot-pop3d socat isync curl openssl python3 stunnel4 tlswrapper fetchmail mpop'

@@ -37,6 +37,7 @@ var programs = map[string]string{
 	"stunnel-imap-key": "",
 	"imap-tls-conf":    "service",
 	"imap-tls-server":  "",
+	"proxy-server":     "",
 }
 
 // RepoRoot returns the folder that holds go.mod, found upwards from the

@@ -1,0 +1,347 @@
+// Command proxy-server reads one PROXY protocol header (v1 or v2) from a
+// load balancer on fd 0, sets the ucspi-tcp environment from it, and
+// execs the rest of the chain; in the spirit of s6-networking's
+// proxy-server. See README.md.
+package main
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"imap-tls/internal/proxyproto"
+	"imap-tls/log"
+)
+
+const synopsis = "-a source[,source...] [ -a ... ] [ -t secs ] [ -v ] child..."
+
+func main() {
+	l := log.New("proxy-server")
+	l.Exit(run(l, os.Args[1:], os.Environ()))
+}
+
+type options struct {
+	sources []netip.Prefix
+	timeout time.Duration
+	verbose bool
+	child   []string
+}
+
+func usage(msg string) error { return &log.UsageError{Synopsis: synopsis, Msg: msg} }
+
+func parse(args []string) (*options, error) {
+	o := &options{timeout: 5 * time.Second}
+	fs := flag.NewFlagSet("proxy-server", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.Func("a", "", func(v string) error {
+		for _, s := range strings.Split(v, ",") {
+			p, err := parseSource(s)
+			if err != nil {
+				return err
+			}
+			o.sources = append(o.sources, p)
+		}
+		return nil
+	})
+	fs.Func("t", "", func(v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 || f > 3600 {
+			return errors.New("not a number of seconds from 0 to 3600")
+		}
+		o.timeout = time.Duration(f * float64(time.Second))
+		return nil
+	})
+	fs.BoolVar(&o.verbose, "v", false, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, usage("")
+		}
+		return nil, usage(log.Reason(err))
+	}
+	o.child = fs.Args()
+	switch {
+	case len(o.sources) == 0:
+		return nil, usage("missing -a: name the load balancers' addresses")
+	case len(o.child) == 0 || o.child[0] == "":
+		return nil, usage("missing child")
+	}
+	return o, nil
+}
+
+// parseSource takes an address (a host) or a prefix (10.0.0.0/8,
+// 2001:db8::/32).
+func parseSource(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil || p.Addr().Zone() != "" {
+			return netip.Prefix{}, errors.New("source " + strconv.Quote(s) + " is not an address or a prefix")
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, errors.New("source " + strconv.Quote(s) + " is not an address or a prefix")
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// trusted reports whether a is in one of the prefixes (an IPv4 address
+// also in its IPv6-mapped form, as an IPv6 listener reports it).
+func trusted(a netip.Addr, list []netip.Prefix) bool {
+	for _, p := range list {
+		if p.Contains(a) || p.Contains(a.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// outcome is what became of the header.
+type outcome int
+
+const (
+	proxied outcome = iota // a PROXY header: the environment changes
+	local                  // LOCAL or UNKNOWN: the connection's own addresses stand
+	quiet                  // nothing came, or a health check: end, no line
+)
+
+func run(l *log.Logger, args []string, env []string) error {
+	o, err := parse(args)
+	if err != nil {
+		return err
+	}
+	getenv := func(k string) string {
+		for i := len(env) - 1; i >= 0; i-- {
+			if v, ok := strings.CutPrefix(env[i], k+"="); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	peer := peerAddr(getenv)
+	if !trusted(peer.Addr(), o.sources) {
+		l.Warning("remote=%s untrusted source: closed", peer)
+		return nil
+	}
+	deadline := time.Now().Add(o.timeout)
+	h, err := readHeader(fdReader(0, deadline))
+	switch {
+	case errors.Is(err, io.EOF) && h.Version == 0:
+		return nil // closed before its first byte: a port probe, a check
+	case err != nil:
+		l.Warning("remote=%s %s: closed", peer, headerError(err))
+		return nil
+	}
+	what := proxied
+	if h.Local {
+		what = local
+		// HAProxy's health check: LOCAL, then close, every second per
+		// server. Such a connection starts nothing and logs nothing.
+		if closedSoon(0, 100*time.Millisecond) {
+			what = quiet
+		}
+	}
+	switch what {
+	case quiet:
+		if o.verbose {
+			l.Info("remote=%s local header, then closed: a health check", peer)
+		}
+		return nil
+	case proxied:
+		env = setEnv(env, h)
+	}
+	if o.verbose {
+		l.Info("remote=%s via=%s header v%d", remoteOf(h, peer), peer, h.Version)
+	}
+	return execChild(o.child, env)
+}
+
+// peerAddr is the balancer's address: tcpserver's TCPREMOTEIP and
+// TCPREMOTEPORT, else the socket's peer.
+func peerAddr(getenv func(string) string) netip.AddrPort {
+	if ip, err := netip.ParseAddr(getenv("TCPREMOTEIP")); err == nil {
+		port, _ := strconv.ParseUint(getenv("TCPREMOTEPORT"), 10, 16)
+		return netip.AddrPortFrom(ip.WithZone(""), uint16(port))
+	}
+	if sa, err := unix.Getpeername(0); err == nil {
+		switch sa := sa.(type) {
+		case *unix.SockaddrInet4:
+			return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+		case *unix.SockaddrInet6:
+			return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port))
+		}
+	}
+	return netip.AddrPort{}
+}
+
+func remoteOf(h proxyproto.Header, peer netip.AddrPort) netip.AddrPort {
+	if h.Local {
+		return peer
+	}
+	return h.Src
+}
+
+// errTimeout: the header did not come in time.
+var errTimeout = errors.New("timeout")
+
+func headerError(err error) string {
+	switch {
+	case errors.Is(err, errTimeout):
+		return "no whole PROXY header in time"
+	case errors.Is(err, io.EOF):
+		return "connection closed in the PROXY header"
+	case errors.Is(err, proxyproto.ErrSignature):
+		return "no PROXY header"
+	case errors.Is(err, proxyproto.ErrTooLong):
+		return "PROXY header too long"
+	case errors.Is(err, proxyproto.ErrFamily):
+		return "PROXY header not for TCP"
+	case errors.Is(err, proxyproto.ErrMalformed):
+		return "malformed PROXY header"
+	}
+	return "unable to read the PROXY header: " + log.Clip(log.Reason(err), 200)
+}
+
+// readHeader reads exactly one header through read, asking it for no
+// more bytes than proxyproto.Need says the header still needs: the
+// client's first bytes, maybe in the same segment, stay in the socket
+// for the next program. Version is 0 when not a byte came.
+func readHeader(read func([]byte) (int, error)) (proxyproto.Header, error) {
+	var b []byte
+	for {
+		n, err := proxyproto.Need(b)
+		if err != nil {
+			return proxyproto.Header{Version: 1}, err
+		}
+		if n == len(b) {
+			h, err := proxyproto.Parse(b)
+			if err != nil {
+				h.Version = 1
+			}
+			return h, err
+		}
+		buf := make([]byte, n-len(b))
+		k, err := read(buf)
+		if k > len(buf) {
+			panic("read more than asked")
+		}
+		b = append(b, buf[:k]...)
+		if err != nil {
+			if len(b) > 0 {
+				return proxyproto.Header{Version: 1}, err
+			}
+			return proxyproto.Header{}, err
+		}
+	}
+}
+
+// fdReader reads from fd with poll(2) under deadline; end of file is
+// io.EOF.
+func fdReader(fd int, deadline time.Time) func([]byte) (int, error) {
+	return func(b []byte) (int, error) {
+		for {
+			ms := time.Until(deadline).Milliseconds()
+			if ms <= 0 {
+				return 0, errTimeout
+			}
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, err := unix.Poll(pfd, int(ms))
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return 0, err
+			}
+			if n == 0 {
+				return 0, errTimeout
+			}
+			k, err := unix.Read(fd, b)
+			switch {
+			case err == unix.EINTR || err == unix.EAGAIN:
+				continue
+			case err != nil:
+				return 0, err
+			case k == 0:
+				return 0, io.EOF
+			}
+			return k, nil
+		}
+	}
+}
+
+// closedSoon reports whether the peer closes fd within d without
+// sending a byte (a health check's LOCAL header, then FIN or RST).
+func closedSoon(fd int, d time.Duration) bool {
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
+	for {
+		n, err := unix.Poll(pfd, int(d.Milliseconds()))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n == 0 {
+			return false
+		}
+		break
+	}
+	if pfd[0].Revents&(unix.POLLHUP|unix.POLLERR) != 0 {
+		return true
+	}
+	var b [1]byte
+	n, _, err := unix.Recvfrom(fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	return n == 0 && err == nil || err == unix.ECONNRESET
+}
+
+// setEnv sets the ucspi-tcp variables from a PROXY header: the client's
+// address and port, the address and port it connected to, and PROTO
+// (TCP or TCP6, as ucspi-tcp-ipv6's tcpserver sets it). TCPREMOTEHOST
+// and TCPREMOTEINFO, the balancer's, are removed.
+func setEnv(env []string, h proxyproto.Header) []string {
+	src, dst := h.Src.Addr().Unmap(), h.Dst.Addr().Unmap()
+	proto := "TCP"
+	if !src.Is4() {
+		proto = "TCP6"
+	}
+	set := map[string]string{
+		"PROTO":         proto,
+		"TCPREMOTEIP":   src.String(),
+		"TCPREMOTEPORT": strconv.Itoa(int(h.Src.Port())),
+		"TCPLOCALIP":    dst.String(),
+		"TCPLOCALPORT":  strconv.Itoa(int(h.Dst.Port())),
+	}
+	drop := map[string]bool{"TCPREMOTEHOST": true, "TCPREMOTEINFO": true}
+	out := make([]string, 0, len(env)+len(set))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ok := set[k]; ok || drop[k] {
+			continue
+		}
+		out = append(out, kv)
+	}
+	for _, k := range []string{"PROTO", "TCPREMOTEIP", "TCPREMOTEPORT", "TCPLOCALIP", "TCPLOCALPORT"} {
+		out = append(out, k+"="+set[k])
+	}
+	return out
+}
+
+func execChild(child []string, env []string) error {
+	path, err := exec.LookPath(child[0])
+	if err != nil {
+		var e *exec.Error
+		if errors.As(err, &e) && errors.Is(e.Err, exec.ErrNotFound) {
+			err = syscall.ENOENT
+		}
+		return log.Temp(err, "run %s", child[0])
+	}
+	err = syscall.Exec(path, child, env)
+	return log.Temp(err, "run %s", path)
+}

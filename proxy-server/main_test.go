@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"imap-tls/internal/proxyproto"
+	"imap-tls/internal/testkit"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	binary = testkit.Bin(testkit.MainTB(), "proxy-server")
+	os.Exit(m.Run())
+}
+
+// exact is a reader over in that never gives more than asked, and
+// records how much was taken.
+type exact struct {
+	in    []byte
+	taken int
+	chunk int // at most this many bytes per read (0: no limit)
+}
+
+func (e *exact) read(b []byte) (int, error) {
+	if e.taken == len(e.in) {
+		return 0, io.EOF
+	}
+	n := len(b)
+	if e.chunk > 0 && n > e.chunk {
+		n = e.chunk
+	}
+	n = copy(b[:n], e.in[e.taken:])
+	e.taken += n
+	return n, nil
+}
+
+func v2(t testing.TB, h proxyproto.Header) []byte {
+	b, err := proxyproto.AppendV2(nil, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestReadHeaderExact: the header is read, never a byte of what follows
+// it, whatever the reads deliver at a time.
+func TestReadHeaderExact(t *testing.T) {
+	client := []byte("a CAPABILITY\r\n")
+	for _, hdr := range [][]byte{
+		[]byte("PROXY TCP4 192.0.2.7 198.51.100.1 40000 143\r\n"),
+		v2(t, proxyproto.Header{Src: addr("[2001:db8::7]:40000"), Dst: addr("[::1]:993"),
+			TLVs: []proxyproto.TLV{proxyproto.SSL(proxyproto.ClientSSL, 0)}}),
+	} {
+		for _, chunk := range []int{0, 1, 7} {
+			e := &exact{in: append(append([]byte(nil), hdr...), client...), chunk: chunk}
+			h, err := readHeader(e.read)
+			if err != nil || h.Local {
+				t.Fatalf("%q: %+v %v", hdr, h, err)
+			}
+			if e.taken != len(hdr) {
+				t.Errorf("%q chunk %d: took %d bytes, the header has %d", hdr, chunk, e.taken, len(hdr))
+			}
+		}
+	}
+}
+
+// FuzzReadHeader: whatever the bytes, readHeader takes at most one
+// header's worth, and when it accepts, what it took parses alone.
+func FuzzReadHeader(f *testing.F) {
+	f.Add([]byte("PROXY TCP4 192.0.2.7 198.51.100.1 40000 143\r\na LOGIN"), 3)
+	f.Add([]byte("PROXY UNKNOWN\r\n"), 0)
+	f.Add(v2(f, proxyproto.Header{Src: addr("192.0.2.7:1"), Dst: addr("192.0.2.8:2")}), 5)
+	f.Add(append(append([]byte(nil), proxyproto.Signature...), 0x20, 0, 0, 0, 'x'), 1)
+	f.Fuzz(func(t *testing.T, in []byte, chunk int) {
+		if chunk < 0 {
+			chunk = -chunk
+		}
+		e := &exact{in: in, chunk: chunk}
+		h, err := readHeader(e.read)
+		if e.taken > proxyproto.MaxV2 {
+			t.Fatalf("took %d bytes", e.taken)
+		}
+		if err != nil {
+			return
+		}
+		if _, err := proxyproto.Parse(in[:e.taken]); err != nil {
+			t.Fatalf("accepted %q, which Parse refuses: %v (%+v)", in[:e.taken], err, h)
+		}
+	})
+}
+
+func addr(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// conversation runs proxy-server with fd 0 and 1 a socket whose other end
+// the test holds, env as tcpserver would set it, and a child that prints
+// the ucspi variables and then echoes what it reads. send is written at
+// once (then, unless hold, a half-close); it returns what the test end
+// read until end of file, and the program's stderr.
+func conversation(t *testing.T, args []string, send []byte, hold time.Duration) (string, string) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs := os.NewFile(uintptr(fds[1]), "proxy-server's end")
+	f := os.NewFile(uintptr(fds[0]), "test's end")
+	mine, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mine.Close()
+	child := []string{"sh", "-c", `echo "$PROTO $TCPREMOTEIP $TCPREMOTEPORT $TCPLOCALIP $TCPLOCALPORT $TCPREMOTEHOST"; exec cat`}
+	cmd := exec.Command(binary, append(args, child...)...)
+	cmd.Stdin, cmd.Stdout = theirs, theirs
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "PROTO=TCP", "TCPREMOTEIP=127.0.0.9", "TCPREMOTEPORT=5555",
+		"TCPLOCALIP=127.0.0.1", "TCPLOCALPORT=143", "TCPREMOTEHOST=balancer"}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	theirs.Close()
+	mine.Write(send)
+	if hold > 0 {
+		time.Sleep(hold)
+	}
+	mine.(*net.UnixConn).CloseWrite()
+	mine.SetReadDeadline(time.Now().Add(10 * time.Second))
+	out, _ := io.ReadAll(mine)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit: %v (%s)", err, stderr.String())
+	}
+	return string(out), stderr.String()
+}
+
+func TestProxyServer(t *testing.T) {
+	trusted := []string{"-a", "10.0.0.0/8,127.0.0.9", "-t", "0.5"}
+	lf := func(b []byte) []byte { return b }
+	localCheck := append(append([]byte(nil), proxyproto.Signature...), 0x20, 0x00, 0x00, 0x00)
+	for _, c := range []struct {
+		name   string
+		args   []string
+		send   []byte
+		hold   time.Duration
+		out    string
+		stderr string
+	}{
+		{"v1", trusted, []byte("PROXY TCP4 192.0.2.7 198.51.100.1 40000 143\r\nhello\n"), 0,
+			"TCP 192.0.2.7 40000 198.51.100.1 143 \nhello\n", ""},
+		{"v2 ipv6", trusted, append(v2(t, proxyproto.Header{Src: addr("[2001:db8::7]:40000"), Dst: addr("[2001:db8::1]:993")}), "hello\n"...), 0,
+			"TCP6 2001:db8::7 40000 2001:db8::1 993 \nhello\n", ""},
+		{"v2 mapped ipv4", trusted, append(v2(t, proxyproto.Header{Src: addr("[::ffff:192.0.2.7]:1"), Dst: addr("[2001:db8::1]:993")}), "x\n"...), 0,
+			"TCP 192.0.2.7 1 2001:db8::1 993 \nx\n", ""},
+		{"local with data keeps the addresses", trusted, append(append([]byte(nil), localCheck...), "hello\n"...), 0,
+			"TCP 127.0.0.9 5555 127.0.0.1 143 balancer\nhello\n", ""},
+		{"health check: local, then close", trusted, localCheck, 0, "", ""},
+		{"closed before a byte", trusted, nil, 0, "", ""},
+		{"untrusted", []string{"-a", "10.0.0.0/8"}, []byte("PROXY TCP4 192.0.2.7 198.51.100.1 40000 143\r\nhello\n"), 0,
+			"", "proxy-server: warning: remote=127.0.0.9:5555 untrusted source: closed\n"},
+		{"truncated", trusted, []byte("PROXY TCP4 192.0.2.7"), 0,
+			"", "proxy-server: warning: remote=127.0.0.9:5555 connection closed in the PROXY header: closed\n"},
+		{"slow", trusted, []byte("PROXY TCP4 192.0.2.7"), time.Second,
+			"", "proxy-server: warning: remote=127.0.0.9:5555 no whole PROXY header in time: closed\n"},
+		{"oversized v1", trusted, lf(bytes.Repeat([]byte("PROXY TCP4 "), 20)),
+			0, "", "proxy-server: warning: remote=127.0.0.9:5555 PROXY header too long: closed\n"},
+		{"oversized v2", trusted, append(append([]byte(nil), proxyproto.Signature...), 0x21, 0x11, 0xff, 0xff),
+			0, "", "proxy-server: warning: remote=127.0.0.9:5555 PROXY header too long: closed\n"},
+		{"malformed", trusted, []byte("PROXY TCP4 192.0.2.7 198.51.100.1 x 143\r\nhello\n"), 0,
+			"", "proxy-server: warning: remote=127.0.0.9:5555 malformed PROXY header: closed\n"},
+		{"no header", trusted, []byte("a LOGIN alice secret\r\n"), 0,
+			"", "proxy-server: warning: remote=127.0.0.9:5555 no PROXY header: closed\n"},
+		{"udp", trusted, []byte("PROXY UDP4 192.0.2.7 198.51.100.1 1 143\r\n"), 0,
+			"", "proxy-server: warning: remote=127.0.0.9:5555 PROXY header not for TCP: closed\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, stderr := conversation(t, c.args, c.send, c.hold)
+			if out != c.out {
+				t.Errorf("child said %q, want %q", out, c.out)
+			}
+			if stderr != c.stderr {
+				t.Errorf("stderr %q, want %q", stderr, c.stderr)
+			}
+		})
+	}
+}
+
+func TestUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"sh"},
+		{"-a", "10.0.0.0/33", "sh"},
+		{"-a", "fe80::1%eth0", "sh"},
+		{"-a", "10.0.0.1"},
+		{"-a", "10.0.0.1", "-t", "0", "sh"},
+	} {
+		cmd := exec.Command(binary, args...)
+		out, err := cmd.CombinedOutput()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 100 || !strings.Contains(string(out), "\nproxy-server: usage: proxy-server ") {
+			t.Errorf("%q: %v %q", args, err, out)
+		}
+	}
+}
