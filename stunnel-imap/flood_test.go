@@ -3,11 +3,12 @@ package main
 import (
 	"bytes"
 	"crypto/tls"
-	be "encoding/binary"
 	"io"
 	"strings"
 	"testing"
 	"time"
+
+	"imap-tls/internal/testkit"
 )
 
 // A client must not be able to flood the log: these check the lines one
@@ -74,30 +75,6 @@ func TestFloodLongSNI(t *testing.T) {
 	}
 }
 
-// clientHello is a TLS 1.2 ClientHello offering the given cipher
-// suites and no extension, in as many records as it needs.
-func clientHello(suites []uint16) []byte {
-	var body []byte
-	body = append(body, 3, 3)                // client_version TLS 1.2
-	body = append(body, make([]byte, 32)...) // random
-	body = append(body, 0)                   // session id
-	body = be.BigEndian.AppendUint16(body, uint16(2*len(suites)))
-	for _, s := range suites {
-		body = be.BigEndian.AppendUint16(body, s)
-	}
-	body = append(body, 1, 0) // compression: null
-	msg := []byte{1, byte(len(body) >> 16), byte(len(body) >> 8), byte(len(body))}
-	msg = append(msg, body...)
-	var out []byte
-	for len(msg) > 0 {
-		n := min(len(msg), 16384)
-		out = append(out, 0x16, 3, 1, byte(n>>8), byte(n))
-		out = append(out, msg[:n]...)
-		msg = msg[n:]
-	}
-	return out
-}
-
 // A ClientHello with 32,000 cipher suites, none of them ours, leaves a
 // bounded warning, not the 156 KB list crypto/tls puts in its error.
 func TestFloodClientHelloSuites(t *testing.T) {
@@ -107,7 +84,7 @@ func TestFloodClientHelloSuites(t *testing.T) {
 		suites[i] = 0x0a00 + uint16(i%0x500) // none that crypto/tls implements
 	}
 	h.rawCli.SetWriteDeadline(time.Now().Add(guard))
-	if _, err := h.rawCli.Write(clientHello(suites)); err != nil {
+	if _, err := h.rawCli.Write(testkit.ClientHello(suites)); err != nil {
 		t.Fatalf("unable to send the ClientHello: %v", err)
 	}
 	h.run([]step{clientEnds()})
