@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"regexp"
@@ -32,7 +33,7 @@ import (
 	"imap-tls/log"
 )
 
-const synopsis = "-n imap|imap-|imaps|pop3|pop3-|pop3s [ -c concurrency ] [ -b backlog ] [ -1 ] ( -u account | -r base:count ) -j jail -k pemfile [ -k pemfile ... ] [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ] [ -V ] [ -x ] ip port imapd..."
+const synopsis = "-n imap|imap-|imaps|pop3|pop3-|pop3s [ -c concurrency ] [ -b backlog ] [ -1 ] ( -u account | -r base:count ) -j jail -k pemfile [ -k pemfile ... ] [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ] [ -H ] [ -L source[,source...] ] [ -V ] [ -x ] ip port imapd..."
 
 // The programs of the chain, found through $PATH at start.
 var programs = []string{"tcpserver", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key"}
@@ -64,6 +65,7 @@ type options struct {
 	proxy       []string // stunnel-imap's -T -t -A -v -q, in the order given
 	verbose     bool     // tcpserver -v
 	print       bool     // -x
+	balancers   string   // -L: proxy-server -a, the load balancers that send a PROXY header
 	ip, port    string
 	imapd       []string
 }
@@ -120,6 +122,15 @@ func parse(args []string) (*options, error) {
 	fs.BoolVar(&quiet, "q", false, "")
 	fs.BoolVar(&o.verbose, "V", false, "")
 	fs.BoolVar(&o.print, "x", false, "")
+	// -H: stunnel-imap -H, a PROXY v2 header to the IMAP server.
+	fs.BoolFunc("H", "", func(string) error { o.proxy = append(o.proxy, "-H"); return nil })
+	fs.Func("L", "", func(v string) error {
+		if err := checkSources(v); err != nil {
+			return err
+		}
+		o.balancers = v
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, usage("")
@@ -224,7 +235,11 @@ func flagMessage(err error) string {
 // account or uid range. Everything it finds wrong here would otherwise
 // fail every connection, one by one, in the log.
 func check(o *options) error {
-	for _, p := range programs {
+	progs := programs
+	if o.balancers != "" {
+		progs = append(progs[:len(progs):len(progs)], "proxy-server")
+	}
+	for _, p := range progs {
 		if _, err := exec.LookPath(p); err != nil {
 			return log.Temp(pathReason(err), "find %s in $PATH", p)
 		}
@@ -302,6 +317,9 @@ func (o *options) chain() []string {
 		c = append(c, "-v")
 	}
 	c = append(c, o.ip, o.port)
+	if o.balancers != "" {
+		c = append(c, "proxy-server", "-a", o.balancers)
+	}
 	c = append(c, "makesock")
 	c = append(c, "makesock", "-d", "4")
 	c = append(c, "setuidgid-chroot", "-/", o.jail)
@@ -341,4 +359,21 @@ func execChain(chain []string) error {
 	}
 	err = syscall.Exec(path, chain, os.Environ())
 	return log.Temp(err, "run %s", path)
+}
+
+// checkSources checks -L as proxy-server -a will take it: addresses and
+// prefixes, comma-separated.
+func checkSources(v string) error {
+	for _, src := range strings.Split(v, ",") {
+		var err error
+		if strings.Contains(src, "/") {
+			_, err = netip.ParsePrefix(src)
+		} else {
+			_, err = netip.ParseAddr(src)
+		}
+		if err != nil || strings.Contains(src, "%") {
+			return fmt.Errorf("%q is not an address or a prefix", src)
+		}
+	}
+	return nil
 }
