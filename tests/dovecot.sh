@@ -9,6 +9,14 @@
 #   sh tests/dovecot.sh login DIR         exec socat STDIO UNIX-CONNECT:DIR/imap.sock
 #   sh tests/dovecot.sh pop3login DIR     exec socat STDIO UNIX-CONNECT:DIR/pop3.sock
 #                                         (POP3, when dovecot-pop3d is installed)
+#   sh tests/dovecot.sh haproxy DIR       exec socat STDIO TCP:127.0.0.1:PORT, the
+#   sh tests/dovecot.sh pop3haproxy DIR   login service's loopback port with
+#                                         haproxy = yes (PORT in DIR/imap-haproxy.port,
+#                                         DIR/pop3-haproxy.port): the client's address
+#                                         comes in a PROXY header (stunnel-imap -H)
+#
+# $DOVECOT_CONF_EXTRA, when set, is appended to the configuration (e.g.
+# disable_plaintext_auth = yes).
 #
 # Users: alice (password secret), bob (password hunter2). Mail is owned by
 # the system account imaptlsmail (created when missing). Nothing outside
@@ -22,7 +30,7 @@ mailacct=imaptlsmail
 
 fatal() { echo "$prog: fatal: $*" >&2; exit 111; }
 usage() {
-	echo "$prog: usage: $prog start DIR | stop DIR | imap DIR [USER] | login DIR | pop3login DIR" >&2
+	echo "$prog: usage: $prog start DIR | stop DIR | imap DIR [USER] | login DIR | pop3login DIR | haproxy DIR | pop3haproxy DIR" >&2
 	exit 100
 }
 
@@ -39,6 +47,11 @@ ensure_account() {
 sockup() {
 	[ -S "$1" ] || return 1
 	printf 'a LOGOUT\r\n' | socat -T 3 STDIO "UNIX-CONNECT:$1" 2>/dev/null | grep -q '^\* OK'
+}
+
+# freeport: a loopback TCP port free now.
+freeport() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # authok DIR: true when Dovecot's auth process in DIR accepts alice.
@@ -97,11 +110,21 @@ start() {
 	# POP3 too, when dovecot-pop3d is installed: its login service on
 	# DIR/pop3.sock, as IMAP's on DIR/imap.sock.
 	protocols=imap pop3conf=
+	# The haproxy listeners: loopback ports the kernel finds free now.
+	imaphp=$(freeport) || fatal "unable to find a free port"
+	echo "$imaphp" >"$dir/imap-haproxy.port"
 	if [ -x /usr/lib/dovecot/pop3-login ]; then
 		protocols="imap pop3"
+		pop3hp=$(freeport) || fatal "unable to find a free port"
+		echo "$pop3hp" >"$dir/pop3-haproxy.port"
 		pop3conf="service pop3-login {
   unix_listener $dir/pop3.sock {
     mode = 0666
+  }
+  inet_listener pop3-haproxy {
+    address = 127.0.0.1
+    port = $pop3hp
+    haproxy = yes
   }
   inet_listener pop3 {
     port = 0
@@ -141,9 +164,16 @@ userdb {
   driver = static
   args = uid=$uid gid=$gid home=$dir/home/%u
 }
+haproxy_trusted_networks = 127.0.0.0/8 ::1
+haproxy_timeout = 35s
 service imap-login {
   unix_listener $dir/imap.sock {
     mode = 0666
+  }
+  inet_listener imap-haproxy {
+    address = 127.0.0.1
+    port = $imaphp
+    haproxy = yes
   }
   inet_listener imap {
     port = 0
@@ -172,6 +202,7 @@ EOF
 	# the stdio imap binary (sub-command imap) logs here, as imaptlsmail
 	touch "$dir/imap.log" && chown "$uid:$gid" "$dir/imap.log" || fatal "unable to create $dir/imap.log"
 	rm -f "$dir/imap.sock" "$dir/pop3.sock"
+	printf '%s\n' "${DOVECOT_CONF_EXTRA:-}" >>"$dir/dovecot.conf"
 	# the daemon must not keep the caller's stdout/stderr open (a caller
 	# that reads them to end of file would wait forever)
 	if ! dovecot -c "$dir/dovecot.conf" </dev/null >"$dir/start.log" 2>&1; then
@@ -223,6 +254,13 @@ login() {
 	exec socat -t 5 STDIO,shut-down "UNIX-CONNECT:$dir/imap.sock"
 }
 
+# haproxy DIR NAME: socat to the haproxy listener NAME (imap, pop3).
+haproxy() {
+	dir=$(absdir "$1")
+	[ -f "$dir/$2-haproxy.port" ] || fatal "unable to find $dir/$2-haproxy.port"
+	exec socat -t 5 STDIO,shut-down "TCP:127.0.0.1:$(cat "$dir/$2-haproxy.port")"
+}
+
 pop3login() {
 	dir=$(absdir "$1")
 	[ -S "$dir/pop3.sock" ] || fatal "unable to find $dir/pop3.sock: is dovecot-pop3d installed?"
@@ -238,5 +276,7 @@ stop) [ $# -eq 1 ] || usage; stop "$1" ;;
 imap) [ $# -le 2 ] || usage; imap "$@" ;;
 login) [ $# -eq 1 ] || usage; login "$1" ;;
 pop3login) [ $# -eq 1 ] || usage; pop3login "$1" ;;
+haproxy) [ $# -eq 1 ] || usage; haproxy "$1" imap ;;
+pop3haproxy) [ $# -eq 1 ] || usage; haproxy "$1" pop3 ;;
 *) usage ;;
 esac
