@@ -74,6 +74,7 @@ type setup struct {
 	src       certSource
 	logs      *testkit.LockedBuffer
 	ready     func() error
+	warnDays  int // config.certWarnDays: 0, no expiry warning
 }
 
 func start(t *testing.T, su setup) *harness {
@@ -103,6 +104,7 @@ func start(t *testing.T, su setup) *harness {
 		linger:           time.Second,
 		grace:            2 * time.Second,
 		ready:            su.ready,
+		certWarnDays:     su.warnDays,
 	}
 	h := &harness{t: t, client: cTest, rawCli: cTest, server: sTest, logs: logs, done: make(chan *session, 1)}
 	go func() { h.done <- serve(cfg, cProxy, sProxy) }()

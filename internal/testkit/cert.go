@@ -22,14 +22,15 @@ import (
 )
 
 // CertOptions says what NewCert makes. The zero value is a P-256 server
-// certificate for localhost and 127.0.0.1, valid from an hour ago for a
-// day, signed by a fresh test CA.
+// certificate for localhost and 127.0.0.1, valid from an hour ago for 90
+// days, signed by a fresh test CA.
 type CertOptions struct {
 	// Names are DNS names (wildcards allowed) or IP addresses; the first
 	// is also the subject's common name. Default: localhost, 127.0.0.1.
 	Names []string
-	// NotBefore and NotAfter bound the leaf. Default: an hour ago, and a
-	// day from now. A NotAfter in the past makes an expired certificate;
+	// NotBefore and NotAfter bound the leaf. Default: an hour ago, and
+	// 90 days from now (as an ACME certificate: clear of the suite's
+	// expiry warning, 14 days by default). A NotAfter in the past makes an expired certificate;
 	// NotBefore then defaults to a day before it. The CA is valid
 	// throughout, so a client's error names the leaf.
 	NotBefore, NotAfter time.Time
@@ -82,7 +83,7 @@ func GenerateCert(o CertOptions) (*Cert, error) {
 		o.Names = []string{"localhost", "127.0.0.1"}
 	}
 	if o.NotAfter.IsZero() {
-		o.NotAfter = now.Add(24 * time.Hour)
+		o.NotAfter = now.Add(90 * 24 * time.Hour)
 	}
 	if o.NotBefore.IsZero() {
 		o.NotBefore = now.Add(-time.Hour)

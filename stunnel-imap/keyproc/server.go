@@ -15,6 +15,7 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"time"
 
 	"imap-tls/log"
 	"imap-tls/stunnel-imap/certfile"
@@ -149,7 +150,7 @@ func serve(r io.Reader, w io.Writer, ks Keys) error {
 }
 
 // Synopsis is stunnel-imap-key's usage, after the program name.
-const Synopsis = "( -P fd | -p pemfile | -d certdir ) ..."
+const Synopsis = "[ -c ] ( -P fd | -p pemfile | -d certdir ) ..."
 
 type source struct{ kind, arg string }
 
@@ -172,6 +173,7 @@ func Run(args []string, l *log.Logger) error {
 	fs.Func("P", "PEM on descriptor `fd`", adder(&src, "P"))
 	fs.Func("p", "PEM in `file`", adder(&src, "p"))
 	fs.Func("d", "a certificate directory `dir`", adder(&src, "d"))
+	checkOnly := fs.Bool("c", false, "check and report, then exit")
 	if err := fs.Parse(args); err != nil {
 		msg := err.Error()
 		if errors.Is(err, flag.ErrHelp) {
@@ -187,6 +189,9 @@ func Run(args []string, l *log.Logger) error {
 	}
 	if err := nodump.Set(); err != nil {
 		return log.Temp(err, "harden the key process")
+	}
+	if *checkOnly {
+		return check(src, os.Stdout, l)
 	}
 	ks, err := load(src)
 	if err != nil {
@@ -246,4 +251,62 @@ func load(src sources) (Keys, error) {
 		}
 	}
 	return ks, nil
+}
+
+// check is -c: for each source, a report on stdout, one finding a line
+// ("ok: ./ssl/stunnel.pem: holds 2 certificates, then a private key"),
+// its warnings also logged (imap-tls-server runs this at each start
+// with stdout thrown away: the warnings reach the service's log), and
+// the policy's verdict as the exit status: 0, 100 for what the key
+// process would refuse, 111 for what it could not read. Nothing is
+// served. Every source is reported on before the first error is
+// returned.
+func check(src sources, out io.Writer, l *log.Logger) error {
+	days, err := certfile.WarnDaysFrom(os.Getenv)
+	if err != nil {
+		return err
+	}
+	var first error
+	for _, s := range src {
+		var f *os.File
+		name := s.arg
+		switch s.kind {
+		case "P":
+			fd, err := strconv.Atoi(s.arg)
+			if err != nil || fd < 0 {
+				return &log.UsageError{Synopsis: Synopsis, Msg: "bad descriptor " + s.arg}
+			}
+			name = "descriptor " + s.arg
+			if f = os.NewFile(uintptr(fd), name); f == nil {
+				return &log.UsageError{Synopsis: Synopsis, Msg: "bad descriptor " + s.arg}
+			}
+		case "p":
+			if f, err = os.Open(s.arg); err != nil {
+				err = log.Temp(err, "read certificate %s", s.arg)
+				fmt.Fprintf(out, "error: %s: %s\n", name, err.Error())
+				first = cmp(first, err)
+				continue
+			}
+		case "d":
+			return &log.UsageError{Synopsis: Synopsis, Msg: "-c checks -p and -P files, not -d"}
+		}
+		findings, err := certfile.Check(f, name, days, time.Now())
+		f.Close()
+		for _, fi := range findings {
+			fmt.Fprintf(out, "%s: %s: %s\n", fi.Kind, name, fi.Text)
+			if fi.Kind == "warning" {
+				l.Warning("%s: %s", name, fi.Text)
+			}
+		}
+		first = cmp(first, err)
+	}
+	return first
+}
+
+// cmp keeps the first error.
+func cmp(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
 }
