@@ -50,8 +50,9 @@ func startPOP3Dovecot(t *testing.T) *dovecot {
 	return d
 }
 
-// maildirMessages returns every message of alice's Maildir, sorted.
-func maildirMessages(t *testing.T, d *dovecot) []string {
+// maildirMessages returns every message of alice's Maildir, sorted,
+// and fails unless there are n.
+func maildirMessages(t *testing.T, d *dovecot, n int) []string {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(d.Maildir("alice"), "*", "*"))
 	var msgs []string
@@ -61,8 +62,8 @@ func maildirMessages(t *testing.T, d *dovecot) []string {
 		}
 	}
 	sort.Strings(msgs)
-	if len(msgs) != 4 {
-		t.Fatalf("alice's Maildir holds %d messages, want 4", len(msgs))
+	if len(msgs) != n {
+		t.Fatalf("alice's Maildir holds %d messages, want %d", len(msgs), n)
 	}
 	return msgs
 }
@@ -162,7 +163,7 @@ func has(list []string, s string) bool {
 func TestE2EPOP3Python(t *testing.T) {
 	need(t, python)
 	d := startPOP3Dovecot(t)
-	want := maildirMessages(t, d)
+	want := maildirMessages(t, d, 4)
 	script := filepath.Join(t.TempDir(), "pop.py")
 	if err := os.WriteFile(script, []byte(pyPOP3), 0o644); err != nil {
 		t.Fatal(err)
@@ -221,7 +222,7 @@ func TestE2EPOP3Python(t *testing.T) {
 func TestE2EPOP3Curl(t *testing.T) {
 	need(t, "curl")
 	d := startPOP3Dovecot(t)
-	want := maildirMessages(t, d)
+	want := maildirMessages(t, d, 4)
 	p := startPipeline(t, pipelineOpts{Mode: "pop3", Backend: d.POP3LoginCmd()})
 	base := "pop3://localhost:" + strconv.Itoa(p.Port)
 	var got []string
@@ -279,7 +280,7 @@ func TestE2EPOP3Openssl(t *testing.T) {
 func TestE2EPOP3Fetchmail(t *testing.T) {
 	need(t, "fetchmail")
 	d := startPOP3Dovecot(t)
-	want := maildirMessages(t, d)
+	want := maildirMessages(t, d, 4)
 	p := startPipeline(t, pipelineOpts{Mode: "pop3", Backend: d.POP3LoginCmd()})
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
@@ -320,7 +321,7 @@ poll localhost port %d protocol pop3 timeout 20
 func TestE2EPOP3Mpop(t *testing.T) {
 	need(t, "mpop")
 	d := startPOP3Dovecot(t)
-	want := maildirMessages(t, d)
+	want := maildirMessages(t, d, 4)
 	p := startPipeline(t, pipelineOpts{Mode: "pop3", Backend: d.POP3LoginCmd()})
 	dir := t.TempDir()
 	md := filepath.Join(dir, "md")
@@ -468,4 +469,52 @@ func TestE2EPOP3Attacks(t *testing.T) {
 		t.Errorf("Dovecot saw alice:\n%s", d.Log(t))
 	}
 	noSecrets(t, p, d)
+}
+
+// TestServicePOP3: POP3 services made by imap-tls-conf (STLS required
+// and implicit TLS) under svscan, with Dovecot's POP3 login service
+// behind: poplib retrieves every message, and multilog's log holds one
+// line per connection with mode=pop3 or pop3s and auth=yes.
+func TestServicePOP3(t *testing.T) {
+	need(t, python, "/usr/lib/dovecot/pop3-login")
+	tr := startServices(t, serviceSpec{Name: "pop3", Mode: "pop3"}, serviceSpec{Name: "pop3s", Mode: "pop3s"})
+	want := maildirMessages(t, tr.dovecot, 3)
+	script := filepath.Join(t.TempDir(), "pop.py")
+	if err := os.WriteFile(script, []byte(pyPOP3), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range tr.services {
+		s.writeEnv(t, "IMAPD", strings.Join(tr.dovecot.POP3LoginCmd(), " "))
+		s.restart(t)
+		py := map[string]string{"pop3": "stls", "pop3s": "implicit"}[s.Mode]
+		cmd := exec.Command(python, script, "localhost", strconv.Itoa(s.Port), tr.CA, py)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := runBounded(t, cmd, 60*time.Second)
+		if err != nil {
+			t.Fatalf("poplib through the %s service: %v\n%s\nlog:\n%s", s.Mode, err, stderr.String(), strings.Join(s.logLines(t), "\n"))
+		}
+		var r pyPOP3Result
+		if err := json.Unmarshal(out, &r); err != nil {
+			t.Fatalf("poplib's report %q: %v", out, err)
+		}
+		msgs := make([]string, len(r.Messages))
+		for i, m := range r.Messages {
+			msgs[i] = latin1(m)
+		}
+		sameMessages(t, "poplib through the "+s.Mode+" service", msgs, want, true)
+		s.waitConnLines(t, 1)
+		found := false
+		for _, l := range s.logLines(t) {
+			if connLine.MatchString(l) && strings.Contains(l, " mode="+s.Mode+" ") && strings.Contains(l, " auth=yes ") {
+				found = true
+			}
+			if strings.Contains(l, "secret") {
+				t.Errorf("a password in the log: %q", l)
+			}
+		}
+		if !found {
+			t.Errorf("no mode=%s auth=yes line in the %s service's log:\n%s", s.Mode, s.Mode, strings.Join(s.logLines(t), "\n"))
+		}
+	}
 }
