@@ -256,6 +256,9 @@ func check(o *options) error {
 			return err
 		}
 	}
+	if err := checkCerts(o.pems); err != nil {
+		return err
+	}
 	// The account or the range, as setuidgid-chroot will take it for
 	// each connection: the range against pid_max, /etc/passwd and
 	// /etc/group; the account exists and is not root.
@@ -267,6 +270,31 @@ func check(o *options) error {
 			return log.Config(nil, "setuidgid-chroot refuses %s %s", o.ids[0], o.ids[1])
 		}
 		return log.Temp(err, "check %s %s with setuidgid-chroot", o.ids[0], o.ids[1])
+	}
+	return nil
+}
+
+// checkCerts has the certificates checked as the key process of every
+// connection will load them, by the suite's one loader: `stunnel-imap-key
+// -c -p pemfile ...` (this program does no crypto). A service whose key
+// process would refuse them (expired, not valid yet, an encrypted key, a
+// key that does not match, ...) does not come up as if serving: exit 100,
+// after stunnel-imap-key's own line saying why. Its report (stdout) is
+// not kept; its warnings (a certificate that expires within
+// CERT_WARN_DAYS) go to stderr, the service's log, at each start.
+func checkCerts(pems []string) error {
+	args := []string{"-c"}
+	for _, p := range pems {
+		args = append(args, "-p", p)
+	}
+	cmd := exec.Command("stunnel-imap-key", args...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() == log.ExitUsage {
+			return log.Config(nil, "stunnel-imap-key refuses the certificate: not starting")
+		}
+		return log.Temp(err, "check the certificate with stunnel-imap-key")
 	}
 	return nil
 }
