@@ -430,7 +430,7 @@ func TestExitCodes(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{"no args", nil, nil, 100, "usage: setuidgid-chroot [ -/ dir ] ( -u account | -U | -r base:count ) [ -o fd:path ]... prog [ arg ... ]"},
+		{"no args", nil, nil, 100, "usage: setuidgid-chroot [ -/ dir ] ( -u account | -U | -r base:count ) [ -o fd:path ]... [ -s fd:socket ]... [ -l fd:socket ]... prog [ arg ... ]"},
 		{"no drop", nil, []string{statusProg}, 100, "fatal: one of -u, -U or -r is required"},
 		{"no prog", nil, []string{"-u", "imaptls"}, 100, "fatal: no program to run"},
 		{"unknown option", nil, []string{"-x", "-u", "imaptls", statusProg}, 100, "-x"},

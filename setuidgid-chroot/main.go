@@ -2,7 +2,7 @@
 // chroots, drops to an unprivileged uid, gid and groups with no way back,
 // and execs the next program from a descriptor, so the jail can be empty.
 //
-//	setuidgid-chroot [ -/ dir ] ( -u account | -U | -r base:count ) [ -o fd:path ]... prog [ arg ... ]
+//	setuidgid-chroot [ -/ dir ] ( -u account | -U | -r base:count ) [ -o fd:path ]... [ -s fd:socket ]... [ -l fd:socket ]... prog [ arg ... ]
 //
 // See README.md for the whole story.
 //
@@ -33,7 +33,7 @@ import (
 	"imap-tls/log"
 )
 
-const synopsis = "[ -/ dir ] ( -u account | -U | -r base:count ) [ -o fd:path ]... prog [ arg ... ]"
+const synopsis = "[ -/ dir ] ( -u account | -U | -r base:count ) [ -o fd:path ]... [ -s fd:socket ]... [ -l fd:socket ]... prog [ arg ... ]"
 
 // One thread does every step that acts on credentials, and the exec: see
 // drop. Locking in init keeps main on the process's main thread (the
@@ -47,10 +47,12 @@ func main() {
 	l.Exit(run(os.Args[1:]))
 }
 
-// openSpec is one -o fd:path.
+// openSpec is one -o, -s or -l fd:path (kind is the option's letter:
+// kindOpen, kindConnect, kindListen).
 type openSpec struct {
 	fd   int
 	path string
+	kind byte
 }
 
 type config struct {
@@ -64,30 +66,32 @@ type config struct {
 
 type opens struct {
 	list *[]openSpec
+	kind byte
 }
 
 func (o opens) String() string { return "" }
 
 func (o opens) Set(s string) error {
+	opt := "-" + string(o.kind)
 	f, p, ok := strings.Cut(s, ":")
 	if !ok || p == "" {
-		return fmt.Errorf("-o wants fd:path, not %q", s)
+		return fmt.Errorf("%s wants fd:path, not %q", opt, s)
 	}
 	fd, err := strconv.Atoi(f)
 	if err != nil || f[0] == '+' || f[0] == '-' {
-		return fmt.Errorf("-o wants a decimal fd, not %q", f)
+		return fmt.Errorf("%s wants a decimal fd, not %q", opt, f)
 	}
 	// 0, 1 and 2 are the network (under tcpserver) and the log: a key file
 	// there would cut the connection or swallow every later message.
 	if fd < 3 {
-		return fmt.Errorf("-o refuses fd %d: 0, 1 and 2 are the connection and the log", fd)
+		return fmt.Errorf("%s refuses fd %d: 0, 1 and 2 are the connection and the log", opt, fd)
 	}
 	for _, e := range *o.list {
 		if e.fd == fd {
-			return fmt.Errorf("-o names fd %d twice", fd)
+			return fmt.Errorf("-o, -s and -l name fd %d twice", fd)
 		}
 	}
-	*o.list = append(*o.list, openSpec{fd: fd, path: p})
+	*o.list = append(*o.list, openSpec{fd: fd, path: p, kind: o.kind})
 	return nil
 }
 
@@ -116,7 +120,9 @@ func parseArgs(args []string) (*config, error) {
 	fs.StringVar(&c.account, "u", "", "account")
 	fs.BoolVar(&c.env, "U", false, "$UID $GID $GIDLIST")
 	fs.Var(rangeFlag{&c.rng}, "r", "base:count")
-	fs.Var(opens{&c.opens}, "o", "fd:path")
+	fs.Var(opens{&c.opens, kindOpen}, "o", "fd:path")
+	fs.Var(opens{&c.opens, kindConnect}, "s", "fd:socket")
+	fs.Var(opens{&c.opens, kindListen}, "l", "fd:socket")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, usage("")
@@ -174,7 +180,8 @@ func run(args []string) error {
 		return err
 	}
 
-	// 2. -o: each file onto exactly its descriptor, while privileged.
+	// 2. -o, -s, -l: each file or socket onto exactly its descriptor,
+	// while privileged.
 	for _, o := range c.opens {
 		if err := openOnto(o); err != nil {
 			return err
@@ -339,9 +346,21 @@ func readFile(path string) ([]byte, error) {
 // survived our own exec) is refused rather than pulled from under the
 // runtime.
 func openOnto(o openSpec) error {
-	fd, err := unix.Open(o.path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
-	if err != nil {
-		return log.Temp(err, "open %s", o.path)
+	var fd int
+	var err error
+	switch o.kind {
+	case kindConnect:
+		if fd, err = connectUnix(o.path); err != nil {
+			return log.Temp(err, "connect to %s", o.path)
+		}
+	case kindListen:
+		if fd, err = listenUnix(o.path); err != nil {
+			return log.Temp(err, "listen on %s", o.path)
+		}
+	default:
+		if fd, err = unix.Open(o.path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0); err != nil {
+			return log.Temp(err, "open %s", o.path)
+		}
 	}
 	if fd == o.fd {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {

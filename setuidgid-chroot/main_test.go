@@ -20,8 +20,10 @@ func TestParseArgs(t *testing.T) {
 		{[]string{"-/", "ssl", "-u", "imaptls", "prog", "-u", "x"}, config{root: "ssl", account: "imaptls", argv: []string{"prog", "-u", "x"}}},
 		{[]string{"-U", "--", "-prog"}, config{env: true, argv: []string{"-prog"}}},
 		{[]string{"-r", "2000000000:4194304", "-o", "3:key.pem", "-o", "7:cert.pem", "prog", "a"},
-			config{rng: &idRange{2000000000, 4194304}, opens: []openSpec{{3, "key.pem"}, {7, "cert.pem"}}, argv: []string{"prog", "a"}}},
-		{[]string{"-o", "4:a:b", "-u", "u", "p"}, config{account: "u", opens: []openSpec{{4, "a:b"}}, argv: []string{"p"}}},
+			config{rng: &idRange{2000000000, 4194304}, opens: []openSpec{{3, "key.pem", 'o'}, {7, "cert.pem", 'o'}}, argv: []string{"prog", "a"}}},
+		{[]string{"-o", "4:a:b", "-u", "u", "p"}, config{account: "u", opens: []openSpec{{4, "a:b", 'o'}}, argv: []string{"p"}}},
+		{[]string{"-u", "u", "-o", "3:k.pem", "-s", "4:sock", "-l", "5:l.sock", "p"},
+			config{account: "u", opens: []openSpec{{3, "k.pem", 'o'}, {4, "sock", 's'}, {5, "l.sock", 'l'}}, argv: []string{"p"}}},
 	}
 	for _, g := range good {
 		c, err := parseArgs(g.args)
@@ -53,6 +55,8 @@ func TestParseArgs(t *testing.T) {
 		{[]string{"-U", "-o", "3", "p"}, "fd:path"},
 		{[]string{"-U", "-o", "3:", "p"}, "fd:path"},
 		{[]string{"-U", "-o", "3:a", "-o", "3:b", "p"}, "twice"},
+		{[]string{"-U", "-s", "3:a", "-l", "3:b", "p"}, "twice"},
+		{[]string{"-U", "-s", "2:a", "p"}, "-s refuses fd 2"},
 		{[]string{"-r", "5", "p"}, "base:count"},
 		{[]string{"-r", "a:5", "p"}, "decimal"},
 		{[]string{"-r", "+1:5", "p"}, "decimal"},

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"errors"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The kinds of descriptor a -o, -s or -l puts on its fd.
+const (
+	kindOpen    = 'o' // a file, read-only
+	kindConnect = 's' // a unix stream socket connected to path
+	kindListen  = 'l' // a unix stream socket bound to path and listening
+)
+
+// connectWait bounds how long -s waits for a listener that is not there
+// (the socket file missing, or nobody listening: a signer being restarted
+// by supervise takes a few milliseconds); connectStep is the pause between
+// tries.
+const (
+	connectWait = 2 * time.Second
+	connectStep = 10 * time.Millisecond
+)
+
+// listenBacklog is -l's listen(2) backlog: the kernel caps it at
+// net.core.somaxconn.
+const listenBacklog = 4096
+
+// connectUnix returns a new close-on-exec descriptor connected to the
+// unix stream socket at path. It runs while privileged: a socket that
+// only root may connect to (mode 0600, root's) is reachable here and
+// nowhere after the drop.
+func connectUnix(path string) (int, error) {
+	sa := &unix.SockaddrUnix{Name: path}
+	deadline := time.Now().Add(connectWait)
+	for {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return -1, err
+		}
+		err = unix.Connect(fd, sa)
+		if err == nil {
+			return fd, nil
+		}
+		unix.Close(fd)
+		if err == unix.EINTR {
+			continue
+		}
+		// Missing or refused: a listener that is restarting. Anything
+		// else (permission, not a socket) will not mend by waiting.
+		if (err != unix.ENOENT && err != unix.ECONNREFUSED && err != unix.EAGAIN) || time.Now().After(deadline) {
+			return -1, err
+		}
+		time.Sleep(connectStep)
+	}
+}
+
+// listenUnix binds a new close-on-exec unix stream socket to path, mode
+// 0600 (the umask is set for the bind alone), and listens on it. A socket
+// file left at path by an earlier run is removed first; any other kind
+// of file there is left alone and refused.
+func listenUnix(path string) (int, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err == nil {
+		if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+			return -1, errors.New("a file that is not a socket is in the way")
+		}
+		if err := unix.Unlink(path); err != nil {
+			return -1, err
+		}
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	old := unix.Umask(0o177)
+	err = unix.Bind(fd, &unix.SockaddrUnix{Name: path})
+	unix.Umask(old)
+	if err == nil {
+		err = unix.Listen(fd, listenBacklog)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
