@@ -8,15 +8,19 @@
 # It makes a temporary directory with two service directories (made by
 # bin/imap-tls-conf), a self-signed certificate, and a private Dovecot
 # (tests/dovecot.sh: user alice, password secret, three messages); runs
-# svscan on 127.0.0.1:1143 (STARTTLS required) and 127.0.0.1:1993
-# (implicit TLS) in the foreground; prints commands to try. Ctrl-C (or
-# TERM) stops everything it started and removes the tree.
+# svscan on 127.0.0.1:1143 (IMAP, STARTTLS required), 127.0.0.1:1993
+# (IMAP, implicit TLS), 127.0.0.1:1110 (POP3, STLS required) and
+# 127.0.0.1:1995 (POP3, implicit TLS) in the foreground; prints commands
+# to try. Ctrl-C (or TERM) stops everything it started and removes the
+# tree.
 #
 # Environment:
 #   DEMO_CHECK=1        start, run three real clients once, stop; exit 0
 #                       when all worked, 1 when one failed
 #   DEMO_STARTTLS_PORT  default 1143
 #   DEMO_IMPLICIT_PORT  default 1993
+#   DEMO_POP3_PORT      default 1110
+#   DEMO_POP3S_PORT     default 1995
 #   DEMO_KEEP=1         keep the tree (logs) after stopping
 #   IMAPTLS_BIN         where the programs are (default: bin/)
 #
@@ -33,6 +37,8 @@ root=$(cd "$(dirname "$0")/.." && pwd -P) || fatal "unable to find the repositor
 bin=${IMAPTLS_BIN:-$root/bin}
 p1=${DEMO_STARTTLS_PORT:-1143}
 p2=${DEMO_IMPLICIT_PORT:-1993}
+p3=${DEMO_POP3_PORT:-1110}
+p4=${DEMO_POP3S_PORT:-1995}
 check=${DEMO_CHECK:-}
 
 [ $# -eq 0 ] || { echo "$prog: usage: [ DEMO_CHECK=1 ] sh imap-tls-conf/demo.sh" >&2; exit 100; }
@@ -51,6 +57,7 @@ pkgs=
 for c in svscan supervise svc svok multilog softlimit envdir setuidgid; do need $c daemontools; done
 need tcpserver ucspi-tcp
 need dovecot dovecot-imapd
+[ -x /usr/lib/dovecot/pop3-login ] || pkgs="$pkgs dovecot-pop3d"
 need doveadm dovecot-core
 need socat socat
 need openssl openssl
@@ -67,8 +74,8 @@ up() {
 	printf '' | socat -T 2 STDIO TCP:127.0.0.1:"$1",connect-timeout=2 2>/dev/null | head -c 1 | grep -q .
 }
 listening() { socat -T 1 /dev/null TCP:127.0.0.1:"$1",connect-timeout=1 2>/dev/null; }
-for p in "$p1" "$p2"; do
-	listening "$p" && fatal "port 127.0.0.1:$p is in use: stop what listens there, or set DEMO_STARTTLS_PORT / DEMO_IMPLICIT_PORT" 100
+for p in "$p1" "$p2" "$p3" "$p4"; do
+	listening "$p" && fatal "port 127.0.0.1:$p is in use: stop what listens there, or set DEMO_STARTTLS_PORT / DEMO_IMPLICIT_PORT / DEMO_POP3_PORT / DEMO_POP3S_PORT" 100
 done
 
 for a in imaptls imaptlslog imaptlsmail; do
@@ -154,11 +161,20 @@ mkdir "$work/service" || fatal "unable to create $work/service"
 "$bin/imap-tls-conf" imaptls imaptlslog "$work/service/implicit" 127.0.0.1 "$p2" >/dev/null ||
 	fatal "unable to make the implicit-TLS service"
 echo imaps >"$work/service/implicit/env/MODE" # on 993 imap-tls-conf writes it itself
-for s in starttls implicit; do
+# And two for POP3: STLS required, and implicit TLS.
+"$bin/imap-tls-conf" imaptls imaptlslog "$work/service/pop3" 127.0.0.1 "$p3" >/dev/null ||
+	fatal "unable to make the POP3 service"
+"$bin/imap-tls-conf" imaptls imaptlslog "$work/service/pop3s" 127.0.0.1 "$p4" >/dev/null ||
+	fatal "unable to make the POP3 implicit-TLS service"
+echo pop3 >"$work/service/pop3/env/MODE"
+echo pop3s >"$work/service/pop3s/env/MODE"
+for s in starttls implicit pop3 pop3s; do
 	d=$work/service/$s
+	sock=imap.sock
+	case $s in pop3*) sock=pop3.sock ;; esac
 	# shut-down: pass Dovecot's end of file on at once (socat's STDIO does
 	# not shut down a socket otherwise, and waits -t seconds)
-	echo "socat -t 5 STDIO,shut-down UNIX-CONNECT:$work/dovecot/imap.sock" >"$d/env/IMAPD"
+	echo "socat -t 5 STDIO,shut-down UNIX-CONNECT:$work/dovecot/$sock" >"$d/env/IMAPD"
 	echo 10 >"$d/env/CONCURRENCY"
 	cat "$work/cert.pem" "$work/key.pem" >"$d/ssl/stunnel.pem" && chmod 0400 "$d/ssl/stunnel.pem" ||
 		fatal "unable to install $d/ssl/stunnel.pem"
@@ -171,7 +187,7 @@ setsid svscan "$work/service" </dev/null >"$work/svscan.log" 2>&1 &
 svscan_pid=$!
 
 i=0
-until up "$p1" && listening "$p2"; do
+until up "$p1" && listening "$p2" && up "$p3" && listening "$p4"; do
 	i=$((i + 1))
 	if [ $i -ge 60 ]; then
 		say "the services did not come up; their logs:"
@@ -184,6 +200,8 @@ done
 cafile=$work/cert.pem
 s1=$work/service/starttls
 s2=$work/service/implicit
+s3=$work/service/pop3
+s4=$work/service/pop3s
 
 if [ -n "$check" ]; then
 	failed=0
@@ -217,12 +235,25 @@ print(n, m, s)
 ' "$cafile" "$p1" "$p2" 2>&1)
 	if [ "$out" = "3 3 Subject: seed message 1" ]; then ok "python3 imaplib on $p1 (starttls) and $p2 (IMAP4_SSL)"; else bad "python3 imaplib: $out"; fi
 
+	out=$(timeout 20 python3 -c '
+import poplib, ssl, sys
+ca, p3, p4 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ctx = ssl.create_default_context(cafile=ca)
+c = poplib.POP3("127.0.0.1", p3); c.stls(ctx); c.user("alice"); c.pass_("secret")
+n = c.stat()[0]; s = [l for l in c.top(1, 0)[1] if l.startswith(b"Subject:")][0].decode(); c.quit()
+d = poplib.POP3_SSL("127.0.0.1", p4, context=ctx); d.user("alice"); d.pass_("secret"); m = d.stat()[0]; d.quit()
+print(n, m, s)
+' "$cafile" "$p3" "$p4" 2>&1)
+	if [ "$out" = "3 3 Subject: seed message 1" ]; then ok "python3 poplib on $p3 (stls) and $p4 (POP3_SSL)"; else bad "python3 poplib: $out"; fi
+	out=$(timeout 20 curl -sS --ssl-reqd --cacert "$cafile" "pop3://alice:secret@127.0.0.1:$p3/2" 2>&1)
+	if echo "$out" | grep -q '^Subject: seed message 2'; then ok "curl --ssl-reqd pop3:// on $p3"; else bad "curl pop3:// on $p3: $out"; fi
+
 	sleep 0.5
-	n=$(cat "$s1/log/main/current" "$s2/log/main/current" 2>/dev/null | grep -c '^@4000')
-	if [ "$n" -ge 5 ] && ! grep -q secret "$s1/log/main/current" "$s2/log/main/current"; then
+	n=$(cat "$s1/log/main/current" "$s2/log/main/current" "$s3/log/main/current" "$s4/log/main/current" 2>/dev/null | grep -c '^@4000')
+	if [ "$n" -ge 8 ] && ! grep -q secret "$s1/log/main/current" "$s2/log/main/current" "$s3/log/main/current" "$s4/log/main/current"; then
 		ok "logs: $n tai64n lines, no password"
 	else
-		bad "logs: $n lines (want at least 5), or a password in them"
+		bad "logs: $n lines (want at least 8), or a password in them"
 	fi
 	stop
 	trap - EXIT
@@ -235,6 +266,8 @@ cat <<EOF
 imap-tls demo: running under svscan ($work/service)
   127.0.0.1:$p1  STARTTLS required   ($s1)
   127.0.0.1:$p2  implicit TLS        ($s2)
+  127.0.0.1:$p3  POP3, STLS required ($s3)
+  127.0.0.1:$p4  POP3, implicit TLS  ($s4)
   behind them: a private Dovecot, user alice, password secret, 3 messages
 
 Try, from another terminal:
@@ -252,12 +285,23 @@ Try, from another terminal:
 
   python3 -c 'import imaplib,ssl; c=imaplib.IMAP4("127.0.0.1",$p1); c.starttls(ssl.create_default_context(cafile="$cafile")); c.login("alice","secret"); print(c.select("INBOX")); print(c.fetch("1","(BODY[HEADER.FIELDS (SUBJECT)])")[1][0][1].decode()); c.logout()'
 
+  POP3:
+  openssl s_client -crlf -starttls pop3 -connect 127.0.0.1:$p3 -CAfile $cafile
+      then type:  USER alice
+                  PASS secret
+                  STAT
+                  QUIT
+  curl --ssl-reqd --cacert $cafile 'pop3://alice:secret@127.0.0.1:$p3/1'
+  curl --cacert $cafile 'pop3s://alice:secret@127.0.0.1:$p4/2'
+  python3 -c 'import poplib,ssl; c=poplib.POP3("127.0.0.1",$p3); c.stls(ssl.create_default_context(cafile="$cafile")); c.user("alice"); c.pass_("secret"); print(c.stat()); c.quit()'
+
   Without STARTTLS the service refuses to log in:
   printf 'a LOGIN alice secret\\r\\nb LOGOUT\\r\\n' | socat - TCP:127.0.0.1:$p1
 
 Logs (one line per connection, tai64n stamps):
   tail -F $s1/log/main/current | tai64nlocal
   tail -F $s2/log/main/current | tai64nlocal
+  tail -F $s3/log/main/current $s4/log/main/current | tai64nlocal
 Control: svstat $s1; svc -t $s1 (restart); edit $s1/env/PORT, then svc -t $s1
 
 Ctrl-C stops everything (svscan, supervise, tcpserver, Dovecot) and removes $work.

@@ -957,13 +957,19 @@ func TestServiceDemo(t *testing.T) {
 		bin(t, p)
 	}
 	demo := func(t *testing.T, env ...string) (*exec.Cmd, *lockedBuffer, chan error, int, int) {
-		p1, p2 := freePort(t), freePort(t)
-		for p2 == p1 {
-			p2 = freePort(t)
+		ports := map[int]bool{}
+		for len(ports) < 4 {
+			ports[freePort(t)] = true
 		}
+		var ps []int
+		for p := range ports {
+			ps = append(ps, p)
+		}
+		p1, p2 := ps[0], ps[1]
 		cmd := exec.Command("sh", filepath.Join(repoRoot(t), "imap-tls-conf", "demo.sh"))
 		cmd.Env = append(os.Environ(), "IMAPTLS_BIN="+filepath.Dir(conf),
-			"DEMO_STARTTLS_PORT="+strconv.Itoa(p1), "DEMO_IMPLICIT_PORT="+strconv.Itoa(p2))
+			"DEMO_STARTTLS_PORT="+strconv.Itoa(p1), "DEMO_IMPLICIT_PORT="+strconv.Itoa(p2),
+			"DEMO_POP3_PORT="+strconv.Itoa(ps[2]), "DEMO_POP3S_PORT="+strconv.Itoa(ps[3]))
 		cmd.Env = append(cmd.Env, env...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // a terminal's foreground group of its own
 		out := &lockedBuffer{}
