@@ -201,11 +201,13 @@ func build(arch, x32 uint32, rules []rule) []unix.SockFilter {
 // the process. It is the last step of the lock-down: call it once the
 // process holds every descriptor it will ever use. An error means the
 // process is NOT filtered and must not go on.
-func Install() error {
+func Install() error { return install(Program()) }
+
+// install sets no_new_privs and installs filter on every thread.
+func install(filter []unix.SockFilter) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("set no_new_privs: %w", err)
 	}
-	filter := Program()
 	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
 	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, setModeFilter, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog)))
 	runtime.KeepAlive(filter)
