@@ -118,7 +118,7 @@ func (s *session) handshake(pre []byte) bool {
 	s.cr = bufio.NewReaderSize(tc, 4096)
 	s.tlsOn = true
 	if s.cfg.verbosity > 0 {
-		s.cfg.log.Info("tls %s %s", tlsVersion(s.state), tls.CipherSuiteName(s.state.CipherSuite))
+		s.info("tls %s %s", tlsVersion(s.state), tls.CipherSuiteName(s.state.CipherSuite))
 	}
 	return true
 }

@@ -266,7 +266,7 @@ func (m *imapSession) commandLine(l []byte) {
 		return
 	}
 	if s.cfg.verbosity > 0 {
-		s.cfg.log.Info("command %s", log.Clip(name, maxLogged))
+		s.info("command %s", log.Clip(name, maxLogged))
 	}
 	switch name {
 	case "STARTTLS":
@@ -371,6 +371,9 @@ func (m *imapSession) commandEnded(resp imap.Response) {
 		m.phase = authenticated
 		m.s.login()
 		return
+	}
+	if m.cmd.login && resp.Kind == imap.Tagged {
+		m.s.authFailed++ // NO or BAD: the log line counts them
 	}
 	m.readCommand()
 }

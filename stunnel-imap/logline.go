@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"fmt"
 	"time"
 
 	"imap-tls/log"
@@ -26,7 +27,10 @@ func (s *session) warn(format string, args ...any) {
 		s.warnings.seen = map[string]bool{}
 	}
 	s.warnings.seen[format] = true
-	s.cfg.log.Warning(format, args...)
+	// The client's address in every line, so that concurrent
+	// connections can be told apart and fail2ban can act; last, so that
+	// the message still starts with what happened.
+	s.cfg.log.Warning("%s; remote=%s", fmt.Sprintf(format, args...), s.cfg.remote)
 }
 
 // field keeps a client-chosen value (the server name) to one bounded
@@ -60,7 +64,18 @@ func (s *session) logEnd() {
 	if s.state.Version != 0 {
 		cipher = tls.CipherSuiteName(s.state.CipherSuite)
 	}
+	// authfail=N, the server's refusals of a login, only when there
+	// were some.
+	auth := yesno(s.loggedIn)
+	if s.authFailed > 0 {
+		auth += fmt.Sprintf(" authfail=%d", s.authFailed)
+	}
 	s.cfg.log.Info("remote=%s mode=%s starttls=%s tls=%s cipher=%s sni=%s auth=%s in=%d out=%d warnings=%d duration=%.3fs end=%s",
-		s.cfg.remote, s.cfg.mode, yesno(s.starttls), tlsVersion(s.state), cipher, field(s.sni), yesno(s.loggedIn),
+		s.cfg.remote, s.cfg.mode, yesno(s.starttls), tlsVersion(s.state), cipher, field(s.sni), auth,
 		s.in.Load(), s.out.Load(), s.warnings.count, time.Since(s.start).Seconds(), s.end)
+}
+
+// info writes a -v info line, with the client's address as warn does.
+func (s *session) info(format string, args ...any) {
+	s.cfg.log.Info("%s; remote=%s", fmt.Sprintf(format, args...), s.cfg.remote)
 }

@@ -198,7 +198,7 @@ func (p *pop3Session) commandLine(l []byte) {
 		return
 	}
 	if s.cfg.verbosity > 0 {
-		s.cfg.log.Info("command %s", log.Clip(name, maxLogged))
+		s.info("command %s", log.Clip(name, maxLogged))
 	}
 	switch name {
 	case "STLS":
@@ -247,6 +247,9 @@ func (p *pop3Session) commandEnded(kind byte) {
 			p.phase = pop3Authenticated
 			p.s.login()
 			return
+		}
+		if kind == pop3.Err {
+			p.s.authFailed++ // the log line counts them
 		}
 	}
 	p.readCommand()

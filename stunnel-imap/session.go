@@ -184,6 +184,7 @@ type session struct {
 	tlsOn      bool      // a TLS channel to the client is up
 	clientGone bool      // the client half-closed before login
 	loggedIn   bool      // the server accepted a login or greeted PREAUTH
+	authFailed int       // the server's refusals of a login (LOGIN, AUTHENTICATE, PASS, APOP, AUTH)
 	end        string    // how the session ended: the log line's end=
 
 	// What the log line tells.

@@ -25,7 +25,7 @@ func TestTLSVersionsNamed(t *testing.T) {
 		t.Fatalf("TLS %x accepted", cli.ConnectionState().Version)
 	}
 	h.run([]step{serverEnds()})
-	h.ended("handshake-failed", "warning: unable to complete tls handshake: tls: client offered only unsupported versions: TLS 1.1, TLS 1.0\n")
+	h.ended("handshake-failed", "warning: unable to complete tls handshake: tls: client offered only unsupported versions: TLS 1.1, TLS 1.0; remote=192.0.2.1:4711\n")
 	if strings.Contains(h.logs.String(), "[30") {
 		t.Errorf("hexadecimal versions in the log:\n%s", h.logs)
 	}
@@ -73,7 +73,7 @@ func TestCertRejectedUntrusted(t *testing.T) {
 	c, _ := certfile.Parse(testPEM, "test")
 	want := "warning: client rejected the certificate (expired/untrusted/wrong name?): remote error: tls: " +
 		"bad certificate; served the certificate for imap.test, valid until " +
-		c.Leaf.NotAfter.UTC().Format(time.DateOnly) + "; sni=imap.test\n"
+		c.Leaf.NotAfter.UTC().Format(time.DateOnly) + "; sni=imap.test; remote=192.0.2.1:4711\n"
 	h.ended("handshake-failed", want)
 }
 
@@ -89,7 +89,7 @@ func TestCertRejectedClose(t *testing.T) {
 	cli.SetDeadline(time.Now().Add(guard))
 	cli.Handshake()
 	h.run([]step{serverEnds()})
-	h.ended("client-eof", "warning: client rejected the certificate (expired/untrusted/wrong name?): ", "; served the certificate for imap.test, valid until ", "; sni=wrong.example\n")
+	h.ended("client-eof", "warning: client rejected the certificate (expired/untrusted/wrong name?): ", "; served the certificate for imap.test, valid until ", "; sni=wrong.example; remote=192.0.2.1:4711\n")
 }
 
 // A refusal before the certificate (an old version) is no rejection of

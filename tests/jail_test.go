@@ -558,7 +558,7 @@ func TestJailKeyDeath(t *testing.T) {
 		}
 	}
 	rx := regexp.MustCompile(`^stunnel-imap: info: remote=127\.0\.0\.1:` + strconv.Itoa(port) + ` mode=imap starttls=no tls=none .* end=handshake-failed$`)
-	const why = "stunnel-imap: warning: unable to complete tls handshake: key process ended"
+	why := "stunnel-imap: warning: unable to complete tls handshake: key process ended; remote=127.0.0.1:" + strconv.Itoa(port)
 	if len(mine) != 2 || mine[0] != why || !rx.MatchString(mine[1]) {
 		t.Errorf("stunnel-imap's lines: %q, want %q and one matching %s", mine, why, rx)
 	}
