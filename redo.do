@@ -18,12 +18,15 @@ PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 export PATH
 
 # The programs of the suite, by folder; each becomes bin/NAME.
-programs='makesock setuidgid-chroot stunnel-imap stunnel-imap-key:stunnel-imap-key imap-tls-server imap-tls-conf proxy-server'
+programs='makesock setuidgid-chroot stunnel-imap stunnel-imap-key:stunnel-imap-key imap-tls-server imap-tls-conf proxy-server imap-tls-check'
 
-# Debian packages, by what needs them.
-test_packages='daemontools ucspi-tcp dovecot-imapd dovecot-pop3d socat isync curl openssl python3 stunnel4 tlswrapper fetchmail mpop'
-demo_packages='daemontools ucspi-tcp dovecot-imapd dovecot-pop3d socat isync curl openssl python3'
-bench_packages='daemontools ucspi-tcp openssl stunnel4 tlswrapper linux-perf'
+# Debian packages, by what needs them. ucspi-tcp-ipv6 is Debian's
+# tcpserver with IPv6 (it Provides and Conflicts with ucspi-tcp: the
+# same programs and options; with address 0 it listens on both families
+# and gives IPv4 clients as TCPREMOTEIP=a.b.c.d, PROTO=TCP).
+test_packages='daemontools ucspi-tcp-ipv6 dovecot-imapd dovecot-pop3d socat isync curl openssl python3 stunnel4 tlswrapper fetchmail mpop haproxy fail2ban nftables'
+demo_packages='daemontools ucspi-tcp-ipv6 dovecot-imapd dovecot-pop3d socat isync curl openssl python3'
+bench_packages='daemontools ucspi-tcp-ipv6 openssl stunnel4 tlswrapper linux-perf'
 
 # Accounts the tests and the demo run things as: the jailed proxy, the
 # logger, the owner of the test Dovecot's mailboxes.

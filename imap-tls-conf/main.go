@@ -20,6 +20,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -30,7 +31,7 @@ import (
 	"imap-tls/log"
 )
 
-const synopsis = "acct logacct dir [ ip [ port ] ]"
+const synopsis = "[ -m mode ] acct logacct dir [ ip [ port ] ]"
 
 //go:embed run.tmpl
 var runTemplate string
@@ -60,11 +61,15 @@ const (
 	defaultIP          = "0.0.0.0"
 	defaultPort        = 143
 	imapsPort          = 993
+	pop3Port           = 110
+	pop3sPort          = 995
+	defaultWarnDays    = "14"
 	defaultConcurrency = "40"
 	defaultMemLimit    = "2000000000"
 	defaultUIDRange    = "2000000000:4194304"
 	defaultGOMAXPROCS  = "1"
-	defaultIMAPD       = "socat -t 5 STDIO,shut-down UNIX-CONNECT:/run/dovecot/imap-tls"
+	defaultIMAPD       = "socat -lf /dev/null -t 5 STDIO,shut-down UNIX-CONNECT:/run/dovecot/imap-tls"
+	defaultPOP3D       = "socat -lf /dev/null -t 5 STDIO,shut-down UNIX-CONNECT:/run/dovecot/pop3-tls"
 	systemPath         = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 )
 
@@ -92,10 +97,22 @@ type config struct {
 // run parses args, checks them and makes the service directory, printing
 // the next steps to out.
 func run(args []string, out io.Writer) error {
-	if len(args) > 0 && args[0] == "--" {
-		args = args[1:]
-	} else if len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "-" {
-		return &log.UsageError{Synopsis: synopsis, Msg: "unknown option " + args[0]}
+	mode := ""
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "-" {
+		if args[0] == "--" {
+			args = args[1:]
+			break
+		}
+		if args[0] != "-m" {
+			return &log.UsageError{Synopsis: synopsis, Msg: "unknown option " + args[0]}
+		}
+		if len(args) < 2 {
+			return &log.UsageError{Synopsis: synopsis, Msg: "option -m needs an argument"}
+		}
+		if !slices.Contains(modes, args[1]) {
+			return &log.UsageError{Synopsis: synopsis, Msg: fmt.Sprintf("unknown mode %q: use %s", args[1], strings.Join(modes, ", "))}
+		}
+		mode, args = args[1], args[2:]
 	}
 	if len(args) < 3 || len(args) > 5 {
 		return &log.UsageError{Synopsis: synopsis}
@@ -103,6 +120,9 @@ func run(args []string, out io.Writer) error {
 	c, err := parse(args)
 	if err != nil {
 		return err
+	}
+	if mode != "" {
+		c.mode = mode
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -154,11 +174,54 @@ func parse(args []string) (*config, error) {
 			return nil, err
 		}
 	}
-	c.mode = "imap"
-	if c.port == imapsPort {
-		c.mode = "imaps"
-	}
+	c.mode = portMode(c.port)
 	return c, nil
+}
+
+// modes are env/MODE's values, stunnel-imap's -n, in the order -m's
+// message lists them.
+var modes = []string{"imap", "imap-", "imaps", "pop3", "pop3-", "pop3s"}
+
+// portMode is a port's usual mode: 993 implicit TLS, 995 POP3 with
+// implicit TLS, 110 POP3 with STLS required, any other IMAP with
+// STARTTLS required.
+func portMode(port int) string {
+	switch port {
+	case imapsPort:
+		return "imaps"
+	case pop3sPort:
+		return "pop3s"
+	case pop3Port:
+		return "pop3"
+	}
+	return "imap"
+}
+
+// modeText says what a mode does, for the next steps.
+func modeText(mode string) string {
+	switch mode {
+	case "imap":
+		return "IMAP, STARTTLS required"
+	case "imap-":
+		return "IMAP, STARTTLS offered, plaintext allowed"
+	case "imaps":
+		return "IMAP, implicit TLS"
+	case "pop3":
+		return "POP3, STLS required"
+	case "pop3-":
+		return "POP3, STLS offered, plaintext allowed"
+	}
+	return "POP3, implicit TLS"
+}
+
+// serverCommand is env/IMAPD's default: the system Dovecot's login
+// service for the protocol, through socat with its own log (timestamped,
+// in another grammar, without the client's address) thrown away.
+func (c *config) serverCommand() string {
+	if strings.HasPrefix(c.mode, "pop3") {
+		return defaultPOP3D
+	}
+	return defaultIMAPD
 }
 
 // safeName is what an account name may be to go into a run file unquoted.
@@ -239,7 +302,8 @@ func tree(c *config) ([]entry, error) {
 		root("env/MEMLIMIT", false, 0644, defaultMemLimit+"\n"),
 		root("env/UIDRANGE", false, 0644, defaultUIDRange+"\n"),
 		root("env/GOMAXPROCS", false, 0644, defaultGOMAXPROCS+"\n"),
-		root("env/IMAPD", false, 0644, defaultIMAPD+"\n"),
+		root("env/IMAPD", false, 0644, c.serverCommand()+"\n"),
+		root("env/CERT_WARN_DAYS", false, 0644, defaultWarnDays+"\n"),
 		root("env/PATH", false, 0644, c.binDir+":"+systemPath+"\n"),
 		// The jail: empty, root's, not writable by acct or any uid of
 		// the range.
@@ -361,16 +425,19 @@ func renameNoReplace(old, new string) error {
 }
 
 func nextSteps(c *config) string {
-	what := "STARTTLS required" // imap-tls-conf writes imap or imaps, never imap-
-	if c.mode == "imaps" {
-		what = "implicit TLS"
-	}
-	return fmt.Sprintf(`imap-tls-conf: made %[1]s: %[2]s on %[3]s:%[4]d, a uid of its own for each connection from %[8]s (env/UIDRANGE; empty: as %[5]s), logs by %[6]s
+	what := modeText(c.mode)
+	return fmt.Sprintf(`imap-tls-conf: made %[1]s: mode %[9]s: %[2]s on %[3]s:%[4]d, a uid of its own for each connection from %[8]s (env/UIDRANGE; empty: as %[5]s), logs by %[6]s
 next:
-1. put the certificate chain and its key, in one PEM file, in place:
+1. put the certificate chain and its key, in one PEM file, in this order:
+   the certificate, its intermediates, the private key (unencrypted);
+   from certbot: cat fullchain.pem privkey.pem; then
      install -o root -g root -m 400 chain-and-key.pem %[1]s/ssl/stunnel.pem
-2. point %[1]s/env/IMAPD at your stdio IMAP server (now: %[7]s)
-3. start it: ln -s %[1]s /etc/service/   (or /service/, where svscan looks)
+   (renewals: imap-tls-conf/certbot-deploy-hook, see imap-tls-conf/README.md)
+2. point %[1]s/env/IMAPD at your stdio server (now: %[7]s)
+3. check it: imap-tls-check %[1]s
+4. start it: ln -s %[1]s /etc/service/   (or /service/, where svscan looks)
 then: svstat %[1]s; logs in %[1]s/log/main/current
-`, c.dir, what, c.ip, c.port, c.acct.name, c.logacct.name, defaultIMAPD, defaultUIDRange)
+the mode is %[9]s: to change it, write one of %[10]s to %[1]s/env/MODE, then svc -t %[1]s
+   (or make the directory with imap-tls-conf -m MODE)
+`, c.dir, what, c.ip, c.port, c.acct.name, c.logacct.name, c.serverCommand(), defaultUIDRange, c.mode, strings.Join(modes, " "))
 }

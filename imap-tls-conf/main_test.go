@@ -79,6 +79,7 @@ func TestMakesTheTree(t *testing.T) {
 		{"env/UIDRANGE", 0644, 0, 0, false},
 		{"env/GOMAXPROCS", 0644, 0, 0, false},
 		{"env/IMAPD", 0644, 0, 0, false},
+		{"env/CERT_WARN_DAYS", 0644, 0, 0, false},
 		{"env/PATH", 0644, 0, 0, false},
 	}
 	for _, w := range want {
@@ -191,7 +192,7 @@ func TestRunFile(t *testing.T) {
 		args := []string{"softlimit", "-m", defaultMemLimit, "imap-tls-server", "-n", mode, "-c", "40"}
 		args = append(args, ids...)
 		args = append(args, "-j", "./jail", "-k", "./ssl/stunnel.pem", "0.0.0.0", "143",
-			"socat", "-t", "5", "STDIO,shut-down", "UNIX-CONNECT:/run/dovecot/imap-tls")
+			"socat", "-lf", "/dev/null", "-t", "5", "STDIO,shut-down", "UNIX-CONNECT:/run/dovecot/imap-tls")
 		return "<" + strings.Join(args, "><") + ">\n"
 	}
 	for _, mode := range []string{"imap", "imap-", "imaps", "implicit"} {
@@ -251,7 +252,7 @@ func TestRefusals(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{[]string{}, 100, "usage: imap-tls-conf acct logacct dir [ ip [ port ] ]"},
+		{[]string{}, 100, "usage: imap-tls-conf [ -m mode ] acct logacct dir [ ip [ port ] ]"},
 		{[]string{acct, logacct}, 100, "usage:"},
 		{[]string{acct, logacct, dir, "1.2.3.4", "143", "x"}, 100, "usage:"},
 		{[]string{"-v", acct, logacct, dir}, 100, "fatal: unknown option -v"},
