@@ -18,7 +18,7 @@ PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 export PATH
 
 # The programs of the suite, by folder; each becomes bin/NAME.
-programs='makesock setuidgid-chroot stunnel-imap stunnel-imap-key:stunnel-imap-key imap-tls-server imap-tls-conf proxy-server imap-tls-check'
+programs='makesock setuidgid-chroot stunnel-imap stunnel-imap-key:stunnel-imap-key stunnel-imap-signer:stunnel-imap-signer imap-tls-server imap-tls-conf proxy-server imap-tls-check'
 
 # Debian packages, by what needs them. ucspi-tcp-ipv6 is Debian's
 # tcpserver with IPv6 (it Provides and Conflicts with ucspi-tcp: the

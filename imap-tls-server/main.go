@@ -13,6 +13,16 @@
 //	      stunnel-imap-key -P 3 [-P 5 ...]
 //	-makesock_connect_to IMAPD...
 //
+// With -s socket instead of -k, the keys are the signer's (a service of
+// its own, stunnel-imap-signer), and each connection's proxy reaches it
+// through socket, connected by its setuidgid-chroot while still root:
+//
+//	tcpserver -R -H -l 0 -c N IP PORT
+//	makesock
+//	  setuidgid-chroot -/ JAIL IDS -s 4:SOCKET
+//	    stunnel-imap -n MODE -F 3 -K 4 [proxy options]
+//	-makesock_connect_to IMAPD...
+//
 // The chain is spelled here and nowhere else: the run file imap-tls-conf
 // writes, the end-to-end tests and the benchmarks all run this program.
 package main
@@ -33,7 +43,7 @@ import (
 	"imap-tls/log"
 )
 
-const synopsis = "-n imap|imap-|imaps|pop3|pop3-|pop3s [ -c concurrency ] [ -b backlog ] [ -1 ] ( -u account | -r base:count ) -j jail -k pemfile [ -k pemfile ... ] [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ] [ -H ] [ -L source[,source...] ] [ -V ] [ -x ] ip port imapd..."
+const synopsis = "-n imap|imap-|imaps|pop3|pop3-|pop3s [ -c concurrency ] [ -b backlog ] [ -1 ] ( -u account | -r base:count ) -j jail ( -k pemfile [ -k pemfile ... ] | -s socket ) [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ] [ -H ] [ -L source[,source...] ] [ -V ] [ -x ] ip port imapd..."
 
 // The programs of the chain, found through $PATH at start.
 var programs = []string{"tcpserver", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key"}
@@ -62,6 +72,7 @@ type options struct {
 	ids         []string // setuidgid-chroot -u account or -r base:count
 	jail        string
 	pems        []string
+	signer      string   // -s: the signer's socket, instead of a key process per connection
 	proxy       []string // stunnel-imap's -T -t -A -v -q, in the order given
 	verbose     bool     // tcpserver -v
 	print       bool     // -x
@@ -101,6 +112,7 @@ func parse(args []string) (*options, error) {
 	fs.StringVar(&account, "u", "", "")
 	fs.StringVar(&uidRange, "r", "", "")
 	fs.StringVar(&o.jail, "j", "", "")
+	fs.StringVar(&o.signer, "s", "", "")
 	fs.Func("k", "", func(v string) error {
 		if v == "" {
 			return errors.New("empty pemfile")
@@ -147,8 +159,10 @@ func parse(args []string) (*options, error) {
 		return nil, usage("-u and -r together: one of them")
 	case o.jail == "":
 		return nil, usage("missing -j jail")
-	case len(o.pems) == 0:
-		return nil, usage("missing -k pemfile")
+	case len(o.pems) == 0 && o.signer == "":
+		return nil, usage("missing -k pemfile or -s socket")
+	case len(o.pems) > 0 && o.signer != "":
+		return nil, usage("-k and -s together: with -s the signer holds the keys")
 	case verbose && quiet:
 		return nil, usage("-v and -q together: one of them")
 	case len(rest) < 3:
@@ -240,6 +254,9 @@ func check(o *options) error {
 		progs = append(progs[:len(progs):len(progs)], "proxy-server")
 	}
 	for _, p := range progs {
+		if p == "stunnel-imap-key" && o.signer != "" {
+			continue // the signer is a service of its own
+		}
 		if _, err := exec.LookPath(p); err != nil {
 			return log.Temp(pathReason(err), "find %s in $PATH", p)
 		}
@@ -256,8 +273,10 @@ func check(o *options) error {
 			return err
 		}
 	}
-	if err := checkCerts(o.pems); err != nil {
-		return err
+	if len(o.pems) > 0 { // with -s, the signer checks its own at its start
+		if err := checkCerts(o.pems); err != nil {
+			return err
+		}
 	}
 	// The account or the range, as setuidgid-chroot will take it for
 	// each connection: the range against pid_max, /etc/passwd and
@@ -349,6 +368,9 @@ func (o *options) chain() []string {
 		c = append(c, "proxy-server", "-a", o.balancers)
 	}
 	c = append(c, "makesock")
+	if o.signer != "" {
+		return o.signerChain(c)
+	}
 	c = append(c, "makesock", "-d", "4")
 	c = append(c, "setuidgid-chroot", "-/", o.jail)
 	c = append(c, o.ids...)
@@ -385,7 +407,7 @@ func execChain(chain []string) error {
 	if err != nil {
 		return log.Temp(pathReason(err), "find %s in $PATH", chain[0])
 	}
-	err = syscall.Exec(path, chain, os.Environ())
+	err = syscall.Exec(path, chain, tlsEnv(chain, os.Environ()))
 	return log.Temp(err, "run %s", path)
 }
 

@@ -146,7 +146,7 @@ func TestRefusals(t *testing.T) {
 		{"-n imap -j ./jail -k ./ssl/stunnel.pem 0 143 imapd", 100, "fatal: missing -u account or -r base:count\n"},
 		{"-n imap -u imaptls -r 1:2 -j ./jail -k ./ssl/stunnel.pem 0 143 imapd", 100, "fatal: -u and -r together: one of them\n"},
 		{"-n imap -r 1:2 -k ./ssl/stunnel.pem 0 143 imapd", 100, "fatal: missing -j jail\n"},
-		{"-n imap -r 1:2 -j ./jail 0 143 imapd", 100, "fatal: missing -k pemfile\n"},
+		{"-n imap -r 1:2 -j ./jail 0 143 imapd", 100, "fatal: missing -k pemfile or -s socket\n"},
 		{ok + " -v -q 0 143 imapd", 100, "fatal: -v and -q together: one of them\n"},
 		{ok + " 0 143", 100, "fatal: missing ip, port or imapd\n"},
 		{ok + " -c 0 0 143 imapd", 100, "fatal: -c \"0\": not a number of at least 1\n"},
