@@ -341,6 +341,9 @@ type pipelineOpts struct {
 	// linked under its program's name into a directory that goes first
 	// in $PATH, where imap-tls-server and setuidgid-chroot find it.
 	Stunnel, KeyStunnel string
+	// Host is the address tcpserver listens on: 127.0.0.1 when empty,
+	// "::1" for IPv6 (ucspi-tcp-ipv6).
+	Host string
 }
 
 // pipeline is a running imap-tls-server (IDS is -u ACCOUNT or -r
@@ -363,6 +366,7 @@ type pipelineOpts struct {
 // with every program's stderr captured.
 type pipeline struct {
 	Addr   string // 127.0.0.1:PORT
+	Host   string // the address listened on: 127.0.0.1 when empty
 	Port   int
 	CA     string // the CA file clients trust (when the PEM was generated)
 	PEM    string // the certificate and key file in use
@@ -388,7 +392,7 @@ func startPipeline(t testing.TB, o pipelineOpts) *pipeline {
 		o.Account = "imaptls"
 	}
 	ensureAccount(t, o.Account)
-	p := &pipeline{PEM: o.PEM}
+	p := &pipeline{PEM: o.PEM, Host: o.Host}
 	if p.PEM == "" {
 		p.PEM, p.CA = writeCert(t, t.TempDir())
 	}
@@ -406,7 +410,7 @@ func startPipeline(t testing.TB, o pipelineOpts) *pipeline {
 			t.Fatalf("unable to link %s: %v", name, err)
 		}
 	}
-	for _, name := range []string{"imap-tls-server", "makesock", "setuidgid-chroot"} {
+	for _, name := range []string{"imap-tls-server", "makesock", "setuidgid-chroot", "proxy-server"} {
 		link(name, "")
 	}
 	link("stunnel-imap", o.Stunnel)
@@ -426,7 +430,7 @@ func startPipeline(t testing.TB, o pipelineOpts) *pipeline {
 	env := append([]string{"PATH=" + path + ":" + os.Getenv("PATH")}, o.Env...)
 	startServer(t, p, env, func(port string) []string {
 		a := append([]string{"imap-tls-server"}, args...)
-		a = append(a, "--", "127.0.0.1", port)
+		a = append(a, "--", p.host(), port)
 		return append(a, o.Backend...)
 	})
 	if o.RemovePEM {
@@ -463,7 +467,7 @@ func startServer(t testing.TB, p *pipeline, env []string, argv func(port string)
 	for attempt := 0; ; attempt++ {
 		p.stderr = &lockedBuffer{} // a fresh one for each attempt
 		p.Port = freePort(t)
-		p.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port))
+		p.Addr = net.JoinHostPort(p.host(), strconv.Itoa(p.Port))
 		args := argv(strconv.Itoa(p.Port))
 		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Env = append(os.Environ(), env...)
@@ -539,18 +543,25 @@ func lookPathIn(name, path string) (string, error) {
 // /proc/net/tcp, without connecting (a probe connection would start a
 // session and a log line).
 func listening(port int) bool {
-	b, err := os.ReadFile("/proc/net/tcp")
-	if err != nil {
-		return false
-	}
+	b, _ := os.ReadFile("/proc/net/tcp")
+	b6, _ := os.ReadFile("/proc/net/tcp6") // ::1 too
 	want := fmt.Sprintf("0100007F:%04X", port)
-	for _, line := range strings.Split(string(b), "\n") {
+	want6 := fmt.Sprintf("00000000000000000000000001000000:%04X", port)
+	for _, line := range strings.Split(string(b)+string(b6), "\n") {
 		f := strings.Fields(line)
-		if len(f) > 3 && f[1] == want && f[3] == "0A" {
+		if len(f) > 3 && (f[1] == want || f[1] == want6) && f[3] == "0A" {
 			return true
 		}
 	}
 	return false
+}
+
+// host is the address the pipeline listens on.
+func (p *pipeline) host() string {
+	if p.Host == "" {
+		return "127.0.0.1"
+	}
+	return p.Host
 }
 
 // Stderr returns everything the programs of the pipeline have written
