@@ -95,6 +95,18 @@ for mode in starttls implicit; do
 	sed -e "s|@PEM@|$PEM|" -e "s|@FAKEIMAPD@|$FAKE|" -e "s|@SIZE@|$SIZE|" -e "s|@PROTOCOL@|$proto|" \
 		tests/bench/stunnel.conf.in >"$work/stunnel-$mode.conf"
 done
+# POP3: stunnel 5's protocol = pop3 (STLS) in front of fakeimapd -pop3.
+sed -e "s|@PEM@|$PEM|" -e "s|@FAKEIMAPD@|$FAKE|" -e "s|@SIZE@|$SIZE|" -e "s|@PROTOCOL@|protocol = pop3|" \
+	-e 's|^execArgs = .*|& -pop3|' tests/bench/stunnel.conf.in >"$work/stunnel-pop3.conf"
+
+# lgmode MODE: loadgen's options for a system's mode (pop3-starttls is
+# loadgen -m starttls -pop3).
+lgmode() {
+	case $1 in
+	pop3-*) echo "-m ${1#pop3-} -pop3" ;;
+	*) echo "-m $1" ;;
+	esac
+}
 
 have_perf=no
 perf stat -x, -e task-clock -o /dev/null true >/dev/null 2>&1 && have_perf=yes
@@ -132,7 +144,9 @@ systems() {
 	[ $have_chain = yes ] && {
 		echo "chain-starttls starttls $(front "$BIN" imap) $FAKE -s $SIZE"
 		echo "chain-implicit implicit $(front "$BIN" imaps) $FAKE -s $SIZE"
+		echo "chain-pop3 pop3-starttls $(front "$BIN" pop3) $FAKE -s $SIZE -pop3"
 	}
+	[ -n "$STUNNEL" ] && echo "stunnel-pop3 pop3-starttls $TCPSERVER $STUNNEL $work/stunnel-pop3.conf"
 	true
 }
 [ -n "$STUNNEL" ] || say "warning: stunnel4 is not installed: apt-get install stunnel4"
@@ -199,7 +213,7 @@ field() { tr ' ' '\n' <"$1" | sed -n "s/^$2=//p"; }
 # result line is appended to $work/$id.cN or $work/$id.bulk.
 round() {
 	id=$1 mode=$2
-	lg="$LOADGEN -a 127.0.0.1:$(cat "$work/$id.port") -m $mode"
+	lg="$LOADGEN -a 127.0.0.1:$(cat "$work/$id.port") $(lgmode "$mode")"
 	for c in 1 8; do
 		$lg -c $c -d "${SECS}s" </dev/null 2>>"$work/$id.loadgen.err" | grep '^result' >>"$work/$id.c$c"
 	done
@@ -215,7 +229,8 @@ cpu_round() {
 	shift 2
 	counting=yes
 	start_server "$id-cpu" "$@"
-	r=$($LOADGEN -a "127.0.0.1:$port" -m "$mode" -c 8 -n "$CPUN" </dev/null 2>>"$work/$id.loadgen.err" | grep '^result')
+	# shellcheck disable=SC2046
+	r=$($LOADGEN -a "127.0.0.1:$port" $(lgmode "$mode") -c 8 -n "$CPUN" </dev/null 2>>"$work/$id.loadgen.err" | grep '^result')
 	stop_server
 	counting=
 	n=$(val sessions "$r")
@@ -234,7 +249,8 @@ memory() {
 	for at_h in handshake:1 handshake:$HOLD login:1 login:$HOLD; do
 		at=${at_h%:*} h=${at_h#*:}
 		: >"$work/$id.hold"
-		$LOADGEN -a "127.0.0.1:$(cat "$work/$id.port")" -m "$mode" -hold "$h" -holdat "$at" -c 8 -holdfor 30s \
+		# shellcheck disable=SC2046
+		$LOADGEN -a "127.0.0.1:$(cat "$work/$id.port")" $(lgmode "$mode") -hold "$h" -holdat "$at" -c 8 -holdfor 30s \
 			</dev/null >"$work/$id.hold" 2>>"$work/$id.loadgen.err" &
 		hpid=$!
 		i=0

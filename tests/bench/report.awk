@@ -12,6 +12,8 @@ function name(id) {
 	if (id == "tlswrapper") return "tlswrapper, implicit TLS"
 	if (id == "chain-starttls") return "**imap-tls, STARTTLS** (`-n imap`)"
 	if (id == "chain-implicit") return "**imap-tls, implicit TLS**"
+	if (id == "chain-pop3") return "**imap-tls, POP3 STLS** (`-n pop3`)"
+	if (id == "stunnel-pop3") return "stunnel 5, POP3 STLS (`protocol = pop3`)"
 	return id
 }
 
@@ -19,6 +21,7 @@ function name(id) {
 function peer(id) {
 	if (v[id, "mode"] == "starttls") return "stunnel-starttls"
 	if (v[id, "mode"] == "implicit") return "stunnel-implicit"
+	if (v[id, "mode"] == "pop3-starttls") return "stunnel-pop3"
 	return ""
 }
 

@@ -4,7 +4,7 @@
 // LOGIN, holds one mailbox, INBOX, with one message whose size is set by
 // -s and whose text is generated as it is sent, never stored.
 //
-//	fakeimapd [ -s size ]
+//	fakeimapd [ -s size ] [ -pop3 ]
 //
 // It is not an IMAP server: it parses just enough of RFC 9051 (tags,
 // atoms, quoted strings, literals) for what mail clients and the load
@@ -26,7 +26,7 @@ import (
 	"imap-tls/log"
 )
 
-const synopsis = "[ -s size ]"
+const synopsis = "[ -s size ] [ -pop3 ]"
 
 const greeting = "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n"
 
@@ -45,6 +45,7 @@ func run(args []string, in io.Reader, out io.Writer) error {
 	fs := flag.NewFlagSet("fakeimapd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	size := fs.String("s", "4k", "size of the one message, bytes, with an optional k, M or G suffix (powers of 1024)")
+	pop3 := fs.Bool("pop3", false, "speak POP3 instead of IMAP")
 	if err := fs.Parse(args); err != nil {
 		return &log.UsageError{Synopsis: synopsis, Msg: err.Error()}
 	}
@@ -59,6 +60,9 @@ func run(args []string, in io.Reader, out io.Writer) error {
 		r:    bufio.NewReaderSize(in, 16<<10),
 		w:    bufio.NewWriterSize(out, 64<<10),
 		size: n,
+	}
+	if *pop3 {
+		return s.servePOP3()
 	}
 	return s.serve()
 }

@@ -51,7 +51,7 @@ import (
 	"imap-tls/log"
 )
 
-const synopsis = "-a host:port [ -m starttls|implicit|plain ] [ -c conc ] [ -d duration | -n count ] [ -r rounds ] [ -fetch ] [ -hold n [ -holdfor duration ] [ -holdat login|handshake ] ] [ -T timeout ]"
+const synopsis = "-a host:port [ -m starttls|implicit|plain ] [ -pop3 ] [ -c conc ] [ -d duration | -n count ] [ -r rounds ] [ -fetch ] [ -hold n [ -holdfor duration ] [ -holdat login|handshake ] ] [ -T timeout ]"
 
 func main() {
 	l := log.New("loadgen")
@@ -61,6 +61,7 @@ func main() {
 type config struct {
 	addr     string
 	mode     string
+	pop3     bool
 	conc     int
 	dur      time.Duration
 	count    int
@@ -83,6 +84,7 @@ func run(args []string, out io.Writer, l *log.Logger) error {
 	var c config
 	fs.StringVar(&c.addr, "a", "", "server address host:port")
 	fs.StringVar(&c.mode, "m", "starttls", "starttls, implicit or plain")
+	fs.BoolVar(&c.pop3, "pop3", false, "speak POP3 (STLS, USER/PASS, RETR 1, QUIT) instead of IMAP")
 	fs.IntVar(&c.conc, "c", 1, "concurrent sessions")
 	fs.DurationVar(&c.dur, "d", 0, "length of a round (default 3s unless -n)")
 	fs.IntVar(&c.count, "n", 0, "sessions per round instead of a duration")
@@ -402,64 +404,53 @@ func session(c *config, h *holder) (t timing, err error) {
 		}
 	}
 	r := bufio.NewReaderSize(conn, 32<<10)
+	var p dialect = imapDialect{}
+	if c.pop3 {
+		p = pop3Dialect{}
+	}
 	line, err := readLine(r)
 	if err != nil {
 		return t, fmt.Errorf("read greeting: %w", err)
 	}
-	if !bytes.HasPrefix(line, []byte("* OK")) {
+	if !p.greetingOK(line) {
 		return t, fmt.Errorf("greeting is not OK: %q", trim(line))
 	}
 	t.greet = time.Since(start)
 	if c.mode != "implicit" {
 		pause("handshake")
 	}
-	cmd := func(tag, command string) error {
-		if _, err := io.WriteString(conn, tag+" "+command+"\r\n"); err != nil {
-			return fmt.Errorf("write %s: %w", firstWord(command), err)
-		}
-		if _, err := readTagged(r, tag); err != nil {
-			return fmt.Errorf("%s: %w", firstWord(command), err)
-		}
-		return nil
-	}
 	if c.mode == "starttls" {
-		if err := cmd("a1", "STARTTLS"); err != nil {
+		if err := p.starttls(conn, r); err != nil {
 			return t, err
 		}
 		if r.Buffered() > 0 {
-			return t, errors.New("STARTTLS: server sent data after its OK (RFC 9051 section 6.2.1)")
+			return t, errors.New("STARTTLS: server sent data after its answer (RFC 9051 section 6.2.1, RFC 2595 section 4)")
 		}
 		if err := handshake(); err != nil {
 			return t, err
 		}
 		r.Reset(conn)
 	}
-	if err := cmd("a2", "CAPABILITY"); err != nil {
-		return t, err
-	}
-	if err := cmd("a3", "LOGIN "+c.user+" "+c.pass); err != nil {
+	if err := p.login(conn, r, c.user, c.pass); err != nil {
 		return t, err
 	}
 	if c.fetch {
-		if err := cmd("a4", "SELECT INBOX"); err != nil {
+		if err := p.open(conn, r); err != nil {
 			return t, err
 		}
 		fs := time.Now()
-		if _, err := io.WriteString(conn, "a5 FETCH 1 BODY[]\r\n"); err != nil {
-			return t, fmt.Errorf("write FETCH: %w", err)
-		}
-		n, err := readTagged(r, "a5")
+		n, err := p.fetch(conn, r)
 		if err != nil {
-			return t, fmt.Errorf("FETCH: %w", err)
+			return t, err
 		}
 		t.fetch = time.Since(fs)
 		t.bytes = n
 		if n == 0 {
-			return t, errors.New("FETCH: no message")
+			return t, errors.New("fetch: no message")
 		}
 	}
 	pause("login")
-	if err := cmd("a9", "LOGOUT"); err != nil {
+	if err := p.logout(conn, r); err != nil {
 		return t, err
 	}
 	t.total = time.Since(start)
