@@ -96,36 +96,7 @@ func FuzzSession(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		cTest, cProxy := socketpair(t)
-		sProxy, sTest := socketpair(t)
-		defer cTest.Close()
-		defer sTest.Close()
-		c, _ := certfile.Parse(testPEM, "test")
-		l := log.NewTo("stunnel-imap", io.Discard, func(int) {})
-		cfg := &config{mode: modeRequired, tls: tlsConfig(staticSource{c}, "imap"), handshakeTimeout: time.Second,
-			commandTimeout: 2 * time.Second, idleTimeout: 2 * time.Second, log: l, linger: 100 * time.Millisecond, grace: time.Second}
-		var mu sync.Mutex
-		var seen []string
-		srvDone := make(chan struct{})
-		go func() { fakeServer(sTest, &mu, &seen); close(srvDone) }()
-		done := make(chan *session, 1)
-		go func() { done <- serve(cfg, cProxy, sProxy) }()
-		go func() {
-			cTest.Write(in)
-			closeWrite(cTest)
-		}()
-		cTest.SetReadDeadline(time.Now().Add(guard))
-		io.Copy(io.Discard, cTest)
-		var sess *session
-		select {
-		case sess = <-done:
-		case <-time.After(guard):
-			t.Fatal("session did not end")
-		}
-		sTest.Close()
-		<-srvDone
-		mu.Lock()
-		defer mu.Unlock()
+		seen, sess := fuzzOne(t, modeRequired, fakeServer, in)
 		for _, name := range seen {
 			switch name {
 			case "LOGIN", "AUTHENTICATE", "STARTTLS":
@@ -184,37 +155,7 @@ func FuzzPOP3Session(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		cTest, cProxy := socketpair(t)
-		sProxy, sTest := socketpair(t)
-		defer cTest.Close()
-		defer sTest.Close()
-		c, _ := certfile.Parse(testPEM, "test")
-		l := log.NewTo("stunnel-imap", io.Discard, func(int) {})
-		m := mustMode("pop3")
-		cfg := &config{mode: m, tls: tlsConfig(staticSource{c}, m.alpn), handshakeTimeout: time.Second,
-			commandTimeout: 2 * time.Second, idleTimeout: 2 * time.Second, log: l, linger: 100 * time.Millisecond, grace: time.Second}
-		var mu sync.Mutex
-		var seen []string
-		srvDone := make(chan struct{})
-		go func() { fakePOP3(sTest, &mu, &seen); close(srvDone) }()
-		done := make(chan *session, 1)
-		go func() { done <- serve(cfg, cProxy, sProxy) }()
-		go func() {
-			cTest.Write(in)
-			closeWrite(cTest)
-		}()
-		cTest.SetReadDeadline(time.Now().Add(guard))
-		io.Copy(io.Discard, cTest)
-		var sess *session
-		select {
-		case sess = <-done:
-		case <-time.After(guard):
-			t.Fatal("session did not end")
-		}
-		sTest.Close()
-		<-srvDone
-		mu.Lock()
-		defer mu.Unlock()
+		seen, sess := fuzzOne(t, mustMode("pop3"), fakePOP3, in)
 		for _, name := range seen {
 			switch name {
 			case "USER", "PASS", "APOP", "AUTH", "STLS":
@@ -225,4 +166,41 @@ func FuzzPOP3Session(f *testing.F) {
 			t.Fatalf("authenticated without TLS")
 		}
 	})
+}
+
+// fuzzOne runs one session of mode between a client that sends in and
+// then half-closes, and server, a fake that records the command names
+// it executes; it returns them and the ended session.
+func fuzzOne(t *testing.T, m mode, server func(net.Conn, *sync.Mutex, *[]string), in []byte) ([]string, *session) {
+	cTest, cProxy := socketpair(t)
+	sProxy, sTest := socketpair(t)
+	defer cTest.Close()
+	defer sTest.Close()
+	c, _ := certfile.Parse(testPEM, "test")
+	l := log.NewTo("stunnel-imap", io.Discard, func(int) {})
+	cfg := &config{mode: m, tls: tlsConfig(staticSource{c}, m.alpn), handshakeTimeout: time.Second,
+		commandTimeout: 2 * time.Second, idleTimeout: 2 * time.Second, log: l, linger: 100 * time.Millisecond, grace: time.Second}
+	var mu sync.Mutex
+	var seen []string
+	srvDone := make(chan struct{})
+	go func() { server(sTest, &mu, &seen); close(srvDone) }()
+	done := make(chan *session, 1)
+	go func() { done <- serve(cfg, cProxy, sProxy) }()
+	go func() {
+		cTest.Write(in)
+		closeWrite(cTest)
+	}()
+	cTest.SetReadDeadline(time.Now().Add(guard))
+	io.Copy(io.Discard, cTest)
+	var sess *session
+	select {
+	case sess = <-done:
+	case <-time.After(guard):
+		t.Fatal("session did not end")
+	}
+	sTest.Close()
+	<-srvDone
+	mu.Lock()
+	defer mu.Unlock()
+	return append([]string(nil), seen...), sess
 }
