@@ -121,13 +121,22 @@ func TestPhases(t *testing.T) {
 				end: "client-eof"},
 		},
 	}
-	for p := range phaseNames {
-		cases := table[phase(p)]
-		if len(cases) == 0 {
-			t.Errorf("phase %s has no transition case", phase(p))
+	runPhases(t, len(phaseNames), table)
+}
+
+// runPhases runs a transition table keyed by the phases 0 to n-1 of a
+// protocol part, and fails for a phase with no case.
+func runPhases[P interface {
+	~int
+	String() string
+}](t *testing.T, n int, table map[P][]scriptCase) {
+	for i := 0; i < n; i++ {
+		p := P(i)
+		if len(table[p]) == 0 {
+			t.Errorf("phase %s has no transition case", p)
 		}
-		for _, tc := range cases {
-			t.Run(phase(p).String()+"/"+tc.name, func(t *testing.T) { runScript(t, tc) })
+		for _, tc := range table[p] {
+			t.Run(p.String()+"/"+tc.name, func(t *testing.T) { runScript(t, tc) })
 		}
 	}
 }

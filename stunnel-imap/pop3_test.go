@@ -146,15 +146,7 @@ func TestPOP3Phases(t *testing.T) {
 				end: "client-eof"},
 		},
 	}
-	for p := range pop3PhaseNames {
-		cases := table[pop3Phase(p)]
-		if len(cases) == 0 {
-			t.Errorf("phase %s has no transition case", pop3Phase(p))
-		}
-		for _, tc := range cases {
-			t.Run(pop3Phase(p).String()+"/"+tc.name, func(t *testing.T) { runScript(t, tc) })
-		}
-	}
+	runPhases(t, len(pop3PhaseNames), table)
 }
 
 // A multi-line response before login is bounded like IMAP's responses.
