@@ -293,7 +293,11 @@ func tree(c *config) ([]entry, error) {
 	root := func(path string, dir bool, mode os.FileMode, data string) entry {
 		return entry{path: path, dir: dir, mode: mode, data: data}
 	}
-	return []entry{
+	signer, err := signerEntries(c, logRunFile.String())
+	if err != nil {
+		return nil, err
+	}
+	return append(append([]entry{
 		root("env", true, 0755, ""),
 		root("env/IP", false, 0644, c.ip+"\n"),
 		root("env/PORT", false, 0644, strconv.Itoa(c.port)+"\n"),
@@ -314,9 +318,10 @@ func tree(c *config) ([]entry, error) {
 		root("log", true, 0755, ""),
 		{path: "log/main", dir: true, mode: 0750, uid: c.logacct.uid, gid: c.logacct.gid},
 		root("log/run", false, 0755, logRunFile.String()),
+	}, signer...),
 		// run last: supervise starts the service when run appears.
 		root("run", false, 0755, runFile.String()),
-	}, nil
+	), nil
 }
 
 // build builds the tree in a temporary directory next to c.dir, then
@@ -435,9 +440,10 @@ next:
    (renewals: imap-tls-conf/certbot-deploy-hook, see imap-tls-conf/README.md)
 2. point %[1]s/env/IMAPD at your stdio server (now: %[7]s)
 3. check it: imap-tls-check %[1]s
-4. start it: ln -s %[1]s /etc/service/   (or /service/, where svscan looks)
-then: svstat %[1]s; logs in %[1]s/log/main/current
+4. start it and its signer: ln -s %[1]s /etc/service/; ln -s %[1]s/signer /etc/service/%[11]s-signer
+   (or in /service/, where svscan looks)
+then: svstat %[1]s %[1]s/signer; logs in %[1]s/log/main/current and %[1]s/signer/log/main/current
 the mode is %[9]s: to change it, write one of %[10]s to %[1]s/env/MODE, then svc -t %[1]s
    (or make the directory with imap-tls-conf -m MODE)
-`, c.dir, what, c.ip, c.port, c.acct.name, c.logacct.name, c.serverCommand(), defaultUIDRange, c.mode, strings.Join(modes, " "))
+`, c.dir, what, c.ip, c.port, c.acct.name, c.logacct.name, c.serverCommand(), defaultUIDRange, c.mode, strings.Join(modes, " "), filepath.Base(c.dir))
 }

@@ -81,6 +81,12 @@ func TestMakesTheTree(t *testing.T) {
 		{"env/IMAPD", 0644, 0, 0, false},
 		{"env/CERT_WARN_DAYS", 0644, 0, 0, false},
 		{"env/PATH", 0644, 0, 0, false},
+		{"env/SIGNER", 0644, 0, 0, false},
+		{"signer", 0755, 0, 0, true},
+		{"signer/run", 0755, 0, 0, false},
+		{"signer/log", 0755, 0, 0, true},
+		{"signer/log/run", 0755, 0, 0, false},
+		{"signer/log/main", 0750, luid, lgid, true},
 	}
 	for _, w := range want {
 		fi, err := os.Lstat(filepath.Join(dir, w.path))
@@ -132,7 +138,8 @@ func TestMakesTheTree(t *testing.T) {
 	runFile, _ := os.ReadFile(filepath.Join(dir, "run"))
 	for _, s := range []string{"exec 2>&1\n", "exec envdir ./env ", "softlimit -m \"$MEMLIMIT\"",
 		"set -- -u " + acct + "\n", "set -- -r \"$UIDRANGE\"\n",
-		"imap-tls-server -n \"$MODE\" -c \"$CONCURRENCY\" \"$@\" -j ./jail -k ./ssl/stunnel.pem \"$IP\" \"$PORT\" $IMAPD\n"} {
+		"set -- \"$@\" -s \"$SIGNER\"\n", "set -- \"$@\" -k ./ssl/stunnel.pem\n",
+		"imap-tls-server -n \"$MODE\" -c \"$CONCURRENCY\" \"$@\" -j ./jail \"$IP\" \"$PORT\" $IMAPD\n"} {
 		if !strings.Contains(string(runFile), s) {
 			t.Errorf("run lacks %q:\n%s", s, runFile)
 		}
@@ -191,7 +198,10 @@ func TestRunFile(t *testing.T) {
 	front := func(mode string, ids ...string) string {
 		args := []string{"softlimit", "-m", defaultMemLimit, "imap-tls-server", "-n", mode, "-c", "40"}
 		args = append(args, ids...)
-		args = append(args, "-j", "./jail", "-k", "./ssl/stunnel.pem", "0.0.0.0", "143",
+		if len(ids) < 3 { // the default: the signer
+			args = append(args, "-s", defaultSigner)
+		}
+		args = append(args, "-j", "./jail", "0.0.0.0", "143",
 			"socat", "-lf", "/dev/null", "-t", "5", "STDIO,shut-down", "UNIX-CONNECT:/run/dovecot/imap-tls")
 		return "<" + strings.Join(args, "><") + ">\n"
 	}
@@ -212,6 +222,12 @@ func TestRunFile(t *testing.T) {
 	if got, want := runIt(), front("implicit", "-u", acct); got != want {
 		t.Errorf("UIDRANGE empty:\n got %q\nwant %q", got, want)
 	}
+	// An empty env/SIGNER: a key process for each connection.
+	os.WriteFile(filepath.Join(dir, "env/SIGNER"), nil, 0644)
+	if got, want := runIt(), front("implicit", "-u", acct, "-k", "./ssl/stunnel.pem"); got != want {
+		t.Errorf("SIGNER empty:\n got %q\nwant %q", got, want)
+	}
+	os.WriteFile(filepath.Join(dir, "env/SIGNER"), []byte(defaultSigner+"\n"), 0644)
 	// No env/MODE at all (a file removed by hand): an empty -n, which
 	// imap-tls-server refuses.
 	os.Remove(filepath.Join(dir, "env/MODE"))
