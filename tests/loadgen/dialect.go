@@ -16,6 +16,7 @@ type dialect interface {
 	login(w io.Writer, r *bufio.Reader, user, pass string) error
 	open(w io.Writer, r *bufio.Reader) error           // the mailbox, before the timed fetch
 	fetch(w io.Writer, r *bufio.Reader) (int64, error) // bytes of the message
+	noop(w io.Writer, r *bufio.Reader) error // a held session still answers
 	logout(w io.Writer, r *bufio.Reader) error
 }
 
@@ -56,6 +57,11 @@ func (imapDialect) open(w io.Writer, r *bufio.Reader) error {
 
 func (imapDialect) fetch(w io.Writer, r *bufio.Reader) (int64, error) {
 	return imapCmd(w, r, "a5", "FETCH 1 BODY[]")
+}
+
+func (imapDialect) noop(w io.Writer, r *bufio.Reader) error {
+	_, err := imapCmd(w, r, "a8", "NOOP")
+	return err
 }
 
 func (imapDialect) logout(w io.Writer, r *bufio.Reader) error {
@@ -117,6 +123,11 @@ func (pop3Dialect) open(io.Writer, *bufio.Reader) error { return nil }
 
 func (pop3Dialect) fetch(w io.Writer, r *bufio.Reader) (int64, error) {
 	return pop3Cmd(w, r, "RETR 1", true)
+}
+
+func (pop3Dialect) noop(w io.Writer, r *bufio.Reader) error {
+	_, err := pop3Cmd(w, r, "NOOP", false)
+	return err
 }
 
 func (pop3Dialect) logout(w io.Writer, r *bufio.Reader) error {

@@ -23,7 +23,8 @@
 // (in 10^6) of the FETCH commands, from the command to its tagged OK,
 // summed over the sessions. With -hold n, n sessions are opened to after
 // LOGIN (-c at a time), "held=n" is printed, and they are kept for
-// -holdfor before LOGOUT. With -holdat handshake they are held just before
+// -holdfor; then each sends a NOOP, which must be answered, and LOGOUT,
+// and "answered=n" is printed once all have. With -holdat handshake they are held just before
 // the TLS handshake instead (after the greeting in STARTTLS and plain
 // mode, once connected in implicit mode), where every process a
 // connection starts is still there, then run to LOGOUT once released.
@@ -90,7 +91,7 @@ func run(args []string, out io.Writer, l *log.Logger) error {
 	fs.IntVar(&c.count, "n", 0, "sessions per round instead of a duration")
 	fs.IntVar(&c.rounds, "r", 1, "rounds; the result line holds the medians")
 	fs.BoolVar(&c.fetch, "fetch", false, "SELECT INBOX and FETCH 1 BODY[] in each session")
-	fs.IntVar(&c.hold, "hold", 0, "open this many sessions, print held=N, keep them -holdfor, then LOGOUT")
+	fs.IntVar(&c.hold, "hold", 0, "open this many sessions, print held=N, keep them -holdfor, then NOOP (after login) and LOGOUT on each, answered=N")
 	fs.DurationVar(&c.holdFor, "holdfor", 5*time.Second, "how long -hold keeps its sessions")
 	fs.StringVar(&c.holdAt, "holdat", "login", "where -hold keeps its sessions: after login, or before the handshake")
 	fs.DurationVar(&c.timeout, "T", 30*time.Second, "deadline of one session (a hang guard)")
@@ -331,6 +332,9 @@ func hold(c *config, out io.Writer) error {
 			return log.Temp(err, "log out a held session")
 		}
 	}
+	if c.holdAt == "login" {
+		fmt.Fprintf(out, "answered=%d\n", c.hold) // NOOP, then LOGOUT, on every one
+	}
 	return nil
 }
 
@@ -450,6 +454,12 @@ func session(c *config, h *holder) (t timing, err error) {
 		}
 	}
 	pause("login")
+	if h != nil && c.holdAt == "login" {
+		// Held all that time: the session must still answer.
+		if err := p.noop(conn, r); err != nil {
+			return t, fmt.Errorf("after the hold: %w", err)
+		}
+	}
 	if err := p.logout(conn, r); err != nil {
 		return t, err
 	}
