@@ -38,6 +38,7 @@ var programs = map[string]string{
 	"imap-tls-conf":    "service",
 	"imap-tls-server":  "",
 	"proxy-server":     "",
+	"imap-tls-check":   "",
 }
 
 // RepoRoot returns the folder that holds go.mod, found upwards from the
