@@ -65,6 +65,7 @@ typ, dat = M.append("INBOX", None, None, msg)
 out["append"] = typ + " " + dat[-1].decode()
 m = re.search(r"APPENDUID \d+ (\d+)", dat[-1].decode())
 uid = m.group(1) if m else str(out["exists"] + 1)
+M.noop()  # a server may announce the new message only now (Courier does)
 typ, dat = M.uid("FETCH", uid, "(BODY.PEEK[])")
 fetched = dat[0][1] if dat and isinstance(dat[0], tuple) else b""
 out["sent_len"] = len(msg)

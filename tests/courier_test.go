@@ -1,0 +1,578 @@
+// End-to-end tests with Courier, the seed's own IMAP server, behind the
+// real pipeline (tcpserver, makesock, setuidgid-chroot, stunnel-imap,
+// stunnel-imap-key): Courier's imaplogin and pop3login from Debian's
+// packages, fetched and unpacked by tests/courier.sh (cached in
+// /var/cache/imap-tls-test/courier), run in a private mount namespace
+// with authdaemond (authuserdb). Real clients: Python's imaplib and
+// poplib, curl, mbsync, openssl s_client. Run: go test ./tests/ -run
+// Courier -v (as root).
+package tests
+
+import (
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// courier is a private Courier started by tests/courier.sh: authdaemond
+// with a userdb of alice (password secret, three messages) and bob
+// (password hunter2), mail owned by imaptlsmail.
+type courier struct {
+	Dir    string // configuration (etc/courier), authdaemon/, home/USER/Maildir
+	script string // tests/courier.sh
+}
+
+// startCourier fetches Courier's packages when the cache lacks them (a
+// test that needs Courier gets it or fails saying why, never skips),
+// starts authdaemond, and stops it when the test ends.
+func startCourier(t testing.TB) *courier {
+	t.Helper()
+	needRoot(t)
+	need(t, "unshare", "socat", "openssl", "setsid", "flock")
+	dir, err := os.MkdirTemp("/tmp", "imaptls-cr-")
+	if err != nil {
+		t.Fatalf("unable to create a directory: %v", err)
+	}
+	c := &courier{Dir: dir, script: filepath.Join(repoRoot(t), "tests", "courier.sh")}
+	cmd := exec.Command("sh", c.script, "start", dir)
+	cmd.WaitDelay = 5 * time.Second // authdaemond must not hold the output
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		exec.Command("sh", c.script, "stop", dir).Run()
+		os.RemoveAll(dir)
+		t.Fatalf("unable to start Courier (tests/courier.sh start; packages from apt-get download, cached in /var/cache/imap-tls-test/courier): %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		exec.Command("sh", c.script, "stop", dir).Run()
+		os.RemoveAll(dir)
+	})
+	return c
+}
+
+// withEnv puts `env VAR=value ...` in front of argv when env is not empty.
+func withEnv(env []string, argv ...string) []string {
+	if len(env) == 0 {
+		return argv
+	}
+	return append(append([]string{"env"}, env...), argv...)
+}
+
+// IMAPCmd is Courier's IMAP login server as makesock's second program:
+// `sh tests/courier.sh imaplogin DIR`, which runs `imaplogin
+// /usr/bin/imapd Maildir` in Courier's namespace with Debian's
+// /etc/courier/imapd settings; env (IMAP_STARTTLS=YES, say) is set for it.
+func (c *courier) IMAPCmd(env ...string) []string {
+	return withEnv(env, "sh", c.script, "imaplogin", c.Dir)
+}
+
+// POP3Cmd is Courier's POP3 login server: `sh tests/courier.sh pop3login DIR`.
+func (c *courier) POP3Cmd(env ...string) []string {
+	return withEnv(env, "sh", c.script, "pop3login", c.Dir)
+}
+
+// rawCmd records every byte the login server `sub` receives, one file
+// DIR/raw.PID per connection (see Raw): socat between the connection and
+// the server, which it starts.
+func (c *courier) rawCmd(sub string, env []string) []string {
+	return withEnv(env, "sh", "-c", `exec socat -t 5 -r "$0/raw.$$" STDIO,shut-down SYSTEM:"exec sh $1 $2 $0"`, c.Dir, c.script, sub)
+}
+
+// RawIMAPCmd is IMAPCmd with a recording of what Courier received.
+func (c *courier) RawIMAPCmd(env ...string) []string { return c.rawCmd("imaplogin", env) }
+
+// RawPOP3Cmd is POP3Cmd with a recording of what Courier received.
+func (c *courier) RawPOP3Cmd(env ...string) []string { return c.rawCmd("pop3login", env) }
+
+// Raw returns everything the Raw*Cmd backends received so far.
+func (c *courier) Raw(t testing.TB) string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(c.Dir, "raw.*"))
+	var all []byte
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatalf("unable to read %s: %v", f, err)
+		}
+		all = append(all, b...)
+	}
+	return string(all)
+}
+
+// clearRaw removes the recordings of the Raw*Cmd backends.
+func (c *courier) clearRaw() {
+	files, _ := filepath.Glob(filepath.Join(c.Dir, "raw.*"))
+	for _, f := range files {
+		os.Remove(f)
+	}
+}
+
+// Maildir is the path of user's Maildir.
+func (c *courier) Maildir(user string) string { return filepath.Join(c.Dir, "home", user, "Maildir") }
+
+// seed returns alice's seed message n as Courier sends it: the bytes
+// of its file (Courier stores LF line ends) with CRLF line ends.
+func (c *courier) seed(t *testing.T, n int) []byte {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(c.Maildir("alice"), "*", "*"))
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), "Subject: seed message "+strconv.Itoa(n)+"\n") {
+			return []byte(strings.ReplaceAll(string(b), "\n", "\r\n"))
+		}
+	}
+	t.Fatalf("seed message %d not in %s", n, c.Maildir("alice"))
+	return nil
+}
+
+// courierLog returns Courier's lines in the pipeline's log (Courier
+// writes them to stderr, which the chain passes on, as to multilog in a
+// service): DEBUG, INFO and ERR lines.
+func courierLog(p *pipeline) []string {
+	var lines []string
+	for _, l := range strings.Split(p.Stderr(), "\n") {
+		if strings.HasPrefix(l, "INFO: ") || strings.HasPrefix(l, "DEBUG: ") || strings.HasPrefix(l, "ERR: ") {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// waitCourierLine waits for Courier's log line matching re and returns it.
+func waitCourierLine(t *testing.T, p *pipeline, re string) string {
+	t.Helper()
+	return p.waitLog(t, `^(INFO|DEBUG|ERR): .*`+re, 15*time.Second)
+}
+
+// checkCourierSession checks Courier's lines for the session of the
+// client at clientPort: the login and the end of the session name the
+// client's real address and port (TCPREMOTEIP and TCPREMOTEPORT through
+// makesock), the end says tlsField=1 (IMAP_TLS / POP3_TLS from
+// imap-tls-server) and Courier ran no TLS of its own (no couriertls).
+func checkCourierSession(t *testing.T, p *pipeline, clientPort int, tlsField string) {
+	t.Helper()
+	addr := `ip=\[127\.0\.0\.1\], port=\[` + strconv.Itoa(clientPort) + `\]`
+	waitCourierLine(t, p, `LOGIN, user=alice, `+addr)
+	end := waitCourierLine(t, p, `(LOGOUT|DISCONNECTED), user=alice, `+addr)
+	if !strings.Contains(end, ", "+tlsField+"=1") {
+		t.Errorf("Courier's end of session lacks %s=1 (it did not learn that the session was TLS): %s", tlsField, end)
+	}
+	if strings.Contains(strings.ToLower(p.Stderr()), "couriertls") {
+		t.Errorf("Courier ran couriertls (TLS of its own):\n%s", p.Stderr())
+	}
+}
+
+// TestCourierPython: imaplib through STARTTLS (mode imap) and IMAPS
+// (mode imaps) to Courier's imaplogin: LOGIN before STARTTLS refused,
+// then LOGIN, SELECT, APPEND of an 8-bit message and FETCH of it byte
+// for byte; after TLS Courier's capability list is its TLS one
+// (AUTH=PLAIN: IMAP_TLS reached it); its log names the client.
+func TestCourierPython(t *testing.T) {
+	c := startCourier(t)
+	for _, tc := range []struct{ mode, py string }{{"imap", "starttls"}, {"imaps", "implicit"}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			c.clearRaw()
+			p := startPipeline(t, pipelineOpts{Mode: tc.mode, Backend: c.RawIMAPCmd()})
+			r := runPython(t, p, tc.py)
+			if !strings.HasPrefix(r.Greeting, "* OK") || !strings.Contains(r.Greeting, "Courier-IMAP") {
+				t.Errorf("greeting %q, want Courier's", r.Greeting)
+			}
+			if tc.py == "starttls" {
+				if !hasCap(r.CapsBefore, "STARTTLS") || !hasCap(r.CapsBefore, "LOGINDISABLED") || anyAuth(r.CapsBefore) != "" {
+					t.Errorf("capabilities before TLS %v: want STARTTLS LOGINDISABLED, no AUTH=", r.CapsBefore)
+				}
+				if !strings.HasPrefix(r.LoginBefore, "NO") || !strings.Contains(r.LoginBefore, "[PRIVACYREQUIRED]") {
+					t.Errorf("LOGIN before TLS: %q, want NO [PRIVACYREQUIRED]", r.LoginBefore)
+				}
+			}
+			if hasCap(r.CapsAfter, "STARTTLS") || hasCap(r.CapsAfter, "LOGINDISABLED") || !hasCap(r.CapsAfter, "AUTH=PLAIN") {
+				t.Errorf("capabilities under TLS %v: want Courier's TLS list (AUTH=PLAIN), no STARTTLS", r.CapsAfter)
+			}
+			if r.Login != "OK" || r.Exists < 3 || !strings.HasPrefix(r.Append, "OK") || r.ExistsAfter != r.Exists+1 || r.Logout != "BYE" {
+				t.Errorf("session: %+v", r)
+			}
+			if !r.Identical {
+				t.Errorf("fetched message differs from the appended one: sent %d bytes, got %d", r.SentLen, r.FetchedLen)
+			}
+			starttls := map[string]string{"starttls": "yes", "implicit": "no"}[tc.py]
+			port := clientPortFromLog(t, p)
+			checkSessionLog(t, p, port, tc.mode, starttls, "yes")
+			checkCourierSession(t, p, port, "starttls")
+			// Courier's first LOGIN is the one under TLS
+			raw := c.Raw(t)
+			if i := strings.Index(raw, "LOGIN"); i < 0 || !strings.HasPrefix(raw[i:], `LOGIN alice "secret"`) ||
+				strings.Contains(strings.ToUpper(raw[:i]), "STARTTLS") {
+				t.Errorf("Courier received before the LOGIN under TLS:\n%q", raw)
+			}
+			noSecrets(t, p, nil)
+		})
+	}
+}
+
+// TestCourierRefused: LOGIN and AUTHENTICATE before STARTTLS get NO
+// [PRIVACYREQUIRED] from the proxy and never reach Courier, which logs
+// no login; the NOOP does reach it (the relay works).
+func TestCourierRefused(t *testing.T) {
+	c := startCourier(t)
+	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: c.RawIMAPCmd()})
+	cl := dialIMAP(t, p.Addr)
+	if g := cl.Line(); !strings.Contains(g, "Courier-IMAP") || !hasCap(capsOf(g), "LOGINDISABLED") {
+		t.Errorf("greeting %q: want Courier's, with LOGINDISABLED", g)
+	}
+	if _, tagged := cl.Cmd("a", "LOGIN alice secret"); !strings.HasPrefix(tagged, "a NO [PRIVACYREQUIRED]") {
+		t.Errorf("LOGIN before STARTTLS: %q", tagged)
+	}
+	if _, tagged := cl.Cmd("b", "AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA=="); !strings.HasPrefix(tagged, "b NO [PRIVACYREQUIRED]") {
+		t.Errorf("AUTHENTICATE before STARTTLS: %q", tagged)
+	}
+	if _, tagged := cl.Cmd("c", "NOOP"); !strings.HasPrefix(tagged, "c OK") {
+		t.Errorf("NOOP: %q", tagged)
+	}
+	cl.Cmd("d", "LOGOUT")
+	cl.RestClosed()
+	waitCourierLine(t, p, `LOGOUT, ip=\[127\.0\.0\.1\]`)
+	raw := strings.ToUpper(c.Raw(t))
+	if !strings.Contains(raw, "C NOOP\r\n") {
+		t.Errorf("Courier did not receive the NOOP:\n%q", raw)
+	}
+	for _, bad := range []string{"LOGIN", "AUTHENTICATE", "AGFSAWNLAHNLY3JLDA", "SECRET"} {
+		if strings.Contains(raw, bad) {
+			t.Errorf("Courier received %s:\n%q", bad, raw)
+		}
+	}
+	for _, l := range courierLog(p) {
+		if strings.Contains(l, "user=alice") || strings.Contains(l, "LOGIN FAILED") {
+			t.Errorf("Courier logged a login attempt: %s", l)
+		}
+	}
+	noSecrets(t, p, nil)
+}
+
+// TestCourierOwnStarttls: a Courier that offers STARTTLS itself
+// (IMAP_STARTTLS=YES, COURIERTLS set: it lists STARTTLS) behind the
+// proxy, in both STARTTLS modes: the client's STARTTLS is answered by the
+// proxy and never reaches Courier, the capability list under TLS has no
+// STARTTLS, and Courier runs no couriertls. In imap- the session is not
+// declared TLS to Courier (IMAP_TLS removed), in imap it is.
+func TestCourierOwnStarttls(t *testing.T) {
+	c := startCourier(t)
+	// Courier does advertise it, straight
+	cmd := exec.Command("sh", c.script, "imaplogin", c.Dir)
+	cmd.Env = append(os.Environ(), "IMAP_STARTTLS=YES", "COURIERTLS=/usr/bin/couriertls",
+		"TCPREMOTEIP=127.0.0.1", "TCPREMOTEPORT=1", "TCPLOCALIP=127.0.0.1", "TCPLOCALPORT=143")
+	cmd.Stdin = strings.NewReader("a CAPABILITY\r\nb LOGOUT\r\n")
+	out, err := runBounded(t, cmd, 30*time.Second)
+	if err != nil || !hasCap(capsOf(strings.Split(string(out), "\r\n")[1]), "STARTTLS") {
+		t.Fatalf("Courier with IMAP_STARTTLS=YES does not list STARTTLS itself (%v):\n%s", err, out)
+	}
+	for _, mode := range []string{"imap", "imap-"} {
+		t.Run(mode, func(t *testing.T) {
+			c.clearRaw()
+			p := startPipeline(t, pipelineOpts{Mode: mode, Backend: c.RawIMAPCmd("IMAP_STARTTLS=YES", "COURIERTLS=/usr/bin/couriertls")})
+			cl := dialIMAP(t, p.Addr)
+			cport := cl.conn.LocalAddr().(*net.TCPAddr).Port
+			g := cl.Line()
+			if n := strings.Count(strings.ToUpper(g), " STARTTLS"); n != 1 {
+				t.Errorf("greeting lists STARTTLS %d times: %q", n, g)
+			}
+			cl.StartTLS("a", clientTLS(t, p.CA, "localhost"))
+			un, tagged := cl.Cmd("b", "CAPABILITY")
+			if !strings.HasPrefix(tagged, "b OK") || len(un) != 1 || hasCap(capsOf(un[0]), "STARTTLS") {
+				t.Errorf("CAPABILITY under TLS: %q %q, want no STARTTLS", un, tagged)
+			}
+			if _, tagged := cl.Cmd("c", "STARTTLS"); !strings.HasPrefix(tagged, "c BAD") {
+				t.Errorf("STARTTLS under TLS: %q, want BAD from the proxy", tagged)
+			}
+			if _, tagged := cl.Cmd("d", "LOGIN alice secret"); !strings.HasPrefix(tagged, "d OK") {
+				t.Errorf("LOGIN under TLS: %q", tagged)
+			}
+			if un, tagged := cl.Cmd("e", "SELECT INBOX"); !strings.HasPrefix(tagged, "e OK") || !strings.Contains(strings.Join(un, "\n"), " EXISTS") {
+				t.Errorf("SELECT: %q %q", un, tagged)
+			}
+			cl.Cmd("f", "LOGOUT")
+			cl.RestClosed()
+			addr := `ip=\[127\.0\.0\.1\], port=\[` + strconv.Itoa(cport) + `\]`
+			end := waitCourierLine(t, p, `(LOGOUT|DISCONNECTED), user=alice, `+addr)
+			// IMAP_TLS from imap-tls-server: set in imap (no login
+			// before TLS), not in imap- (a client may stay in plaintext)
+			if got, want := strings.Contains(end, ", starttls=1"), mode == "imap"; got != want {
+				t.Errorf("mode %s: Courier's end of session says starttls=1: %v, want %v: %s", mode, got, want, end)
+			}
+			raw := strings.ToUpper(c.Raw(t))
+			if strings.Contains(raw, "STARTTLS") {
+				t.Errorf("Courier received STARTTLS:\n%q", raw)
+			}
+			if strings.Contains(strings.ToLower(p.Stderr()), "couriertls") {
+				t.Errorf("Courier ran couriertls:\n%s", p.Stderr())
+			}
+			checkSessionLog(t, p, cport, mode, "yes", "yes")
+			noSecrets(t, p, nil)
+		})
+	}
+}
+
+// TestCourierCurl: curl imap:// with --ssl-reqd (STARTTLS) and imaps://
+// fetch a seed message identical to the one in Courier's Maildir; plain
+// imap:// without TLS cannot log in.
+func TestCourierCurl(t *testing.T) {
+	need(t, "curl")
+	c := startCourier(t)
+	for _, tc := range []struct{ mode, scheme string }{{"imap", "imap"}, {"imaps", "imaps"}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			p := startPipeline(t, pipelineOpts{Mode: tc.mode, Backend: c.IMAPCmd()})
+			base := tc.scheme + "://localhost:" + strconv.Itoa(p.Port)
+			curl := func(args ...string) (string, error) {
+				a := append([]string{"-sS", "--ssl-reqd", "--cacert", p.CA, "--max-time", "30", "-u", "alice:secret"}, args...)
+				cmd := exec.Command("curl", a...)
+				var stderr strings.Builder
+				cmd.Stderr = &stderr
+				out, err := runBounded(t, cmd, 60*time.Second)
+				if err != nil {
+					return stderr.String(), err
+				}
+				return string(out), nil
+			}
+			if list, err := curl(base + "/"); err != nil || !strings.Contains(list, "INBOX") {
+				t.Errorf("curl LIST: %v %q\npipeline:\n%s", err, list, p.Stderr())
+			}
+			got, err := curl(base + "/INBOX;UID=2")
+			if want := string(c.seed(t, 2)); err != nil || got != want {
+				t.Errorf("curl fetched (%v)\n%q\nwant\n%q", err, got, want)
+			}
+			if tc.mode == "imap" {
+				cmd := exec.Command("curl", "-sS", "--max-time", "30", "-u", "alice:secret", base+"/")
+				if _, err := runBounded(t, cmd, 60*time.Second); err == nil {
+					t.Errorf("curl without TLS logged in through a required-STARTTLS port")
+				}
+			}
+			noSecrets(t, p, nil)
+		})
+	}
+}
+
+// TestCourierMbsync: mbsync syncs alice's INBOX from Courier over
+// STARTTLS and over IMAPS: the three seed messages arrive.
+func TestCourierMbsync(t *testing.T) {
+	need(t, "mbsync")
+	c := startCourier(t)
+	for _, tc := range []struct{ mode, sslType string }{{"imap", "STARTTLS"}, {"imaps", "IMAPS"}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			p := startPipeline(t, pipelineOpts{Mode: tc.mode, Backend: c.IMAPCmd()})
+			dir := t.TempDir()
+			local := filepath.Join(dir, "local")
+			os.Mkdir(local, 0o700)
+			rc := filepath.Join(dir, "mbsyncrc")
+			conf := "IMAPAccount alice\nHost localhost\nPort " + strconv.Itoa(p.Port) + "\nUser alice\nPass secret\n" +
+				"SSLType " + tc.sslType + "\nCertificateFile " + p.CA + "\n\nIMAPStore far\nAccount alice\n\n" +
+				"MaildirStore near\nPath " + local + "/\nInbox " + local + "/INBOX\n\n" +
+				"Channel alice\nFar :far:\nNear :near:\nPatterns INBOX\nCreate Near\nSyncState *\n"
+			if err := os.WriteFile(rc, []byte(conf), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command("mbsync", "-c", rc, "-a")
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if out, err := runBounded(t, cmd, 60*time.Second); err != nil {
+				t.Fatalf("mbsync: %v\n%s\n%s\npipeline:\n%s", err, out, stderr.String(), p.Stderr())
+			}
+			seeds := 0
+			for _, sub := range []string{"new", "cur"} {
+				files, _ := filepath.Glob(filepath.Join(local, "INBOX", sub, "*"))
+				for _, f := range files {
+					b, _ := os.ReadFile(f)
+					for n := 1; n <= 3; n++ {
+						if strings.Contains(string(b), "Subject: seed message "+strconv.Itoa(n)+"\n") {
+							seeds++
+						}
+					}
+				}
+			}
+			if seeds != 3 {
+				t.Errorf("%d of the 3 seed messages arrived", seeds)
+			}
+			checkCourierSession(t, p, clientPortFromLog(t, p), "starttls")
+			noSecrets(t, p, nil)
+		})
+	}
+}
+
+// TestCourierOpenssl: openssl s_client -starttls imap verifies the
+// certificate, logs in to Courier, selects INBOX.
+func TestCourierOpenssl(t *testing.T) {
+	need(t, "openssl")
+	c := startCourier(t)
+	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: c.IMAPCmd()})
+	cmd := exec.Command("openssl", "s_client", "-starttls", "imap", "-connect", p.Addr,
+		"-CAfile", p.CA, "-verify_return_error", "-verify_hostname", "localhost",
+		"-servername", "localhost", "-crlf", "-ign_eof")
+	cmd.Stdin = strings.NewReader("a CAPABILITY\nb LOGIN alice secret\nc SELECT INBOX\nd LOGOUT\n")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := runBounded(t, cmd, 60*time.Second)
+	s := string(out)
+	if err != nil {
+		t.Fatalf("openssl s_client: %v\n%s\n%s\npipeline:\n%s", err, s, stderr.String(), p.Stderr())
+	}
+	for _, want := range []string{"Verify return code: 0 (ok)", "b OK LOGIN Ok.", "* 3 EXISTS", "c OK [READ-WRITE]", "d OK LOGOUT"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("s_client session lacks %q:\n%s", want, s)
+		}
+	}
+	if m := regexp.MustCompile(`(?m)^\* CAPABILITY .*$`).FindString(s); m == "" || hasCap(capsOf(m), "STARTTLS") {
+		t.Errorf("capability under TLS %q: want one, without STARTTLS", m)
+	}
+	checkCourierSession(t, p, clientPortFromLog(t, p), "starttls")
+	noSecrets(t, p, nil)
+}
+
+// pyCourierPOP3 drives poplib against Courier's pop3login: stls (USER
+// tried before STLS) or implicit (POP3_SSL); it retrieves every message.
+const pyCourierPOP3 = `
+import poplib, json, ssl, sys
+host, port, ca, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+out = {}
+ctx = ssl.create_default_context(cafile=ca)
+if mode == "stls":
+    M = poplib.POP3(host, port, timeout=20)
+    out["greeting"] = M.getwelcome().decode()
+    out["capa_before"] = sorted(M.capa().keys())
+    try:
+        out["user_before"] = M.user("alice").decode()
+    except poplib.error_proto as e:
+        out["user_before"] = "error " + str(e)
+    M.stls(context=ctx)
+else:
+    M = poplib.POP3_SSL(host, port, context=ctx, timeout=20)
+    out["greeting"] = M.getwelcome().decode()
+out["capa_after"] = sorted(M.capa().keys())
+M.user("alice")
+out["pass"] = M.pass_("secret").decode()
+n, size = M.stat()
+msgs = []
+for i in range(1, n + 1):
+    resp, lines, octets = M.retr(i)
+    msgs.append((b"\r\n".join(lines) + b"\r\n").decode("latin-1"))
+out["messages"] = msgs
+out["quit"] = M.quit().decode()
+print(json.dumps(out))
+`
+
+// TestCourierPOP3: Courier's pop3login behind the pipeline: poplib with
+// stls() (mode pop3; USER before STLS refused by the proxy and never seen
+// by Courier) and POP3_SSL (pop3s) retrieve the three seed messages byte
+// for byte; curl pop3:// with --ssl-reqd too; a Courier that offers STLS
+// itself (POP3_STARTTLS=YES) never gets one; its log names the client
+// and says stls=1.
+func TestCourierPOP3(t *testing.T) {
+	need(t, python, "curl")
+	c := startCourier(t)
+	want := []string{string(c.seed(t, 1)), string(c.seed(t, 2)), string(c.seed(t, 3))}
+	script := filepath.Join(t.TempDir(), "pop.py")
+	if err := os.WriteFile(script, []byte(pyCourierPOP3), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ mode, py string }{{"pop3", "stls"}, {"pop3s", "implicit"}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			c.clearRaw()
+			// Courier offering STLS itself: the proxy's CAPA rewrite and
+			// STLS answer keep it from ever getting one
+			p := startPipeline(t, pipelineOpts{Mode: tc.mode, Backend: c.RawPOP3Cmd("POP3_STARTTLS=YES", "COURIERTLS=/usr/bin/couriertls")})
+			cmd := exec.Command(python, script, "localhost", strconv.Itoa(p.Port), p.CA, tc.py)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			out, err := runBounded(t, cmd, 60*time.Second)
+			if err != nil {
+				t.Fatalf("poplib (%s): %v\n%s\npipeline:\n%s", tc.py, err, stderr.String(), p.Stderr())
+			}
+			var r struct {
+				Greeting   string   `json:"greeting"`
+				CapaBefore []string `json:"capa_before"`
+				UserBefore string   `json:"user_before"`
+				CapaAfter  []string `json:"capa_after"`
+				Pass       string   `json:"pass"`
+				Messages   []string `json:"messages"`
+				Quit       string   `json:"quit"`
+			}
+			if err := json.Unmarshal(out, &r); err != nil {
+				t.Fatalf("poplib's report %q: %v", out, err)
+			}
+			if r.Greeting != "+OK Hello there." || r.Pass != "+OK logged in." || !strings.HasPrefix(r.Quit, "+OK") {
+				t.Errorf("poplib session: %+v", r)
+			}
+			if tc.py == "stls" {
+				if !has(r.CapaBefore, "STLS") || has(r.CapaBefore, "USER") {
+					t.Errorf("CAPA before STLS %q: want STLS, no USER", r.CapaBefore)
+				}
+				if !strings.Contains(r.UserBefore, "-ERR [AUTH]") {
+					t.Errorf("USER before STLS: %q, want -ERR [AUTH]", r.UserBefore)
+				}
+			}
+			if has(r.CapaAfter, "STLS") || !has(r.CapaAfter, "USER") {
+				t.Errorf("CAPA under TLS %q: want USER, no STLS", r.CapaAfter)
+			}
+			msgs := make([]string, len(r.Messages))
+			for i, m := range r.Messages {
+				msgs[i] = latin1(m)
+			}
+			sameMessages(t, "poplib", msgs, want, true)
+			port := clientPortFromLog(t, p)
+			checkCourierSession(t, p, port, "stls")
+			raw := strings.ToUpper(c.Raw(t))
+			if strings.Contains(raw, "STLS") {
+				t.Errorf("Courier received STLS:\n%q", raw)
+			}
+			if i := strings.Index(raw, "USER"); i < 0 || strings.Contains(raw[i+1:], "USER") {
+				t.Errorf("Courier received USER %d times, want once (under TLS):\n%q", strings.Count(raw, "USER"), raw)
+			}
+			noSecrets(t, p, nil)
+		})
+	}
+	t.Run("curl", func(t *testing.T) {
+		p := startPipeline(t, pipelineOpts{Mode: "pop3", Backend: c.POP3Cmd()})
+		base := "pop3://localhost:" + strconv.Itoa(p.Port)
+		var got []string
+		for i := 1; i <= 3; i++ {
+			cmd := exec.Command("curl", "-sS", "--ssl-reqd", "--cacert", p.CA, "--max-time", "30", "-u", "alice:secret", base+"/"+strconv.Itoa(i))
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			out, err := runBounded(t, cmd, 60*time.Second)
+			if err != nil {
+				t.Fatalf("curl %d: %v: %s\npipeline:\n%s", i, err, stderr.String(), p.Stderr())
+			}
+			got = append(got, string(out))
+		}
+		sameMessages(t, "curl", got, want, true)
+		cmd := exec.Command("curl", "-sS", "--max-time", "30", "-u", "alice:secret", base+"/")
+		if _, err := runBounded(t, cmd, 60*time.Second); err == nil {
+			t.Errorf("curl without TLS logged in through an STLS-required port")
+		}
+		noSecrets(t, p, nil)
+	})
+}
+
+// TestCourierHarness: tests/courier.sh's own contract: bad use exits 100;
+// stop leaves no authdaemond.
+func TestCourierHarness(t *testing.T) {
+	c := startCourier(t)
+	b, err := os.ReadFile(filepath.Join(c.Dir, "authdaemond.pid"))
+	if err != nil {
+		t.Fatalf("no authdaemond.pid: %v", err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if out, err := exec.Command("sh", c.script, "stop", c.Dir).CombinedOutput(); err != nil {
+		t.Errorf("courier.sh stop: %v: %s", err, out)
+	}
+	if pid <= 1 || syscall.Kill(pid, 0) == nil {
+		t.Errorf("authdaemond %d still there after stop", pid)
+	}
+	err = exec.Command("sh", c.script, "start").Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 100 {
+		t.Errorf("courier.sh start without DIR: %v, want exit 100", err)
+	}
+}
