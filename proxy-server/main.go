@@ -145,11 +145,14 @@ func run(l *log.Logger, args []string, env []string) error {
 	what := proxied
 	if h.Local {
 		what = local
-		// HAProxy's health check: LOCAL, then close, every second per
-		// server. Such a connection starts nothing and logs nothing.
-		if closedSoon(0, 100*time.Millisecond) {
-			what = quiet
-		}
+	}
+	// HAProxy's health checks, every second per server: with
+	// send-proxy-v2 a LOCAL header, with send-proxy a TCP4 line that
+	// names the balancer's own connection; then close. Such a
+	// connection starts nothing and logs nothing. (Only these wait for
+	// the close: a client's header names the client.)
+	if (h.Local || h.Src.Addr().Unmap() == peer.Addr().Unmap()) && closedSoon(0, 100*time.Millisecond) {
+		what = quiet
 	}
 	switch what {
 	case quiet:
