@@ -20,6 +20,8 @@
 #                  file's, 2000000000:4194304)
 #   BENCH_PROFILE  0 to skip the perf profile of the chain (default 1)
 #   BENCH_QUICK    1: one short round of everything, for the tests
+#   BENCH_SWEEP    0 to skip tests/bench/sweep.sh (issue 14's figures and
+#                  pictures; its own SWEEP_* variables)
 #
 # Every system runs under the same `tcpserver -1 -R -H -l 0 -c 200 -b 100
 # 127.0.0.1 0` (without -l, tcpserver asks DNS for the local name on each
@@ -544,6 +546,13 @@ machine() {
 	if [ -f tests/bench/analysis.md ]; then
 		echo
 		cat tests/bench/analysis.md
+	fi
+	# Issue 14's figures: sessions/s against concurrency, CPU per
+	# session, the signer, hybrid and X25519 only, held sessions; with
+	# the SVG pictures next to $OUT.
+	if [ "$QUICK" != 1 ] && [ "${BENCH_SWEEP:-1}" = 1 ]; then
+		echo
+		IMAPTLS_BIN=$BIN BENCH_RANGE=$RANGE sh tests/bench/sweep.sh "$(dirname "$OUT")" || say "warning: sweep.sh failed"
 	fi
 } >"$work/report.md" || die "unable to write the report"
 cp "$work/report.md" "$OUT.tmp" && mv -f "$OUT.tmp" "$OUT" || die "unable to write $OUT"
