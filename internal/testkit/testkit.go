@@ -31,14 +31,15 @@ import (
 // like the program first, then here. A program with no old folder maps
 // to "".
 var programs = map[string]string{
-	"makesock":         "",
-	"setuidgid-chroot": "",
-	"stunnel-imap":     "",
-	"stunnel-imap-key": "",
-	"imap-tls-conf":    "service",
-	"imap-tls-server":  "",
-	"proxy-server":     "",
-	"imap-tls-check":   "",
+	"makesock":            "",
+	"setuidgid-chroot":    "",
+	"stunnel-imap":        "",
+	"stunnel-imap-key":    "",
+	"stunnel-imap-signer": "",
+	"imap-tls-conf":       "service",
+	"imap-tls-server":     "",
+	"proxy-server":        "",
+	"imap-tls-check":      "",
 }
 
 // RepoRoot returns the folder that holds go.mod, found upwards from the
