@@ -46,7 +46,7 @@ check=${DEMO_CHECK:-}
 
 # What must be there before anything starts.
 missing=
-for p in imap-tls-server makesock setuidgid-chroot stunnel-imap stunnel-imap-key imap-tls-conf; do
+for p in imap-tls-server makesock setuidgid-chroot stunnel-imap stunnel-imap-key stunnel-imap-signer imap-tls-conf; do
 	[ -x "$bin/$p" ] || missing="$missing $p"
 done
 [ -z "$missing" ] || fatal "missing in $bin:$missing: build them first with: sh redo.do" 100
@@ -178,6 +178,8 @@ for s in starttls implicit pop3 pop3s; do
 	echo 10 >"$d/env/CONCURRENCY"
 	cat "$work/cert.pem" "$work/key.pem" >"$d/ssl/stunnel.pem" && chmod 0400 "$d/ssl/stunnel.pem" ||
 		fatal "unable to install $d/ssl/stunnel.pem"
+	# the service's signer is a service of its own, beside it
+	ln -s "$d/signer" "$work/service/$s-signer" || fatal "unable to link $d/signer"
 done
 rm -f "$work/key.pem"
 
