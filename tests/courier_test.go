@@ -576,3 +576,213 @@ func TestCourierHarness(t *testing.T) {
 		t.Errorf("courier.sh start without DIR: %v, want exit 100", err)
 	}
 }
+
+// pageCommands returns the commands of the indented block that follows
+// the line starting with intro in the markdown file path.
+func pageCommands(t *testing.T, path, intro string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	var cmds []string
+	for i, l := range lines {
+		if !strings.HasPrefix(l, intro) {
+			continue
+		}
+		j := i + 1
+		for j < len(lines) && !strings.HasPrefix(lines[j], "    ") {
+			j++
+		}
+		for ; j < len(lines) && strings.HasPrefix(lines[j], "    "); j++ {
+			cmds = append(cmds, strings.TrimSpace(lines[j]))
+		}
+		return cmds
+	}
+	t.Fatalf("%s: no line starting %q", path, intro)
+	return nil
+}
+
+// TestCourierMigration: imap-tls-conf/README.md's Courier installation,
+// step by step, run as the page writes it, with this test's folders,
+// loopback ports and certificate put in for /etc/imap-tls,
+// /etc/service/, `0 143`, `0 110` and chain-and-key.pem. The steps that
+// touch the machine are checked to be on the page but not run: apt-get
+// (Courier conflicts with the Dovecot packages the other tests need: it
+// comes from tests/courier.sh's cache), systemctl (no Courier listeners
+// here), sh redo.do (the binaries are built), useradd (the accounts are
+// made when missing). Courier is not installed, so an env/IMAPD that
+// names Courier's program runs in Courier's namespace (`sh
+// tests/courier.sh run DIR` in front of exactly the page's line). Then
+// svscan runs the two services and their signers: imaplib over
+// STARTTLS and poplib over STLS log in and read alice's mail, the
+// settings the page put in env/ reach Courier, and its log lines in
+// log/main/current name the client with starttls=1 / stls=1.
+func TestCourierMigration(t *testing.T) {
+	needRoot(t)
+	need(t, "svscan", "supervise", "svc", "multilog", "softlimit", "envdir", "setuidgid", "tcpserver", python)
+	c := startCourier(t)
+	conf := bin(t, "imap-tls-conf")
+	binDir := filepath.Dir(conf)
+	for _, p := range []string{"imap-tls-server", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key", "imap-tls-check"} {
+		if filepath.Dir(bin(t, p)) != binDir {
+			t.Fatalf("%s is not next to imap-tls-conf", p)
+		}
+	}
+	// the signer's service runs it (env/SIGNER); testkit may not build it
+	if _, err := os.Stat(filepath.Join(binDir, "stunnel-imap-signer")); err != nil {
+		t.Fatalf("stunnel-imap-signer is not next to imap-tls-conf (sh redo.do builds it): %v", err)
+	}
+	top := t.TempDir()
+	for _, d := range []string{filepath.Dir(top), top} {
+		os.Chmod(d, 0o755)
+	}
+	pem, ca := writeCert(t, top)
+	etc := filepath.Join(top, "etc")
+	svroot := filepath.Join(top, "service")
+	for _, d := range []string{etc, svroot} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	imapPort, pop3Port := freePort(t), freePort(t)
+	for imapPort == pop3Port {
+		pop3Port = freePort(t)
+	}
+	r := strings.NewReplacer("/etc/imap-tls", etc+"/imap-tls", "/etc/service/", svroot+"/",
+		"chain-and-key.pem", pem, " 0 143", " 127.0.0.1 "+strconv.Itoa(imapPort), " 0 110", " 127.0.0.1 "+strconv.Itoa(pop3Port))
+	cmds := pageCommands(t, filepath.Join(repoRoot(t), "imap-tls-conf", "README.md"), "The commands (as root")
+	seen := map[string]bool{}
+	var checks []string
+	for _, cmd := range cmds {
+		f := strings.Fields(cmd)
+		if len(f) == 0 {
+			continue
+		}
+		seen[f[0]] = true
+		switch {
+		case f[0] == "apt-get":
+			if !strings.Contains(cmd, "courier-imap") || !strings.Contains(cmd, "courier-pop") {
+				t.Errorf("the page's apt-get does not install Courier: %s", cmd)
+			}
+			continue
+		case f[0] == "systemctl", f[0] == "sh" && len(f) == 2 && f[1] == "redo.do":
+			continue
+		case f[0] == "useradd":
+			ensureAccount(t, f[len(f)-1])
+			continue
+		}
+		if strings.HasPrefix(cmd, "bin/") {
+			cmd = binDir + "/" + strings.TrimPrefix(cmd, "bin/")
+		}
+		cmd = r.Replace(cmd)
+		out, err := exec.Command("sh", "-c", cmd).CombinedOutput()
+		if strings.Contains(cmd, "imap-tls-check") {
+			checks = append(checks, string(out))
+		}
+		if err != nil {
+			t.Fatalf("the page's %q failed: %v\n%s", cmd, err, out)
+		}
+		// Courier is not installed here: its command line runs in
+		// Courier's namespace, word for word
+		files, _ := filepath.Glob(filepath.Join(etc, "*", "env", "IMAPD"))
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			if line := strings.TrimSpace(string(b)); strings.HasPrefix(line, "/usr/lib/courier/") {
+				os.WriteFile(f, []byte("sh "+c.script+" run "+c.Dir+" "+line+"\n"), 0o644)
+			}
+		}
+	}
+	for _, want := range []string{"apt-get", "systemctl", "sh", "useradd", "bin/imap-tls-conf", "install", "echo", "bin/imap-tls-check", "ln"} {
+		if !seen[want] {
+			t.Errorf("the page's commands lack %s: %q", want, cmds)
+		}
+	}
+	if len(checks) != 2 {
+		t.Errorf("the page runs imap-tls-check %d times, want 2 (one per service)", len(checks))
+	}
+	imap := &service{Dir: filepath.Join(etc, "imap-tls"), Port: imapPort, Mode: "imap"}
+	pop3 := &service{Dir: filepath.Join(etc, "imap-tls-pop3"), Port: pop3Port, Mode: "pop3"}
+	for _, s := range []*service{imap, pop3} {
+		b, err := os.ReadFile(filepath.Join(s.Dir, "env", "MODE"))
+		if err != nil || strings.TrimSpace(string(b)) != s.Mode {
+			t.Errorf("%s/env/MODE: %q %v, want %s", s.Dir, b, err, s.Mode)
+		}
+	}
+	links, _ := filepath.Glob(filepath.Join(svroot, "*"))
+	if len(links) != 4 {
+		t.Fatalf("the page linked %d directories into the service folder, want 4 (two services, two signers): %v", len(links), links)
+	}
+	tr := &svscanTree{Root: svroot, CA: ca, out: &lockedBuffer{},
+		services: []*service{imap, pop3, {Dir: filepath.Join(imap.Dir, "signer")}, {Dir: filepath.Join(pop3.Dir, "signer")}}}
+	tr.cmd = exec.Command("svscan", svroot)
+	tr.cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"}
+	tr.cmd.Stdout, tr.cmd.Stderr = tr.out, tr.out
+	tr.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	tr.cmd.WaitDelay = time.Second
+	if err := tr.cmd.Start(); err != nil {
+		t.Fatalf("unable to start svscan: %v", err)
+	}
+	t.Cleanup(func() { tr.stop(t) })
+	imap.waitUp(t)
+	pop3.waitUp(t)
+
+	py := `
+import imaplib, poplib, ssl, sys
+ca, p1, p2 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ctx = ssl.create_default_context(cafile=ca)
+M = imaplib.IMAP4("localhost", p1, timeout=20)
+M.starttls(ssl_context=ctx)
+caps = " ".join(sorted(M.capabilities))
+M.login("alice", "secret")
+n = M.select("INBOX")[1][0].decode()
+s = M.fetch("2", "(BODY[HEADER.FIELDS (SUBJECT)])")[1][0][1].decode().strip()
+M.logout()
+P = poplib.POP3("localhost", p2, timeout=20)
+P.stls(context=ctx)
+P.user("alice"); P.pass_("secret")
+m = P.stat()[0]
+body = b"\n".join(P.retr(3)[1]).decode()
+P.quit()
+print(n, m, s, "|", caps, "|", "seed message number 3" in body)
+`
+	cmd := exec.Command(python, "-c", py, ca, strconv.Itoa(imap.Port), strconv.Itoa(pop3.Port))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := runBounded(t, cmd, 60*time.Second)
+	if err != nil {
+		t.Fatalf("python: %v\n%s\nlogs:\n%s\n%s", err, stderr.String(), strings.Join(imap.logLines(t), "\n"), strings.Join(pop3.logLines(t), "\n"))
+	}
+	parts := strings.Split(strings.TrimSpace(string(out)), " | ")
+	if len(parts) != 3 || parts[0] != "3 3 Subject: seed message 2" || parts[2] != "True" {
+		t.Errorf("through the page's services: %q", out)
+	}
+	// env/IMAP_CAPABILITY_TLS reached Courier (IDLE, AUTH=PLAIN, no
+	// THREAD=: the page's list, not Debian's), and IMAP_TLS with it
+	if len(parts) == 3 && (!strings.Contains(parts[1], "IDLE") || !strings.Contains(parts[1], "AUTH=PLAIN") || strings.Contains(parts[1], "THREAD=")) {
+		t.Errorf("capabilities under TLS %q: want the page's env/IMAP_CAPABILITY_TLS", parts[1])
+	}
+	for _, tc := range []struct {
+		s        *service
+		end, tls string
+	}{{imap, "(LOGOUT|DISCONNECTED)", "starttls"}, {pop3, "LOGOUT", "stls"}} {
+		rx := regexp.MustCompile(`INFO: ` + tc.end + `, user=alice, ip=\[127\.0\.0\.1\], port=\[[0-9]+\].*, ` + tc.tls + `=1`)
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			if rx.MatchString(strings.Join(tc.s.logLines(t), "\n")) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%s/log/main/current lacks Courier's end of session with %s=1:\n%s", tc.s.Dir, tc.tls, strings.Join(tc.s.logLines(t), "\n"))
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for _, l := range tc.s.logLines(t) {
+			if strings.Contains(l, "secret") {
+				t.Errorf("a password in %s's log: %s", tc.s.Dir, l)
+			}
+		}
+	}
+}
