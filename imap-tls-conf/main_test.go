@@ -79,6 +79,8 @@ func TestMakesTheTree(t *testing.T) {
 		{"env/UIDRANGE", 0644, 0, 0, false},
 		{"env/GOMAXPROCS", 0644, 0, 0, false},
 		{"env/IMAPD", 0644, 0, 0, false},
+		{"env/PROXYHEADER", 0644, 0, 0, false},
+		{"env/PROXYFROM", 0644, 0, 0, false},
 		{"env/CERT_WARN_DAYS", 0644, 0, 0, false},
 		{"env/PATH", 0644, 0, 0, false},
 		{"env/SIGNER", 0644, 0, 0, false},
@@ -138,7 +140,7 @@ func TestMakesTheTree(t *testing.T) {
 	runFile, _ := os.ReadFile(filepath.Join(dir, "run"))
 	for _, s := range []string{"exec 2>&1\n", "exec envdir ./env ", "softlimit -m \"$MEMLIMIT\"",
 		"set -- -u " + acct + "\n", "set -- -r \"$UIDRANGE\"\n",
-		"set -- \"$@\" -s \"$SIGNER\"\n", "set -- \"$@\" -k ./ssl/stunnel.pem\n",
+		"set -- \"$@\" -s \"$SIGNER\" -C ./ssl/stunnel.pem\n", "set -- \"$@\" -k ./ssl/stunnel.pem\n",
 		"imap-tls-server -n \"$MODE\" -c \"$CONCURRENCY\" \"$@\" -j ./jail \"$IP\" \"$PORT\" $IMAPD\n"} {
 		if !strings.Contains(string(runFile), s) {
 			t.Errorf("run lacks %q:\n%s", s, runFile)
@@ -199,10 +201,11 @@ func TestRunFile(t *testing.T) {
 		args := []string{"softlimit", "-m", defaultMemLimit, "imap-tls-server", "-n", mode, "-c", "40"}
 		args = append(args, ids...)
 		if len(ids) < 3 { // the default: the signer
-			args = append(args, "-s", defaultSigner)
+			args = append(args, "-s", defaultSigner, "-C", "./ssl/stunnel.pem")
 		}
+		args = append(args, "-H") // env/PROXYHEADER yes
 		args = append(args, "-j", "./jail", "0.0.0.0", "143",
-			"socat", "-lf", "/dev/null", "-t", "5", "STDIO,shut-down", "UNIX-CONNECT:/run/dovecot/imap-tls")
+			"socat", "-lf", "/dev/null", "-t", "5", "STDIO,shut-down", "TCP:127.0.0.1:10143")
 		return "<" + strings.Join(args, "><") + ">\n"
 	}
 	for _, mode := range []string{"imap", "imap-", "imaps", "implicit"} {
@@ -283,9 +286,10 @@ func TestRefusals(t *testing.T) {
 		{[]string{acct, logacct, existing}, 100, "exists: imap-tls-conf makes a new directory"},
 		{[]string{acct, logacct, dangling}, 100, "exists"},
 		{[]string{acct, logacct, ""}, 100, "dir must not be empty"},
-		{[]string{acct, logacct, dir, "::1"}, 100, `ip "::1" is not an IPv4 address`},
-		{[]string{acct, logacct, dir, "1.2.3"}, 100, "is not an IPv4 address"},
-		{[]string{acct, logacct, dir, "localhost"}, 100, "is not an IPv4 address"},
+		{[]string{acct, logacct, dir, "::"}, 100, `ip "::": write 0 for every address`},
+		{[]string{acct, logacct, dir, "fe80::1%eth0"}, 100, "is not an IPv4 or IPv6 address"},
+		{[]string{acct, logacct, dir, "1.2.3"}, 100, "is not an IPv4 or IPv6 address"},
+		{[]string{acct, logacct, dir, "localhost"}, 100, "is not an IPv4 or IPv6 address"},
 		{[]string{acct, logacct, dir, "127.0.0.1", "0"}, 100, `port "0" is not a number from 1 to 65535`},
 		{[]string{acct, logacct, dir, "127.0.0.1", "65536"}, 100, "is not a number"},
 		{[]string{acct, logacct, dir, "127.0.0.1", "+143"}, 100, "is not a number"},

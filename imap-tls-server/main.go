@@ -43,7 +43,7 @@ import (
 	"imap-tls/log"
 )
 
-const synopsis = "-n imap|imap-|imaps|pop3|pop3-|pop3s [ -c concurrency ] [ -b backlog ] [ -1 ] ( -u account | -r base:count ) -j jail ( -k pemfile [ -k pemfile ... ] | -s socket ) [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ] [ -H ] [ -L source[,source...] ] [ -V ] [ -x ] ip port imapd..."
+const synopsis = "-n imap|imap-|imaps|pop3|pop3-|pop3s [ -c concurrency ] [ -b backlog ] [ -1 ] ( -u account | -r base:count ) -j jail ( -k pemfile [ -k pemfile ... ] | -s socket [ -C pemfile ... ] ) [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ] [ -H ] [ -L source[,source...] ] [ -V ] [ -x ] ip port imapd..."
 
 // The programs of the chain, found through $PATH at start.
 var programs = []string{"tcpserver", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key"}
@@ -73,6 +73,7 @@ type options struct {
 	jail        string
 	pems        []string
 	signer      string   // -s: the signer's socket, instead of a key process per connection
+	signerPems  []string // -C: the signer's files, checked at start as -k's are
 	proxy       []string // stunnel-imap's -T -t -A -v -q, in the order given
 	verbose     bool     // tcpserver -v
 	print       bool     // -x
@@ -120,6 +121,13 @@ func parse(args []string) (*options, error) {
 		o.pems = append(o.pems, v)
 		return nil
 	})
+	fs.Func("C", "", func(v string) error {
+		if v == "" {
+			return errors.New("empty pemfile")
+		}
+		o.signerPems = append(o.signerPems, v)
+		return nil
+	})
 	for _, name := range []string{"T", "t", "A"} {
 		fs.Func(name, "", func(v string) error {
 			f, err := strconv.ParseFloat(v, 64)
@@ -163,6 +171,8 @@ func parse(args []string) (*options, error) {
 		return nil, usage("missing -k pemfile or -s socket")
 	case len(o.pems) > 0 && o.signer != "":
 		return nil, usage("-k and -s together: with -s the signer holds the keys")
+	case len(o.signerPems) > 0 && o.signer == "":
+		return nil, usage("-C without -s: -C names the signer's files, -k the key process's")
 	case verbose && quiet:
 		return nil, usage("-v and -q together: one of them")
 	case len(rest) < 3:
@@ -268,13 +278,17 @@ func check(o *options) error {
 	if !st.IsDir() {
 		return log.Config(nil, "jail %s is not a directory", o.jail)
 	}
-	for _, p := range o.pems {
+	// With -s the signer loads its own files at its start; -C names them
+	// so that this service, too, refuses to come up on a certificate the
+	// signer would refuse (issue 13: one policy, every path).
+	pems := append(o.pems[:len(o.pems):len(o.pems)], o.signerPems...)
+	for _, p := range pems {
 		if err := readable(p); err != nil {
 			return err
 		}
 	}
-	if len(o.pems) > 0 { // with -s, the signer checks its own at its start
-		if err := checkCerts(o.pems); err != nil {
+	if len(pems) > 0 {
+		if err := checkCerts(pems); err != nil {
 			return err
 		}
 	}
