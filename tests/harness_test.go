@@ -328,6 +328,11 @@ type pipelineOpts struct {
 	// ExtraPEMs are more -k files, for SNI: the key process gets them on
 	// fd 5, 6, ...; PEM stays the default.
 	ExtraPEMs []string
+	// Signer, when set, is imap-tls-server -s Signer (the signer's
+	// socket, a signer the test started: startSigner) instead of -k:
+	// the run file's default chain. PEM then only names the signer's
+	// certificate for the test.
+	Signer string
 	// Env is added to imap-tls-server's environment (and so to tcpserver
 	// and every program of every connection).
 	Env []string
@@ -419,9 +424,14 @@ func startPipeline(t testing.TB, o pipelineOpts) *pipeline {
 	if o.UIDRange != "" {
 		args = []string{"-n", o.Mode, "-r", o.UIDRange}
 	}
-	args = append(args, "-j", p.Jail, "-k", p.PEM)
-	for _, extra := range o.ExtraPEMs {
-		args = append(args, "-k", extra)
+	args = append(args, "-j", p.Jail)
+	if o.Signer != "" {
+		args = append(args, "-s", o.Signer)
+	} else {
+		args = append(args, "-k", p.PEM)
+		for _, extra := range o.ExtraPEMs {
+			args = append(args, "-k", extra)
+		}
 	}
 	if o.Verbose {
 		args = append(args, "-V")
