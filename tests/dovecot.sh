@@ -6,7 +6,7 @@
 #   sh tests/dovecot.sh stop DIR          stop it, wait until it is gone
 #   sh tests/dovecot.sh imap DIR [USER]   exec the stdio imap binary,
 #                                         pre-authenticated (greets PREAUTH)
-#   sh tests/dovecot.sh login DIR         exec socat STDIO UNIX-CONNECT:DIR/imap.sock
+#   sh tests/dovecot.sh login DIR         exec socat -lf /dev/null STDIO UNIX-CONNECT:DIR/imap.sock
 #   sh tests/dovecot.sh pop3login DIR     exec socat STDIO UNIX-CONNECT:DIR/pop3.sock
 #                                         (POP3, when dovecot-pop3d is installed)
 #   sh tests/dovecot.sh haproxy DIR       exec socat STDIO TCP:127.0.0.1:PORT, the
@@ -251,20 +251,20 @@ login() {
 	# shut-down: pass Dovecot's end of file on at once as a half-close
 	# (stdio is a socket under makesock); -t 5: then wait up to 5 s for
 	# the other side's last bytes (socat's default is half a second)
-	exec socat -t 5 STDIO,shut-down "UNIX-CONNECT:$dir/imap.sock"
+	exec socat -lf /dev/null -t 5 STDIO,shut-down "UNIX-CONNECT:$dir/imap.sock"
 }
 
 # haproxy DIR NAME: socat to the haproxy listener NAME (imap, pop3).
 haproxy() {
 	dir=$(absdir "$1")
 	[ -f "$dir/$2-haproxy.port" ] || fatal "unable to find $dir/$2-haproxy.port"
-	exec socat -t 5 STDIO,shut-down "TCP:127.0.0.1:$(cat "$dir/$2-haproxy.port")"
+	exec socat -lf /dev/null -t 5 STDIO,shut-down "TCP:127.0.0.1:$(cat "$dir/$2-haproxy.port")"
 }
 
 pop3login() {
 	dir=$(absdir "$1")
 	[ -S "$dir/pop3.sock" ] || fatal "unable to find $dir/pop3.sock: is dovecot-pop3d installed?"
-	exec socat -t 5 STDIO,shut-down "UNIX-CONNECT:$dir/pop3.sock"
+	exec socat -lf /dev/null -t 5 STDIO,shut-down "UNIX-CONNECT:$dir/pop3.sock"
 }
 
 [ $# -ge 2 ] || usage
