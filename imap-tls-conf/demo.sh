@@ -22,6 +22,12 @@
 #   DEMO_POP3_PORT      default 1110
 #   DEMO_POP3S_PORT     default 1995
 #   DEMO_KEEP=1         keep the tree (logs) after stopping
+#   DEMO_BACKEND        dovecot (the default) or courier: Courier's
+#                       imaplogin and pop3login behind the services instead
+#                       (tests/courier.sh: Debian's packages unpacked, never
+#                       installed, fetched into /var/cache/imap-tls-test/courier
+#                       the first time; user alice, password secret, three
+#                       messages); the same client commands work
 #   IMAPTLS_BIN         where the programs are (default: bin/)
 #
 # Exit codes: 0 done, 1 a check failed, 100 usage or missing pieces,
@@ -40,6 +46,12 @@ p2=${DEMO_IMPLICIT_PORT:-1993}
 p3=${DEMO_POP3_PORT:-1110}
 p4=${DEMO_POP3S_PORT:-1995}
 check=${DEMO_CHECK:-}
+backend=${DEMO_BACKEND:-dovecot}
+case $backend in
+dovecot) server=Dovecot ;;
+courier) server=Courier ;;
+*) echo "$prog: usage: DEMO_BACKEND is dovecot or courier, not $backend" >&2; exit 100 ;;
+esac
 
 [ $# -eq 0 ] || { echo "$prog: usage: [ DEMO_CHECK=1 ] sh imap-tls-conf/demo.sh" >&2; exit 100; }
 [ "$(id -u)" = 0 ] || fatal "the demo must run as root (it starts svscan and a private Dovecot, and chroots)" 100
@@ -56,9 +68,15 @@ need() { # need command package
 pkgs=
 for c in svscan supervise svc svok multilog softlimit envdir setuidgid; do need $c daemontools; done
 need tcpserver ucspi-tcp
-need dovecot dovecot-imapd
-[ -x /usr/lib/dovecot/pop3-login ] || pkgs="$pkgs dovecot-pop3d"
-need doveadm dovecot-core
+if [ "$backend" = dovecot ]; then
+	need dovecot dovecot-imapd
+	[ -x /usr/lib/dovecot/pop3-login ] || pkgs="$pkgs dovecot-pop3d"
+	need doveadm dovecot-core
+else
+	need unshare util-linux
+	need flock util-linux
+	need apt-get apt
+fi
 need socat socat
 need openssl openssl
 need setsid util-linux
@@ -125,6 +143,7 @@ stop() {
 		done
 	fi
 	[ -f "$work/dovecot/dovecot.conf" ] && sh "$root/tests/dovecot.sh" stop "$work/dovecot"
+	[ -d "$work/courier" ] && sh "$root/tests/courier.sh" stop "$work/courier"
 	left=
 	[ -n "$svscan_pid" ] && left=$(pgrep -g "$svscan_pid" 2>/dev/null | tr '\n' ' ')
 	[ -f "$work/dovecot/run/master.pid" ] && kill -0 "$(cat "$work/dovecot/run/master.pid")" 2>/dev/null &&
@@ -144,8 +163,13 @@ trap 'stop; exit 130' INT
 trap 'stop; exit 143' TERM HUP
 trap 'stop' EXIT
 
-# The private Dovecot: alice/secret with three messages, on a unix socket.
-sh "$root/tests/dovecot.sh" start "$work/dovecot" || fatal "unable to start Dovecot"
+# The private Dovecot: alice/secret with three messages, on a unix socket;
+# or Courier's login servers, with authdaemond and the same mail.
+if [ "$backend" = dovecot ]; then
+	sh "$root/tests/dovecot.sh" start "$work/dovecot" || fatal "unable to start Dovecot"
+else
+	sh "$root/tests/courier.sh" start "$work/courier" || fatal "unable to start Courier"
+fi
 
 # A self-signed certificate for localhost and 127.0.0.1.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
@@ -175,6 +199,14 @@ for s in starttls implicit pop3 pop3s; do
 	# shut-down: pass Dovecot's end of file on at once (socat's STDIO does
 	# not shut down a socket otherwise, and waits -t seconds)
 	echo "socat -t 5 STDIO,shut-down UNIX-CONNECT:$work/dovecot/$sock" >"$d/env/IMAPD"
+	if [ "$backend" = courier ]; then
+		# Courier's own stdio login servers, in their namespace (they
+		# are not installed): imaplogin /usr/bin/imapd Maildir, or
+		# courierpop3login courierpop3d Maildir
+		login=imaplogin
+		case $s in pop3*) login=pop3login ;; esac
+		echo "sh $root/tests/courier.sh $login $work/courier" >"$d/env/IMAPD"
+	fi
 	echo 10 >"$d/env/CONCURRENCY"
 	cat "$work/cert.pem" "$work/key.pem" >"$d/ssl/stunnel.pem" && chmod 0400 "$d/ssl/stunnel.pem" ||
 		fatal "unable to install $d/ssl/stunnel.pem"
@@ -257,6 +289,16 @@ print(n, m, s)
 	else
 		bad "logs: $n lines (want at least 8), or a password in them"
 	fi
+	if [ "$backend" = courier ]; then
+		# Courier's own lines: the client's address, and TLS as the proxy says
+		if grep -q 'INFO: LOGIN, user=alice, ip=\[127\.0\.0\.1\]' "$s1/log/main/current" &&
+			grep -q 'user=alice, ip=\[127\.0\.0\.1\].*starttls=1' "$s1/log/main/current" &&
+			grep -q 'user=alice, ip=\[127\.0\.0\.1\].*stls=1' "$s3/log/main/current"; then
+			ok "Courier's log lines: the client's address, starttls=1 and stls=1"
+		else
+			bad "Courier's log lines lack the client's address or starttls=1 / stls=1"
+		fi
+	fi
 	stop
 	trap - EXIT
 	[ $failed = 0 ] && say "all checks passed" || say "some checks failed"
@@ -270,7 +312,7 @@ imap-tls demo: running under svscan ($work/service)
   127.0.0.1:$p2  implicit TLS        ($s2)
   127.0.0.1:$p3  POP3, STLS required ($s3)
   127.0.0.1:$p4  POP3, implicit TLS  ($s4)
-  behind them: a private Dovecot, user alice, password secret, 3 messages
+  behind them: a private $server, user alice, password secret, 3 messages
 
 Try, from another terminal:
 
@@ -306,7 +348,7 @@ Logs (one line per connection, tai64n stamps):
   tail -F $s3/log/main/current $s4/log/main/current | tai64nlocal
 Control: svstat $s1; svc -t $s1 (restart); edit $s1/env/PORT, then svc -t $s1
 
-Ctrl-C stops everything (svscan, supervise, tcpserver, Dovecot) and removes $work.
+Ctrl-C stops everything (svscan, supervise, tcpserver, $server) and removes $work.
 EOF
 
 # Wait for Ctrl-C or TERM; wait returns early when a trapped signal comes.

@@ -786,3 +786,48 @@ print(n, m, s, "|", caps, "|", "seed message number 3" in body)
 		}
 	}
 }
+
+// TestCourierDemo: `DEMO_BACKEND=courier DEMO_CHECK=1 sh
+// imap-tls-conf/demo.sh` (what `sh redo.do demo` runs) serves IMAP and
+// POP3 from Courier on four free ports, its clients all work, Courier's
+// log lines name the client with starttls=1 and stls=1, and it stops
+// leaving nothing running. An unknown DEMO_BACKEND is a usage error.
+func TestCourierDemo(t *testing.T) {
+	needRoot(t)
+	need(t, "svscan", "tcpserver", "socat", "openssl", "curl", "python3", "setsid", "pgrep", "unshare")
+	conf := bin(t, "imap-tls-conf")
+	for _, p := range []string{"imap-tls-server", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key", "imap-tls-check"} {
+		bin(t, p)
+	}
+	ports := map[int]bool{}
+	for len(ports) < 4 {
+		ports[freePort(t)] = true
+	}
+	var ps []string
+	for p := range ports {
+		ps = append(ps, strconv.Itoa(p))
+	}
+	demo := filepath.Join(repoRoot(t), "imap-tls-conf", "demo.sh")
+	cmd := exec.Command("sh", demo)
+	cmd.Env = append(os.Environ(), "IMAPTLS_BIN="+filepath.Dir(conf), "DEMO_BACKEND=courier", "DEMO_CHECK=1",
+		"DEMO_STARTTLS_PORT="+ps[0], "DEMO_IMPLICIT_PORT="+ps[1], "DEMO_POP3_PORT="+ps[2], "DEMO_POP3S_PORT="+ps[3])
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	out := &lockedBuffer{}
+	cmd.Stderr = out
+	_, err := runBounded(t, cmd, 120*time.Second)
+	s := out.String()
+	if err != nil || !strings.Contains(s, "demo.sh: all checks passed") || !strings.Contains(s, "stopped: nothing left running") {
+		t.Errorf("DEMO_BACKEND=courier DEMO_CHECK=1 demo.sh: %v\n%s", err, s)
+	}
+	for _, want := range []string{"ok: openssl s_client -starttls imap", "ok: curl --ssl-reqd imap://", "ok: python3 imaplib",
+		"ok: python3 poplib", "ok: curl --ssl-reqd pop3://", "ok: Courier's log lines"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("the demo's check lacks %q:\n%s", want, s)
+		}
+	}
+	bad := exec.Command("sh", demo)
+	bad.Env = append(os.Environ(), "DEMO_BACKEND=exim")
+	if err := bad.Run(); err == nil || bad.ProcessState.ExitCode() != 100 {
+		t.Errorf("DEMO_BACKEND=exim: %v, want exit 100", err)
+	}
+}
