@@ -89,6 +89,13 @@ all)
 test)
 	install_packages $test_packages
 	make_accounts
+	# Courier for tests/courier_test.go: Debian's packages unpacked into a
+	# cache (/var/cache/imap-tls-test/courier), never installed (they
+	# conflict with dovecot-imapd and dovecot-pop3d); the tests fetch it
+	# themselves too, this only says early when it cannot be had
+	if [ "$(id -u)" = 0 ]; then
+		sh tests/courier.sh fetch || die "unable to fetch Courier's packages for the tests"
+	fi
 	build
 	need_go
 	unformatted=$(gofmt -l .)
