@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"imap-tls/internal/testkit"
 	"imap-tls/internal/testkit/memscan"
 )
 
@@ -496,13 +497,7 @@ func TestJailProbe(t *testing.T) {
 	dc := startDovecot(t)
 	probes := map[string]string{}
 	for _, prog := range []string{"stunnel-imap", "stunnel-imap-key"} {
-		probes[prog] = filepath.Join(t.TempDir(), prog)
-		build := exec.Command("go", "build", "-tags", "jailprobe", "-trimpath", "-o", probes[prog], "./"+prog)
-		build.Dir = repoRoot(t)
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("unable to build the jailprobe %s: %v\n%s", prog, err, out)
-		}
+		probes[prog] = testkit.Build(t, "imap-tls/"+prog, "jailprobe")
 	}
 	for _, who := range []string{"proxy", "key process"} {
 		t.Run(strings.ReplaceAll(who, " ", "-"), func(t *testing.T) {
