@@ -261,43 +261,57 @@ func (s *Signer) watch(interval time.Duration) {
 
 // check is one round of watch; true once the signer is stopping.
 func (s *Signer) check() bool {
+	sts := make([]unix.Stat_t, len(s.files))
 	reread := false
-	for _, w := range s.files {
-		var st unix.Stat_t
-		if err := unix.Fstat(w.fd, &st); err != nil {
+	for i, w := range s.files {
+		if err := unix.Fstat(w.fd, &sts[i]); err != nil {
 			s.log.Warning("unable to check certificate %s: %s", w.name, log.Reason(err))
-			continue
+			return false
 		}
-		if st.Nlink == 0 {
+		if sts[i].Nlink == 0 {
 			s.log.Info("certificate %s was replaced on disk: exiting, to be started again with the new one", w.name)
 			s.ln.Close()
 			return true
 		}
-		if changed(&st, &w.st) {
+		if changed(&sts[i], &w.st) {
 			reread = true
 		}
 	}
 	if !reread {
 		return false
 	}
+	// What fstat said before the read is what is remembered: a write
+	// still going on moves it again, and the next round reads again.
+	for i, w := range s.files {
+		w.st = sts[i]
+	}
 	ks := make(keyproc.Keys, 0, len(s.files))
 	for _, w := range s.files {
-		var st unix.Stat_t
-		unix.Fstat(w.fd, &st)
-		c, err := certfile.Read(io.NewSectionReader(os.NewFile(uintptr(w.fd), w.name), 0, certfile.MaxPEM+1), w.name)
+		c, err := certfile.Read(io.NewSectionReader(preader(w.fd), 0, certfile.MaxPEM+1), w.name)
 		if err != nil {
 			// Half written, perhaps: the next change tries again; the
 			// old keys are served meanwhile.
 			s.log.Warning("certificate %s changed and does not load, still serving the old one: %s", w.name, log.Reason(err))
-			for _, w := range s.files {
-				unix.Fstat(w.fd, &w.st)
-			}
 			return false
 		}
 		ks = append(ks, keyproc.Key{Cert: *c})
-		w.st = st
 	}
 	s.keys.Store(&ks)
 	s.log.Info("certificates read again: %d", len(ks))
 	return false
+}
+
+// preader reads a descriptor at an offset (pread), leaving its position
+// and its life alone: an os.File would close it when collected.
+type preader int
+
+func (fd preader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := unix.Pread(int(fd), p, off)
+	if err != nil {
+		return 0, err
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
 }

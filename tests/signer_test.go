@@ -1,0 +1,491 @@
+// End-to-end tests of the signer (issue 14), from outside and as root,
+// against the run file's default chain (imap-tls-server -s: makesock,
+// setuidgid-chroot -r -s 4:SOCKET, stunnel-imap -K 4) and a signer run
+// by the real supervise as imap-tls-conf's signer/run runs it
+// (setuidgid-chroot -/ JAIL -r RANGE -o 3:PEM -l 4:SOCKET
+// stunnel-imap-signer -P 3 -L 4), a private Dovecot behind.
+package tests
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"imap-tls/stunnel-imap/keyproc"
+)
+
+// signerService is a signer under supervise.
+type signerService struct {
+	Dir    string // the service directory: run, supervise/
+	Socket string
+	PEM    string
+	CA     string
+	Jail   string
+	out    *lockedBuffer
+	cmd    *exec.Cmd
+}
+
+// startSigner makes a service directory for the signer of a fresh
+// certificate, starts supervise on it and waits for the signer's ready
+// line. Cleanup: svc -dx, then supervise is waited for.
+func startSigner(t *testing.T) *signerService {
+	t.Helper()
+	needRoot(t)
+	need(t, "supervise", "svc", "svstat")
+	top := t.TempDir()
+	os.Chmod(top, 0o755)
+	s := &signerService{Dir: filepath.Join(top, "signer"), Jail: filepath.Join(top, "jail"), out: &lockedBuffer{}}
+	s.Socket = filepath.Join(s.Dir, "socket")
+	for _, d := range []string{s.Dir, s.Jail} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ssl := filepath.Join(top, "ssl")
+	os.Mkdir(ssl, 0o700)
+	s.PEM, s.CA = writeCert(t, ssl)
+	bindir := filepath.Dir(bin(t, "stunnel-imap-signer"))
+	if filepath.Dir(bin(t, "setuidgid-chroot")) != bindir {
+		t.Fatal("setuidgid-chroot is not next to stunnel-imap-signer")
+	}
+	run := fmt.Sprintf("#!/bin/sh\nexec 2>&1\nPATH=%s:$PATH GOMAXPROCS=1 exec setuidgid-chroot -/ %s -r %s -o 3:%s -l 4:./socket stunnel-imap-signer -P 3 -L 4\n",
+		bindir, s.Jail, jailRange, s.PEM)
+	if err := os.WriteFile(filepath.Join(s.Dir, "run"), []byte(run), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.cmd = exec.Command("supervise", s.Dir)
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	s.cmd.WaitDelay = time.Second
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("unable to start supervise: %v", err)
+	}
+	t.Cleanup(func() {
+		exec.Command("svc", "-dx", s.Dir).Run()
+		done := make(chan struct{})
+		go func() { s.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+			t.Errorf("supervise did not exit on svc -dx")
+		}
+	})
+	s.waitReady(t, 1)
+	return s
+}
+
+// waitReady waits for the n-th ready line of the signer's log.
+func (s *signerService) waitReady(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Count(s.out.String(), "stunnel-imap-signer: info: ready") < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the signer is not ready (%d) after 20 s: %s", n, s.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var svstatPid = regexp.MustCompile(`: up \(pid (\d+)\)`)
+
+// pid is the signer's pid from svstat, 0 when it is down.
+func (s *signerService) pid(t *testing.T) int {
+	t.Helper()
+	out, _ := exec.Command("svstat", s.Dir).CombinedOutput()
+	m := svstatPid.FindSubmatch(out)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// newPID waits until supervise runs a signer other than old, and it is
+// ready.
+func (s *signerService) newPID(t *testing.T, old int) int {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if p := s.pid(t); p != 0 && p != old && alive(p) {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new signer after 20 s: %s", s.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// startSigned is the default chain in front of Dovecot, against s.
+func startSigned(t *testing.T, dc *dovecot, s *signerService, o pipelineOpts) *pipeline {
+	t.Helper()
+	o.Signer, o.PEM = s.Socket, s.PEM
+	return startJail(t, dc, o)
+}
+
+// tcpInodes are the socket inodes of every TCP socket of the machine.
+func tcpInodes() map[string]bool {
+	in := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, _ := os.ReadFile(f)
+		for _, l := range strings.Split(string(b), "\n")[1:] {
+			if f := strings.Fields(l); len(f) > 9 {
+				in[f[9]] = true
+			}
+		}
+	}
+	return in
+}
+
+// TestSignerJail: two connections mid-handshake through the default
+// chain: each proxy jailed under a uid of its own, the signer jailed
+// under a third, with no network socket; no byte of the key in either
+// proxy's memory, before and after the handshake, while the same scan
+// finds it in the signer (the control); then both sessions log in.
+func TestSignerJail(t *testing.T) {
+	dc := startDovecot(t)
+	sig := startSigner(t)
+	p := startSigned(t, dc, sig, pipelineOpts{Mode: "imap"})
+	key := loadKeyScan(t, "default", sig.PEM)
+	a, portA := startTLSPending(t, p.Addr)
+	b, portB := startTLSPending(t, p.Addr)
+	ca, cb := p.findConn(t, portA, false), p.findConn(t, portB, false)
+	spid := sig.pid(t)
+	uids := map[int]string{}
+	for _, x := range []struct {
+		what string
+		pid  int
+		jail string
+	}{{"proxy A", ca.proxy, p.Jail}, {"proxy B", cb.proxy, p.Jail}, {"signer", spid, sig.Jail}} {
+		uid := checkJailed(t, x.what, x.pid, x.jail)
+		if other, dup := uids[uid]; dup {
+			t.Errorf("%s and %s share uid %d", x.what, other, uid)
+		}
+		uids[uid] = x.what
+	}
+	// No per-connection key process: the proxy is tcpserver's child's
+	// only Go program left, and it has no child.
+	for _, c := range []connProcs{ca, cb} {
+		if c.key != 0 {
+			t.Errorf("proxy %d has a key process %d", c.proxy, c.key)
+		}
+	}
+	// The signer: no network socket at all.
+	tcp := tcpInodes()
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", spid))
+	for _, e := range ents {
+		target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", spid, e.Name()))
+		if in, ok := strings.CutPrefix(target, "socket:["); ok && tcp[strings.TrimSuffix(in, "]")] {
+			t.Errorf("signer %d: fd %s is a TCP socket", spid, e.Name())
+		}
+	}
+	if held := key.held(t, spid); len(held) != len(key.secrets) {
+		t.Errorf("control: the signer %d holds %v of the key, want all %d parts: the scan cannot see a key", spid, held, len(key.secrets))
+	}
+	for _, c := range []connProcs{ca, cb} {
+		if held := key.held(t, c.proxy); len(held) != 0 {
+			t.Errorf("before the handshake the proxy %d holds %v of the key", c.proxy, held)
+		}
+	}
+	cfg := clientTLS(t, sig.CA, "localhost")
+	for i, c := range []*imapClient{a, b} {
+		c.TLS(cfg)
+		if _, tagged := c.Cmd("a", "LOGIN alice secret"); !strings.HasPrefix(tagged, "a OK") {
+			t.Fatalf("LOGIN %d: %q", i, tagged)
+		}
+	}
+	for _, c := range []connProcs{ca, cb} {
+		checkJailed(t, "proxy in session", c.proxy, p.Jail)
+		if held := key.held(t, c.proxy); len(held) != 0 {
+			t.Errorf("after the handshake the proxy %d holds %v of the key", c.proxy, held)
+		}
+	}
+	for _, c := range []*imapClient{a, b} {
+		c.Cmd("z", "LOGOUT")
+		c.Close()
+	}
+	line := p.waitLog(t, `stunnel-imap: info: remote=127\.0\.0\.1:`+strconv.Itoa(portA)+` `, 20*time.Second)
+	if !strings.Contains(line, "auth=yes") {
+		t.Errorf("log line: %s", line)
+	}
+	if sig.pid(t) != spid {
+		t.Errorf("the signer changed during the test: %s", sig.out.String())
+	}
+}
+
+// frame is one raw frame of the key process's protocol.
+func frame(typ byte, payload []byte) []byte {
+	return append([]byte{keyproc.Version, typ, byte(len(payload) >> 8), byte(len(payload))}, payload...)
+}
+
+// signerConn connects to the signer as each proxy's setuidgid-chroot
+// does (as root) and reads the ready frame.
+func signerConn(t *testing.T, s *signerService) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.DialTimeout("unix", s.Socket, 5*time.Second)
+	if err != nil {
+		t.Fatalf("connect to the signer: %v", err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	var buf [keyproc.MaxFrame]byte
+	if rep, err := keyproc.ReadReply(r, &buf); err != nil || rep.Type != keyproc.TypeReady {
+		t.Fatalf("the signer's first frame: %v %v, want ready", rep.Type, err)
+	}
+	return c, r
+}
+
+// closed reports whether the signer ends the connection without another
+// frame.
+func closed(r *bufio.Reader) error {
+	var buf [keyproc.MaxFrame]byte
+	rep, err := keyproc.ReadReply(r, &buf)
+	if err == nil {
+		return fmt.Errorf("got a frame of type %c", rep.Type)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+		return nil
+	}
+	return err
+}
+
+// TestSignerOneSignature speaks to the signer's socket directly, as a
+// compromised setuidgid-chroot would have to (only root can connect): one
+// chain and one signature per connection; a second signature request, a
+// request before the name, a bad version, an oversized frame, an unknown
+// type are each answered by closing the connection, with a log line; the
+// signer lives on and serves the next connection.
+func TestSignerOneSignature(t *testing.T) {
+	sig := startSigner(t)
+	spid := sig.pid(t)
+	name, _ := keyproc.EncodeRequest(keyproc.Request{Type: keyproc.TypeName, Name: "localhost"})
+	d := sha256.Sum256([]byte("transcript"))
+	sign, _ := keyproc.EncodeRequest(keyproc.Request{Type: keyproc.TypeSign, Hash: 5 /* crypto.SHA256 */, Digest: d[:]})
+	var buf [keyproc.MaxFrame]byte
+
+	// The whole session, then a second signature: refused.
+	c, r := signerConn(t, sig)
+	c.Write(name)
+	if rep, err := keyproc.ReadReply(r, &buf); err != nil || rep.Type != keyproc.TypeChain {
+		t.Fatalf("after the name: %c %v, want the chain", rep.Type, err)
+	}
+	c.Write(sign)
+	if rep, err := keyproc.ReadReply(r, &buf); err != nil || rep.Type != keyproc.TypeSig {
+		t.Fatalf("after the sign request: %c %v, want a signature", rep.Type, err)
+	}
+	c.Write(sign)
+	if err := closed(r); err != nil {
+		t.Errorf("a second signature on one connection: %v, want the connection closed", err)
+	}
+	c.Close()
+
+	for _, bad := range []struct {
+		what      string
+		afterName bool // sent after a good name and its chain
+		send      []byte
+	}{
+		{"a sign request before the name", false, sign},
+		{"a bad version", false, []byte{9, keyproc.TypeName, 0, 0}},
+		{"an oversized name (64 KiB announced, none sent)", false, []byte{keyproc.Version, keyproc.TypeName, 0xff, 0xff}},
+		{"a second name", true, name},
+		{"an oversized sign request", true, frame(keyproc.TypeSign, make([]byte, keyproc.MaxSign+1))},
+		{"an unknown type", true, frame('X', nil)},
+		{"a malformed sign request", true, frame(keyproc.TypeSign, []byte{5, 0, 1, 2})},
+	} {
+		c, r := signerConn(t, sig)
+		if bad.afterName {
+			c.Write(name)
+			if rep, err := keyproc.ReadReply(r, &buf); err != nil || rep.Type != keyproc.TypeChain {
+				t.Fatalf("%s: after the name: %c %v", bad.what, rep.Type, err)
+			}
+		}
+		c.Write(bad.send)
+		start := time.Now()
+		if err := closed(r); err != nil {
+			t.Errorf("%s: %v, want the connection closed", bad.what, err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("%s: closed after %v: the signer waited for bytes it should have refused", bad.what, d)
+		}
+		c.Close()
+	}
+	// Still the same signer, serving.
+	c, r = signerConn(t, sig)
+	c.Write(name)
+	if rep, err := keyproc.ReadReply(r, &buf); err != nil || rep.Type != keyproc.TypeChain {
+		t.Fatalf("after the refusals: %c %v, want the chain", rep.Type, err)
+	}
+	c.Close()
+	if got := sig.pid(t); got != spid {
+		t.Errorf("the signer changed from %d to %d: a bad request ended it", spid, got)
+	}
+	if n := strings.Count(sig.out.String(), "stunnel-imap-signer: warning: refused a proxy: "); n != 7 {
+		// The second signature request gets no line: the signer closes
+		// the connection as soon as it has sent the one signature.
+		t.Errorf("%d refusal lines, want 7, one for each bad request:\n%s", n, sig.out.String())
+	}
+	t.Logf("signer log:\n%s", sig.out.String())
+}
+
+// TestSignerDown: the signer killed while a connection waits for its
+// handshake ends that connection cleanly (the handshake fails, the proxy
+// exits 0 with its log line); supervise starts a new signer, which
+// serves the next connection. With the signer's service down, a
+// connection ends with setuidgid-chroot's one line, and the service is
+// back with svc -u.
+func TestSignerDown(t *testing.T) {
+	dc := startDovecot(t)
+	sig := startSigner(t)
+	p := startSigned(t, dc, sig, pipelineOpts{Mode: "imap", Verbose: true})
+	cfg := clientTLS(t, sig.CA, "localhost")
+
+	c, port := startTLSPending(t, p.Addr)
+	conn := p.findConn(t, port, false)
+	old := sig.pid(t)
+	syscall.Kill(old, syscall.SIGKILL)
+	tc := tls.Client(c.conn, cfg)
+	tc.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := tc.Handshake(); err == nil {
+		t.Fatalf("a handshake succeeded with the signer killed")
+	}
+	c.Close()
+	if st := p.endStatus(t, conn.proxy); st != 0 {
+		t.Errorf("the proxy whose signer was killed: wait status %d, want exit 0", st)
+	}
+	line := p.waitLog(t, `stunnel-imap: .*remote=127\.0\.0\.1:`+strconv.Itoa(port)+` `, 20*time.Second)
+	t.Logf("the connection whose signer died: %s", line)
+
+	// supervise starts it again; the next connection is served.
+	now := sig.newPID(t, old)
+	sig.waitReady(t, 2)
+	if n := session(t, p.Addr, cfg); n != "localhost" {
+		t.Errorf("after the restart: certificate %q", n)
+	}
+	t.Logf("signer %d killed, %d serves", old, now)
+
+	// Down: the connection ends at once, with one line saying why.
+	exec.Command("svc", "-d", sig.Dir).Run()
+	waitGone(t, now, "the signer after svc -d")
+	d := dialIMAP(t, p.Addr)
+	start := time.Now()
+	rest, _ := d.Rest()
+	d.Close()
+	if rest != "" {
+		t.Errorf("with the signer down the client got %q, want the connection closed", rest)
+	}
+	t.Logf("with the signer down the connection closed after %v", time.Since(start))
+	p.waitLog(t, `^setuidgid-chroot: fatal: unable to connect to `+regexp.QuoteMeta(sig.Socket)+`: `, 20*time.Second)
+	exec.Command("svc", "-u", sig.Dir).Run()
+	sig.waitReady(t, 3)
+	if n := session(t, p.Addr, cfg); n != "localhost" {
+		t.Errorf("after svc -u: certificate %q", n)
+	}
+}
+
+// session runs one STARTTLS session with LOGIN and returns the common
+// name of the certificate it was served.
+func session(t *testing.T, addr string, cfg *tls.Config) string {
+	t.Helper()
+	c := dialIMAP(t, addr)
+	defer c.Close()
+	if g := c.Line(); !strings.HasPrefix(g, "* OK") {
+		t.Fatalf("greeting: %q", g)
+	}
+	st := c.StartTLS("s", cfg)
+	if _, tagged := c.Cmd("a", "LOGIN alice secret"); !strings.HasPrefix(tagged, "a OK") {
+		t.Fatalf("LOGIN: %q", tagged)
+	}
+	c.Cmd("z", "LOGOUT")
+	return st.PeerCertificates[0].Subject.CommonName
+}
+
+// served is the serial number of the certificate a STARTTLS handshake
+// gets, trusting any.
+func served(t *testing.T, addr string) string {
+	t.Helper()
+	c := dialIMAP(t, addr)
+	defer c.Close()
+	if g := c.Line(); !strings.HasPrefix(g, "* OK") {
+		t.Fatalf("greeting: %q", g)
+	}
+	st := c.StartTLS("s", &tls.Config{InsecureSkipVerify: true})
+	return st.PeerCertificates[0].SerialNumber.String()
+}
+
+// TestSignerRenewal: a certificate rewritten in place is read again by
+// the running signer (the same process); one replaced (renamed over) makes
+// the signer exit, supervise start it again, and the new one is served:
+// no restart of the service, no failed connection.
+func TestSignerRenewal(t *testing.T) {
+	dc := startDovecot(t)
+	sig := startSigner(t)
+	p := startSigned(t, dc, sig, pipelineOpts{Mode: "imap"})
+	first := served(t, p.Addr)
+	spid := sig.pid(t)
+	tcpserver := p.cmd.Process.Pid
+
+	waitServed := func(what, not string) string {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if s := served(t, p.Addr); s != not {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the old certificate is still served after 20 s: %s", what, sig.out.String())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+
+	// In place: the same file, new bytes.
+	pem2, _ := writeCert(t, t.TempDir())
+	b, _ := os.ReadFile(pem2)
+	if err := os.WriteFile(sig.PEM, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	second := waitServed("rewritten in place", first)
+	if got := sig.pid(t); got != spid {
+		t.Errorf("rewritten in place: the signer changed from %d to %d, want it to read the file again", spid, got)
+	}
+	if !strings.Contains(sig.out.String(), "stunnel-imap-signer: info: certificates read again: 1") {
+		t.Errorf("no line for the reload: %s", sig.out.String())
+	}
+
+	// Replaced: renamed over, as install(1) and certbot hooks do.
+	pem3, _ := writeCert(t, t.TempDir())
+	tmp := sig.PEM + ".new"
+	b, _ = os.ReadFile(pem3)
+	os.WriteFile(tmp, b, 0o600)
+	if err := os.Rename(tmp, sig.PEM); err != nil {
+		t.Fatal(err)
+	}
+	third := waitServed("replaced", second)
+	if third == first {
+		t.Errorf("replaced: the first certificate again")
+	}
+	sig.newPID(t, spid)
+	if !strings.Contains(sig.out.String(), "was replaced on disk: exiting") {
+		t.Errorf("no line for the replacement: %s", sig.out.String())
+	}
+	if p.cmd.Process.Pid != tcpserver || !listening(p.Port) {
+		t.Errorf("the service restarted")
+	}
+	if strings.Contains(p.Stderr(), "fatal") {
+		t.Errorf("a connection failed during the renewals:\n%s", p.Stderr())
+	}
+}
