@@ -52,6 +52,7 @@ type serviceSpec struct {
 	Name        string
 	Mode        string // imap, imap- or imaps
 	Concurrency int    // 0: imap-tls-conf's default
+	KeyProc     bool   // env/SIGNER empty: a key process per connection, not the signer
 }
 
 // startServices makes one service directory per spec with imap-tls-conf
@@ -66,7 +67,7 @@ func startServices(t *testing.T, specs ...serviceSpec) *svscanTree {
 	ensureAccount(t, serviceAcct)
 	ensureAccount(t, serviceLogAcct)
 	conf := bin(t, "imap-tls-conf")
-	for _, p := range []string{"imap-tls-server", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key"} {
+	for _, p := range []string{"imap-tls-server", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key", "stunnel-imap-signer"} {
 		if filepath.Dir(bin(t, p)) != filepath.Dir(conf) {
 			t.Fatalf("%s is not next to imap-tls-conf", p)
 		}
@@ -103,6 +104,14 @@ func startServices(t *testing.T, specs ...serviceSpec) *svscanTree {
 			s.writeEnv(t, "CONCURRENCY", strconv.Itoa(sp.Concurrency))
 		}
 		if err := os.WriteFile(filepath.Join(s.Dir, "ssl", "stunnel.pem"), key, 0o400); err != nil {
+			t.Fatal(err)
+		}
+		if sp.KeyProc {
+			s.writeEnv(t, "SIGNER", "")
+		}
+		// The signer is a service of its own, linked beside its service
+		// as the next steps of imap-tls-conf say.
+		if err := os.Symlink(filepath.Join(s.Dir, "signer"), filepath.Join(tr.Root, sp.Name+"-signer")); err != nil {
 			t.Fatal(err)
 		}
 		tr.services = append(tr.services, s)
@@ -172,10 +181,10 @@ func (tr *svscanTree) stop(t *testing.T) {
 		t.Errorf("svscan %d did not exit on SIGTERM", pgid)
 	}
 	for _, s := range tr.services {
-		exec.Command("svc", "-dx", s.Dir).Run()
+		exec.Command("svc", "-dx", s.Dir, filepath.Join(s.Dir, "signer")).Run()
 	}
 	for _, s := range tr.services {
-		exec.Command("svc", "-dx", filepath.Join(s.Dir, "log")).Run()
+		exec.Command("svc", "-dx", filepath.Join(s.Dir, "log"), filepath.Join(s.Dir, "signer", "log")).Run()
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for len(processGroup(pgid, false)) > 0 && time.Now().Before(deadline) {
@@ -605,7 +614,9 @@ func TestServiceClients(t *testing.T) {
 // serving, and with env/UIDRANGE empty, that both run as acct.
 func TestServiceJail(t *testing.T) {
 	t.Parallel() // independent: own directories, ports, Dovecot and svscan
-	tr := startServices(t, serviceSpec{Name: "starttls", Mode: "imap"})
+	// The key process per connection (env/SIGNER empty); the signer,
+	// the default, is TestServiceSigner's.
+	tr := startServices(t, serviceSpec{Name: "starttls", Mode: "imap", KeyProc: true})
 	s := tr.services[0]
 	u, err := user.Lookup(serviceAcct)
 	if err != nil {
@@ -1098,6 +1109,9 @@ func TestServiceChain(t *testing.T) {
 	if out, err := exec.Command(conf, serviceAcct, serviceLogAcct, dir).CombinedOutput(); err != nil {
 		t.Fatalf("imap-tls-conf: %v: %s", err, out)
 	}
+	// The chain with a key process per connection (env/SIGNER empty),
+	// which checks the key at start; the signer's is TestServiceSigner's.
+	(&service{Dir: dir}).writeEnv(t, "SIGNER", "")
 	fake := t.TempDir()
 	os.WriteFile(filepath.Join(fake, "softlimit"), []byte("#!/bin/sh\nshift 2\nprog=$1\nshift\nexec \"$prog\" -x \"$@\"\n"), 0o755)
 	path, err := os.ReadFile(filepath.Join(dir, "env", "PATH"))
