@@ -206,6 +206,9 @@ for s in starttls implicit pop3 pop3s; do
 		login=imaplogin
 		case $s in pop3*) login=pop3login ;; esac
 		echo "sh $root/tests/courier.sh $login $work/courier" >"$d/env/IMAPD"
+		# the client's address reaches Courier as TCPREMOTEIP; a PROXY
+		# header would reach it as a command
+		echo no >"$d/env/PROXYHEADER"
 	fi
 	echo 10 >"$d/env/CONCURRENCY"
 	cat "$work/cert.pem" "$work/key.pem" >"$d/ssl/stunnel.pem" && chmod 0400 "$d/ssl/stunnel.pem" ||

@@ -13,6 +13,14 @@
 #   sh tests/courier.sh pop3login DIR     exec Courier's POP3 login server:
 #                                         courierpop3login courierpop3d Maildir
 #   sh tests/courier.sh run DIR PROG...   exec PROG in Courier's namespace
+#   sh tests/courier.sh withconf FILE PROG...
+#                                         exec PROG with FILE's variables (a
+#                                         Courier configuration file) added to
+#                                         the environment
+#
+# Courier's login servers need TCPREMOTEIP, TCPREMOTEPORT, TCPLOCALIP and
+# TCPLOCALPORT, as tcpserver sets them (pop3login dies of a null pointer
+# at PASS without TCPLOCALIP).
 #
 # Why a namespace: Debian 12's courier-imap and courier-pop conflict with
 # dovecot-imapd and dovecot-pop3d (both provide imap-server, pop3-server),
@@ -50,7 +58,7 @@ packages='courier-base courier-imap courier-pop courier-authlib courier-authdaem
 
 fatal() { echo "$prog: fatal: $*" >&2; exit 111; }
 usage() {
-	echo "$prog: usage: $prog fetch | start DIR | stop DIR | imaplogin DIR | pop3login DIR | run DIR prog..." >&2
+	echo "$prog: usage: $prog fetch | start DIR | stop DIR | imaplogin DIR | pop3login DIR | run DIR prog... | withconf FILE prog..." >&2
 	exit 100
 }
 
