@@ -213,6 +213,8 @@ EOF
 			"$dir/home/$u" "$dir/home/$u/Maildir" "$hash" >>"$dir/etc/courier/userdb"
 		mkdir -p "$dir/home/$u/Maildir/cur" "$dir/home/$u/Maildir/new" "$dir/home/$u/Maildir/tmp"
 	done
+	(enter "$dir" true) ||
+		fatal "unable to put Courier's paths in place in a private mount namespace (unshare -m, overlayfs on /usr, /etc, /run): this needs root with CAP_SYS_ADMIN and overlayfs"
 	(enter "$dir" /usr/sbin/makeuserdb -f "$dir/etc/courier/userdb") || fatal "unable to make the userdb with makeuserdb"
 	if [ -z "$(ls -A "$dir/home/alice/Maildir/new")$(ls -A "$dir/home/alice/Maildir/cur")" ]; then
 		seed "$dir/home/alice/Maildir"
