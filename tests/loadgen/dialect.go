@@ -16,7 +16,7 @@ type dialect interface {
 	login(w io.Writer, r *bufio.Reader, user, pass string) error
 	open(w io.Writer, r *bufio.Reader) error           // the mailbox, before the timed fetch
 	fetch(w io.Writer, r *bufio.Reader) (int64, error) // bytes of the message
-	noop(w io.Writer, r *bufio.Reader) error // a held session still answers
+	noop(w io.Writer, r *bufio.Reader) error           // a held session still answers
 	logout(w io.Writer, r *bufio.Reader) error
 }
 
