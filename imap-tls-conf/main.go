@@ -68,8 +68,13 @@ const (
 	defaultMemLimit    = "2000000000"
 	defaultUIDRange    = "2000000000:4194304"
 	defaultGOMAXPROCS  = "1"
-	defaultIMAPD       = "socat -lf /dev/null -t 5 STDIO,shut-down UNIX-CONNECT:/run/dovecot/imap-tls"
-	defaultPOP3D       = "socat -lf /dev/null -t 5 STDIO,shut-down UNIX-CONNECT:/run/dovecot/pop3-tls"
+	// The server: Dovecot's login service on a loopback port with
+	// haproxy = yes, so that it learns the client's address from the
+	// PROXY header stunnel-imap -H sends (env/PROXYHEADER yes); the
+	// port must be firewalled from local accounts (proxy-port.nft).
+	defaultIMAPD       = "socat -lf /dev/null -t 5 STDIO,shut-down TCP:127.0.0.1:10143"
+	defaultPOP3D       = "socat -lf /dev/null -t 5 STDIO,shut-down TCP:127.0.0.1:10110"
+	defaultProxyHeader = "yes"
 	systemPath         = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 )
 
@@ -250,15 +255,18 @@ func lookup(name, what string) (account, error) {
 	return account{name: name, uid: uid, gid: gid}, nil
 }
 
-// parseIP accepts an IPv4 address, or 0 for every address, as tcpserver
-// does (Debian's ucspi-tcp speaks IPv4 only).
+// parseIP accepts an IPv4 or IPv6 address, or 0 for every address of
+// both families, as tcpserver does (ucspi-tcp-ipv6; it takes no "::").
 func parseIP(s string) (string, error) {
 	if s == "0" {
 		return s, nil
 	}
 	a, err := netip.ParseAddr(s)
-	if err != nil || !a.Is4() {
-		return "", log.Config(nil, "ip %q is not an IPv4 address (like 127.0.0.1, or 0 for all)", s)
+	if err != nil || a.Zone() != "" || a.Is4In6() {
+		return "", log.Config(nil, "ip %q is not an IPv4 or IPv6 address (like 127.0.0.1 or ::1, or 0 for all)", s)
+	}
+	if a.IsUnspecified() && a.Is6() {
+		return "", log.Config(nil, "ip %q: write 0 for every address (IPv4 and IPv6)", s)
 	}
 	return a.String(), nil
 }
@@ -307,6 +315,8 @@ func tree(c *config) ([]entry, error) {
 		root("env/UIDRANGE", false, 0644, defaultUIDRange+"\n"),
 		root("env/GOMAXPROCS", false, 0644, defaultGOMAXPROCS+"\n"),
 		root("env/IMAPD", false, 0644, c.serverCommand()+"\n"),
+		root("env/PROXYHEADER", false, 0644, defaultProxyHeader+"\n"),
+		root("env/PROXYFROM", false, 0644, "\n"),
 		root("env/CERT_WARN_DAYS", false, 0644, defaultWarnDays+"\n"),
 		root("env/PATH", false, 0644, c.binDir+":"+systemPath+"\n"),
 		// The jail: empty, root's, not writable by acct or any uid of

@@ -100,6 +100,7 @@ func startServices(t *testing.T, specs ...serviceSpec) *svscanTree {
 		// Dovecot's login server through socat: env/IMAPD is split at
 		// spaces, and the test paths have none
 		s.writeEnv(t, "IMAPD", strings.Join(dc.LoginCmd(), " "))
+		s.writeEnv(t, "PROXYHEADER", "") // a unix socket: no PROXY header (the haproxy port: proxy_e2e_test.go, the demo)
 		if sp.Concurrency != 0 {
 			s.writeEnv(t, "CONCURRENCY", strconv.Itoa(sp.Concurrency))
 		}
