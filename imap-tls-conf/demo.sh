@@ -194,11 +194,15 @@ echo pop3 >"$work/service/pop3/env/MODE"
 echo pop3s >"$work/service/pop3s/env/MODE"
 for s in starttls implicit pop3 pop3s; do
 	d=$work/service/$s
-	sock=imap.sock
-	case $s in pop3*) sock=pop3.sock ;; esac
-	# shut-down: pass Dovecot's end of file on at once (socat's STDIO does
-	# not shut down a socket otherwise, and waits -t seconds)
-	echo "socat -t 5 STDIO,shut-down UNIX-CONNECT:$work/dovecot/$sock" >"$d/env/IMAPD"
+	proto=imap
+	case $s in pop3*) proto=pop3 ;; esac
+	# Dovecot's login service on its loopback port with haproxy = yes:
+	# the proxy's PROXY header (env/PROXYHEADER yes) gives it the
+	# client's address (rip= in its log). shut-down: pass Dovecot's end
+	# of file on at once (socat's STDIO does not shut down a socket
+	# otherwise, and waits -t seconds)
+	[ "$backend" = dovecot ] &&
+		echo "socat -t 5 STDIO,shut-down TCP:127.0.0.1:$(cat "$work/dovecot/$proto-haproxy.port")" >"$d/env/IMAPD"
 	if [ "$backend" = courier ]; then
 		# Courier's own stdio login servers, in their namespace (they
 		# are not installed): imaplogin /usr/bin/imapd Maildir, or
@@ -291,6 +295,16 @@ print(n, m, s)
 		ok "logs: $n tai64n lines, no password"
 	else
 		bad "logs: $n lines (want at least 8), or a password in them"
+	fi
+	if [ "$backend" = dovecot ]; then
+		# Dovecot's log: the client's address (rip=) from the PROXY
+		# header, and secured, for IMAP and POP3 logins
+		if grep -q 'imap-login: Info: Login: user=<alice>, method=PLAIN, rip=127\.0\.0\.1, .*secured' "$work/dovecot/dovecot.log" &&
+			grep -q 'pop3-login: Info: Login: user=<alice>, method=.*, rip=127\.0\.0\.1, .*secured' "$work/dovecot/dovecot.log"; then
+			ok "Dovecot's log: rip=127.0.0.1 and secured for IMAP and POP3 logins"
+		else
+			bad "Dovecot's log lacks rip= or secured: $(grep 'Login:' "$work/dovecot/dovecot.log" | tail -2)"
+		fi
 	fi
 	if [ "$backend" = courier ]; then
 		# Courier's own lines: the client's address, and TLS as the proxy says
