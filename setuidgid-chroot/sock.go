@@ -52,7 +52,13 @@ func connectUnix(path string) (int, error) {
 		if (err != unix.ENOENT && err != unix.ECONNREFUSED && err != unix.EAGAIN) || time.Now().After(deadline) {
 			return -1, err
 		}
-		time.Sleep(connectStep)
+		// Not time.Sleep: its first timer starts the runtime's netpoller,
+		// whose epoll and eventfd descriptors then take the lowest free
+		// numbers, the very fd -s is to fill ("descriptor in use by
+		// setuidgid-chroot itself" on every retried connect).
+		ts := unix.NsecToTimespec(int64(connectStep))
+		for unix.Nanosleep(&ts, &ts) == unix.EINTR {
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -73,5 +74,34 @@ func TestListenConnect(t *testing.T) {
 	}
 	if d := time.Since(start); d < connectWait || d > connectWait+time.Second {
 		t.Errorf("connect to nothing gave up after %v, want about %v", d, connectWait)
+	}
+}
+
+// TestConnectRetryFD: -s 4:socket whose listener appears only after the
+// first connect failed: the wait between tries must not start the
+// runtime's poller, whose descriptors would take fd 4 first (time.Sleep
+// did: "descriptor in use by setuidgid-chroot itself" on every connect
+// to a restarting signer).
+func TestConnectRetryFD(t *testing.T) {
+	needRoot(t)
+	account(t, "imaptls")
+	path := filepath.Join(t.TempDir(), "socket")
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		l, err := listenUnix(path)
+		if err != nil {
+			return
+		}
+		defer unix.Close(l)
+		a, _, err := unix.Accept(l)
+		if err != nil {
+			return
+		}
+		unix.Write(a, []byte("hi"))
+		unix.Close(a)
+	}()
+	out, _ := exec.Command(sgcBin, "-u", "imaptls", "-s", "4:"+path, statusProg, "fd", "4").CombinedOutput()
+	if string(out) != `fd 4 ok "hi"`+"\n" {
+		t.Errorf("-s 4 to a listener that came late: %q", out)
 	}
 }
