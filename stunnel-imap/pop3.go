@@ -241,6 +241,11 @@ func (p *pop3Session) refuse(answer string) {
 // PASS, APOP or AUTH the relay takes over; otherwise the next command is
 // read.
 func (p *pop3Session) commandEnded(kind byte) {
+	if p.name == "AUTH" && pop3.MultiLine(p.name, p.args) {
+		// AUTH without a mechanism lists the mechanisms: no login.
+		p.readCommand()
+		return
+	}
 	switch p.name {
 	case "PASS", "APOP", "AUTH":
 		if kind == pop3.OK {
