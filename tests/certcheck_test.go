@@ -1,12 +1,17 @@
 package tests
 
 import (
+	"bufio"
 	"crypto/tls"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -51,6 +56,27 @@ func TestServiceCertPolicy(t *testing.T) {
 		"ok: ssl/stunnel.pem: the private key matches certificate 1", "ok: jail/: empty", "ok: env/IMAPD: started and greeted: * OK")
 	t.Logf("imap-tls-check of a good service:\n%s", out)
 
+	// The signer (env/SIGNER's default): its own service, which
+	// startServices links beside; the main service checks the signer's
+	// file at start too (imap-tls-server -C).
+	signer := &service{Dir: filepath.Join(s.Dir, "signer")}
+	signerUp := func() { // up for a second: listening on its socket
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			out, _ := exec.Command("svstat", signer.Dir).CombinedOutput()
+			if m := regexp.MustCompile(`: up \(pid \d+\) (\d+) seconds`).FindSubmatch(out); m != nil && string(m[1]) != "0" {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("signer not up after 30 s: %s; log:\n%s", out, strings.Join(signer.logLines(t), "\n"))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	signerUp()
+	s.session(t, tr.CA)
+
 	pem := filepath.Join(s.Dir, "ssl", "stunnel.pem")
 	install := func(data []byte) {
 		t.Helper()
@@ -59,37 +85,63 @@ func TestServiceCertPolicy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	logHas := func(re string) {
+	logOf := func(sv *service, re string) {
 		t.Helper()
 		rx := regexp.MustCompile(re)
 		deadline := time.Now().Add(20 * time.Second)
 		for {
-			for _, l := range s.logLines(t) {
+			for _, l := range sv.logLines(t) {
 				if rx.MatchString(l) {
 					return
 				}
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("log lacks %s:\n%s", re, strings.Join(s.logLines(t), "\n"))
+				t.Fatalf("%s/log/main/current lacks %s:\n%s", sv.Dir, re, strings.Join(sv.logLines(t), "\n"))
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+	logHas := func(re string) { t.Helper(); logOf(s, re) }
+	// refused: the service restarted with the file in place stays down,
+	// saying why, each time supervise tries again. (The port alone
+	// proves nothing: it is closed for a moment on every restart.)
+	refused := func(lines ...string) {
+		t.Helper()
+		n := len(s.logLines(t))
+		s.svc(t, "-t")
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if l := s.logLines(t); len(l) > n && regexp.MustCompile(`imap-tls-server: fatal: stunnel-imap-key refuses the certificate: not starting$`).MatchString(l[len(l)-1]) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("not refused after 20 s:\n%s", strings.Join(s.logLines(t)[n:], "\n"))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for _, re := range lines {
+			logHas(re)
+		}
+		time.Sleep(1500 * time.Millisecond) // supervise tries again in a second
+		if listening(s.Port) {
+			t.Fatalf("listening on %d with a refused certificate:\n%s", s.Port, strings.Join(s.logLines(t), "\n"))
+		}
+	}
 
 	// Expired: refused at start; the port stays closed; check says why.
+	// The signer refuses it too.
 	expired := testkit.NewCert(t, testkit.CertOptions{NotAfter: time.Now().Add(-72 * time.Hour)})
 	install(expired.PEM)
-	s.svc(t, "-t")
-	s.waitListening(t, s.Port, false)
 	date := expired.Leaf.NotAfter.UTC().Format(time.DateOnly)
-	logHas(`stunnel-imap-key: fatal: certificate \./ssl/stunnel\.pem expired on ` + date + `$`)
-	logHas(`imap-tls-server: fatal: stunnel-imap-key refuses the certificate: not starting$`)
+	refused(`stunnel-imap-key: fatal: certificate \./ssl/stunnel\.pem expired on ` + date + `$`)
+	logOf(signer, `stunnel-imap-signer: fatal: .*expired on `+date+`$`)
 	check(100, "error: ssl/stunnel.pem: certificate ssl/stunnel.pem expired on "+date)
 
 	// An encrypted key: the same.
 	good := testkit.NewCert(t, testkit.CertOptions{})
 	enc := append(append([]byte{}, good.ChainPEM...), []byte("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n")...)
 	install(enc)
+	refused()
 	logHas(`stunnel-imap-key: fatal: private key in \./ssl/stunnel\.pem is encrypted: store it unencrypted \(root-only, 0400\)$`)
 	check(100, "error: ssl/stunnel.pem: private key in ssl/stunnel.pem is encrypted")
 
@@ -97,6 +149,7 @@ func TestServiceCertPolicy(t *testing.T) {
 	soon := testkit.NewCert(t, testkit.CertOptions{NotAfter: time.Now().Add(5*24*time.Hour + time.Hour)})
 	install(soon.PEM)
 	s.waitListening(t, s.Port, true)
+	signerUp()
 	sdate := soon.Leaf.NotAfter.UTC().Format(time.DateOnly)
 	logHas(`stunnel-imap-key: warning: \./ssl/stunnel\.pem: certificate for localhost expires on ` + sdate + `, in 5 days: renew it`)
 	check(0, "warning: ssl/stunnel.pem: certificate for localhost expires on "+sdate)
@@ -122,6 +175,20 @@ func TestServiceCertPolicy(t *testing.T) {
 	c.Close()
 	logHas(`stunnel-imap: warning: client rejected the certificate \(expired/untrusted/wrong name\?\): remote error: tls: bad certificate; served the certificate for localhost,127\.0\.0\.1, valid until ` + sdate + `; sni=localhost`)
 
+	// The deploy hook, with the signer (a replaced file: the signer
+	// drains and supervise starts it again with the new one), then with
+	// a key process per connection (env/SIGNER empty: each connection
+	// opens the file): certificates replaced while clients connect
+	// without pause; every handshake succeeds with the old or the new
+	// one, never a half-written file; a refused one changes nothing.
+	deployHook(t, s, good, signerUp)
+	s.writeEnv(t, "SIGNER", "")
+	s.restart(t)
+	deployHook(t, s, good, func() {})
+	// Without the signer the key process is the path: refused the same.
+	install(expired.PEM)
+	refused()
+
 	// One grammar: the server side fails (no such socket); socat says
 	// nothing of its own, every line of the log is the suite's.
 	s.writeEnv(t, "IMAPD", "socat -lf /dev/null -t 5 STDIO,shut-down UNIX-CONNECT:"+filepath.Join(t.TempDir(), "nosuch.sock"))
@@ -136,9 +203,178 @@ func TestServiceCertPolicy(t *testing.T) {
 	s.waitConnLines(t, before+3)
 	logHas(`stunnel-imap: info: .* end=server-eof$`)
 	grammar := regexp.MustCompile(`^@[0-9a-f]{24} [a-z0-9-]+: (info|warning|fatal|usage): `)
-	for _, l := range s.logLines(t) {
-		if !grammar.MatchString(l) {
-			t.Errorf("a line in another grammar: %q", l)
+	for _, sv := range []*service{s, signer} {
+		for _, l := range sv.logLines(t) {
+			if !grammar.MatchString(l) {
+				t.Errorf("%s: a line in another grammar: %q", sv.Dir, l)
+			}
 		}
+	}
+}
+
+// deployHook runs imap-tls-conf/certbot-deploy-hook on s four times,
+// alternating two valid certificates (first), while four clients connect
+// without pause (STARTTLS, CAPABILITY, LOGOUT), trusting both CAs: every
+// handshake must succeed and serve one of the two leaves, whole; after
+// each run the file is the new chain and key, root's, 0400, and a fresh
+// connection soon serves it (ready: the key side took it). Then an
+// expired certificate: exit 100, the file byte for byte as it was, no
+// temporary file left.
+func deployHook(t *testing.T, s *service, first *testkit.Cert, ready func()) {
+	t.Helper()
+	hook, err := filepath.Abs(filepath.Join("..", "imap-tls-conf", "certbot-deploy-hook"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := testkit.NewCert(t, testkit.CertOptions{})
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.crt")
+	os.WriteFile(ca, append(append([]byte{}, first.CAPEM...), second.CAPEM...), 0o644)
+	cfg := clientTLS(t, ca, "localhost")
+	lineage := func(c *testkit.Cert) string {
+		d, err := os.MkdirTemp(dir, "live")
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(d, "fullchain.pem"), c.ChainPEM, 0o644)
+		os.WriteFile(filepath.Join(d, "privkey.pem"), c.KeyPEM, 0o600)
+		return d
+	}
+	runHook := func(c *testkit.Cert) (int, string) {
+		cmd := exec.Command("sh", hook, s.Dir)
+		cmd.Env = append(os.Environ(), "RENEWED_LINEAGE="+lineage(c))
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return code, string(out)
+	}
+	// served is the serial of the leaf a fresh connection gets, or an error.
+	served := func() (string, error) {
+		conn, err := net.DialTimeout("tcp", s.Addr(), 10*time.Second)
+		if err != nil {
+			return "", err
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(15 * time.Second))
+		c := &imapClient{t: t, conn: conn, r: bufio.NewReader(conn)}
+		if g, err := c.r.ReadString('\n'); err != nil || !strings.HasPrefix(g, "* OK") {
+			return "", fmt.Errorf("greeting %q: %v", g, err)
+		}
+		if _, tagged := c.cmdNoFatal("a", "STARTTLS"); !strings.HasPrefix(tagged, "a OK") {
+			return "", fmt.Errorf("STARTTLS: %s", tagged)
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.Handshake(); err != nil {
+			return "", fmt.Errorf("handshake: %v", err)
+		}
+		c.conn, c.r = tc, bufio.NewReader(tc)
+		if _, tagged := c.cmdNoFatal("b", "CAPABILITY"); !strings.HasPrefix(tagged, "b OK") {
+			return "", fmt.Errorf("CAPABILITY: %s", tagged)
+		}
+		c.cmdNoFatal("c", "LOGOUT")
+		return tc.ConnectionState().PeerCertificates[0].SerialNumber.String(), nil
+	}
+	// Start from first.
+	if code, out := runHook(first); code != 0 {
+		t.Fatalf("certbot-deploy-hook: exit %d: %s", code, out)
+	}
+	ready()
+	waitServed := func(c *testkit.Cert) {
+		t.Helper()
+		want := c.Leaf.SerialNumber.String()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			got, err := served()
+			if err == nil && got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the new certificate not served after 20 s: %s %v", got, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitServed(first)
+
+	var (
+		mu       sync.Mutex
+		sessions int
+		failures []string
+		stop     = make(chan struct{})
+		wg       sync.WaitGroup
+	)
+	ok := map[string]bool{first.Leaf.SerialNumber.String(): true, second.Leaf.SerialNumber.String(): true}
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				serial, err := served()
+				mu.Lock()
+				sessions++
+				if err != nil {
+					failures = append(failures, err.Error())
+				} else if !ok[serial] {
+					failures = append(failures, "a leaf of neither certificate: serial "+serial)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	pem := filepath.Join(s.Dir, "ssl", "stunnel.pem")
+	logFrom := len(s.logLines(t))
+	for i, c := range []*testkit.Cert{second, first, second, first} {
+		code, out := runHook(c)
+		if code != 0 || !strings.Contains(out, "certbot-deploy-hook: info: installed the certificate from ") {
+			t.Errorf("certbot-deploy-hook run %d: exit %d: %s", i, code, out)
+		}
+		b, _ := os.ReadFile(pem)
+		if want := append(append([]byte{}, c.ChainPEM...), c.KeyPEM...); string(b) != string(want) {
+			t.Errorf("run %d: ssl/stunnel.pem is not fullchain.pem then privkey.pem", i)
+		}
+		if st, err := os.Stat(pem); err != nil || st.Mode().Perm() != 0o400 || st.Sys().(*syscall.Stat_t).Uid != 0 {
+			t.Errorf("run %d: ssl/stunnel.pem: %v %v, want root's, 0400", i, st.Mode(), err)
+		}
+		ready()
+		waitServed(c)
+	}
+	close(stop)
+	wg.Wait()
+	if len(failures) > 0 {
+		var why []string
+		for _, l := range s.logLines(t)[logFrom:] {
+			if strings.Contains(l, ": warning: ") || strings.Contains(l, ": fatal: ") {
+				why = append(why, l)
+			}
+		}
+		t.Errorf("%d of %d sessions failed while the certificate was replaced: %q; the log's warnings and fatal lines meanwhile:\n%s",
+			len(failures), sessions, failures[:min(len(failures), 10)], strings.Join(why[:min(len(why), 10)], "\n"))
+	}
+	t.Logf("%d sessions while the certificate was replaced 4 times, none failed", sessions)
+
+	// Refused: expired. Nothing changes.
+	before, _ := os.ReadFile(pem)
+	expired := testkit.NewCert(t, testkit.CertOptions{NotAfter: time.Now().Add(-48 * time.Hour)})
+	code, out := runHook(expired)
+	if code != 100 || !strings.Contains(out, "stunnel-imap-key: fatal: certificate ") || !strings.Contains(out, "certbot-deploy-hook: fatal: the certificate in ") || !strings.Contains(out, "ssl/stunnel.pem left as it was") {
+		t.Errorf("certbot-deploy-hook with an expired certificate: exit %d, want 100: %s", code, out)
+	}
+	if after, _ := os.ReadFile(pem); string(after) != string(before) {
+		t.Errorf("a refused certificate changed ssl/stunnel.pem")
+	}
+	if left, _ := filepath.Glob(filepath.Join(s.Dir, "ssl", ".stunnel.pem.*")); len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	if _, err := served(); err != nil {
+		t.Errorf("after a refused certificate: %v", err)
 	}
 }
