@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"imap-tls/internal/proxyproto"
 	"imap-tls/log"
 )
 
@@ -446,6 +447,16 @@ func (c *checker) server() {
 		c.r.bad(what, "unable to start %s: %s", shown[0], log.Reason(err))
 		return
 	}
+	// env/PROXYHEADER yes: every connection's first bytes to the server
+	// are stunnel-imap -H's PROXY v2 header, and a server that takes one
+	// (Dovecot's inet_listener with haproxy = yes) greets only after it.
+	// A LOCAL header, as a load balancer's health check sends: it proves
+	// the listener takes a header from here without naming a client.
+	proxied := c.env_["PROXYHEADER"] == "yes"
+	if proxied {
+		hdr, _ := proxyproto.AppendV2(nil, proxyproto.Header{Version: 2, Local: true})
+		go stdin.Write(hdr)
+	}
 	got := make(chan string, 1)
 	go func() {
 		line, _ := bufio.NewReader(io.LimitReader(stdout, 4096)).ReadString('\n')
@@ -472,6 +483,9 @@ func (c *checker) server() {
 	if why != "" {
 		why = ": " + why
 	}
+	if proxied && (timedOut || greeting == "") {
+		why += " (env/PROXYHEADER yes: a PROXY header was sent first; does the server take one from this address? Dovecot: haproxy = yes on its inet_listener, haproxy_trusted_networks; a server that takes none: env/PROXYHEADER empty)"
+	}
 	pop3 := strings.HasPrefix(c.mode, "pop3")
 	switch {
 	case timedOut:
@@ -481,6 +495,10 @@ func (c *checker) server() {
 	case pop3 && strings.HasPrefix(greeting, "+OK"), !pop3 && (strings.HasPrefix(greeting, "* OK") || strings.HasPrefix(greeting, "* PREAUTH")):
 		if !pop3 && strings.HasPrefix(greeting, "* PREAUTH") && c.mode != "imaps" {
 			c.r.bad(what, "greets with PREAUTH: the proxy refuses that on a STARTTLS port (mode %s)", c.mode)
+			return
+		}
+		if proxied {
+			c.r.ok(what, "greeted after a PROXY v2 header (env/PROXYHEADER yes): %s", log.Clip(greeting, 200))
 			return
 		}
 		c.r.ok(what, "started and greeted: %s", log.Clip(greeting, 200))

@@ -159,7 +159,7 @@ func TestServiceCertPolicy(t *testing.T) {
 	s.session(t, soonCA)
 	s.waitConnLines(t, before+1)
 	logHas(`stunnel-imap: warning: certificate for localhost expires on ` + sdate + `, in 5 days: renew it \(CERT_WARN_DAYS=14\)`)
-	logHas(`stunnel-imap: info: .* warnings=1 .*end=client-eof$`)
+	logHas(`stunnel-imap: info: .* warnings=1 .*end=(client|server)-eof$`) // LOGOUT: who closes first varies
 
 	// A client that trusts another CA: "client rejected the certificate",
 	// with the expiry and the SNI.
@@ -175,6 +175,34 @@ func TestServiceCertPolicy(t *testing.T) {
 	c.Close()
 	logHas(`stunnel-imap: warning: client rejected the certificate \(expired/untrusted/wrong name\?\): remote error: tls: bad certificate; served the certificate for localhost,127\.0\.0\.1, valid until ` + sdate + `; sni=localhost`)
 
+	// Real clients the server cannot serve (openssl s_client, STARTTLS):
+	// TLS 1.1 only, and RSA key exchange only: the versions and the
+	// suites they offered by name, not number.
+	need(t, "openssl")
+	sclient := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("openssl", append([]string{"s_client", "-starttls", "imap", "-connect", s.Addr(), "-servername", "localhost"}, args...)...)
+		cmd.Stdin = strings.NewReader("")
+		cmd.WaitDelay = time.Second
+		done := make(chan struct{})
+		go func() { cmd.CombinedOutput(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("openssl s_client %v did not end", args)
+		}
+	}
+	sclient("-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0")
+	logHas(`stunnel-imap: warning: unable to complete tls handshake: tls: client offered only unsupported versions: TLS 1\.1(, |; )`)
+	sclient("-tls1_2", "-cipher", "AES128-GCM-SHA256:AES256-GCM-SHA384")
+	logHas(`stunnel-imap: warning: unable to complete tls handshake: tls: no cipher suite supported by both client and server; client offered: TLS_RSA_WITH_AES_128_GCM_SHA256, TLS_RSA_WITH_AES_256_GCM_SHA384(, |; )`)
+	for _, l := range s.logLines(t) {
+		if strings.Contains(l, "unable to complete tls handshake") && regexp.MustCompile(`\[[0-9a-f ]+\]`).MatchString(l) {
+			t.Errorf("numbers where names belong: %q", l)
+		}
+	}
+
 	// The deploy hook, with the signer (a replaced file: the signer
 	// drains and supervise starts it again with the new one), then with
 	// a key process per connection (env/SIGNER empty: each connection
@@ -188,6 +216,26 @@ func TestServiceCertPolicy(t *testing.T) {
 	// Without the signer the key process is the path: refused the same.
 	install(expired.PEM)
 	refused()
+
+	// Dovecot behind PROXY (an inet_listener with haproxy = yes, as
+	// imap-tls-conf's default server is): imap-tls-check sends a header
+	// first, as the proxy will, and says the listener took it; without
+	// the header Dovecot waits for one, and the check says what to look
+	// at. The service serves through it (-H).
+	install(good.PEM)
+	s.writeEnv(t, "IMAPD", strings.Join(tr.dovecot.haproxyCmd(), " "))
+	s.writeEnv(t, "PROXYHEADER", "yes")
+	check(0, "ok: env/IMAPD: greeted after a PROXY v2 header (env/PROXYHEADER yes): * OK")
+	s.writeEnv(t, "PROXYHEADER", "")
+	if out, err := exec.Command(bin(t, "imap-tls-check"), "-t", "2", s.Dir).Output(); err == nil || !strings.Contains(string(out), "error: env/IMAPD: sh sent no greeting within 2s") {
+		t.Errorf("imap-tls-check, a PROXY listener and no header: %v:\n%s", err, out)
+	}
+	s.writeEnv(t, "PROXYHEADER", "yes")
+	s.restart(t)
+	goodCA := filepath.Join(t.TempDir(), "good-ca.crt")
+	os.WriteFile(goodCA, good.CAPEM, 0o644)
+	s.session(t, goodCA)
+	waitDovecotLog(t, tr.dovecot, `imap-login: Info: Login: user=<alice>, .*rip=127\.0\.0\.1, .*secured`)
 
 	// One grammar: the server side fails (no such socket); socat says
 	// nothing of its own, every line of the log is the suite's.
