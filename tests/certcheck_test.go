@@ -19,14 +19,17 @@ import (
 )
 
 // TestServiceCertPolicy (issue 13), through a service imap-tls-conf made,
-// under svscan: imap-tls-check's report and status; an expired
-// certificate refused at start (the service does not listen, the log
-// says why) and an encrypted key likewise; a certificate that expires
+// under svscan with its signer: imap-tls-check's report and status; an
+// expired certificate refused at start (the service stays down, the log
+// says why, the signer refuses it too; and again with a key process per
+// connection) and an encrypted key likewise; a certificate that expires
 // soon warned about at start and on each connection; a client that does
-// not trust the certificate logged as rejecting it, with the SNI; a
-// failing server side leaving only lines in the suite's grammar; the
-// certbot deploy hook replacing the certificate while connections are
-// served.
+// not trust the certificate logged as rejecting it, with the SNI; TLS
+// 1.1-only and RSA-key-exchange-only openssl clients logged with names;
+// the certbot deploy hook replacing the certificate while connections
+// are served (signer and key process), and refusing an expired one;
+// Dovecot behind its PROXY listener checked and served; a failing
+// server side leaving only lines in the suite's grammar.
 func TestServiceCertPolicy(t *testing.T) {
 	tr := startServices(t, serviceSpec{Name: "imap", Mode: "imap"})
 	s := tr.services[0]
