@@ -27,7 +27,7 @@ function log2(x) { return log(x) / log(2) }
 BEGIN {
 	split("#1f77b4 #d62728 #2ca02c #ff7f0e #9467bd #8c564b #e377c2 #7f7f7f #17becf #bcbd22", color, " ")
 }
-kind == "lines" && NF >= 3 {
+kind == "lines" && NF >= 3 && $2 + 0 > 0 {
 	s = $1
 	if (!(s in seen)) { seen[s] = ++ns; sname[ns] = s }
 	k = seen[s]
@@ -54,6 +54,7 @@ function header(w, h) {
 }
 function lines(   w, h, l, r, t, b, top, i, j, k, x, y, pts, ticks, lx, ly) {
 	w = 760; h = 440; l = 60; r = 250; t = 36; b = 50
+	if (ns == 0) { xmin = xmax = 1 } # no figures: the axes alone
 	top = nice(ymax)
 	header(w, h)
 	# grid and y labels
