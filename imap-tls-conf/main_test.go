@@ -123,7 +123,7 @@ func TestMakesTheTree(t *testing.T) {
 	if len(ents) != 1 {
 		t.Errorf("the parent holds %v, want only the service directory", ents)
 	}
-	envs := map[string]string{"IP": "127.0.0.1", "PORT": "1143", "MODE": "imap", "CONCURRENCY": "40", "MEMLIMIT": defaultMemLimit, "UIDRANGE": "2000000000:4194304", "GOMAXPROCS": "1"}
+	envs := map[string]string{"IP": "127.0.0.1", "PORT": "1143", "MODE": "imap", "CONCURRENCY": "500", "MEMLIMIT": defaultMemLimit, "UIDRANGE": "2000000000:4194304", "GOMAXPROCS": "1"}
 	for k, v := range envs {
 		b, _ := os.ReadFile(filepath.Join(dir, "env", k))
 		if string(b) != v+"\n" {
@@ -141,13 +141,13 @@ func TestMakesTheTree(t *testing.T) {
 	for _, s := range []string{"exec 2>&1\n", "exec envdir ./env ", "softlimit -m \"$MEMLIMIT\"",
 		"set -- -u " + acct + "\n", "set -- -r \"$UIDRANGE\"\n",
 		"set -- \"$@\" -s \"$SIGNER\" -C ./ssl/stunnel.pem\n", "set -- \"$@\" -k ./ssl/stunnel.pem\n",
-		"imap-tls-server -n \"$MODE\" -c \"$CONCURRENCY\" \"$@\" -j ./jail \"$IP\" \"$PORT\" $IMAPD\n"} {
+		"imap-tls-server -V -n \"$MODE\" -c \"$CONCURRENCY\" \"$@\" -j ./jail \"$IP\" \"$PORT\" $IMAPD\n"} {
 		if !strings.Contains(string(runFile), s) {
 			t.Errorf("run lacks %q:\n%s", s, runFile)
 		}
 	}
 	logRun, _ := os.ReadFile(filepath.Join(dir, "log/run"))
-	if !strings.Contains(string(logRun), "exec setuidgid "+logacct+" multilog t ./main\n") {
+	if !strings.Contains(string(logRun), "exec setuidgid "+logacct+" multilog t \"-* tcpserver: *\" \"+* tcpserver: fatal: *\" \"+* tcpserver: warning: *\" \"+* tcpserver: status: $CONCURRENCY/$CONCURRENCY\" ./main\n") {
 		t.Errorf("log/run:\n%s", logRun)
 	}
 	for _, f := range []string{"run", "log/run"} {
@@ -198,7 +198,7 @@ func TestRunFile(t *testing.T) {
 		return string(out)
 	}
 	front := func(mode string, ids ...string) string {
-		args := []string{"softlimit", "-m", defaultMemLimit, "imap-tls-server", "-n", mode, "-c", "40"}
+		args := []string{"softlimit", "-m", defaultMemLimit, "imap-tls-server", "-V", "-n", mode, "-c", "500"}
 		args = append(args, ids...)
 		if len(ids) < 3 { // the default: the signer
 			args = append(args, "-s", defaultSigner, "-C", "./ssl/stunnel.pem")

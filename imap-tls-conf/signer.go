@@ -17,8 +17,9 @@ const defaultSigner = "./signer/socket"
 
 // signerEntries are the signer's service directory, signer/ (run,
 // log/run, log/main), a service of its own for svscan, and env/SIGNER.
-// Its log/run is the service's own.
-func signerEntries(c *config, logRun string) ([]entry, error) {
+// Its log/run is a plain multilog: the service's own (the argument) keeps
+// tcpserver's status lines, which the signer does not write.
+func signerEntries(c *config, _ string) ([]entry, error) {
 	var run bytes.Buffer
 	vars := struct{ Acct, LogAcct string }{c.acct.name, c.logacct.name}
 	if err := template.Must(template.New("signer/run").Parse(signerRunTemplate)).Execute(&run, vars); err != nil {
@@ -33,7 +34,7 @@ func signerEntries(c *config, logRun string) ([]entry, error) {
 		root("signer", true, 0755, ""),
 		root("signer/log", true, 0755, ""),
 		{path: "signer/log/main", dir: true, mode: 0750, uid: c.logacct.uid, gid: c.logacct.gid},
-		root("signer/log/run", false, 0755, logRun),
+		root("signer/log/run", false, 0755, "#!/bin/sh\n# the signer's log, written by imap-tls-conf\nexec setuidgid "+c.logacct.name+" multilog t ./main\n"),
 		root("signer/run", false, 0755, run.String()),
 	}, nil
 }

@@ -854,6 +854,21 @@ func TestServiceConcurrency(t *testing.T) {
 	if n := proxies(); n != concurrency {
 		t.Fatalf("%d proxies for %d sessions", n, concurrency)
 	}
+	// The limit reached is in the log, tcpserver's own line (log/run
+	// keeps it, and drops tcpserver's per-connection lines).
+	limit := fmt.Sprintf("tcpserver: status: %d/%d", concurrency, concurrency)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(strings.Join(s.logLines(t), "\n"), limit) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log lacks %q:\n%s", limit, strings.Join(s.logLines(t), "\n"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, l := range s.logLines(t) {
+		if strings.Contains(l, "tcpserver: pid ") || strings.Contains(l, "tcpserver: status: 1/") {
+			t.Errorf("log/run kept a per-connection line of tcpserver's: %s", l)
+		}
+	}
 
 	const extra = 10
 	cfg := clientTLS(t, tr.CA, "localhost")
@@ -1145,7 +1160,7 @@ func TestServiceChain(t *testing.T) {
 	}
 	want := func(mode, ids string) string {
 		return strings.Join(strings.Fields(`
-tcpserver -R -H -l 0 -c 40 0.0.0.0 143
+tcpserver -R -H -l 0 -c 500 -v 0.0.0.0 143
 makesock
   makesock -d 4
     setuidgid-chroot -/ ./jail `+ids+`
