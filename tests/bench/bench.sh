@@ -114,7 +114,7 @@ have_perf=no
 perf stat -x, -e task-clock -o /dev/null true >/dev/null 2>&1 && have_perf=yes
 [ $have_perf = yes ] || say "warning: perf does not work here (apt-get install linux-perf): no CPU figures"
 have_chain=yes
-for p in imap-tls-server makesock setuidgid-chroot stunnel-imap stunnel-imap-key; do
+for p in imap-tls-server makesock setuidgid-chroot stunnel-imap stunnel-imap-key stunnel-imap-signer; do
 	[ -x "$BIN/$p" ] || have_chain=no
 done
 STUNNEL=$(command -v stunnel4 || command -v stunnel || true)
@@ -131,10 +131,37 @@ TCPSERVER="tcpserver -1 -R -H -l 0 -c 200 -b 100 127.0.0.1 0"
 # proxy and the key process each run under setuidgid-chroot -r (uid =
 # gid = a number of the range of their own), and only the key process
 # gets the key file. The backend's command line follows.
+# With env/SIGNER set (the default) the run file passes -s: the signer,
+# started below as its own service's run file starts it, holds the key.
 front() {
 	d=$1 m=$2
 	shift 2
+	echo "$d/imap-tls-server ${*:+$* }-1 -c 200 -b 100 -n $m -r $RANGE -j $JAIL -s $SOCK 127.0.0.1 0"
+}
+# front_k: the same with env/SIGNER empty: a key process per connection.
+front_k() {
+	d=$1 m=$2
+	shift 2
 	echo "$d/imap-tls-server ${*:+$* }-1 -c 200 -b 100 -n $m -r $RANGE -j $JAIL -k $PEM 127.0.0.1 0"
+}
+# The signer, as imap-tls-conf's signer/run starts it, for every run of
+# the chain (bin/'s, or the profile's build: start_signer DIR).
+SOCK=$work/signer/socket
+SIGNER=
+start_signer() {
+	[ -n "$SIGNER" ] && kill "$SIGNER" 2>/dev/null && wait "$SIGNER" 2>/dev/null
+	mkdir -p "$work/signer"
+	: >"$work/signer.err"
+	env GOMAXPROCS=1 PATH="$1:$PATH" setuidgid-chroot -/ "$JAIL" -r "$RANGE" -o 3:"$PEM" -l 4:"$SOCK" \
+		stunnel-imap-signer -P 3 -L 4 2>>"$work/signer.err" &
+	SIGNER=$! # env and setuidgid-chroot exec: the signer itself
+	servers="$servers $SIGNER"
+	i=0
+	until grep -q 'info: ready' "$work/signer.err"; do
+		i=$((i + 1))
+		[ $i -gt 100 ] && die "the signer did not start: $(tail -1 "$work/signer.err")"
+		sleep 0.1
+	done
 }
 systems() {
 	echo "plain plain $TCPSERVER $FAKE -s $SIZE"
@@ -147,6 +174,7 @@ systems() {
 		echo "chain-starttls starttls $(front "$BIN" imap) $FAKE -s $SIZE"
 		echo "chain-implicit implicit $(front "$BIN" imaps) $FAKE -s $SIZE"
 		echo "chain-pop3 pop3-starttls $(front "$BIN" pop3) $FAKE -s $SIZE -pop3"
+		echo "keyproc-starttls starttls $(front_k "$BIN" imap) $FAKE -s $SIZE"
 	}
 	[ -n "$STUNNEL" ] && echo "stunnel-pop3 pop3-starttls $TCPSERVER $STUNNEL $work/stunnel-pop3.conf"
 	true
@@ -231,13 +259,28 @@ cpu_round() {
 	shift 2
 	counting=yes
 	start_server "$id-cpu" "$@"
+	# The signer is no child of tcpserver: its CPU time over the same
+	# span, counted apart (perf stat -p) and added.
+	sp=
+	case " $* " in *" -s $SOCK "*)
+		perf stat -x, -e task-clock -p "$SIGNER" -o "$work/signer.cpu" &
+		sp=$!
+		sleep 0.2
+		;;
+	esac
 	# shellcheck disable=SC2046
 	r=$($LOADGEN -a "127.0.0.1:$port" $(lgmode "$mode") -c 8 -n "$CPUN" </dev/null 2>>"$work/$id.loadgen.err" | grep '^result')
 	stop_server
+	sc=0
+	if [ -n "$sp" ]; then
+		kill -INT "$sp"
+		wait "$sp" 2>/dev/null
+		sc=$(awk -F, '/task-clock/ { print $1 }' "$work/signer.cpu")
+	fi
 	counting=
 	n=$(val sessions "$r")
 	[ "${n:-0}" -gt 0 ] || return 0
-	awk -F, -v n="$n" '/task-clock/ { printf "%.3f\n", $1 / n }' "$work/$id-cpu.cpu" >>"$work/$id.cpus"
+	awk -F, -v n="$n" -v sc="${sc:-0}" '/task-clock/ { printf "%.3f\n", ($1 + sc) / n }' "$work/$id-cpu.cpu" >>"$work/$id.cpus"
 }
 
 # memory id mode: processes and PSS of 1, then $HOLD, sessions held
@@ -306,6 +349,7 @@ systems | while read -r id rest; do
 	case " ${BENCH_SYSTEMS:-$id} " in *" $id "*) echo "$id $rest" ;; esac
 done >"$work/systems"
 [ -s "$work/systems" ] || die "no system to measure: BENCH_SYSTEMS=${BENCH_SYSTEMS:-}"
+[ $have_chain = yes ] && start_signer "$BIN"
 say "measuring $(wc -l <"$work/systems") systems, $ROUNDS rounds of ${SECS}s each, interleaved"
 
 # Every system's tcpserver runs for the whole measurement, and the rounds
@@ -395,7 +439,9 @@ if [ $have_chain = yes ]; then
 	# prints it (from its first makesock on)
 	chain=$($(front "$BIN" imap -x) $FAKE | sed -n '/^makesock$/,$p' | tr '\n' ' ' | sed 's/ $//')
 	[ -n "$chain" ] || die "imap-tls-server -x printed no chain"
-	startup "**the run file's chain**, STARTTLS (from imap-tls-server -x)" "$chain"
+	startup "**the run file's chain**, STARTTLS (from imap-tls-server -x; the signer answers)" "$chain"
+	chain=$($(front_k "$BIN" imap -x) $FAKE | sed -n '/^makesock$/,$p' | tr '\n' ' ' | sed 's/ $//')
+	startup "the chain with a key process per connection (-k, env/SIGNER empty), STARTTLS" "$chain"
 fi
 [ -n "$STUNNEL" ] && startup "stunnel 5, implicit, inetd mode, and fakeimapd" "$STUNNEL $work/stunnel-implicit.conf"
 [ -n "$TLSWRAPPER" ] && startup "tlswrapper and fakeimapd" "$TLSWRAPPER -f $PEM $FAKE"
@@ -409,11 +455,12 @@ fi
 if [ "$PROFILE" = 1 ] && [ $have_chain = yes ] && command -v perf >/dev/null 2>&1; then
 	mkdir -p "$work/prof"
 	ok=yes
-	for p in imap-tls-server makesock setuidgid-chroot stunnel-imap stunnel-imap-key; do
+	for p in imap-tls-server makesock setuidgid-chroot stunnel-imap stunnel-imap-key stunnel-imap-signer; do
 		CGO_ENABLED=0 go build -trimpath -o "$work/prof/$p" "./$p" || ok=no
 	done
 	if [ $ok = yes ]; then
 		P=$work/prof
+		start_signer "$P"
 		# shellcheck disable=SC2046
 		start_server prof env PATH="$P:$PATH" $(front "$P" imap) "$FAKE" -s "$SIZE"
 		perf record -a -g -o "$work/perf.data" -- "$LOADGEN" -a "127.0.0.1:$port" -m starttls -c 8 -d 5s \
@@ -423,11 +470,11 @@ if [ "$PROFILE" = 1 ] && [ $have_chain = yes ] && command -v perf >/dev/null 2>&
 		stop_server
 		if [ -s "$work/perf.data" ]; then
 			rep() { perf report -i "$work/perf.data" --no-children -g none --stdio "$@" 2>/dev/null | grep -v '^#' | grep '%'; }
-			comms=tcpserver,makesock,setuidgid-chroo,stunnel-imap,stunnel-imap-ke,fakeimapd,loadgen
+			comms=tcpserver,makesock,setuidgid-chroo,stunnel-imap,stunnel-imap-si,fakeimapd,loadgen
 			{
 				echo "CPU samples of the processes of the test (other processes on the machine left out),"
 				echo "by command (the kernel keeps 15 characters: setuidgid-chroo is setuidgid-chroot,"
-				echo "stunnel-imap-ke the key process, stunnel-imap-key):"
+				echo "stunnel-imap-si the signer, stunnel-imap-signer):"
 				echo
 				echo '```'
 				rep --comms $comms --percentage relative --sort comm | head -8
@@ -439,7 +486,7 @@ if [ "$PROFILE" = 1 ] && [ $have_chain = yes ] && command -v perf >/dev/null 2>&
 				perf report -i "$work/perf.data" --no-children -g none --stdio --comms $comms --percentage relative \
 					--sort comm,sym 2>/dev/null | awk '/%/ && $1 ~ /%$/ { split($1, p, "%"); k = $3 == "[k]" ? "kernel" : "user"; t[$2 " " k] += p[1] } END { for (x in t) printf "%7.2f%%  %s\n", t[x], x }' | sort -rn | head -12
 				echo '```'
-				for c in stunnel-imap stunnel-imap-ke setuidgid-chroo makesock; do
+				for c in stunnel-imap stunnel-imap-si setuidgid-chroo makesock; do
 					echo
 					echo "Hottest symbols of $c (share of its own samples):"
 					echo
@@ -492,7 +539,7 @@ machine() {
 	if [ -s "$work/profile" ]; then
 		echo "## Profile of the run file's STARTTLS chain at concurrency 8"
 		echo
-		echo "\`perf record -a -g\` during 5 s of loadgen against the chain with the key process (unstripped builds of the same sources):"
+		echo "\`perf record -a -g\` during 5 s of loadgen against the run file's chain, the signer answering (unstripped builds of the same sources):"
 		echo "$(grep '^result' "$work/prof.loadgen" | cut -d' ' -f2-)."
 		echo
 		cat "$work/profile"

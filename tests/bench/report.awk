@@ -13,6 +13,7 @@ function name(id) {
 	if (id == "chain-starttls") return "**imap-tls, STARTTLS** (`-n imap`)"
 	if (id == "chain-implicit") return "**imap-tls, implicit TLS**"
 	if (id == "chain-pop3") return "**imap-tls, POP3 STLS** (`-n pop3`)"
+	if (id == "keyproc-starttls") return "imap-tls, STARTTLS, a key process per connection (`-k`, env/SIGNER empty)"
 	if (id == "stunnel-pop3") return "stunnel 5, POP3 STLS (`protocol = pop3`)"
 	return id
 }
