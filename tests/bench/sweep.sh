@@ -327,6 +327,10 @@ if [ -n "$held_line" ]; then
 	echo "$(awk "BEGIN { printf \"%.2f\", $pk / 1024 / $HELD }") MB per session; with the signer's $(awk "BEGIN { printf \"%.1f\", $sk / 1024 }") MB (shared by all):"
 	echo "$(awk "BEGIN { printf \"%.2f\", ($pk + $sk) / 1024 / $HELD }") MB per session (the backend, fakeimapd here, is the site's own and not counted)."
 fi
+if [ -f tests/bench/analysis-signer.md ]; then
+	echo
+	cat tests/bench/analysis-signer.md
+fi
 echo
 echo "Reproduce: \`sh tests/bench/sweep.sh DIR >section.md\` (as root, after \`sh redo.do\`); SWEEP_ROUNDS,"
 echo "SWEEP_SECS, SWEEP_LEVELS, SWEEP_HELD, SWEEP_SYSTEMS as in its header. The signer's log of this run:"
