@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"imap-tls/internal/testkit"
 )
 
 const (
@@ -1153,8 +1155,8 @@ func TestServiceChain(t *testing.T) {
 	if out, code := runFile(); code != 111 || out != "imap-tls-server: fatal: unable to read certificate file ./ssl/stunnel.pem: file does not exist\n" {
 		t.Errorf("without ssl/stunnel.pem: exit %d %q, want 111 naming it", code, out)
 	}
-	pem, _ := writeCert(t, t.TempDir())
-	key, _ := os.ReadFile(pem)
+	// with its intermediate, as a real chain: no warning at start
+	key := testkit.NewCert(t, testkit.CertOptions{Intermediate: true}).PEM
 	if err := os.WriteFile(filepath.Join(dir, "ssl", "stunnel.pem"), key, 0o400); err != nil {
 		t.Fatal(err)
 	}
@@ -1164,12 +1166,12 @@ tcpserver -R -H -l 0 -c 500 -v 0.0.0.0 143
 makesock
   makesock -d 4
     setuidgid-chroot -/ ./jail `+ids+`
-      stunnel-imap -n `+mode+` -F 3 -K 4
+      stunnel-imap -n `+mode+` -F 3 -K 4 -H
   -makesock_connect_to
     setuidgid-chroot -/ ./jail `+ids+` -o 3:./ssl/stunnel.pem
       stunnel-imap-key -P 3
 -makesock_connect_to
-  socat -t 5 STDIO,shut-down UNIX-CONNECT:/run/dovecot/imap-tls`), "\n") + "\n"
+  socat -lf /dev/null -t 5 STDIO,shut-down TCP:127.0.0.1:10143`), "\n") + "\n"
 	}
 	for _, mode := range []string{"imap", "imap-", "imaps"} {
 		s := &service{Dir: dir}
@@ -1189,7 +1191,7 @@ makesock
 		msg        string
 	}{
 		{"MODE", "implicit", 100, "imap-tls-server: fatal: mode implicit is now called imaps: write imaps (in env/MODE for a service)\n"},
-		{"MODE", "", 100, "imap-tls-server: fatal: mode \"\" is not imap, imap- or imaps\n"},
+		{"MODE", "", 100, "imap-tls-server: fatal: mode \"\" is not imap, imap-, imaps, pop3, pop3- or pop3s\n"},
 		{"UIDRANGE", "1:2:3", 100, "imap-tls-server: fatal: uid range \"1:2:3\" is not base:count\n"},
 		{"UIDRANGE", "1 -u root:5", 100, "imap-tls-server: fatal: uid range \"1 -u root:5\" is not base:count\n"},
 		{"UIDRANGE", "1:1", 100, "imap-tls-server: fatal: setuidgid-chroot refuses -r 1:1\n"},
@@ -1222,11 +1224,11 @@ func TestServiceConfRefuses(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, "imap-tls-conf: usage: imap-tls-conf acct logacct dir [ ip [ port ] ]\n"},
+		{nil, "imap-tls-conf: usage: imap-tls-conf [ -m mode ] acct logacct dir [ ip [ port ] ]\n"},
 		{[]string{"root", serviceLogAcct, svcDir}, "imap-tls-conf: fatal: acct root is root"},
 		{[]string{serviceAcct, "nosuchaccount", svcDir}, "imap-tls-conf: fatal: logacct nosuchaccount does not exist"},
 		{[]string{serviceAcct, serviceLogAcct, dir}, "imap-tls-conf: fatal: " + dir + " exists"},
-		{[]string{serviceAcct, serviceLogAcct, svcDir, "127.0.0.256"}, "is not an IPv4 address"},
+		{[]string{serviceAcct, serviceLogAcct, svcDir, "127.0.0.256"}, "is not an IPv4 or IPv6 address"},
 		{[]string{serviceAcct, serviceLogAcct, svcDir, "127.0.0.1", "99999"}, "is not a number from 1 to 65535"},
 	} {
 		out, err := exec.Command(conf, c.args...).CombinedOutput()
