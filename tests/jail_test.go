@@ -347,7 +347,14 @@ func TestJailKeyOutOfReach(t *testing.T) {
 			}
 			conn := p.findConn(t, port, true)
 			for _, k := range keys {
-				if held := k.held(t, conn.key); len(held) != len(k.secrets) {
+				// The key process may still be loading its keys (found as
+				// soon as it exists): the control waits for them a moment.
+				held := k.held(t, conn.key)
+				for deadline := time.Now().Add(5 * time.Second); len(held) != len(k.secrets) && time.Now().Before(deadline); {
+					time.Sleep(50 * time.Millisecond)
+					held = k.held(t, conn.key)
+				}
+				if len(held) != len(k.secrets) {
 					t.Errorf("control: the key process %d holds %v of the %s key, want all of %d parts: the scan cannot see a key", conn.key, held, k.name, len(k.secrets))
 				}
 				if held := k.held(t, conn.proxy); len(held) != 0 {
