@@ -822,3 +822,27 @@ func isReset(err error) bool {
 
 // Close closes the connection.
 func (c *imapClient) Close() { c.conn.Close() }
+
+// sClient runs openssl s_client against the pipeline, with -starttls
+// proto (imap, pop3; "" for implicit TLS), verifying the certificate for
+// localhost, and types input; it returns what s_client printed, and
+// fails the test when s_client fails.
+func sClient(t *testing.T, p *pipeline, proto, input string) string {
+	t.Helper()
+	need(t, "openssl")
+	args := []string{"s_client"}
+	if proto != "" {
+		args = append(args, "-starttls", proto)
+	}
+	args = append(args, "-connect", p.Addr, "-CAfile", p.CA, "-verify_return_error",
+		"-verify_hostname", "localhost", "-servername", "localhost", "-crlf", "-ign_eof")
+	cmd := exec.Command("openssl", args...)
+	cmd.Stdin = strings.NewReader(input)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := runBounded(t, cmd, 60*time.Second)
+	if err != nil {
+		t.Fatalf("openssl s_client: %v\n%s\n%s\npipeline:\n%s", err, out, stderr.String(), p.Stderr())
+	}
+	return string(out)
+}

@@ -253,17 +253,7 @@ func TestE2EPOP3Openssl(t *testing.T) {
 	need(t, "openssl")
 	d := startPOP3Dovecot(t)
 	p := startPipeline(t, pipelineOpts{Mode: "pop3", Backend: d.POP3LoginCmd()})
-	cmd := exec.Command("openssl", "s_client", "-starttls", "pop3", "-connect", p.Addr,
-		"-CAfile", p.CA, "-verify_return_error", "-verify_hostname", "localhost",
-		"-servername", "localhost", "-crlf", "-ign_eof")
-	cmd.Stdin = strings.NewReader("CAPA\nUSER alice\nPASS secret\nSTAT\nQUIT\n")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := runBounded(t, cmd, 60*time.Second)
-	s := string(out)
-	if err != nil {
-		t.Fatalf("openssl s_client: %v\n%s\n%s\npipeline:\n%s", err, s, stderr.String(), p.Stderr())
-	}
+	s := sClient(t, p, "pop3", "CAPA\nUSER alice\nPASS secret\nSTAT\nQUIT\n")
 	for _, want := range []string{"Verify return code: 0 (ok)", "+OK Logged in.", "+OK 4 ", "+OK Logging out"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("s_client session lacks %q:\n%s", want, s)
