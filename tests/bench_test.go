@@ -383,7 +383,7 @@ func TestBenchScript(t *testing.T) {
 	needRoot(t)
 	need(t, "tcpserver", "openssl", "go")
 	binDir := filepath.Dir(bin(t, "imap-tls-server"))
-	for _, p := range []string{"makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key"} {
+	for _, p := range []string{"makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key", "stunnel-imap-signer"} {
 		bin(t, p)
 	}
 	ensureAccount(t, "imaptls")
@@ -401,17 +401,17 @@ func TestBenchScript(t *testing.T) {
 	md := string(b)
 	for _, want := range []string{
 		"| plaintext: tcpserver → fakeimapd | 0 / 0 |",
-		// The proxy and the key process in handshake, the proxy
-		// alone held after LOGIN; the key process reaped.
-		"| **imap-tls, STARTTLS** (`-n imap`) | 2 / 1 |",
-		// the kernel keeps 15 characters of stunnel-imap-key
-		"| stunnel-imap,stunnel-imap-ke | stunnel-imap |",
+		// The run file's chain with the signer: the proxy alone, in
+		// handshake and held (the signer is no child of tcpserver's).
+		"| **imap-tls, STARTTLS** (`-n imap`) | 1 / 1 |",
+		"| stunnel-imap | stunnel-imap |",
 		"### Ratios to the plaintext baseline",
 		"plain (plain): tcpserver -1 -R -H -l 0 -c 200 -b 100 127.0.0.1 0 $W/fakeimapd -s 1M\n",
 		// the run file's way, and the chain it execs
-		"chain-starttls (starttls): imap-tls-server -1 -c 200 -b 100 -n imap -r 2000000000:4194304 -j $W/jail -k $W/ssl/localhost.pem 127.0.0.1 0 $W/fakeimapd -s 1M\n",
-		"\ntcpserver -R -H -l 0 -c 200 -b 100 -1 127.0.0.1 0 makesock makesock -d 4 setuidgid-chroot -/ $W/jail -r 2000000000:4194304 stunnel-imap -n imap -F 3 -K 4 -makesock_connect_to setuidgid-chroot -/ $W/jail -r 2000000000:4194304 -o 3:$W/ssl/localhost.pem stunnel-imap-key -P 3 -makesock_connect_to $W/fakeimapd -s 1M\n",
-		"| **the run file's chain**, STARTTLS (from imap-tls-server -x) | `makesock makesock -d 4 setuidgid-chroot -/ $W/jail -r 2000000000:4194304 stunnel-imap -n imap -F 3 -K 4 -makesock_connect_to setuidgid-chroot -/ $W/jail -r 2000000000:4194304 -o 3:$W/ssl/localhost.pem stunnel-imap-key -P 3 -makesock_connect_to $W/fakeimapd` |",
+		"chain-starttls (starttls): imap-tls-server -1 -c 200 -b 100 -n imap -r 2000000000:4194304 -j $W/jail -s $W/signer/socket 127.0.0.1 0 $W/fakeimapd -s 1M\n",
+		"\ntcpserver -R -H -l 0 -c 200 -b 100 -1 127.0.0.1 0 makesock setuidgid-chroot -/ $W/jail -r 2000000000:4194304 -s 4:$W/signer/socket stunnel-imap -n imap -F 3 -K 4 -makesock_connect_to $W/fakeimapd -s 1M\n",
+		"| **the run file's chain**, STARTTLS (from imap-tls-server -x; the signer answers) | `makesock setuidgid-chroot -/ $W/jail -r 2000000000:4194304 -s 4:$W/signer/socket stunnel-imap -n imap -F 3 -K 4 -makesock_connect_to $W/fakeimapd` |",
+		"| the chain with a key process per connection (-k, env/SIGNER empty), STARTTLS | `makesock makesock -d 4 setuidgid-chroot -/ $W/jail -r 2000000000:4194304 stunnel-imap -n imap -F 3 -K 4 -makesock_connect_to setuidgid-chroot -/ $W/jail -r 2000000000:4194304 -o 3:$W/ssl/localhost.pem stunnel-imap-key -P 3 -makesock_connect_to $W/fakeimapd` |",
 		"## Start-up cost of each link, on its own",
 		"## The machine",
 		"## How to reproduce",
