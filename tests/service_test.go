@@ -982,7 +982,7 @@ func TestServiceDemo(t *testing.T) {
 	needRoot(t)
 	need(t, "svscan", "tcpserver", "dovecot", "socat", "openssl", "curl", "python3", "setsid", "pgrep")
 	conf := bin(t, "imap-tls-conf")
-	for _, p := range []string{"imap-tls-server", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key"} {
+	for _, p := range []string{"imap-tls-server", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key", "stunnel-imap-signer"} {
 		bin(t, p)
 	}
 	demo := func(t *testing.T, env ...string) (*exec.Cmd, *lockedBuffer, chan error, int, int) {
