@@ -3,8 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"imap-tls/log"
 
+	"imap-tls/log"
 	"imap-tls/stunnel-imap/imap"
 	"imap-tls/stunnel-imap/line"
 )
@@ -34,11 +34,11 @@ func (p phase) String() string { return phaseNames[p] }
 
 // serverCommand is the client command the server is working on.
 type serverCommand struct {
-	tag   string
-	login bool             // LOGIN or AUTHENTICATE: a tagged OK means logged in
-	lit   imap.LiteralInfo // the literal the current line announced, if any
-	sync  bool             // lit was sent to the server as {n}, though the client sent {n+}
-	ended *imap.Response   // the server's tagged response, received while the client still owed bytes
+	tag     string
+	login   bool             // LOGIN or AUTHENTICATE: a tagged OK means logged in
+	lit     imap.LiteralInfo // the literal the current line announced, if any
+	nonSync bool             // the client sent lit as {n+}; the server got {n}
+	ended   *imap.Response   // the server's tagged response, received while the client still owed bytes
 }
 
 type imapSession struct {
@@ -157,7 +157,7 @@ func (m *imapSession) continuationAnswered(resp imap.Response, out []byte) {
 	switch {
 	case resp.Kind == imap.Continuation:
 		// A {n+} the client sent did not wait for a "+": it gets none.
-		if !c.sync && !s.toClient(out) {
+		if !c.nonSync && !s.toClient(out) {
 			return
 		}
 		m.phase = literal
@@ -166,7 +166,7 @@ func (m *imapSession) continuationAnswered(resp imap.Response, out []byte) {
 		if !s.toClient(out) {
 			return
 		}
-		if c.sync {
+		if c.nonSync {
 			// The client sent {n+} and its literal follows anyway: it
 			// is no command.
 			m.discard(c.lit.Size, resp)
@@ -255,7 +255,7 @@ func (m *imapSession) commandLine(l []byte) {
 	c := &serverCommand{tag: tag}
 	if hasLit && lit.NonSync {
 		// If the proxy refuses this command, the literal comes anyway.
-		c.lit, c.sync = lit, true
+		c.lit, c.nonSync = lit, true
 	}
 	if !ok {
 		tag = imap.ParseTag(l)
@@ -306,7 +306,7 @@ func (m *imapSession) commandLine(l []byte) {
 // take).
 func (m *imapSession) forward(lit, l []byte) {
 	c := m.cmd
-	c.lit, c.sync = imap.LiteralInfo{}, false
+	c.lit, c.nonSync = imap.LiteralInfo{}, false
 	m.phase = response
 	if li, ok := imap.Literal(l); ok {
 		if !m.bounded(li) {
@@ -315,7 +315,7 @@ func (m *imapSession) forward(lit, l []byte) {
 		c.lit = li
 		m.phase = continuation
 		if li.NonSync {
-			c.sync = true
+			c.nonSync = true
 			l = imap.ToSync(l, li)
 		}
 	}
@@ -333,7 +333,7 @@ func (m *imapSession) refuse(c *serverCommand, format string, args ...any) {
 	if !m.s.reply(format, args...) {
 		return
 	}
-	if c.sync {
+	if c.nonSync {
 		m.cmd = c
 		m.discard(c.lit.Size, imap.Response{})
 		return

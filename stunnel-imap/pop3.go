@@ -2,8 +2,8 @@ package main
 
 import (
 	"bufio"
-	"imap-tls/log"
 
+	"imap-tls/log"
 	"imap-tls/stunnel-imap/line"
 	"imap-tls/stunnel-imap/pop3"
 )
