@@ -9,7 +9,6 @@
 package tests
 
 import (
-	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
@@ -421,38 +420,6 @@ func TestCourierOpenssl(t *testing.T) {
 	noSecrets(t, p, nil)
 }
 
-// pyCourierPOP3 drives poplib against Courier's pop3login: stls (USER
-// tried before STLS) or implicit (POP3_SSL); it retrieves every message.
-const pyCourierPOP3 = `
-import poplib, json, ssl, sys
-host, port, ca, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-out = {}
-ctx = ssl.create_default_context(cafile=ca)
-if mode == "stls":
-    M = poplib.POP3(host, port, timeout=20)
-    out["greeting"] = M.getwelcome().decode()
-    out["capa_before"] = sorted(M.capa().keys())
-    try:
-        out["user_before"] = M.user("alice").decode()
-    except poplib.error_proto as e:
-        out["user_before"] = "error " + str(e)
-    M.stls(context=ctx)
-else:
-    M = poplib.POP3_SSL(host, port, context=ctx, timeout=20)
-    out["greeting"] = M.getwelcome().decode()
-out["capa_after"] = sorted(M.capa().keys())
-M.user("alice")
-out["pass"] = M.pass_("secret").decode()
-n, size = M.stat()
-msgs = []
-for i in range(1, n + 1):
-    resp, lines, octets = M.retr(i)
-    msgs.append((b"\r\n".join(lines) + b"\r\n").decode("latin-1"))
-out["messages"] = msgs
-out["quit"] = M.quit().decode()
-print(json.dumps(out))
-`
-
 // TestCourierPOP3: Courier's pop3login behind the pipeline: poplib with
 // stls() (mode pop3; USER before STLS refused by the proxy and never seen
 // by Courier) and POP3_SSL (pop3s) retrieve the three seed messages byte
@@ -463,35 +430,13 @@ func TestCourierPOP3(t *testing.T) {
 	need(t, python, "curl")
 	c := startCourier(t)
 	want := []string{string(c.seed(t, 1)), string(c.seed(t, 2)), string(c.seed(t, 3))}
-	script := filepath.Join(t.TempDir(), "pop.py")
-	if err := os.WriteFile(script, []byte(pyCourierPOP3), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct{ mode, py string }{{"pop3", "stls"}, {"pop3s", "implicit"}} {
 		t.Run(tc.mode, func(t *testing.T) {
 			c.clearRaw()
 			// Courier offering STLS itself: the proxy's CAPA rewrite and
 			// STLS answer keep it from ever getting one
 			p := startPipeline(t, pipelineOpts{Mode: tc.mode, Backend: c.RawPOP3Cmd("POP3_STARTTLS=YES", "COURIERTLS=/usr/bin/couriertls")})
-			cmd := exec.Command(python, script, "localhost", strconv.Itoa(p.Port), p.CA, tc.py)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			out, err := runBounded(t, cmd, 60*time.Second)
-			if err != nil {
-				t.Fatalf("poplib (%s): %v\n%s\npipeline:\n%s", tc.py, err, stderr.String(), p.Stderr())
-			}
-			var r struct {
-				Greeting   string   `json:"greeting"`
-				CapaBefore []string `json:"capa_before"`
-				UserBefore string   `json:"user_before"`
-				CapaAfter  []string `json:"capa_after"`
-				Pass       string   `json:"pass"`
-				Messages   []string `json:"messages"`
-				Quit       string   `json:"quit"`
-			}
-			if err := json.Unmarshal(out, &r); err != nil {
-				t.Fatalf("poplib's report %q: %v", out, err)
-			}
+			r := runPoplib(t, p.Port, p.CA, tc.py, p.Stderr)
 			if r.Greeting != "+OK Hello there." || r.Pass != "+OK logged in." || !strings.HasPrefix(r.Quit, "+OK") {
 				t.Errorf("poplib session: %+v", r)
 			}
@@ -506,11 +451,7 @@ func TestCourierPOP3(t *testing.T) {
 			if has(r.CapaAfter, "STLS") || !has(r.CapaAfter, "USER") {
 				t.Errorf("CAPA under TLS %q: want USER, no STLS", r.CapaAfter)
 			}
-			msgs := make([]string, len(r.Messages))
-			for i, m := range r.Messages {
-				msgs[i] = latin1(m)
-			}
-			sameMessages(t, "poplib", msgs, want, true)
+			sameMessages(t, "poplib", r.Messages, want, true)
 			port := clientPortFromLog(t, p)
 			checkCourierSession(t, p, port, "stls")
 			raw := strings.ToUpper(c.Raw(t))

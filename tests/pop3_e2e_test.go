@@ -140,6 +140,32 @@ type pyPOP3Result struct {
 	Quit       string   `json:"quit"`
 }
 
+// runPoplib runs pyPOP3 in mode (stls or implicit) against port, trusting
+// ca; logs, when it fails, says what the server side logged.
+func runPoplib(t *testing.T, port int, ca, mode string, logs func() string) pyPOP3Result {
+	t.Helper()
+	need(t, python)
+	script := filepath.Join(t.TempDir(), "pop.py")
+	if err := os.WriteFile(script, []byte(pyPOP3), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(python, script, "localhost", strconv.Itoa(port), ca, mode)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := runBounded(t, cmd, 60*time.Second)
+	if err != nil {
+		t.Fatalf("python poplib (%s): %v\n%s\nserver side:\n%s", mode, err, stderr.String(), logs())
+	}
+	var r pyPOP3Result
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("poplib's report %q: %v", out, err)
+	}
+	for i, m := range r.Messages {
+		r.Messages[i] = latin1(m)
+	}
+	return r
+}
+
 func latin1(s string) string { // JSON's text of latin-1 bytes, back to bytes
 	b := make([]byte, 0, len(s))
 	for _, r := range s {
@@ -164,24 +190,10 @@ func TestE2EPOP3Python(t *testing.T) {
 	need(t, python)
 	d := startPOP3Dovecot(t)
 	want := maildirMessages(t, d, 4)
-	script := filepath.Join(t.TempDir(), "pop.py")
-	if err := os.WriteFile(script, []byte(pyPOP3), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct{ mode, py string }{{"pop3", "stls"}, {"pop3s", "implicit"}} {
 		t.Run(tc.mode, func(t *testing.T) {
 			p := startPipeline(t, pipelineOpts{Mode: tc.mode, Backend: d.POP3LoginCmd()})
-			cmd := exec.Command(python, script, "localhost", strconv.Itoa(p.Port), p.CA, tc.py)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			out, err := runBounded(t, cmd, 60*time.Second)
-			if err != nil {
-				t.Fatalf("python poplib (%s): %v\n%s\npipeline:\n%s", tc.py, err, stderr.String(), p.Stderr())
-			}
-			var r pyPOP3Result
-			if err := json.Unmarshal(out, &r); err != nil {
-				t.Fatalf("poplib's report %q: %v", out, err)
-			}
+			r := runPoplib(t, p.Port, p.CA, tc.py, p.Stderr)
 			if !strings.HasPrefix(r.Greeting, "+OK Dovecot") || r.Pass != "+OK Logged in." || r.Count != 4 || !strings.HasPrefix(r.Quit, "+OK") {
 				t.Errorf("poplib session: %+v", r)
 			}
@@ -199,11 +211,7 @@ func TestE2EPOP3Python(t *testing.T) {
 			if r.TLSVersion != "TLSv1.3" {
 				t.Errorf("TLS version %q", r.TLSVersion)
 			}
-			msgs := make([]string, len(r.Messages))
-			for i, m := range r.Messages {
-				msgs[i] = latin1(m)
-			}
-			sameMessages(t, "poplib", msgs, want, true)
+			sameMessages(t, "poplib", r.Messages, want, true)
 			starttls := "no"
 			if tc.py == "stls" {
 				starttls = "yes"
@@ -469,30 +477,12 @@ func TestServicePOP3(t *testing.T) {
 	need(t, python, "/usr/lib/dovecot/pop3-login")
 	tr := startServices(t, serviceSpec{Name: "pop3", Mode: "pop3"}, serviceSpec{Name: "pop3s", Mode: "pop3s"})
 	want := maildirMessages(t, tr.dovecot, 3)
-	script := filepath.Join(t.TempDir(), "pop.py")
-	if err := os.WriteFile(script, []byte(pyPOP3), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	for _, s := range tr.services {
 		s.writeEnv(t, "IMAPD", strings.Join(tr.dovecot.POP3LoginCmd(), " "))
 		s.restart(t)
 		py := map[string]string{"pop3": "stls", "pop3s": "implicit"}[s.Mode]
-		cmd := exec.Command(python, script, "localhost", strconv.Itoa(s.Port), tr.CA, py)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := runBounded(t, cmd, 60*time.Second)
-		if err != nil {
-			t.Fatalf("poplib through the %s service: %v\n%s\nlog:\n%s", s.Mode, err, stderr.String(), strings.Join(s.logLines(t), "\n"))
-		}
-		var r pyPOP3Result
-		if err := json.Unmarshal(out, &r); err != nil {
-			t.Fatalf("poplib's report %q: %v", out, err)
-		}
-		msgs := make([]string, len(r.Messages))
-		for i, m := range r.Messages {
-			msgs[i] = latin1(m)
-		}
-		sameMessages(t, "poplib through the "+s.Mode+" service", msgs, want, true)
+		r := runPoplib(t, s.Port, tr.CA, py, func() string { return strings.Join(s.logLines(t), "\n") })
+		sameMessages(t, "poplib through the "+s.Mode+" service", r.Messages, want, true)
 		s.waitConnLines(t, 1)
 		found := false
 		for _, l := range s.logLines(t) {
