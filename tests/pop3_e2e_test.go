@@ -235,14 +235,8 @@ func TestE2EPOP3Curl(t *testing.T) {
 	base := "pop3://localhost:" + strconv.Itoa(p.Port)
 	var got []string
 	for i := 1; i <= 4; i++ {
-		cmd := exec.Command("curl", "-sS", "--ssl-reqd", "--cacert", p.CA, "--max-time", "30", "-u", "alice:secret", base+"/"+strconv.Itoa(i))
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := runBounded(t, cmd, 60*time.Second)
-		if err != nil {
-			t.Fatalf("curl %d: %v: %s\npipeline:\n%s", i, err, stderr.String(), p.Stderr())
-		}
-		got = append(got, string(out))
+		got = append(got, runClient(t, "curl", 60*time.Second, nil,
+			"curl", "-sS", "--ssl-reqd", "--cacert", p.CA, "--max-time", "30", "-u", "alice:secret", base+"/"+strconv.Itoa(i)))
 	}
 	sameMessages(t, "curl", got, want, true)
 	cmd := exec.Command("curl", "-sS", "--max-time", "30", "-u", "alice:secret", base+"/")
