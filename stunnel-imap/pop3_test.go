@@ -204,3 +204,12 @@ func TestPOP3ALPN(t *testing.T) {
 		h.ended("alpn-refused", "warning: client offered no pop3 ALPN protocol")
 	}
 }
+
+// A server that dies in the middle of a multi-line response: what it sent
+// is passed on, and the session ends server-eof.
+func TestPOP3ServerDiesMidCapa(t *testing.T) {
+	h := start(t, setup{mode: modePOP3Optional})
+	h.run([]step{s(pop3Greet), C(pop3Greet), c("CAPA\r\n"), S("CAPA\r\n"), s("+OK\r\nTOP\r\nUI"), C("+OK\r\nTOP\r\n"),
+		serverClose(), C("UI"), clientEnds()})
+	h.ended("server-eof")
+}
