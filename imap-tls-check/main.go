@@ -483,7 +483,9 @@ func (c *checker) server() {
 	if why != "" {
 		why = ": " + why
 	}
-	if proxied && (timedOut || greeting == "") {
+	// The PROXY hint only where a server answered the connection: a
+	// refused one has nothing listening, whatever the header.
+	if proxied && (timedOut || greeting == "") && !strings.Contains(why, "Connection refused") {
 		why += " (env/PROXYHEADER yes: a PROXY header was sent first; does the server take one from this address? Dovecot: haproxy = yes on its inet_listener, haproxy_trusted_networks; a server that takes none: env/PROXYHEADER empty)"
 	}
 	pop3 := strings.HasPrefix(c.mode, "pop3")
