@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"imap-tls/internal/suite"
 	"imap-tls/log"
 	"imap-tls/stunnel-imap/certfile"
 	"imap-tls/stunnel-imap/imap"
@@ -171,14 +172,14 @@ func FuzzPOP3Session(f *testing.F) {
 // fuzzOne runs one session of mode between a client that sends in and
 // then half-closes, and server, a fake that records the command names
 // it executes; it returns them and the ended session.
-func fuzzOne(t *testing.T, m mode, server func(net.Conn, *sync.Mutex, *[]string), in []byte) ([]string, *session) {
+func fuzzOne(t *testing.T, m suite.Mode, server func(net.Conn, *sync.Mutex, *[]string), in []byte) ([]string, *session) {
 	cTest, cProxy := socketpair(t)
 	sProxy, sTest := socketpair(t)
 	defer cTest.Close()
 	defer sTest.Close()
 	c, _ := certfile.Parse(testPEM, "test")
 	l := log.NewTo("stunnel-imap", io.Discard, func(int) {})
-	cfg := &config{mode: m, tls: tlsConfig(staticSource{c}, m.alpn), handshakeTimeout: time.Second,
+	cfg := &config{mode: m, tls: tlsConfig(staticSource{c}, m.ALPN), handshakeTimeout: time.Second,
 		commandTimeout: 2 * time.Second, idleTimeout: 2 * time.Second, log: l, linger: 100 * time.Millisecond, grace: time.Second}
 	var mu sync.Mutex
 	var seen []string

@@ -86,12 +86,12 @@ func (s *session) handshake(pre []byte) bool {
 	if err := tc.Handshake(); err != nil {
 		switch {
 		case len(pre) > 0 && pre[0] != 0x16:
-			s.warn("client sent plaintext after %s: dropped", s.cfg.mode.starttls)
+			s.warn("client sent plaintext after %s: dropped", s.cfg.mode.StartTLS)
 			s.end = "handshake-failed"
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			s.end = "handshake-timeout"
 		case strings.Contains(err.Error(), "application protocol"):
-			s.warn("client offered no %s ALPN protocol: refused", s.cfg.mode.alpn)
+			s.warn("client offered no %s ALPN protocol: refused", s.cfg.mode.ALPN)
 			s.end = "alpn-refused"
 		case s.certSent:
 			// The client had the certificate and went: it refused it

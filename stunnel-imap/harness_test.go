@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"imap-tls/internal/suite"
 	"imap-tls/internal/testkit"
 	"imap-tls/log"
 	"imap-tls/stunnel-imap/certfile"
@@ -67,7 +68,7 @@ type harness struct {
 }
 
 type setup struct {
-	mode      mode
+	mode      suite.Mode
 	handshake time.Duration
 	command   time.Duration
 	idle      time.Duration
@@ -95,7 +96,7 @@ func start(t *testing.T, su setup) *harness {
 	}
 	cfg := &config{
 		mode:             su.mode,
-		tls:              tlsConfig(su.src, su.mode.alpn),
+		tls:              tlsConfig(su.src, su.mode.ALPN),
 		handshakeTimeout: or(su.handshake, guard),
 		commandTimeout:   or(su.command, guard),
 		idleTimeout:      or(su.idle, guard),
@@ -126,8 +127,8 @@ var (
 	modeImplicit = mustMode("imaps")
 )
 
-func mustMode(name string) mode {
-	m, ok := modeNamed(name)
+func mustMode(name string) suite.Mode {
+	m, ok := suite.ModeNamed(name)
 	if !ok {
 		panic("no mode " + name)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 
+	"imap-tls/internal/suite"
 	"imap-tls/log"
 	"imap-tls/stunnel-imap/imap"
 	"imap-tls/stunnel-imap/line"
@@ -71,7 +72,7 @@ func (m *imapSession) rule() imap.Rule {
 	if m.s.tlsOn {
 		return imap.Rule{}
 	}
-	return imap.Rule{StartTLS: true, LoginDisabled: m.s.cfg.mode.policy == required}
+	return imap.Rule{StartTLS: true, LoginDisabled: m.s.cfg.mode.Policy == suite.Required}
 }
 
 // ---- reads the part starts ----
@@ -129,7 +130,7 @@ func (m *imapSession) greeting(resp imap.Response, out []byte) {
 	if resp.Kind == imap.Untagged {
 		switch resp.Name {
 		case "PREAUTH":
-			if s.cfg.mode.policy != implicit {
+			if s.cfg.mode.Policy != suite.Implicit {
 				s.warn("server greeted with PREAUTH on a STARTTLS port: refused")
 				s.bye("preauth", "Server is pre-authenticated: refusing a session without TLS")
 				return
@@ -271,7 +272,7 @@ func (m *imapSession) commandLine(l []byte) {
 	switch name {
 	case "STARTTLS":
 		switch {
-		case s.tlsOn && s.cfg.mode.policy == implicit:
+		case s.tlsOn && s.cfg.mode.Policy == suite.Implicit:
 			m.refuse(c, "%s BAD TLS is already active", tag)
 		case s.tlsOn:
 			s.warn("client sent STARTTLS twice")
@@ -286,7 +287,7 @@ func (m *imapSession) commandLine(l []byte) {
 		}
 		return
 	case "LOGIN", "AUTHENTICATE":
-		if s.cfg.mode.policy == required && !s.tlsOn {
+		if s.cfg.mode.Policy == suite.Required && !s.tlsOn {
 			s.warn("client sent %s before STARTTLS: refused", name)
 			m.refuse(c, "%s NO [PRIVACYREQUIRED] TLS is required: use STARTTLS first", tag)
 			return

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"imap-tls/internal/suite"
 	"imap-tls/log"
 )
 
@@ -36,7 +37,7 @@ func join(parts ...[]step) []step {
 
 type scriptCase struct {
 	name   string
-	mode   mode
+	mode   suite.Mode
 	script []step
 	end    string
 	logs   []string
@@ -299,10 +300,10 @@ func TestUnfinishedGreeting(t *testing.T) {
 }
 
 func TestStalledHandshake(t *testing.T) {
-	for _, m := range []mode{modeImplicit, modeRequired} {
-		t.Run(m.String(), func(t *testing.T) {
+	for _, m := range []suite.Mode{modeImplicit, modeRequired} {
+		t.Run(m.Name, func(t *testing.T) {
 			h := start(t, setup{mode: m, handshake: 300 * time.Millisecond})
-			if m.policy == required {
+			if m.Policy == suite.Required {
 				h.run([]step{s(serverGreeting), C(greetRequired), c("a STARTTLS\r\n"), C(beginTLS)})
 			}
 			h.run([]step{clientEnds()})
@@ -486,10 +487,10 @@ func TestReadyHoldsGreeting(t *testing.T) {
 // exited) ends the session before the client hears a byte, in every
 // mode, and the process exits 111.
 func TestReadyFails(t *testing.T) {
-	for _, m := range []mode{modeRequired, modeOptional, modeImplicit} {
-		t.Run(m.String(), func(t *testing.T) {
+	for _, m := range []suite.Mode{modeRequired, modeOptional, modeImplicit} {
+		t.Run(m.Name, func(t *testing.T) {
 			h := start(t, setup{mode: m, ready: func() error { return errors.New("key process ended") }})
-			if m.policy != implicit {
+			if m.Policy != suite.Implicit {
 				h.run([]step{s(serverGreeting)})
 			}
 			h.client.SetReadDeadline(time.Now().Add(guard))

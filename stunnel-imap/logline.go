@@ -71,7 +71,7 @@ func (s *session) logEnd() {
 		auth += fmt.Sprintf(" authfail=%d", s.authFailed)
 	}
 	s.cfg.log.Info("remote=%s mode=%s starttls=%s tls=%s cipher=%s sni=%s auth=%s in=%d out=%d warnings=%d duration=%.3fs end=%s",
-		s.cfg.remote, s.cfg.mode, yesno(s.starttls), tlsVersion(s.state), cipher, field(s.sni), auth,
+		s.cfg.remote, s.cfg.mode.Name, yesno(s.starttls), tlsVersion(s.state), cipher, field(s.sni), auth,
 		s.in.Load(), s.out.Load(), s.warnings.count, time.Since(s.start).Seconds(), s.end)
 }
 

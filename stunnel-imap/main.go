@@ -12,9 +12,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
-	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -22,13 +19,15 @@ import (
 	"syscall"
 	"time"
 
+	"imap-tls/internal/opt"
+	"imap-tls/internal/suite"
 	"imap-tls/log"
 	"imap-tls/stunnel-imap/certfile"
 	"imap-tls/stunnel-imap/nodump"
 	"imap-tls/stunnel-imap/seccomp"
 )
 
-const synopsis = "-n imap|imap-|imaps|pop3|pop3-|pop3s [ -F fd ] ( -p pemfile | -P fd | -d certdir | -K fd ) [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ] [ -H ]"
+var synopsis = "-n " + suite.ModeAlternatives() + " [ -F fd ] ( -p pemfile | -P fd | -d certdir | -K fd ) [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ] [ -H ]"
 
 func main() {
 	l := log.New("stunnel-imap")
@@ -37,7 +36,7 @@ func main() {
 
 // options are the parsed command line.
 type options struct {
-	mode             mode
+	mode             suite.Mode
 	serverFD         int
 	pemFile          string
 	pemFD            int
@@ -50,39 +49,6 @@ type options struct {
 	proxyHeader      bool          // -H: a PROXY v2 header first to the server
 }
 
-// seconds, descriptor and nonEmpty parse an option's value into p.
-func seconds(p *time.Duration) func(string) error {
-	return func(v string) error {
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f <= 0 || f > 1e7 {
-			return errors.New("not a positive number of seconds")
-		}
-		*p = time.Duration(f * float64(time.Second))
-		return nil
-	}
-}
-
-func descriptor(p *int) func(string) error {
-	return func(v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return errors.New("not a descriptor number")
-		}
-		*p = n
-		return nil
-	}
-}
-
-func nonEmpty(p *string, what string) func(string) error {
-	return func(v string) error {
-		if v == "" {
-			return errors.New("empty " + what + " name")
-		}
-		*p = v
-		return nil
-	}
-}
-
 func parseArgs(args []string) (*options, error) {
 	o := &options{
 		serverFD:         3,
@@ -92,12 +58,10 @@ func parseArgs(args []string) (*options, error) {
 		commandTimeout:   180 * time.Second,
 		idleTimeout:      31 * time.Minute,
 	}
-	fs := flag.NewFlagSet("stunnel-imap", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
+	set := opt.New(synopsis)
 	var modeName string
 	var verbose, quiet bool
-	fs.StringVar(&modeName, "n", "", "")
+	set.String('n', &modeName)
 	sources := 0 // how many of -p, -P, -d and -K were given
 	source := func(set func(string) error) func(string) error {
 		return func(v string) error {
@@ -105,40 +69,37 @@ func parseArgs(args []string) (*options, error) {
 			return set(v)
 		}
 	}
-	fs.Func("F", "", descriptor(&o.serverFD))
-	fs.Func("p", "", source(nonEmpty(&o.pemFile, "file")))
-	fs.Func("P", "", source(descriptor(&o.pemFD)))
-	fs.Func("d", "", source(nonEmpty(&o.certDir, "directory")))
-	fs.Func("K", "", source(descriptor(&o.keyFD)))
-	fs.Func("T", "", seconds(&o.handshakeTimeout))
-	fs.Func("t", "", seconds(&o.commandTimeout))
-	fs.Func("A", "", seconds(&o.idleTimeout))
-	fs.BoolVar(&verbose, "v", false, "")
-	fs.BoolVar(&quiet, "q", false, "")
-	fs.BoolVar(&o.proxyHeader, "H", false, "")
-	if err := fs.Parse(args); err != nil {
-		msg := log.Reason(err)
-		if errors.Is(err, flag.ErrHelp) {
-			msg = "" // asked for: the usage line alone
-		}
-		return nil, &log.UsageError{Synopsis: synopsis, Msg: msg}
+	set.FD('F', 0, &o.serverFD)
+	set.Func('p', source(opt.String(&o.pemFile)))
+	set.Func('P', source(opt.FD(0, &o.pemFD)))
+	set.Func('d', source(opt.String(&o.certDir)))
+	set.Func('K', source(opt.FD(0, &o.keyFD)))
+	set.Seconds('T', &o.handshakeTimeout)
+	set.Seconds('t', &o.commandTimeout)
+	set.Seconds('A', &o.idleTimeout)
+	set.Flag('v', &verbose)
+	set.Flag('q', &quiet)
+	set.Flag('H', &o.proxyHeader)
+	operands, err := set.Parse(args)
+	if err != nil {
+		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, &log.UsageError{Synopsis: synopsis, Msg: "unexpected argument " + strconv.Quote(fs.Arg(0))}
+	if len(operands) > 0 {
+		return nil, set.Usage("unexpected argument " + strconv.Quote(operands[0]))
 	}
 	if modeName == "" {
-		return nil, &log.UsageError{Synopsis: synopsis, Msg: "no -n: name the mode: " + modeList()}
+		return nil, set.Usage("no -n: name the mode: " + suite.ModeList())
 	}
-	m, ok := modeNamed(modeName)
+	m, ok := suite.ModeNamed(modeName)
 	if !ok {
-		return nil, &log.UsageError{Synopsis: synopsis, Msg: "unknown mode " + strconv.Quote(modeName) + ": use " + modeList()}
+		return nil, set.Usage("unknown mode " + strconv.Quote(modeName) + ": use " + suite.ModeList())
 	}
 	o.mode = m
 	if sources != 1 {
-		return nil, &log.UsageError{Synopsis: synopsis, Msg: "exactly one of -p, -P, -d and -K is needed"}
+		return nil, set.Usage("exactly one of -p, -P, -d and -K is needed")
 	}
 	if verbose && quiet {
-		return nil, &log.UsageError{Synopsis: synopsis, Msg: "-v and -q exclude each other"}
+		return nil, set.Usage("-v and -q exclude each other")
 	}
 	if verbose {
 		o.verbosity = 1
@@ -200,7 +161,7 @@ func run(l *log.Logger, args []string) error {
 
 	cfg := &config{
 		mode:             o.mode,
-		tls:              tlsConfig(src, o.mode.alpn),
+		tls:              tlsConfig(src, o.mode.ALPN),
 		handshakeTimeout: o.handshakeTimeout,
 		commandTimeout:   o.commandTimeout,
 		idleTimeout:      o.idleTimeout,

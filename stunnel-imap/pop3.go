@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 
+	"imap-tls/internal/suite"
 	"imap-tls/log"
 	"imap-tls/stunnel-imap/line"
 	"imap-tls/stunnel-imap/pop3"
@@ -65,7 +66,7 @@ func (p *pop3Session) rule() pop3.Rule {
 	if p.s.tlsOn {
 		return pop3.Rule{}
 	}
-	return pop3.Rule{STLS: true, NoPlaintext: p.s.cfg.mode.policy == required}
+	return pop3.Rule{STLS: true, NoPlaintext: p.s.cfg.mode.Policy == suite.Required}
 }
 
 func (p *pop3Session) readCommand() {
@@ -203,7 +204,7 @@ func (p *pop3Session) commandLine(l []byte) {
 	switch name {
 	case "STLS":
 		switch {
-		case s.tlsOn && s.cfg.mode.policy == implicit:
+		case s.tlsOn && s.cfg.mode.Policy == suite.Implicit:
 			p.refuse("-ERR TLS is already active")
 		case s.tlsOn:
 			s.warn("client sent STLS twice")
@@ -218,7 +219,7 @@ func (p *pop3Session) commandLine(l []byte) {
 		}
 		return
 	case "USER", "PASS", "APOP", "AUTH":
-		if s.cfg.mode.policy == required && !s.tlsOn {
+		if s.cfg.mode.Policy == suite.Required && !s.tlsOn {
 			s.warn("client sent %s before STLS: refused", name)
 			p.refuse("-ERR [AUTH] TLS is required: use STLS first")
 			return

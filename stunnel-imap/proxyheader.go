@@ -55,7 +55,7 @@ func proxyAddrsFromEnv(getenv func(string) string) (*proxyAddrs, error) {
 func (s *session) proxyHeader() ([]byte, error) {
 	a := s.cfg.proxy
 	h := proxyproto.Header{Src: a.remote, Dst: a.local}
-	if s.cfg.mode.policy != optional {
+	if s.cfg.mode.Secured {
 		var sub []proxyproto.TLV
 		if s.tlsOn {
 			sub = append(sub, proxyproto.TLV{Type: proxyproto.SubtypeSSLVersion, Value: []byte(tlsVersionName(s.state.Version))})

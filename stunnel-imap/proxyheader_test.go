@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"imap-tls/internal/proxyproto"
+	"imap-tls/internal/suite"
 	"imap-tls/internal/testkit"
 	"imap-tls/log"
 	"imap-tls/stunnel-imap/certfile"
@@ -76,7 +77,7 @@ func TestProxyHeader(t *testing.T) {
 			}
 			logs := &testkit.LockedBuffer{}
 			cfg := &config{
-				mode: m, tls: tlsConfig(staticSource{cert}, m.alpn),
+				mode: m, tls: tlsConfig(staticSource{cert}, m.ALPN),
 				handshakeTimeout: guard, commandTimeout: guard, idleTimeout: guard,
 				log: log.NewTo("stunnel-imap", logs, func(int) {}), remote: c.remote,
 				linger: time.Second, grace: time.Second,
@@ -85,14 +86,14 @@ func TestProxyHeader(t *testing.T) {
 			done := make(chan *session, 1)
 			go func() { done <- serve(cfg, cProxy, sProxy) }()
 			client := cTest
-			if m.policy == implicit {
+			if m.Policy == suite.Implicit {
 				sTest.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 				var b [1]byte
 				if n, _ := sTest.Read(b[:]); n != 0 {
 					t.Fatalf("implicit TLS: the server got a byte before the handshake")
 				}
 				sTest.SetReadDeadline(time.Time{})
-				tc := tls.Client(cTest, &tls.Config{RootCAs: testPool, ServerName: "imap.test", NextProtos: []string{m.alpn}})
+				tc := tls.Client(cTest, &tls.Config{RootCAs: testPool, ServerName: "imap.test", NextProtos: []string{m.ALPN}})
 				if err := tc.Handshake(); err != nil {
 					t.Fatal(err)
 				}
@@ -118,12 +119,12 @@ func TestProxyHeader(t *testing.T) {
 						version = string(s.Value)
 					}
 				}
-				if want := map[bool]string{true: "TLSv1.3", false: ""}[m.policy == implicit]; version != want {
+				if want := map[bool]string{true: "TLSv1.3", false: ""}[m.Policy == suite.Implicit]; version != want {
 					t.Errorf("PP2_SUBTYPE_SSL_VERSION %q, want %q", version, want)
 				}
 			}
 			authority, ok := h.Find(proxyproto.TypeAuthority)
-			if (m.policy == implicit) != ok || ok && string(authority) != "imap.test" {
+			if (m.Policy == suite.Implicit) != ok || ok && string(authority) != "imap.test" {
 				t.Errorf("PP2_TYPE_AUTHORITY %q (%v)", authority, ok)
 			}
 			// The greeting flows after the header.

@@ -9,10 +9,10 @@ import (
 	"io"
 	"net"
 	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 
+	"imap-tls/internal/suite"
 	"imap-tls/log"
 	"imap-tls/stunnel-imap/line"
 )
@@ -23,59 +23,13 @@ import (
 // (imap.go); the TLS handshake is in handshake.go, the relay after login
 // in relay.go, the per-connection log line in logline.go.
 
-// policy is how a port uses TLS.
-type policy int
-
-const (
-	required policy = iota // STARTTLS before login (-n imap)
-	optional               // STARTTLS offered, plaintext relayed (-n imap-)
-	implicit               // TLS from the first byte (-n imaps, port 993)
-)
-
-// mode is what a port serves: a protocol with a TLS policy, named as -n,
-// env/MODE and the log line's mode= name it.
-type mode struct {
-	name     string
-	policy   policy
-	alpn     string              // the protocol's ALPN id (RFC 7301)
-	starttls string              // the protocol's command that starts TLS
-	part     func(*session) part // the protocol part of one session
+// parts are the protocol parts, by suite.Mode's Protocol: the modes
+// themselves (name, TLS policy, ALPN, the STARTTLS command) are the
+// suite's one table, internal/suite.
+var parts = map[string]func(*session) part{
+	"imap": newIMAP,
+	"pop3": newPOP3,
 }
-
-var modes = []mode{
-	{"imap", required, "imap", "STARTTLS", newIMAP},
-	{"imap-", optional, "imap", "STARTTLS", newIMAP},
-	{"imaps", implicit, "imap", "STARTTLS", newIMAP},
-	{"pop3", required, "pop3", "STLS", newPOP3},
-	{"pop3-", optional, "pop3", "STLS", newPOP3},
-	{"pop3s", implicit, "pop3", "STLS", newPOP3},
-}
-
-// modeList names the modes for a usage error: "imap, ... or pop3s".
-func modeList() string {
-	var b strings.Builder
-	for i, m := range modes {
-		switch {
-		case i == len(modes)-1:
-			b.WriteString(" or ")
-		case i > 0:
-			b.WriteString(", ")
-		}
-		b.WriteString(m.name)
-	}
-	return b.String()
-}
-
-func modeNamed(name string) (mode, bool) {
-	for _, m := range modes {
-		if m.name == name {
-			return m, true
-		}
-	}
-	return mode{}, false
-}
-
-func (m mode) String() string { return m.name }
 
 // A part is the protocol-aware half of a session before login: it says
 // what a server response and a client read mean, and what to read next
@@ -108,7 +62,7 @@ const (
 // config is what one session needs; run fills it from the command line,
 // tests build it directly.
 type config struct {
-	mode             mode
+	mode             suite.Mode
 	tls              *tls.Config
 	handshakeTimeout time.Duration // -T: the whole TLS handshake
 	commandTimeout   time.Duration // -t: one command and its answer, before login
@@ -214,7 +168,7 @@ func serve(cfg *config, client, server net.Conn) *session {
 		srv:   async{ch: make(chan result, 1)},
 		start: time.Now(),
 	}
-	s.part = cfg.mode.part(s)
+	s.part = parts[cfg.mode.Protocol](s)
 	s.run()
 	s.logEnd()
 	return s
@@ -223,7 +177,7 @@ func serve(cfg *config, client, server net.Conn) *session {
 func (s *session) run() {
 	defer s.raw.Close()
 	defer s.server.Close()
-	if s.cfg.mode.policy == implicit {
+	if s.cfg.mode.Policy == suite.Implicit {
 		if !s.certReady() {
 			return
 		}
