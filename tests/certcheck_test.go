@@ -263,7 +263,7 @@ func TestServiceCertPolicy(t *testing.T) {
 	}
 }
 
-// deployHook runs imap-tls-conf/certbot-deploy-hook on s four times,
+// deployHook runs service/certbot-deploy-hook on s four times,
 // alternating two valid certificates (first), while four clients connect
 // without pause (STARTTLS, CAPABILITY, LOGOUT), trusting both CAs: every
 // handshake must succeed and serve one of the two leaves, whole; after
@@ -273,7 +273,7 @@ func TestServiceCertPolicy(t *testing.T) {
 // temporary file left.
 func deployHook(t *testing.T, s *service, first *testkit.Cert, ready func()) {
 	t.Helper()
-	hook, err := filepath.Abs(filepath.Join("..", "imap-tls-conf", "certbot-deploy-hook"))
+	hook, err := filepath.Abs(filepath.Join("..", "service", "certbot-deploy-hook"))
 	if err != nil {
 		t.Fatal(err)
 	}

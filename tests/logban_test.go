@@ -1,8 +1,8 @@
 package tests
 
-// The shipped firewall rule (imap-tls-conf/proxy-port.nft) in a private
+// The shipped firewall rule (service/proxy-port.nft) in a private
 // network namespace, and the shipped fail2ban filter
-// (imap-tls-conf/fail2ban/imap-tls.conf) against a log made by the real
+// (service/fail2ban/imap-tls.conf) against a log made by the real
 // pipeline.
 
 import (
@@ -24,7 +24,7 @@ func TestProxyPortFirewall(t *testing.T) {
 	needRoot(t)
 	need(t, "unshare", "nft", "ip", "socat", "setuidgid")
 	ensureAccount(t, "imaptls")
-	rules := filepath.Join(repoRoot(t), "imap-tls-conf", "proxy-port.nft")
+	rules := filepath.Join(repoRoot(t), "service", "proxy-port.nft")
 	script := `set -e
 ip link set lo up
 nft -f "$1"
@@ -104,7 +104,7 @@ func TestFail2banFilter(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(logFile, labelled, 0o644)
-	filter := filepath.Join(repoRoot(t), "imap-tls-conf", "fail2ban", "imap-tls.conf")
+	filter := filepath.Join(repoRoot(t), "service", "fail2ban", "imap-tls.conf")
 	out, err := exec.Command("fail2ban-regex", "--print-all-matched", "--print-all-missed", logFile, filter).CombinedOutput()
 	if err != nil {
 		t.Fatalf("fail2ban-regex: %v\n%s", err, out)
