@@ -18,11 +18,11 @@ package main
 import (
 	"os"
 
+	"imap-tls/internal/keyproto"
 	"imap-tls/log"
-	"imap-tls/stunnel-imap/keyproc"
 )
 
 func main() {
 	l := log.New("stunnel-imap-key")
-	l.Exit(keyproc.Run(os.Args[1:], l))
+	l.Exit(keyproto.Run(os.Args[1:], l))
 }

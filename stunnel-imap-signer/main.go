@@ -15,10 +15,9 @@ import (
 	"os"
 
 	"imap-tls/log"
-	"imap-tls/stunnel-imap/signer"
 )
 
 func main() {
 	l := log.New("stunnel-imap-signer")
-	l.Exit(signer.Run(os.Args[1:], l))
+	l.Exit(Run(os.Args[1:], l))
 }

@@ -3,9 +3,9 @@ package main
 import (
 	"crypto/tls"
 
+	"imap-tls/internal/certfile"
+	"imap-tls/internal/keyproto"
 	"imap-tls/log"
-	"imap-tls/stunnel-imap/certfile"
-	"imap-tls/stunnel-imap/keyproc"
 )
 
 // certSource yields the certificate for one handshake, from
@@ -68,7 +68,7 @@ func openCertSource(o *options, _ *log.Logger) (certSource, error) {
 // (package keyproc): the chain for the client's server name, and a
 // crypto.Signer that asks the key process for the one signature a
 // handshake needs. The private key never enters this process.
-type keySource struct{ c *keyproc.Client }
+type keySource struct{ c *keyproto.Client }
 
 func (k keySource) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return k.c.GetCertificate(hello)
@@ -81,7 +81,7 @@ func (k keySource) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 func (k keySource) ready() error { return k.c.Ready() }
 
 func openKeySource(o *options) (certSource, error) {
-	c, err := keyproc.FileClient(o.keyFD, o.handshakeTimeout)
+	c, err := keyproto.FileClient(o.keyFD, o.handshakeTimeout)
 	if err != nil {
 		return nil, log.Temp(err, "use descriptor %d for the key process", o.keyFD)
 	}

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"imap-tls/internal/certfile/certfiletest"
 	"imap-tls/internal/testkit"
 	"imap-tls/log"
-	"imap-tls/stunnel-imap/certfile/certfiletest"
 )
 
 // writePEM writes a self-signed certificate for name (testkit.NewCert),

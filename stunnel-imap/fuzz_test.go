@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"imap-tls/internal/certfile"
 	"imap-tls/internal/suite"
 	"imap-tls/log"
-	"imap-tls/stunnel-imap/certfile"
 	"imap-tls/stunnel-imap/imap"
 	"imap-tls/stunnel-imap/line"
 	"imap-tls/stunnel-imap/pop3"

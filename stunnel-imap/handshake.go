@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"imap-tls/internal/certfile"
 	"imap-tls/log"
-	"imap-tls/stunnel-imap/certfile"
 )
 
 // tlsConfig is the one TLS configuration of a port: crypto/tls's

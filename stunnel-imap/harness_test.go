@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"imap-tls/internal/certfile"
 	"imap-tls/internal/suite"
 	"imap-tls/internal/testkit"
 	"imap-tls/log"
-	"imap-tls/stunnel-imap/certfile"
 )
 
 // hang guards: generous, never asserted on.

@@ -19,12 +19,12 @@ import (
 	"syscall"
 	"time"
 
+	"imap-tls/internal/certfile"
+	"imap-tls/internal/nodump"
 	"imap-tls/internal/opt"
+	"imap-tls/internal/seccomp"
 	"imap-tls/internal/suite"
 	"imap-tls/log"
-	"imap-tls/stunnel-imap/certfile"
-	"imap-tls/stunnel-imap/nodump"
-	"imap-tls/stunnel-imap/seccomp"
 )
 
 var synopsis = "-n " + suite.ModeAlternatives() + " [ -F fd ] ( -p pemfile | -P fd | -d certdir | -K fd ) [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ] [ -H ]"

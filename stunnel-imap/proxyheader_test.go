@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"imap-tls/internal/certfile"
 	"imap-tls/internal/proxyproto"
 	"imap-tls/internal/suite"
 	"imap-tls/internal/testkit"
 	"imap-tls/log"
-	"imap-tls/stunnel-imap/certfile"
 )
 
 // readHeader reads exactly one PROXY header from the server's end.

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"imap-tls/internal/certfile"
 	"imap-tls/internal/testkit"
-	"imap-tls/stunnel-imap/certfile"
 )
 
 // What a failed handshake says (issue 13): versions and cipher suites

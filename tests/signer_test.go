@@ -24,7 +24,7 @@ import (
 	"testing"
 	"time"
 
-	"imap-tls/stunnel-imap/keyproc"
+	"imap-tls/internal/keyproto"
 )
 
 // signerService is a signer under supervise.
@@ -229,7 +229,7 @@ func TestSignerJail(t *testing.T) {
 
 // frame is one raw frame of the key process's protocol.
 func frame(typ byte, payload []byte) []byte {
-	return append([]byte{keyproc.Version, typ, byte(len(payload) >> 8), byte(len(payload))}, payload...)
+	return append([]byte{keyproto.Version, typ, byte(len(payload) >> 8), byte(len(payload))}, payload...)
 }
 
 // signerConn connects to the signer as each proxy's setuidgid-chroot
@@ -242,8 +242,8 @@ func signerConn(t *testing.T, s *signerService) (net.Conn, *bufio.Reader) {
 	}
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	r := bufio.NewReader(c)
-	var buf [keyproc.MaxFrame]byte
-	if rep, err := keyproc.ReadReply(r, &buf); err != nil || rep.Type != keyproc.TypeReady {
+	var buf [keyproto.MaxFrame]byte
+	if rep, err := keyproto.ReadReply(r, &buf); err != nil || rep.Type != keyproto.TypeReady {
 		t.Fatalf("the signer's first frame: %v %v, want ready", rep.Type, err)
 	}
 	return c, r
@@ -252,8 +252,8 @@ func signerConn(t *testing.T, s *signerService) (net.Conn, *bufio.Reader) {
 // closed reports whether the signer ends the connection without another
 // frame.
 func closed(r *bufio.Reader) error {
-	var buf [keyproc.MaxFrame]byte
-	rep, err := keyproc.ReadReply(r, &buf)
+	var buf [keyproto.MaxFrame]byte
+	rep, err := keyproto.ReadReply(r, &buf)
 	if err == nil {
 		return fmt.Errorf("got a frame of type %c", rep.Type)
 	}
@@ -272,19 +272,19 @@ func closed(r *bufio.Reader) error {
 func TestSignerOneSignature(t *testing.T) {
 	sig := startSigner(t)
 	spid := sig.pid(t)
-	name, _ := keyproc.EncodeRequest(keyproc.Request{Type: keyproc.TypeName, Name: "localhost"})
+	name, _ := keyproto.EncodeRequest(keyproto.Request{Type: keyproto.TypeName, Name: "localhost"})
 	d := sha256.Sum256([]byte("transcript"))
-	sign, _ := keyproc.EncodeRequest(keyproc.Request{Type: keyproc.TypeSign, Hash: 5 /* crypto.SHA256 */, Digest: d[:]})
-	var buf [keyproc.MaxFrame]byte
+	sign, _ := keyproto.EncodeRequest(keyproto.Request{Type: keyproto.TypeSign, Hash: 5 /* crypto.SHA256 */, Digest: d[:]})
+	var buf [keyproto.MaxFrame]byte
 
 	// The whole session, then a second signature: refused.
 	c, r := signerConn(t, sig)
 	c.Write(name)
-	if rep, err := keyproc.ReadReply(r, &buf); err != nil || rep.Type != keyproc.TypeChain {
+	if rep, err := keyproto.ReadReply(r, &buf); err != nil || rep.Type != keyproto.TypeChain {
 		t.Fatalf("after the name: %c %v, want the chain", rep.Type, err)
 	}
 	c.Write(sign)
-	if rep, err := keyproc.ReadReply(r, &buf); err != nil || rep.Type != keyproc.TypeSig {
+	if rep, err := keyproto.ReadReply(r, &buf); err != nil || rep.Type != keyproto.TypeSig {
 		t.Fatalf("after the sign request: %c %v, want a signature", rep.Type, err)
 	}
 	c.Write(sign)
@@ -299,17 +299,17 @@ func TestSignerOneSignature(t *testing.T) {
 		send      []byte
 	}{
 		{"a sign request before the name", false, sign},
-		{"a bad version", false, []byte{9, keyproc.TypeName, 0, 0}},
-		{"an oversized name (64 KiB announced, none sent)", false, []byte{keyproc.Version, keyproc.TypeName, 0xff, 0xff}},
+		{"a bad version", false, []byte{9, keyproto.TypeName, 0, 0}},
+		{"an oversized name (64 KiB announced, none sent)", false, []byte{keyproto.Version, keyproto.TypeName, 0xff, 0xff}},
 		{"a second name", true, name},
-		{"an oversized sign request", true, frame(keyproc.TypeSign, make([]byte, keyproc.MaxSign+1))},
+		{"an oversized sign request", true, frame(keyproto.TypeSign, make([]byte, keyproto.MaxSign+1))},
 		{"an unknown type", true, frame('X', nil)},
-		{"a malformed sign request", true, frame(keyproc.TypeSign, []byte{5, 0, 1, 2})},
+		{"a malformed sign request", true, frame(keyproto.TypeSign, []byte{5, 0, 1, 2})},
 	} {
 		c, r := signerConn(t, sig)
 		if bad.afterName {
 			c.Write(name)
-			if rep, err := keyproc.ReadReply(r, &buf); err != nil || rep.Type != keyproc.TypeChain {
+			if rep, err := keyproto.ReadReply(r, &buf); err != nil || rep.Type != keyproto.TypeChain {
 				t.Fatalf("%s: after the name: %c %v", bad.what, rep.Type, err)
 			}
 		}
@@ -326,7 +326,7 @@ func TestSignerOneSignature(t *testing.T) {
 	// Still the same signer, serving.
 	c, r = signerConn(t, sig)
 	c.Write(name)
-	if rep, err := keyproc.ReadReply(r, &buf); err != nil || rep.Type != keyproc.TypeChain {
+	if rep, err := keyproto.ReadReply(r, &buf); err != nil || rep.Type != keyproto.TypeChain {
 		t.Fatalf("after the refusals: %c %v, want the chain", rep.Type, err)
 	}
 	c.Close()

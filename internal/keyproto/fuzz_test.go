@@ -1,4 +1,4 @@
-package keyproc
+package keyproto
 
 import (
 	"bytes"

@@ -19,11 +19,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"imap-tls/internal/keyproto"
+	"imap-tls/internal/nodump"
+	"imap-tls/internal/seccomp"
 	"imap-tls/internal/testkit"
 	"imap-tls/log"
-	"imap-tls/stunnel-imap/keyproc"
-	"imap-tls/stunnel-imap/nodump"
-	"imap-tls/stunnel-imap/seccomp"
 )
 
 // The test binary re-executes itself to install the filter in a process
@@ -118,7 +118,7 @@ func lockdown() int {
 		fmt.Println("setup:", err)
 		return 111
 	}
-	key, err := keyproc.ParsePEM(cert.PEM)
+	key, err := keyproto.ParsePEM(cert.PEM)
 	if err != nil {
 		fmt.Println("setup:", err)
 		return 111
@@ -148,8 +148,8 @@ func lockdown() int {
 	wg.Wait()
 	runtime.GC()
 
-	go keyproc.Serve(kc, kc, keyproc.Keys{key})
-	client := keyproc.NewClient(pc, 30*time.Second) // a hang guard
+	go keyproto.Serve(kc, kc, keyproto.Keys{key})
+	client := keyproto.NewClient(pc, 30*time.Second) // a hang guard
 	srv := tls.Server(sc, &tls.Config{GetCertificate: client.GetCertificate})
 	cli := tls.Client(cc, cert.ClientConfig("imap.example.test"))
 	sc.SetDeadline(time.Now().Add(30 * time.Second))

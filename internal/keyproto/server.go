@@ -1,4 +1,4 @@
-package keyproc
+package keyproto
 
 import (
 	"crypto"
@@ -17,10 +17,10 @@ import (
 	"syscall"
 	"time"
 
+	"imap-tls/internal/certfile"
+	"imap-tls/internal/nodump"
+	"imap-tls/internal/seccomp"
 	"imap-tls/log"
-	"imap-tls/stunnel-imap/certfile"
-	"imap-tls/stunnel-imap/nodump"
-	"imap-tls/stunnel-imap/seccomp"
 )
 
 // MaxPEM bounds what is read from one PEM file or descriptor.

@@ -1,4 +1,4 @@
-package keyproc
+package keyproto
 
 import (
 	"bufio"
@@ -16,11 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"imap-tls/internal/certfile/certfiletest"
+	"imap-tls/internal/nodump"
+	"imap-tls/internal/seccomp"
 	"imap-tls/internal/testkit"
 	"imap-tls/internal/testkit/memscan"
-	"imap-tls/stunnel-imap/certfile/certfiletest"
-	"imap-tls/stunnel-imap/nodump"
-	"imap-tls/stunnel-imap/seccomp"
 
 	"golang.org/x/sys/unix"
 )

@@ -11,10 +11,10 @@ import (
 	"strings"
 	"testing"
 
+	"imap-tls/internal/certfile"
+	"imap-tls/internal/certfile/certfiletest"
 	"imap-tls/internal/testkit"
 	"imap-tls/log"
-	"imap-tls/stunnel-imap/certfile"
-	"imap-tls/stunnel-imap/certfile/certfiletest"
 )
 
 // load runs the loader as the programs do for one option.

@@ -19,7 +19,7 @@
 // lets the sessions in progress finish, and exits for supervise to
 // start it again with the new one. setuidgid-chroot -s waits for the
 // new listener, so proxies see a short delay, not a failure.
-package signer
+package main
 
 import (
 	"crypto/tls"
@@ -35,11 +35,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"imap-tls/internal/certfile"
+	"imap-tls/internal/keyproto"
+	"imap-tls/internal/nodump"
+	"imap-tls/internal/seccomp"
 	"imap-tls/log"
-	"imap-tls/stunnel-imap/certfile"
-	"imap-tls/stunnel-imap/keyproc"
-	"imap-tls/stunnel-imap/nodump"
-	"imap-tls/stunnel-imap/seccomp"
 )
 
 // Synopsis is stunnel-imap-signer's usage, after the program name.
@@ -72,7 +72,7 @@ func changed(a, b *unix.Stat_t) bool {
 
 // Signer is the running service.
 type Signer struct {
-	keys  atomic.Pointer[keyproc.Keys]
+	keys  atomic.Pointer[keyproto.Keys]
 	files []*watched
 	ln    net.Listener
 	log   *log.Logger
@@ -144,14 +144,14 @@ func Run(args []string, l *log.Logger) error {
 		return log.Temp(err, "harden the signer")
 	}
 	s := &Signer{log: l, max: max}
-	var ks keyproc.Keys
+	var ks keyproto.Keys
 	for _, fd := range keyFDs {
 		w, c, err := open(fd)
 		if err != nil {
 			return err
 		}
 		s.files = append(s.files, w)
-		ks = append(ks, keyproc.Key{Cert: *c})
+		ks = append(ks, keyproto.Key{Cert: *c})
 	}
 	s.keys.Store(&ks)
 	f := os.NewFile(uintptr(lfd), "listener")
@@ -232,7 +232,7 @@ func (s *Signer) session(conn net.Conn) {
 	defer s.sessions.Done()
 	defer s.active.Add(-1)
 	defer conn.Close()
-	if err := keyproc.Serve(conn, conn, *s.keys.Load()); err != nil {
+	if err := keyproto.Serve(conn, conn, *s.keys.Load()); err != nil {
 		s.log.Warning("refused a proxy: %s", log.Reason(err))
 	}
 }
@@ -285,7 +285,7 @@ func (s *Signer) check() bool {
 	for i, w := range s.files {
 		w.st = sts[i]
 	}
-	ks := make(keyproc.Keys, 0, len(s.files))
+	ks := make(keyproto.Keys, 0, len(s.files))
 	for _, w := range s.files {
 		c, err := certfile.Read(io.NewSectionReader(preader(w.fd), 0, certfile.MaxPEM+1), w.name)
 		if err != nil {
@@ -294,7 +294,7 @@ func (s *Signer) check() bool {
 			s.log.Warning("certificate %s changed and does not load, still serving the old one: %s", w.name, log.Reason(err))
 			return false
 		}
-		ks = append(ks, keyproc.Key{Cert: *c})
+		ks = append(ks, keyproto.Key{Cert: *c})
 	}
 	s.keys.Store(&ks)
 	s.log.Info("certificates read again: %d", len(ks))

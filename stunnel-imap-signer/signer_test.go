@@ -1,4 +1,4 @@
-package signer
+package main
 
 import (
 	"bytes"
@@ -10,9 +10,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"imap-tls/internal/keyproto"
 	"imap-tls/internal/testkit"
 	"imap-tls/log"
-	"imap-tls/stunnel-imap/keyproc"
 )
 
 // signerOn loads the PEM at path as Run does (a root-opened descriptor,
@@ -29,7 +29,7 @@ func signerOn(t *testing.T, path string, out *bytes.Buffer) *Signer {
 	}
 	t.Cleanup(func() { unix.Close(w.fd) })
 	s := &Signer{log: log.NewTo("stunnel-imap-signer", out, func(int) {}), max: 1, files: []*watched{w}}
-	ks := keyproc.Keys{{Cert: *c}}
+	ks := keyproto.Keys{{Cert: *c}}
 	s.keys.Store(&ks)
 	return s
 }

@@ -30,7 +30,7 @@
 // exits; the proxy gone at any point (EOF, a reset) ends it quietly.
 // Every buffer is a fixed array of the largest frame: no size read from
 // the peer is ever allocated.
-package keyproc
+package keyproto
 
 import (
 	"crypto"
@@ -39,7 +39,7 @@ import (
 	"fmt"
 	"io"
 
-	"imap-tls/stunnel-imap/certfile"
+	"imap-tls/internal/certfile"
 )
 
 // Version is the protocol version every frame carries.
