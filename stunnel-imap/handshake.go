@@ -87,29 +87,29 @@ func (s *session) handshake(pre []byte) bool {
 		switch {
 		case len(pre) > 0 && pre[0] != 0x16:
 			s.warn("client sent plaintext after %s: dropped", s.cfg.mode.StartTLS)
-			s.end = "handshake-failed"
+			s.end = endHandshakeFailed
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			s.end = "handshake-timeout"
+			s.end = endHandshakeTimeout
 		case strings.Contains(err.Error(), "application protocol"):
 			s.warn("client offered no %s ALPN protocol: refused", s.cfg.mode.ALPN)
-			s.end = "alpn-refused"
+			s.end = endALPNRefused
 		case s.certSent:
 			// The client had the certificate and went: it refused it
 			// (an alert, an encrypted alert crypto/tls reads as a bad
 			// record MAC, or just a close, as mbsync and neomutt do).
 			s.warn("client rejected the certificate (expired/untrusted/wrong name?): %s; served %s; sni=%s",
 				log.Clip(log.Reason(err), maxLogged), servedText(s.served), field(s.sni))
-			s.end = "handshake-failed"
+			s.end = endHandshakeFailed
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				s.end = "client-eof"
+				s.end = endClientEOF
 			}
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-			s.end = "client-eof"
+			s.end = endClientEOF
 		default:
 			// The error's text can hold what the client offered (every
 			// cipher suite of a hostile hello): named, and bounded.
 			s.warn("unable to complete tls handshake: %s", log.Clip(s.offered.explain(log.Reason(err)), maxLogged))
-			s.end = "handshake-failed"
+			s.end = endHandshakeFailed
 		}
 		return false
 	}

@@ -273,7 +273,7 @@ func (h *harness) ended(end string, logs ...string) *session {
 	io.Copy(io.Discard, h.server)
 	h.server.Close()
 	sess := h.wait()
-	if sess.end != end {
+	if sess.end.String() != end {
 		h.t.Errorf("end=%s, want %s", sess.end, end)
 	}
 	all := h.logs.String()

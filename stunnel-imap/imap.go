@@ -132,7 +132,7 @@ func (m *imapSession) greeting(resp imap.Response, out []byte) {
 		case "PREAUTH":
 			if s.cfg.mode.Policy != suite.Implicit {
 				s.warn("server greeted with PREAUTH on a STARTTLS port: refused")
-				s.bye("preauth", "Server is pre-authenticated: refusing a session without TLS")
+				s.bye(endPreauth, "Server is pre-authenticated: refusing a session without TLS")
 				return
 			}
 			if s.toClient(out) {
@@ -142,7 +142,7 @@ func (m *imapSession) greeting(resp imap.Response, out []byte) {
 			return
 		case "BYE":
 			s.toClient(out)
-			s.end = "server-bye"
+			s.end = endServerBye
 			return
 		}
 	}
@@ -386,6 +386,6 @@ func (m *imapSession) bounded(lit imap.LiteralInfo) bool {
 		return true
 	}
 	m.s.warn("client announced a literal of %d bytes before authentication", lit.Size)
-	m.s.bye("literal-too-large", "Literal too large")
+	m.s.bye(endLiteralTooLarge, "Literal too large")
 	return false
 }

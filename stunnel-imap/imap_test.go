@@ -499,8 +499,8 @@ func TestReadyFails(t *testing.T) {
 			}
 			sess := h.ended("key-process-failed")
 			var e *log.Error
-			if !errors.As(sess.fatal, &e) || e.Code != log.ExitTemp || e.Error() != "unable to use the key process: key process ended" {
-				t.Errorf("fatal %v, want exit 111 unable to use the key process: key process ended", sess.fatal)
+			if !errors.As(sess.fatal, &e) || e.Code != log.ExitTemp || e.Error() != "unable to use the key holder: key process ended" {
+				t.Errorf("fatal %v, want exit 111 unable to use the key holder: key process ended", sess.fatal)
 			}
 		})
 	}

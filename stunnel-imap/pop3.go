@@ -98,7 +98,7 @@ func (p *pop3Session) greeting(l []byte) {
 		return
 	}
 	if pop3.Kind(l) != pop3.OK {
-		s.end = "server-bye"
+		s.end = endServerBye
 		return
 	}
 	p.readCommand()
@@ -131,7 +131,7 @@ func (p *pop3Session) multiLine(l []byte) {
 	p.size += len(l)
 	if p.size > maxResponse {
 		s.warn("server sent a response over %d bytes before authentication", maxResponse)
-		s.bye("server-error", "Server error")
+		s.bye(endServerError, "Server error")
 		return
 	}
 	if pop3.IsEnd(l) {

@@ -93,7 +93,7 @@ func (s *session) sendProxyHeader() bool {
 	b, err := s.proxyHeader()
 	if err != nil { // cannot happen: the addresses and a bounded name fit
 		s.warn("unable to make the proxy header: %s", log.Reason(err))
-		s.end = "server-error"
+		s.end = endServerError
 		return false
 	}
 	s.server.SetWriteDeadline(time.Now().Add(s.cfg.commandTimeout))

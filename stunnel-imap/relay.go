@@ -88,15 +88,15 @@ func (s *session) relay() {
 		s.warn("session idle for %s: closed", s.cfg.idleTimeout)
 		s.raw.SetDeadline(time.Now().Add(s.cfg.linger))
 		closeWrite(s.client)
-		s.end = "idle-timeout"
+		s.end = endIdleTimeout
 	case first.toServer && first.err == nil:
-		s.end = "client-eof"
+		s.end = endClientEOF
 	case !first.toServer && first.err == nil:
-		s.end = "server-eof"
+		s.end = endServerEOF
 	case first.toServer == first.write:
-		s.end = "server-error"
+		s.end = endServerError
 	default:
-		s.end = "client-error"
+		s.end = endClientError
 	}
 }
 

@@ -80,11 +80,11 @@ type config struct {
 	// server may take to finish once the client has half-closed.
 	grace time.Duration
 	// ready, when set, waits until the certificate can be served (the
-	// key process has loaded its key). The session calls it before the
-	// first byte reaches the client, while the server's greeting is on
-	// its way, so that the key process and the server start side by
-	// side; an error ends the process (111) before the client hears a
-	// byte.
+	// key holder, -K: the signer or the key process, has its key). The
+	// session calls it before the first byte reaches the client, while
+	// the server's greeting is on its way, so that the key holder and
+	// the server start side by side; an error ends the process (111)
+	// before the client hears a byte.
 	ready func() error
 	// proxy, with -H, are the addresses of the PROXY header the server
 	// gets first (proxyheader.go); nil: no header.
@@ -139,7 +139,7 @@ type session struct {
 	clientGone bool      // the client half-closed before login
 	loggedIn   bool      // the server accepted a login or greeted PREAUTH
 	authFailed int       // the server's refusals of a login (LOGIN, AUTHENTICATE, PASS, APOP, AUTH)
-	end        string    // how the session ended: the log line's end=
+	end        ending    // how the session ended: the log line's end= (end.go); running until then
 
 	// What the log line tells.
 	starttls bool
@@ -195,7 +195,7 @@ func (s *session) run() {
 		return
 	}
 	s.beforeLogin()
-	if s.end != "" {
+	if s.end != running {
 		if s.fatal == nil {
 			s.finish()
 		}
@@ -211,8 +211,8 @@ func (s *session) certReady() bool {
 		return true
 	}
 	if err := s.cfg.ready(); err != nil {
-		s.fatal = log.Temp(err, "use the key process")
-		s.end = "key-process-failed"
+		s.fatal = log.Temp(err, "use the key holder")
+		s.end = endKeyHolderFailed
 		return false
 	}
 	return true
@@ -231,7 +231,7 @@ func (s *session) beforeLogin() {
 	}
 	timer := time.NewTimer(s.cfg.commandTimeout)
 	defer timer.Stop()
-	for s.end == "" && !s.loggedIn {
+	for s.end == running && !s.loggedIn {
 		timer.Reset(time.Until(s.deadline))
 		select {
 		case r := <-s.srv.ch:
@@ -241,7 +241,7 @@ func (s *session) beforeLogin() {
 				continue
 			}
 			s.part.server(r)
-			if s.end == "" && !s.loggedIn {
+			if s.end == running && !s.loggedIn {
 				s.readServer() // after login the relay reads the server
 			}
 		case r := <-s.cli.ch:
@@ -293,10 +293,10 @@ func (s *session) toClient(b []byte) bool {
 	n, err := s.client.Write(b)
 	s.out.Add(int64(n))
 	if err != nil {
-		if s.end == "" {
-			s.end = endReason("client", err)
+		if s.end == running {
+			s.end = endReason(false, err)
 			if s.clientGone {
-				s.end = "client-eof"
+				s.end = endClientEOF
 			}
 		}
 		return false
@@ -306,22 +306,12 @@ func (s *session) toClient(b []byte) bool {
 
 func (s *session) toServer(b []byte) bool {
 	if _, err := s.server.Write(b); err != nil {
-		if s.end == "" {
-			s.end = endReason("server", err)
+		if s.end == running {
+			s.end = endReason(true, err)
 		}
 		return false
 	}
 	return true
-}
-
-func endReason(peer string, err error) string {
-	switch {
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF): // gone mid-response too
-		return peer + "-eof"
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return "timeout"
-	}
-	return peer + "-error"
 }
 
 // reply sends the proxy's own answer to the client.
@@ -330,7 +320,7 @@ func (s *session) reply(format string, args ...any) bool {
 }
 
 // bye ends the session with the protocol's last word.
-func (s *session) bye(end, text string) {
+func (s *session) bye(end ending, text string) {
 	s.raw.SetDeadline(time.Now().Add(s.cfg.linger))
 	s.toClient([]byte(s.part.bye(text) + "\r\n"))
 	s.end = end
@@ -342,27 +332,27 @@ func (s *session) login() { s.loggedIn = true }
 // timedOut ends the session when -t runs out, naming who was late.
 func (s *session) timedOut() {
 	if s.clientGone {
-		s.end = "client-eof" // the server took its grace time to finish
+		s.end = endClientEOF // the server took its grace time to finish
 		return
 	}
 	switch s.part.waiting() {
 	case waitingGreeting:
 		s.warn("server sent no greeting within %s", s.cfg.commandTimeout)
-		s.bye("server-timeout", "Server not responding")
+		s.bye(endServerTimeout, "Server not responding")
 		return
 	case waitingClient:
 		s.warn("client took more than %s for a command: autologout", s.cfg.commandTimeout)
 	default:
 		s.warn("server did not answer a command within %s: autologout", s.cfg.commandTimeout)
 	}
-	s.bye("timeout", "Autologout; command not completed in time")
+	s.bye(endTimeout, "Autologout; command not completed in time")
 }
 
 // serverFailed ends the session on a server read that failed.
 func (s *session) serverFailed(r result) {
 	if r.err == line.ErrTooLong {
 		s.warn("server sent a response over %d bytes before authentication", maxResponse)
-		s.bye("server-error", "Server error")
+		s.bye(endServerError, "Server error")
 		return
 	}
 	// What the server sent before it went is passed on.
@@ -370,9 +360,9 @@ func (s *session) serverFailed(r result) {
 		s.toClient(r.data)
 	}
 	if s.clientGone {
-		s.end = "client-eof"
-	} else if s.end == "" {
-		s.end = endReason("server", r.err)
+		s.end = endClientEOF
+	} else if s.end == running {
+		s.end = endReason(true, r.err)
 	}
 }
 
@@ -383,7 +373,7 @@ func (s *session) clientFailed(err error) {
 	switch {
 	case err == line.ErrTooLong:
 		s.warn("client sent a line over %d bytes", line.Max)
-		s.bye("line-too-long", "Command line too long")
+		s.bye(endLineTooLong, "Command line too long")
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.timedOut()
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
@@ -391,7 +381,7 @@ func (s *session) clientFailed(err error) {
 		closeWrite(s.server)
 		s.deadline = time.Now().Add(s.cfg.grace)
 	default:
-		s.end = "client-error"
+		s.end = endClientError
 	}
 }
 

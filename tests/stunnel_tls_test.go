@@ -139,7 +139,7 @@ func TestE2EBadCert(t *testing.T) {
 				// the key process refuses the file (exit 100), the
 				// proxy ends for want of it
 				p.waitLog(t, `^stunnel-imap-key: fatal: unable to load `, 15*time.Second)
-				p.waitLog(t, `^stunnel-imap: fatal: unable to use the key process: `, 15*time.Second)
+				p.waitLog(t, `^stunnel-imap: fatal: unable to use the key holder: `, 15*time.Second)
 				// tcpserver -v: "end PID status 28416" is the proxy's exit code 111
 				p.waitLog(t, `tcpserver: end [0-9]+ status 28416$`, 15*time.Second)
 				// no PEM content in the log (a type name in an error is fine)
@@ -177,7 +177,7 @@ func TestE2EBrokenSetup(t *testing.T) {
 		status int      // tcpserver -v's raw wait status of the connection
 	}{
 		{"pem removed after the start", pipelineOpts{Backend: fake, RemovePEM: true},
-			[]string{noPEM, `^stunnel-imap: info: .* tls=none .* end=key-process-failed$`, `^stunnel-imap: fatal: unable to use the key process: `}, 111 << 8},
+			[]string{noPEM, `^stunnel-imap: info: .* tls=none .* end=key-process-failed$`, `^stunnel-imap: fatal: unable to use the key holder: `}, 111 << 8},
 		{"missing backend", pipelineOpts{Backend: []string{"/nonexistent/imapd"}},
 			[]string{`^makesock: fatal: unable to run /nonexistent/imapd: file does not exist$`}, 111 << 8},
 		{"backend gone before its greeting", pipelineOpts{Backend: []string{"sh", "-c", "exit 0"}},
