@@ -21,16 +21,13 @@ type direction struct {
 }
 
 // relay copies both ways, unparsed, until both directions have ended.
-// Before it starts no read of either peer should be running (the part
-// never reads the client while the server decides on a login, and the
-// core does not restart the server's read after one), so the readers'
-// buffers hold exactly what came after the login.
+// No read of either peer is running when it starts, so the readers'
+// buffers hold exactly what came after the login: a login happens
+// either on a server event in a phase where the client is not read
+// (greeting, continuation, response; POP3's response and multi-line),
+// or on the client event that completed the last client read; the part
+// starts no read after it, and the core does not restart the server's.
 func (s *session) relay() {
-	if s.cli.busy { // not reached: kept so that no byte is ever lost
-		r := s.cli.wait()
-		s.in.Add(int64(len(r.lit) + len(r.data)))
-		s.toServer(append(r.lit, r.data...))
-	}
 	s.raw.SetDeadline(time.Time{})
 	s.server.SetDeadline(time.Time{})
 	var last atomic.Int64
