@@ -7,14 +7,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"imap-tls/tests/harness"
 )
 
 // TestBenchFakeimapdPOP3: fakeimapd -pop3 answers a POP3 session with
 // the message of -s bytes, ended by a lone dot, and nothing after QUIT.
 func TestBenchFakeimapdPOP3(t *testing.T) {
-	cmd := exec.Command(bin(t, "fakeimapd"), "-s", "1000", "-pop3")
+	cmd := exec.Command(harness.Bin(t, "fakeimapd"), "-s", "1000", "-pop3")
 	cmd.Stdin = strings.NewReader("CAPA\r\nUSER a\r\nPASS b\r\nSTAT\r\nRETR 2\r\nRETR 1\r\nBOGUS\r\nQUIT\r\nNOOP\r\n")
-	out, errOut, code := benchExitCode(t, cmd)
+	out, errOut, code := harness.ExitCode(t, cmd)
 	if code != 0 || errOut != "" {
 		t.Fatalf("fakeimapd -pop3 exited %d: %s", code, errOut)
 	}
@@ -32,11 +34,11 @@ func TestBenchFakeimapdPOP3(t *testing.T) {
 // USER, PASS, RETR 1, QUIT) against fakeimapd -pop3 under tcpserver and
 // counts the message's bytes.
 func TestBenchLoadgenPOP3(t *testing.T) {
-	need(t, "tcpserver")
-	p := &pipeline{}
-	startTcpserver(t, p, false, nil, []string{bin(t, "fakeimapd"), "-s", "100k", "-pop3"})
-	cmd := exec.Command(bin(t, "loadgen"), "-a", p.Addr, "-m", "plain", "-pop3", "-n", "5", "-fetch")
-	out, err := runBounded(t, cmd, 60*time.Second)
+	harness.Need(t, "tcpserver")
+	p := &harness.Pipeline{}
+	harness.StartTcpserver(t, p, false, nil, []string{harness.Bin(t, "fakeimapd"), "-s", "100k", "-pop3"})
+	cmd := exec.Command(harness.Bin(t, "loadgen"), "-a", p.Addr, "-m", "plain", "-pop3", "-n", "5", "-fetch")
+	out, err := harness.RunBounded(t, cmd, 60*time.Second)
 	if err != nil {
 		t.Fatalf("loadgen -pop3: %v: %s", err, out)
 	}

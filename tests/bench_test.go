@@ -8,7 +8,6 @@ package tests
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,40 +20,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"imap-tls/tests/harness"
 )
 
-// benchExitCode runs cmd and returns its output and exit status.
-func benchExitCode(t *testing.T, cmd *exec.Cmd) (stdout, stderr string, code int) {
-	t.Helper()
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("unable to start %s: %v", cmd.Path, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(60 * time.Second): // a hang guard, not a timing check
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("%s hung: %s", cmd.Path, e.String())
-	}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		code = 0
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		t.Fatalf("unable to run %s: %v", cmd.Path, err)
-	}
-	return o.String(), e.String(), code
-}
-
 func TestBenchFakeimapd(t *testing.T) {
-	fake := bin(t, "fakeimapd")
+	fake := harness.Bin(t, "fakeimapd")
 	script := "a CAPABILITY\r\n" +
 		"b SELECT INBOX\r\n" +
 		"c LOGIN alice {6}\r\nsecret\r\n" +
@@ -67,7 +38,7 @@ func TestBenchFakeimapd(t *testing.T) {
 		"j NOOP\r\n" // after LOGOUT: never answered
 	cmd := exec.Command(fake, "-s", "1000")
 	cmd.Stdin = strings.NewReader(script)
-	out, errOut, code := benchExitCode(t, cmd)
+	out, errOut, code := harness.ExitCode(t, cmd)
 	if code != 0 || errOut != "" {
 		t.Fatalf("fakeimapd exited %d: %s", code, errOut)
 	}
@@ -119,7 +90,7 @@ func TestBenchFakeimapd(t *testing.T) {
 	for _, args := range [][]string{{"-x"}, {"-s", "12q"}, {"-s", "-1"}, {"extra"}} {
 		cmd := exec.Command(fake, args...)
 		cmd.Stdin = strings.NewReader("")
-		_, errOut, code := benchExitCode(t, cmd)
+		_, errOut, code := harness.ExitCode(t, cmd)
 		if code != 100 || !strings.Contains(errOut, "fakeimapd: usage: fakeimapd") && !strings.Contains(errOut, "fakeimapd: fatal: bad message size") {
 			t.Errorf("fakeimapd %v: exit %d, %q; want 100 and a usage or fatal line", args, code, errOut)
 		}
@@ -127,7 +98,7 @@ func TestBenchFakeimapd(t *testing.T) {
 }
 
 func TestBenchLoadgenRefuses(t *testing.T) {
-	lg := bin(t, "loadgen")
+	lg := harness.Bin(t, "loadgen")
 	for _, args := range [][]string{
 		{},
 		{"-a", "127.0.0.1:1", "-m", "smtp"},
@@ -136,15 +107,15 @@ func TestBenchLoadgenRefuses(t *testing.T) {
 		{"-a", "127.0.0.1:1", "-c", "0"},
 		{"-a", "127.0.0.1:1", "-hold", "1", "-holdat", "greeting"},
 	} {
-		_, errOut, code := benchExitCode(t, exec.Command(lg, args...))
+		_, errOut, code := harness.ExitCode(t, exec.Command(lg, args...))
 		if code != 100 || !strings.Contains(errOut, "loadgen: usage: loadgen -a host:port") {
 			t.Errorf("loadgen %v: exit %d, %q; want 100 and the usage line", args, code, errOut)
 		}
 	}
 	// Nothing listens: every session fails, and that is a temporary
 	// failure, with the results still printed.
-	port := freePort(t)
-	out, errOut, code := benchExitCode(t, exec.Command(lg, "-a", fmt.Sprintf("127.0.0.1:%d", port), "-m", "plain", "-n", "2"))
+	port := harness.Port(t)
+	out, errOut, code := harness.ExitCode(t, exec.Command(lg, "-a", fmt.Sprintf("127.0.0.1:%d", port), "-m", "plain", "-n", "2"))
 	if code != 111 || !strings.Contains(errOut, "loadgen: fatal: 2 of 2 sessions failed") ||
 		!strings.Contains(out, "result rounds=1 mode=plain c=1 sessions=0 errors=2") {
 		t.Errorf("against a closed port: exit %d, stdout %q, stderr %q", code, out, errOut)
@@ -162,7 +133,7 @@ func benchServer(t *testing.T, env []string, argv ...string) (addr string, pid i
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr lockedBuffer
+	var stderr harness.LockedBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("unable to start tcpserver: %v", err)
@@ -223,7 +194,7 @@ func benchProcs(t *testing.T, pid, want, wantZombies int) (line string, procs, z
 	t.Helper()
 	end := time.Now().Add(20 * time.Second)
 	for {
-		out, err := exec.Command("sh", filepath.Join(repoRoot(t), "tests/bench/pss.sh"), strconv.Itoa(pid), "fakeimapd").Output()
+		out, err := exec.Command("sh", filepath.Join(harness.RepoRoot(t), "tests/bench/pss.sh"), strconv.Itoa(pid), "fakeimapd").Output()
 		if err != nil {
 			t.Fatalf("pss.sh: %v", err)
 		}
@@ -243,7 +214,7 @@ func benchHold(t *testing.T, lg, addr, mode, at string) {
 	t.Helper()
 	hold := exec.Command(lg, "-a", addr, "-m", mode, "-hold", "1", "-holdat", at, "-holdfor", "30s")
 	stdout, _ := hold.StdoutPipe()
-	var stderr lockedBuffer
+	var stderr harness.LockedBuffer
 	hold.Stderr = &stderr
 	if err := hold.Start(); err != nil {
 		t.Fatal(err)
@@ -260,18 +231,18 @@ func benchHold(t *testing.T, lg, addr, mode, at string) {
 // sessions, one bulk FETCH, sessions held before the handshake and
 // after LOGIN, and the processes that serve a held session.
 func TestBenchRound(t *testing.T) {
-	needRoot(t)
-	need(t, "tcpserver", "openssl")
-	fake := bin(t, "fakeimapd")
-	lg := bin(t, "loadgen")
+	harness.NeedRoot(t)
+	harness.Need(t, "tcpserver", "openssl")
+	fake := harness.Bin(t, "fakeimapd")
+	lg := harness.Bin(t, "loadgen")
 	dir := t.TempDir()
-	pem, _ := writeCert(t, dir)
+	pem, _ := harness.WriteCert(t, dir)
 	jail := filepath.Join(dir, "jail")
 	if err := os.Mkdir(jail, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	conf := func(protocol string) string {
-		tmpl, err := os.ReadFile(filepath.Join(repoRoot(t), "tests/bench/stunnel.conf.in"))
+		tmpl, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), "tests/bench/stunnel.conf.in"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -289,11 +260,11 @@ func TestBenchRound(t *testing.T) {
 	// The run file's way: imap-tls-server (with -1, port 0), the rest of
 	// the chain found through $PATH.
 	for _, p := range []string{"imap-tls-server", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key"} {
-		bin(t, p)
+		harness.Bin(t, p)
 	}
-	path := []string{"PATH=" + filepath.Dir(bin(t, "imap-tls-server")) + ":" + os.Getenv("PATH")}
+	path := []string{"PATH=" + filepath.Dir(harness.Bin(t, "imap-tls-server")) + ":" + os.Getenv("PATH")}
 	front := func(mode string) []string {
-		args := []string{bin(t, "imap-tls-server"), "-1", "-n", mode, "-r", "2000000000:4194304", "-j", jail, "-k", pem, "127.0.0.1", "0"}
+		args := []string{harness.Bin(t, "imap-tls-server"), "-1", "-n", mode, "-r", "2000000000:4194304", "-j", jail, "-k", pem, "127.0.0.1", "0"}
 		return append(args, backend...)
 	}
 	type kind struct {
@@ -325,7 +296,7 @@ func TestBenchRound(t *testing.T) {
 				}
 			}
 			addr, pid := benchServer(t, path, k.prog()...)
-			out, errOut, code := benchExitCode(t, exec.Command(lg, "-a", addr, "-m", k.mode, "-c", "2", "-n", "3"))
+			out, errOut, code := harness.ExitCode(t, exec.Command(lg, "-a", addr, "-m", k.mode, "-c", "2", "-n", "3"))
 			r := benchResult(t, out)
 			if code != 0 || benchField(t, r, "sessions") != "3" || benchField(t, r, "errors") != "0" {
 				t.Fatalf("sessions: exit %d, %q, %s", code, r, errOut)
@@ -333,7 +304,7 @@ func TestBenchRound(t *testing.T) {
 			if p50, _ := strconv.ParseFloat(benchField(t, r, "p50_ms"), 64); p50 <= 0 {
 				t.Errorf("p50_ms is not positive: %q", r)
 			}
-			out, errOut, code = benchExitCode(t, exec.Command(lg, "-a", addr, "-m", k.mode, "-n", "1", "-fetch"))
+			out, errOut, code = harness.ExitCode(t, exec.Command(lg, "-a", addr, "-m", k.mode, "-n", "1", "-fetch"))
 			r = benchResult(t, out)
 			if code != 0 || benchField(t, r, "bytes") != strconv.Itoa(1<<20) {
 				t.Fatalf("bulk FETCH of 1 MiB: exit %d, %q, %s", code, r, errOut)
@@ -341,7 +312,7 @@ func TestBenchRound(t *testing.T) {
 
 			// Sessions held before the handshake go on to LOGOUT
 			// once released.
-			out, errOut, code = benchExitCode(t, exec.Command(lg, "-a", addr, "-m", k.mode, "-hold", "2", "-holdat", "handshake", "-holdfor", "100ms"))
+			out, errOut, code = harness.ExitCode(t, exec.Command(lg, "-a", addr, "-m", k.mode, "-hold", "2", "-holdat", "handshake", "-holdfor", "100ms"))
 			if code != 0 || out != "held=2\n" {
 				t.Fatalf("loadgen -hold 2 -holdat handshake: exit %d, %q, %s", code, out, errOut)
 			}
@@ -380,17 +351,17 @@ func TestBenchRound(t *testing.T) {
 // TestBenchScript runs bench.sh itself in its quick mode on two systems
 // and checks the report it writes.
 func TestBenchScript(t *testing.T) {
-	needRoot(t)
-	need(t, "tcpserver", "openssl", "go")
-	binDir := filepath.Dir(bin(t, "imap-tls-server"))
+	harness.NeedRoot(t)
+	harness.Need(t, "tcpserver", "openssl", "go")
+	binDir := filepath.Dir(harness.Bin(t, "imap-tls-server"))
 	for _, p := range []string{"makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key", "stunnel-imap-signer"} {
-		bin(t, p)
+		harness.Bin(t, p)
 	}
-	ensureAccount(t, "imaptls")
+	harness.EnsureAccount(t, "imaptls")
 	report := filepath.Join(t.TempDir(), "BENCHMARKS.md")
-	cmd := exec.Command("sh", filepath.Join(repoRoot(t), "tests/bench/bench.sh"))
+	cmd := exec.Command("sh", filepath.Join(harness.RepoRoot(t), "tests/bench/bench.sh"))
 	cmd.Env = append(os.Environ(), "BENCH_QUICK=1", "BENCH_OUT="+report, "BENCH_SYSTEMS=plain chain-starttls", "IMAPTLS_BIN="+binDir)
-	_, errOut, code := benchExitCode(t, cmd)
+	_, errOut, code := harness.ExitCode(t, cmd)
 	if code != 0 {
 		t.Fatalf("bench.sh exited %d: %s", code, errOut)
 	}
@@ -432,9 +403,9 @@ func TestBenchScript(t *testing.T) {
 		t.Errorf("BENCH_SYSTEMS ignored: stunnel measured:\n%s", md)
 	}
 
-	cmd = exec.Command("sh", filepath.Join(repoRoot(t), "tests/bench/bench.sh"))
+	cmd = exec.Command("sh", filepath.Join(harness.RepoRoot(t), "tests/bench/bench.sh"))
 	cmd.Env = append(os.Environ(), "BENCH_QUICK=1", "BENCH_OUT="+report+".2", "BENCH_SYSTEMS=nosuch", "IMAPTLS_BIN="+binDir)
-	_, errOut, code = benchExitCode(t, cmd)
+	_, errOut, code = harness.ExitCode(t, cmd)
 	if code != 111 || !strings.Contains(errOut, "bench: fatal: no system to measure") {
 		t.Errorf("BENCH_SYSTEMS=nosuch: exit %d, %q", code, errOut)
 	}
@@ -468,13 +439,13 @@ func TestBenchReportFailedSystem(t *testing.T) {
 // the report.
 func benchReport(t *testing.T, results string) string {
 	t.Helper()
-	need(t, "awk")
+	harness.Need(t, "awk")
 	f := filepath.Join(t.TempDir(), "results")
 	if err := os.WriteFile(f, []byte(results), 0644); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command("awk", "-v", "rounds=1", "-v", "secs=1", "-v", "size=1M", "-v", "hold=2",
-		"-f", filepath.Join(repoRoot(t), "tests/bench/report.awk"), f).CombinedOutput()
+		"-f", filepath.Join(harness.RepoRoot(t), "tests/bench/report.awk"), f).CombinedOutput()
 	if err != nil {
 		t.Fatalf("report.awk: %v %s", err, out)
 	}
@@ -485,7 +456,7 @@ func benchReport(t *testing.T, results string) string {
 // mid-AUTHENTICATE, a line that never ends, a literal beyond the limit:
 // each ends the session with exit 111 and one fatal line.
 func TestBenchFakeimapdBadInput(t *testing.T) {
-	fake := bin(t, "fakeimapd")
+	fake := harness.Bin(t, "fakeimapd")
 	for _, c := range []struct{ in, reason string }{
 		{"a LOGIN alice {6}\r\nsec", "unexpected EOF"},
 		{"a AUTHENTICATE PLAIN\r\n", "EOF"},
@@ -494,7 +465,7 @@ func TestBenchFakeimapdBadInput(t *testing.T) {
 	} {
 		cmd := exec.Command(fake)
 		cmd.Stdin = strings.NewReader(c.in)
-		out, errOut, code := benchExitCode(t, cmd)
+		out, errOut, code := harness.ExitCode(t, cmd)
 		if code != 111 || errOut != "fakeimapd: fatal: unable to read from client: "+c.reason+"\n" {
 			t.Errorf("input %.40q: exit %d, %q; want 111 and the reason %q", c.in, code, errOut, c.reason)
 		}
@@ -508,7 +479,7 @@ func TestBenchFakeimapdBadInput(t *testing.T) {
 // accepts and never greets (a dead backend): every session fails, within
 // -T for the silent one, and loadgen exits 111 naming the first failure.
 func TestBenchLoadgenBadServer(t *testing.T) {
-	lg := bin(t, "loadgen")
+	lg := harness.Bin(t, "loadgen")
 	for _, c := range []struct {
 		greeting, reason string
 	}{
@@ -542,7 +513,7 @@ func TestBenchLoadgenBadServer(t *testing.T) {
 			}
 		}()
 		start := time.Now()
-		out, errOut, code := benchExitCode(t, exec.Command(lg, "-a", ln.Addr().String(), "-m", "plain", "-n", "2", "-T", "1s"))
+		out, errOut, code := harness.ExitCode(t, exec.Command(lg, "-a", ln.Addr().String(), "-m", "plain", "-n", "2", "-T", "1s"))
 		ln.Close()
 		if code != 111 || !strings.Contains(errOut, "loadgen: warning: 2 sessions failed, the first: "+c.reason) ||
 			!strings.Contains(out, "sessions=0 errors=2") {

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"imap-tls/internal/testkit"
+
+	"imap-tls/tests/harness"
 )
 
 // TestServiceCertPolicy (issue 13), through a service imap-tls-conf made,
@@ -31,11 +33,11 @@ import (
 // Dovecot behind its PROXY listener checked and served; a failing
 // server side leaving only lines in the suite's grammar.
 func TestServiceCertPolicy(t *testing.T) {
-	tr := startServices(t, serviceSpec{Name: "imap", Mode: "imap"})
-	s := tr.services[0]
+	tr := harness.StartServices(t, harness.ServiceSpec{Name: "imap", Mode: "imap"})
+	s := tr.Services[0]
 	check := func(wantCode int, want ...string) string {
 		t.Helper()
-		out, err := exec.Command(bin(t, "imap-tls-check"), s.Dir).Output()
+		out, err := exec.Command(harness.Bin(t, "imap-tls-check"), s.Dir).Output()
 		code := 0
 		if ee, ok := err.(*exec.ExitError); ok {
 			code = ee.ExitCode()
@@ -62,7 +64,7 @@ func TestServiceCertPolicy(t *testing.T) {
 	// The signer (env/SIGNER's default): its own service, which
 	// startServices links beside; the main service checks the signer's
 	// file at start too (imap-tls-server -C).
-	signer := &service{Dir: filepath.Join(s.Dir, "signer")}
+	signer := &harness.Service{Dir: filepath.Join(s.Dir, "signer")}
 	signerUp := func() { // up for a second: listening on its socket
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
@@ -72,13 +74,13 @@ func TestServiceCertPolicy(t *testing.T) {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("signer not up after 30 s: %s; log:\n%s", out, strings.Join(signer.logLines(t), "\n"))
+				t.Fatalf("signer not up after 30 s: %s; log:\n%s", out, strings.Join(signer.LogLines(t), "\n"))
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	signerUp()
-	s.session(t, tr.CA)
+	s.Session(t, tr.CA)
 
 	pem := filepath.Join(s.Dir, "ssl", "stunnel.pem")
 	install := func(data []byte) {
@@ -88,18 +90,18 @@ func TestServiceCertPolicy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	logOf := func(sv *service, re string) {
+	logOf := func(sv *harness.Service, re string) {
 		t.Helper()
 		rx := regexp.MustCompile(re)
 		deadline := time.Now().Add(20 * time.Second)
 		for {
-			for _, l := range sv.logLines(t) {
+			for _, l := range sv.LogLines(t) {
 				if rx.MatchString(l) {
 					return
 				}
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s/log/main/current lacks %s:\n%s", sv.Dir, re, strings.Join(sv.logLines(t), "\n"))
+				t.Fatalf("%s/log/main/current lacks %s:\n%s", sv.Dir, re, strings.Join(sv.LogLines(t), "\n"))
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -110,15 +112,15 @@ func TestServiceCertPolicy(t *testing.T) {
 	// proves nothing: it is closed for a moment on every restart.)
 	refused := func(lines ...string) {
 		t.Helper()
-		n := len(s.logLines(t))
-		s.svc(t, "-t")
+		n := len(s.LogLines(t))
+		s.Svc(t, "-t")
 		deadline := time.Now().Add(20 * time.Second)
 		for {
-			if l := s.logLines(t); len(l) > n && regexp.MustCompile(`imap-tls-server: fatal: stunnel-imap-key refuses the certificate: not starting$`).MatchString(l[len(l)-1]) {
+			if l := s.LogLines(t); len(l) > n && regexp.MustCompile(`imap-tls-server: fatal: stunnel-imap-key refuses the certificate: not starting$`).MatchString(l[len(l)-1]) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("not refused after 20 s:\n%s", strings.Join(s.logLines(t)[n:], "\n"))
+				t.Fatalf("not refused after 20 s:\n%s", strings.Join(s.LogLines(t)[n:], "\n"))
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -126,8 +128,8 @@ func TestServiceCertPolicy(t *testing.T) {
 			logHas(re)
 		}
 		time.Sleep(1500 * time.Millisecond) // supervise tries again in a second
-		if listening(s.Port) {
-			t.Fatalf("listening on %d with a refused certificate:\n%s", s.Port, strings.Join(s.logLines(t), "\n"))
+		if harness.Listening(s.Port) {
+			t.Fatalf("listening on %d with a refused certificate:\n%s", s.Port, strings.Join(s.LogLines(t), "\n"))
 		}
 	}
 
@@ -151,26 +153,26 @@ func TestServiceCertPolicy(t *testing.T) {
 	// Expiring in 5 days: up, a warning at start and one per connection.
 	soon := testkit.NewCert(t, testkit.CertOptions{NotAfter: time.Now().Add(5*24*time.Hour + time.Hour)})
 	install(soon.PEM)
-	s.waitListening(t, s.Port, true)
+	s.WaitListening(t, s.Port, true)
 	signerUp()
 	sdate := soon.Leaf.NotAfter.UTC().Format(time.DateOnly)
 	logHas(`stunnel-imap-key: warning: \./ssl/stunnel\.pem: certificate for localhost expires on ` + sdate + `, in 5 days: renew it`)
 	check(0, "warning: ssl/stunnel.pem: certificate for localhost expires on "+sdate)
 	soonCA := filepath.Join(t.TempDir(), "soon-ca.crt")
 	os.WriteFile(soonCA, soon.CAPEM, 0o644)
-	before := s.connLines(t)
-	s.session(t, soonCA)
-	s.waitConnLines(t, before+1)
+	before := s.ConnLines(t)
+	s.Session(t, soonCA)
+	s.WaitConnLines(t, before+1)
 	logHas(`stunnel-imap: warning: certificate for localhost expires on ` + sdate + `, in 5 days: renew it \(CERT_WARN_DAYS=14\)`)
 	logHas(`stunnel-imap: info: .* warnings=1 .*end=(client|server)-eof$`) // LOGOUT: who closes first varies
 
 	// A client that trusts another CA: "client rejected the certificate",
 	// with the expiry and the SNI.
-	c := dialIMAP(t, s.Addr())
+	c := harness.DialIMAP(t, s.Addr())
 	c.Line()
 	c.Send("s STARTTLS\r\n")
 	c.Line()
-	tc := tls.Client(c.conn, clientTLS(t, tr.CA, "localhost"))
+	tc := tls.Client(c.Conn, harness.ClientTLS(t, tr.CA, "localhost"))
 	tc.SetDeadline(time.Now().Add(10 * time.Second))
 	if err := tc.Handshake(); err == nil {
 		t.Fatal("a client that trusts another CA completed the handshake")
@@ -181,7 +183,7 @@ func TestServiceCertPolicy(t *testing.T) {
 	// Real clients the server cannot serve (openssl s_client, STARTTLS):
 	// TLS 1.1 only, and RSA key exchange only: the versions and the
 	// suites they offered by name, not number.
-	need(t, "openssl")
+	harness.Need(t, "openssl")
 	sclient := func(args ...string) {
 		t.Helper()
 		cmd := exec.Command("openssl", append([]string{"s_client", "-starttls", "imap", "-connect", s.Addr(), "-servername", "localhost"}, args...)...)
@@ -200,7 +202,7 @@ func TestServiceCertPolicy(t *testing.T) {
 	logHas(`stunnel-imap: warning: unable to complete tls handshake: tls: client offered only unsupported versions: TLS 1\.1(, |; )`)
 	sclient("-tls1_2", "-cipher", "AES128-GCM-SHA256:AES256-GCM-SHA384")
 	logHas(`stunnel-imap: warning: unable to complete tls handshake: tls: no cipher suite supported by both client and server; client offered: TLS_RSA_WITH_AES_128_GCM_SHA256, TLS_RSA_WITH_AES_256_GCM_SHA384(, |; )`)
-	for _, l := range s.logLines(t) {
+	for _, l := range s.LogLines(t) {
 		if strings.Contains(l, "unable to complete tls handshake") && regexp.MustCompile(`\[[0-9a-f ]+\]`).MatchString(l) {
 			t.Errorf("numbers where names belong: %q", l)
 		}
@@ -213,8 +215,8 @@ func TestServiceCertPolicy(t *testing.T) {
 	// without pause; every handshake succeeds with the old or the new
 	// one, never a half-written file; a refused one changes nothing.
 	deployHook(t, s, good, signerUp)
-	s.writeEnv(t, "SIGNER", "")
-	s.restart(t)
+	s.WriteEnv(t, "SIGNER", "")
+	s.Restart(t)
 	deployHook(t, s, good, func() {})
 	// Without the signer the key process is the path: refused the same.
 	install(expired.PEM)
@@ -226,36 +228,36 @@ func TestServiceCertPolicy(t *testing.T) {
 	// the header Dovecot waits for one, and the check says what to look
 	// at. The service serves through it (-H).
 	install(good.PEM)
-	s.writeEnv(t, "IMAPD", strings.Join(tr.dovecot.haproxyCmd(), " "))
-	s.writeEnv(t, "PROXYHEADER", "yes")
+	s.WriteEnv(t, "IMAPD", strings.Join(tr.Dovecot.HAProxyCmd(), " "))
+	s.WriteEnv(t, "PROXYHEADER", "yes")
 	check(0, "ok: env/IMAPD: greeted after a PROXY v2 header (env/PROXYHEADER yes): * OK")
-	s.writeEnv(t, "PROXYHEADER", "")
-	if out, err := exec.Command(bin(t, "imap-tls-check"), "-t", "2", s.Dir).Output(); err == nil || !strings.Contains(string(out), "error: env/IMAPD: sh sent no greeting within 2s") {
+	s.WriteEnv(t, "PROXYHEADER", "")
+	if out, err := exec.Command(harness.Bin(t, "imap-tls-check"), "-t", "2", s.Dir).Output(); err == nil || !strings.Contains(string(out), "error: env/IMAPD: sh sent no greeting within 2s") {
 		t.Errorf("imap-tls-check, a PROXY listener and no header: %v:\n%s", err, out)
 	}
-	s.writeEnv(t, "PROXYHEADER", "yes")
-	s.restart(t)
+	s.WriteEnv(t, "PROXYHEADER", "yes")
+	s.Restart(t)
 	goodCA := filepath.Join(t.TempDir(), "good-ca.crt")
 	os.WriteFile(goodCA, good.CAPEM, 0o644)
-	s.session(t, goodCA)
-	waitDovecotLog(t, tr.dovecot, `imap-login: Info: Login: user=<alice>, .*rip=127\.0\.0\.1, .*secured`)
+	s.Session(t, goodCA)
+	harness.WaitDovecotLog(t, tr.Dovecot, `imap-login: Info: Login: user=<alice>, .*rip=127\.0\.0\.1, .*secured`)
 
 	// One grammar: the server side fails (no such socket); socat says
 	// nothing of its own, every line of the log is the suite's.
-	s.writeEnv(t, "IMAPD", "socat -lf /dev/null -t 5 STDIO,shut-down UNIX-CONNECT:"+filepath.Join(t.TempDir(), "nosuch.sock"))
+	s.WriteEnv(t, "IMAPD", "socat -lf /dev/null -t 5 STDIO,shut-down UNIX-CONNECT:"+filepath.Join(t.TempDir(), "nosuch.sock"))
 	install(good.PEM)
-	s.restart(t)
-	before = s.connLines(t)
+	s.Restart(t)
+	before = s.ConnLines(t)
 	for i := 0; i < 3; i++ {
-		c := dialIMAP(t, s.Addr())
+		c := harness.DialIMAP(t, s.Addr())
 		c.RestClosed()
 		c.Close()
 	}
-	s.waitConnLines(t, before+3)
+	s.WaitConnLines(t, before+3)
 	logHas(`stunnel-imap: info: .* end=server-eof$`)
 	grammar := regexp.MustCompile(`^@[0-9a-f]{24} [a-z0-9-]+: (info|warning|fatal|usage): `)
-	for _, sv := range []*service{s, signer} {
-		for _, l := range sv.logLines(t) {
+	for _, sv := range []*harness.Service{s, signer} {
+		for _, l := range sv.LogLines(t) {
 			if !grammar.MatchString(l) {
 				t.Errorf("%s: a line in another grammar: %q", sv.Dir, l)
 			}
@@ -271,7 +273,7 @@ func TestServiceCertPolicy(t *testing.T) {
 // connection soon serves it (ready: the key side took it). Then an
 // expired certificate: exit 100, the file byte for byte as it was, no
 // temporary file left.
-func deployHook(t *testing.T, s *service, first *testkit.Cert, ready func()) {
+func deployHook(t *testing.T, s *harness.Service, first *testkit.Cert, ready func()) {
 	t.Helper()
 	hook, err := filepath.Abs(filepath.Join("..", "service", "certbot-deploy-hook"))
 	if err != nil {
@@ -281,7 +283,7 @@ func deployHook(t *testing.T, s *service, first *testkit.Cert, ready func()) {
 	dir := t.TempDir()
 	ca := filepath.Join(dir, "ca.crt")
 	os.WriteFile(ca, append(append([]byte{}, first.CAPEM...), second.CAPEM...), 0o644)
-	cfg := clientTLS(t, ca, "localhost")
+	cfg := harness.ClientTLS(t, ca, "localhost")
 	lineage := func(c *testkit.Cert) string {
 		d, err := os.MkdirTemp(dir, "live")
 		if err != nil {
@@ -311,22 +313,22 @@ func deployHook(t *testing.T, s *service, first *testkit.Cert, ready func()) {
 		}
 		defer conn.Close()
 		conn.SetDeadline(time.Now().Add(15 * time.Second))
-		c := &imapClient{t: t, conn: conn, r: bufio.NewReader(conn)}
-		if g, err := c.r.ReadString('\n'); err != nil || !strings.HasPrefix(g, "* OK") {
+		c := harness.NewIMAPClient(t, conn)
+		if g, err := c.Reader.ReadString('\n'); err != nil || !strings.HasPrefix(g, "* OK") {
 			return "", fmt.Errorf("greeting %q: %v", g, err)
 		}
-		if _, tagged := c.cmdNoFatal("a", "STARTTLS"); !strings.HasPrefix(tagged, "a OK") {
+		if _, tagged := c.CmdNoFatal("a", "STARTTLS"); !strings.HasPrefix(tagged, "a OK") {
 			return "", fmt.Errorf("STARTTLS: %s", tagged)
 		}
 		tc := tls.Client(conn, cfg)
 		if err := tc.Handshake(); err != nil {
 			return "", fmt.Errorf("handshake: %v", err)
 		}
-		c.conn, c.r = tc, bufio.NewReader(tc)
-		if _, tagged := c.cmdNoFatal("b", "CAPABILITY"); !strings.HasPrefix(tagged, "b OK") {
+		c.Conn, c.Reader = tc, bufio.NewReader(tc)
+		if _, tagged := c.CmdNoFatal("b", "CAPABILITY"); !strings.HasPrefix(tagged, "b OK") {
 			return "", fmt.Errorf("CAPABILITY: %s", tagged)
 		}
-		c.cmdNoFatal("c", "LOGOUT")
+		c.CmdNoFatal("c", "LOGOUT")
 		return tc.ConnectionState().PeerCertificates[0].SerialNumber.String(), nil
 	}
 	// Start from first.
@@ -382,7 +384,7 @@ func deployHook(t *testing.T, s *service, first *testkit.Cert, ready func()) {
 		}()
 	}
 	pem := filepath.Join(s.Dir, "ssl", "stunnel.pem")
-	logFrom := len(s.logLines(t))
+	logFrom := len(s.LogLines(t))
 	for i, c := range []*testkit.Cert{second, first, second, first} {
 		code, out := runHook(c)
 		if code != 0 || !strings.Contains(out, "certbot-deploy-hook: info: installed the certificate from ") {
@@ -402,7 +404,7 @@ func deployHook(t *testing.T, s *service, first *testkit.Cert, ready func()) {
 	wg.Wait()
 	if len(failures) > 0 {
 		var why []string
-		for _, l := range s.logLines(t)[logFrom:] {
+		for _, l := range s.LogLines(t)[logFrom:] {
 			if strings.Contains(l, ": warning: ") || strings.Contains(l, ": fatal: ") {
 				why = append(why, l)
 			}

@@ -19,121 +19,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"imap-tls/tests/harness"
 )
-
-// courier is a private Courier started by tests/courier.sh: authdaemond
-// with a userdb of alice (password secret, three messages) and bob
-// (password hunter2), mail owned by imaptlsmail.
-type courier struct {
-	Dir    string // configuration (etc/courier), authdaemon/, home/USER/Maildir
-	script string // tests/courier.sh
-}
-
-// startCourier fetches Courier's packages when the cache lacks them (a
-// test that needs Courier gets it or fails saying why, never skips),
-// starts authdaemond, and stops it when the test ends.
-func startCourier(t testing.TB) *courier {
-	t.Helper()
-	needRoot(t)
-	need(t, "unshare", "socat", "openssl", "setsid", "flock")
-	dir, err := os.MkdirTemp("/tmp", "imaptls-cr-")
-	if err != nil {
-		t.Fatalf("unable to create a directory: %v", err)
-	}
-	c := &courier{Dir: dir, script: filepath.Join(repoRoot(t), "tests", "courier.sh")}
-	cmd := exec.Command("sh", c.script, "start", dir)
-	cmd.WaitDelay = 5 * time.Second // authdaemond must not hold the output
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		exec.Command("sh", c.script, "stop", dir).Run()
-		os.RemoveAll(dir)
-		t.Fatalf("unable to start Courier (tests/courier.sh start; packages from apt-get download, cached in /var/cache/imap-tls-test/courier): %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		exec.Command("sh", c.script, "stop", dir).Run()
-		os.RemoveAll(dir)
-	})
-	return c
-}
-
-// withEnv puts `env VAR=value ...` in front of argv when env is not empty.
-func withEnv(env []string, argv ...string) []string {
-	if len(env) == 0 {
-		return argv
-	}
-	return append(append([]string{"env"}, env...), argv...)
-}
-
-// IMAPCmd is Courier's IMAP login server as makesock's second program:
-// `sh tests/courier.sh imaplogin DIR`, which runs `imaplogin
-// /usr/bin/imapd Maildir` in Courier's namespace with Debian's
-// /etc/courier/imapd settings; env (IMAP_STARTTLS=YES, say) is set for it.
-func (c *courier) IMAPCmd(env ...string) []string {
-	return withEnv(env, "sh", c.script, "imaplogin", c.Dir)
-}
-
-// POP3Cmd is Courier's POP3 login server: `sh tests/courier.sh pop3login DIR`.
-func (c *courier) POP3Cmd(env ...string) []string {
-	return withEnv(env, "sh", c.script, "pop3login", c.Dir)
-}
-
-// rawCmd records every byte the login server `sub` receives, one file
-// DIR/raw.PID per connection (see Raw): socat between the connection and
-// the server, which it starts.
-func (c *courier) rawCmd(sub string, env []string) []string {
-	return withEnv(env, "sh", "-c", `exec socat -t 5 -r "$0/raw.$$" STDIO,shut-down SYSTEM:"exec sh $1 $2 $0"`, c.Dir, c.script, sub)
-}
-
-// RawIMAPCmd is IMAPCmd with a recording of what Courier received.
-func (c *courier) RawIMAPCmd(env ...string) []string { return c.rawCmd("imaplogin", env) }
-
-// RawPOP3Cmd is POP3Cmd with a recording of what Courier received.
-func (c *courier) RawPOP3Cmd(env ...string) []string { return c.rawCmd("pop3login", env) }
-
-// Raw returns everything the Raw*Cmd backends received so far.
-func (c *courier) Raw(t testing.TB) string {
-	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(c.Dir, "raw.*"))
-	var all []byte
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatalf("unable to read %s: %v", f, err)
-		}
-		all = append(all, b...)
-	}
-	return string(all)
-}
-
-// clearRaw removes the recordings of the Raw*Cmd backends.
-func (c *courier) clearRaw() {
-	files, _ := filepath.Glob(filepath.Join(c.Dir, "raw.*"))
-	for _, f := range files {
-		os.Remove(f)
-	}
-}
-
-// Maildir is the path of user's Maildir.
-func (c *courier) Maildir(user string) string { return filepath.Join(c.Dir, "home", user, "Maildir") }
-
-// seed returns alice's seed message n as Courier sends it: the bytes
-// of its file (Courier stores LF line ends) with CRLF line ends.
-func (c *courier) seed(t *testing.T, n int) []byte {
-	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(c.Maildir("alice"), "*", "*"))
-	for _, f := range files {
-		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), "Subject: seed message "+strconv.Itoa(n)+"\n") {
-			return []byte(strings.ReplaceAll(string(b), "\n", "\r\n"))
-		}
-	}
-	t.Fatalf("seed message %d not in %s", n, c.Maildir("alice"))
-	return nil
-}
 
 // courierLog returns Courier's lines in the pipeline's log (Courier
 // writes them to stderr, which the chain passes on, as to multilog in a
 // service): DEBUG, INFO and ERR lines.
-func courierLog(p *pipeline) []string {
+func courierLog(p *harness.Pipeline) []string {
 	var lines []string
 	for _, l := range strings.Split(p.Stderr(), "\n") {
 		if strings.HasPrefix(l, "INFO: ") || strings.HasPrefix(l, "DEBUG: ") || strings.HasPrefix(l, "ERR: ") {
@@ -144,9 +37,9 @@ func courierLog(p *pipeline) []string {
 }
 
 // waitCourierLine waits for Courier's log line matching re and returns it.
-func waitCourierLine(t *testing.T, p *pipeline, re string) string {
+func waitCourierLine(t *testing.T, p *harness.Pipeline, re string) string {
 	t.Helper()
-	return p.waitLog(t, `^(INFO|DEBUG|ERR): .*`+re, 15*time.Second)
+	return p.WaitLog(t, `^(INFO|DEBUG|ERR): .*`+re, 15*time.Second)
 }
 
 // checkCourierSession checks Courier's lines for the session of the
@@ -154,7 +47,7 @@ func waitCourierLine(t *testing.T, p *pipeline, re string) string {
 // client's real address and port (TCPREMOTEIP and TCPREMOTEPORT through
 // makesock), the end says tlsField=1 (IMAP_TLS / POP3_TLS from
 // imap-tls-server) and Courier ran no TLS of its own (no couriertls).
-func checkCourierSession(t *testing.T, p *pipeline, clientPort int, tlsField string) {
+func checkCourierSession(t *testing.T, p *harness.Pipeline, clientPort int, tlsField string) {
 	t.Helper()
 	addr := `ip=\[127\.0\.0\.1\], port=\[` + strconv.Itoa(clientPort) + `\]`
 	waitCourierLine(t, p, `LOGIN, user=alice, `+addr)
@@ -173,24 +66,24 @@ func checkCourierSession(t *testing.T, p *pipeline, clientPort int, tlsField str
 // for byte; after TLS Courier's capability list is its TLS one
 // (AUTH=PLAIN: IMAP_TLS reached it); its log names the client.
 func TestCourierPython(t *testing.T) {
-	c := startCourier(t)
+	c := harness.StartCourier(t)
 	for _, tc := range []struct{ mode, py string }{{"imap", "starttls"}, {"imaps", "implicit"}} {
 		t.Run(tc.mode, func(t *testing.T) {
-			c.clearRaw()
-			p := startPipeline(t, pipelineOpts{Mode: tc.mode, Backend: c.RawIMAPCmd()})
-			r := runPython(t, p, tc.py)
+			c.ClearRaw()
+			p := harness.StartPipeline(t, harness.PipelineOpts{Mode: tc.mode, Backend: c.RawIMAPCmd()})
+			r := harness.RunPython(t, p, tc.py)
 			if !strings.HasPrefix(r.Greeting, "* OK") || !strings.Contains(r.Greeting, "Courier-IMAP") {
 				t.Errorf("greeting %q, want Courier's", r.Greeting)
 			}
 			if tc.py == "starttls" {
-				if !hasCap(r.CapsBefore, "STARTTLS") || !hasCap(r.CapsBefore, "LOGINDISABLED") || anyAuth(r.CapsBefore) != "" {
+				if !harness.HasCap(r.CapsBefore, "STARTTLS") || !harness.HasCap(r.CapsBefore, "LOGINDISABLED") || harness.AnyAuth(r.CapsBefore) != "" {
 					t.Errorf("capabilities before TLS %v: want STARTTLS LOGINDISABLED, no AUTH=", r.CapsBefore)
 				}
 				if !strings.HasPrefix(r.LoginBefore, "NO") || !strings.Contains(r.LoginBefore, "[PRIVACYREQUIRED]") {
 					t.Errorf("LOGIN before TLS: %q, want NO [PRIVACYREQUIRED]", r.LoginBefore)
 				}
 			}
-			if hasCap(r.CapsAfter, "STARTTLS") || hasCap(r.CapsAfter, "LOGINDISABLED") || !hasCap(r.CapsAfter, "AUTH=PLAIN") {
+			if harness.HasCap(r.CapsAfter, "STARTTLS") || harness.HasCap(r.CapsAfter, "LOGINDISABLED") || !harness.HasCap(r.CapsAfter, "AUTH=PLAIN") {
 				t.Errorf("capabilities under TLS %v: want Courier's TLS list (AUTH=PLAIN), no STARTTLS", r.CapsAfter)
 			}
 			if r.Login != "OK" || r.Exists < 3 || !strings.HasPrefix(r.Append, "OK") || r.ExistsAfter != r.Exists+1 || r.Logout != "BYE" {
@@ -200,8 +93,8 @@ func TestCourierPython(t *testing.T) {
 				t.Errorf("fetched message differs from the appended one: sent %d bytes, got %d", r.SentLen, r.FetchedLen)
 			}
 			starttls := map[string]string{"starttls": "yes", "implicit": "no"}[tc.py]
-			port := clientPortFromLog(t, p)
-			checkSessionLog(t, p, port, tc.mode, starttls, "yes")
+			port := harness.ClientPortFromLog(t, p)
+			harness.CheckSessionLog(t, p, port, tc.mode, starttls, "yes")
 			checkCourierSession(t, p, port, "starttls")
 			// Courier's first LOGIN is the one under TLS
 			raw := c.Raw(t)
@@ -209,7 +102,7 @@ func TestCourierPython(t *testing.T) {
 				strings.Contains(strings.ToUpper(raw[:i]), "STARTTLS") {
 				t.Errorf("Courier received before the LOGIN under TLS:\n%q", raw)
 			}
-			noSecrets(t, p, nil)
+			harness.NoSecrets(t, p, nil)
 		})
 	}
 }
@@ -218,10 +111,10 @@ func TestCourierPython(t *testing.T) {
 // [PRIVACYREQUIRED] from the proxy and never reach Courier, which logs
 // no login; the NOOP does reach it (the relay works).
 func TestCourierRefused(t *testing.T) {
-	c := startCourier(t)
-	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: c.RawIMAPCmd()})
-	cl := dialIMAP(t, p.Addr)
-	if g := cl.Line(); !strings.Contains(g, "Courier-IMAP") || !hasCap(capsOf(g), "LOGINDISABLED") {
+	c := harness.StartCourier(t)
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap", Backend: c.RawIMAPCmd()})
+	cl := harness.DialIMAP(t, p.Addr)
+	if g := cl.Line(); !strings.Contains(g, "Courier-IMAP") || !harness.HasCap(harness.CapsOf(g), "LOGINDISABLED") {
 		t.Errorf("greeting %q: want Courier's, with LOGINDISABLED", g)
 	}
 	if _, tagged := cl.Cmd("a", "LOGIN alice secret"); !strings.HasPrefix(tagged, "a NO [PRIVACYREQUIRED]") {
@@ -250,7 +143,7 @@ func TestCourierRefused(t *testing.T) {
 			t.Errorf("Courier logged a login attempt: %s", l)
 		}
 	}
-	noSecrets(t, p, nil)
+	harness.NoSecrets(t, p, nil)
 }
 
 // TestCourierOwnStarttls: a Courier that offers STARTTLS itself
@@ -260,29 +153,29 @@ func TestCourierRefused(t *testing.T) {
 // STARTTLS, and Courier runs no couriertls. In imap- the session is not
 // declared TLS to Courier (IMAP_TLS removed), in imap it is.
 func TestCourierOwnStarttls(t *testing.T) {
-	c := startCourier(t)
+	c := harness.StartCourier(t)
 	// Courier does advertise it, straight
-	cmd := exec.Command("sh", c.script, "imaplogin", c.Dir)
+	cmd := exec.Command("sh", c.Script, "imaplogin", c.Dir)
 	cmd.Env = append(os.Environ(), "IMAP_STARTTLS=YES", "COURIERTLS=/usr/bin/couriertls",
 		"TCPREMOTEIP=127.0.0.1", "TCPREMOTEPORT=1", "TCPLOCALIP=127.0.0.1", "TCPLOCALPORT=143")
 	cmd.Stdin = strings.NewReader("a CAPABILITY\r\nb LOGOUT\r\n")
-	out, err := runBounded(t, cmd, 30*time.Second)
-	if err != nil || !hasCap(capsOf(strings.Split(string(out), "\r\n")[1]), "STARTTLS") {
+	out, err := harness.RunBounded(t, cmd, 30*time.Second)
+	if err != nil || !harness.HasCap(harness.CapsOf(strings.Split(string(out), "\r\n")[1]), "STARTTLS") {
 		t.Fatalf("Courier with IMAP_STARTTLS=YES does not list STARTTLS itself (%v):\n%s", err, out)
 	}
 	for _, mode := range []string{"imap", "imap-"} {
 		t.Run(mode, func(t *testing.T) {
-			c.clearRaw()
-			p := startPipeline(t, pipelineOpts{Mode: mode, Backend: c.RawIMAPCmd("IMAP_STARTTLS=YES", "COURIERTLS=/usr/bin/couriertls")})
-			cl := dialIMAP(t, p.Addr)
-			cport := cl.conn.LocalAddr().(*net.TCPAddr).Port
+			c.ClearRaw()
+			p := harness.StartPipeline(t, harness.PipelineOpts{Mode: mode, Backend: c.RawIMAPCmd("IMAP_STARTTLS=YES", "COURIERTLS=/usr/bin/couriertls")})
+			cl := harness.DialIMAP(t, p.Addr)
+			cport := cl.Conn.LocalAddr().(*net.TCPAddr).Port
 			g := cl.Line()
 			if n := strings.Count(strings.ToUpper(g), " STARTTLS"); n != 1 {
 				t.Errorf("greeting lists STARTTLS %d times: %q", n, g)
 			}
-			cl.StartTLS("a", clientTLS(t, p.CA, "localhost"))
+			cl.StartTLS("a", harness.ClientTLS(t, p.CA, "localhost"))
 			un, tagged := cl.Cmd("b", "CAPABILITY")
-			if !strings.HasPrefix(tagged, "b OK") || len(un) != 1 || hasCap(capsOf(un[0]), "STARTTLS") {
+			if !strings.HasPrefix(tagged, "b OK") || len(un) != 1 || harness.HasCap(harness.CapsOf(un[0]), "STARTTLS") {
 				t.Errorf("CAPABILITY under TLS: %q %q, want no STARTTLS", un, tagged)
 			}
 			if _, tagged := cl.Cmd("c", "STARTTLS"); !strings.HasPrefix(tagged, "c BAD") {
@@ -310,8 +203,8 @@ func TestCourierOwnStarttls(t *testing.T) {
 			if strings.Contains(strings.ToLower(p.Stderr()), "couriertls") {
 				t.Errorf("Courier ran couriertls:\n%s", p.Stderr())
 			}
-			checkSessionLog(t, p, cport, mode, "yes", "yes")
-			noSecrets(t, p, nil)
+			harness.CheckSessionLog(t, p, cport, mode, "yes", "yes")
+			harness.NoSecrets(t, p, nil)
 		})
 	}
 }
@@ -320,18 +213,18 @@ func TestCourierOwnStarttls(t *testing.T) {
 // fetch a seed message identical to the one in Courier's Maildir; plain
 // imap:// without TLS cannot log in.
 func TestCourierCurl(t *testing.T) {
-	need(t, "curl")
-	c := startCourier(t)
+	harness.Need(t, "curl")
+	c := harness.StartCourier(t)
 	for _, tc := range []struct{ mode, scheme string }{{"imap", "imap"}, {"imaps", "imaps"}} {
 		t.Run(tc.mode, func(t *testing.T) {
-			p := startPipeline(t, pipelineOpts{Mode: tc.mode, Backend: c.IMAPCmd()})
+			p := harness.StartPipeline(t, harness.PipelineOpts{Mode: tc.mode, Backend: c.IMAPCmd()})
 			base := tc.scheme + "://localhost:" + strconv.Itoa(p.Port)
 			curl := func(args ...string) (string, error) {
 				a := append([]string{"-sS", "--ssl-reqd", "--cacert", p.CA, "--max-time", "30", "-u", "alice:secret"}, args...)
 				cmd := exec.Command("curl", a...)
 				var stderr strings.Builder
 				cmd.Stderr = &stderr
-				out, err := runBounded(t, cmd, 60*time.Second)
+				out, err := harness.RunBounded(t, cmd, 60*time.Second)
 				if err != nil {
 					return stderr.String(), err
 				}
@@ -341,16 +234,16 @@ func TestCourierCurl(t *testing.T) {
 				t.Errorf("curl LIST: %v %q\npipeline:\n%s", err, list, p.Stderr())
 			}
 			got, err := curl(base + "/INBOX;UID=2")
-			if want := string(c.seed(t, 2)); err != nil || got != want {
+			if want := string(c.Seed(t, 2)); err != nil || got != want {
 				t.Errorf("curl fetched (%v)\n%q\nwant\n%q", err, got, want)
 			}
 			if tc.mode == "imap" {
 				cmd := exec.Command("curl", "-sS", "--max-time", "30", "-u", "alice:secret", base+"/")
-				if _, err := runBounded(t, cmd, 60*time.Second); err == nil {
+				if _, err := harness.RunBounded(t, cmd, 60*time.Second); err == nil {
 					t.Errorf("curl without TLS logged in through a required-STARTTLS port")
 				}
 			}
-			noSecrets(t, p, nil)
+			harness.NoSecrets(t, p, nil)
 		})
 	}
 }
@@ -358,11 +251,11 @@ func TestCourierCurl(t *testing.T) {
 // TestCourierMbsync: mbsync syncs alice's INBOX from Courier over
 // STARTTLS and over IMAPS: the three seed messages arrive.
 func TestCourierMbsync(t *testing.T) {
-	need(t, "mbsync")
-	c := startCourier(t)
+	harness.Need(t, "mbsync")
+	c := harness.StartCourier(t)
 	for _, tc := range []struct{ mode, sslType string }{{"imap", "STARTTLS"}, {"imaps", "IMAPS"}} {
 		t.Run(tc.mode, func(t *testing.T) {
-			p := startPipeline(t, pipelineOpts{Mode: tc.mode, Backend: c.IMAPCmd()})
+			p := harness.StartPipeline(t, harness.PipelineOpts{Mode: tc.mode, Backend: c.IMAPCmd()})
 			dir := t.TempDir()
 			local := filepath.Join(dir, "local")
 			os.Mkdir(local, 0o700)
@@ -377,7 +270,7 @@ func TestCourierMbsync(t *testing.T) {
 			cmd := exec.Command("mbsync", "-c", rc, "-a")
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
-			if out, err := runBounded(t, cmd, 60*time.Second); err != nil {
+			if out, err := harness.RunBounded(t, cmd, 60*time.Second); err != nil {
 				t.Fatalf("mbsync: %v\n%s\n%s\npipeline:\n%s", err, out, stderr.String(), p.Stderr())
 			}
 			seeds := 0
@@ -395,8 +288,8 @@ func TestCourierMbsync(t *testing.T) {
 			if seeds != 3 {
 				t.Errorf("%d of the 3 seed messages arrived", seeds)
 			}
-			checkCourierSession(t, p, clientPortFromLog(t, p), "starttls")
-			noSecrets(t, p, nil)
+			checkCourierSession(t, p, harness.ClientPortFromLog(t, p), "starttls")
+			harness.NoSecrets(t, p, nil)
 		})
 	}
 }
@@ -404,20 +297,20 @@ func TestCourierMbsync(t *testing.T) {
 // TestCourierOpenssl: openssl s_client -starttls imap verifies the
 // certificate, logs in to Courier, selects INBOX.
 func TestCourierOpenssl(t *testing.T) {
-	need(t, "openssl")
-	c := startCourier(t)
-	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: c.IMAPCmd()})
-	s := sClient(t, p, "imap", "a CAPABILITY\nb LOGIN alice secret\nc SELECT INBOX\nd LOGOUT\n")
+	harness.Need(t, "openssl")
+	c := harness.StartCourier(t)
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap", Backend: c.IMAPCmd()})
+	s := harness.SClient(t, p, "imap", "a CAPABILITY\nb LOGIN alice secret\nc SELECT INBOX\nd LOGOUT\n")
 	for _, want := range []string{"Verify return code: 0 (ok)", "b OK LOGIN Ok.", "* 3 EXISTS", "c OK [READ-WRITE]", "d OK LOGOUT"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("s_client session lacks %q:\n%s", want, s)
 		}
 	}
-	if m := regexp.MustCompile(`(?m)^\* CAPABILITY .*$`).FindString(s); m == "" || hasCap(capsOf(m), "STARTTLS") {
+	if m := regexp.MustCompile(`(?m)^\* CAPABILITY .*$`).FindString(s); m == "" || harness.HasCap(harness.CapsOf(m), "STARTTLS") {
 		t.Errorf("capability under TLS %q: want one, without STARTTLS", m)
 	}
-	checkCourierSession(t, p, clientPortFromLog(t, p), "starttls")
-	noSecrets(t, p, nil)
+	checkCourierSession(t, p, harness.ClientPortFromLog(t, p), "starttls")
+	harness.NoSecrets(t, p, nil)
 }
 
 // TestCourierPOP3: Courier's pop3login behind the pipeline: poplib with
@@ -427,32 +320,32 @@ func TestCourierOpenssl(t *testing.T) {
 // itself (POP3_STARTTLS=YES) never gets one; its log names the client
 // and says stls=1.
 func TestCourierPOP3(t *testing.T) {
-	need(t, python, "curl")
-	c := startCourier(t)
-	want := []string{string(c.seed(t, 1)), string(c.seed(t, 2)), string(c.seed(t, 3))}
+	harness.Need(t, harness.Python, "curl")
+	c := harness.StartCourier(t)
+	want := []string{string(c.Seed(t, 1)), string(c.Seed(t, 2)), string(c.Seed(t, 3))}
 	for _, tc := range []struct{ mode, py string }{{"pop3", "stls"}, {"pop3s", "implicit"}} {
 		t.Run(tc.mode, func(t *testing.T) {
-			c.clearRaw()
+			c.ClearRaw()
 			// Courier offering STLS itself: the proxy's CAPA rewrite and
 			// STLS answer keep it from ever getting one
-			p := startPipeline(t, pipelineOpts{Mode: tc.mode, Backend: c.RawPOP3Cmd("POP3_STARTTLS=YES", "COURIERTLS=/usr/bin/couriertls")})
-			r := runPoplib(t, p.Port, p.CA, tc.py, p.Stderr)
+			p := harness.StartPipeline(t, harness.PipelineOpts{Mode: tc.mode, Backend: c.RawPOP3Cmd("POP3_STARTTLS=YES", "COURIERTLS=/usr/bin/couriertls")})
+			r := harness.RunPoplib(t, p.Port, p.CA, tc.py, p.Stderr)
 			if r.Greeting != "+OK Hello there." || r.Pass != "+OK logged in." || !strings.HasPrefix(r.Quit, "+OK") {
 				t.Errorf("poplib session: %+v", r)
 			}
 			if tc.py == "stls" {
-				if !has(r.CapaBefore, "STLS") || has(r.CapaBefore, "USER") {
+				if !harness.Has(r.CapaBefore, "STLS") || harness.Has(r.CapaBefore, "USER") {
 					t.Errorf("CAPA before STLS %q: want STLS, no USER", r.CapaBefore)
 				}
 				if !strings.Contains(r.UserBefore, "-ERR [AUTH]") {
 					t.Errorf("USER before STLS: %q, want -ERR [AUTH]", r.UserBefore)
 				}
 			}
-			if has(r.CapaAfter, "STLS") || !has(r.CapaAfter, "USER") {
+			if harness.Has(r.CapaAfter, "STLS") || !harness.Has(r.CapaAfter, "USER") {
 				t.Errorf("CAPA under TLS %q: want USER, no STLS", r.CapaAfter)
 			}
-			sameMessages(t, "poplib", r.Messages, want, true)
-			port := clientPortFromLog(t, p)
+			harness.SameMessages(t, "poplib", r.Messages, want, true)
+			port := harness.ClientPortFromLog(t, p)
 			checkCourierSession(t, p, port, "stls")
 			raw := strings.ToUpper(c.Raw(t))
 			if strings.Contains(raw, "STLS") {
@@ -461,48 +354,48 @@ func TestCourierPOP3(t *testing.T) {
 			if i := strings.Index(raw, "USER"); i < 0 || strings.Contains(raw[i+1:], "USER") {
 				t.Errorf("Courier received USER %d times, want once (under TLS):\n%q", strings.Count(raw, "USER"), raw)
 			}
-			noSecrets(t, p, nil)
+			harness.NoSecrets(t, p, nil)
 		})
 	}
 	t.Run("curl", func(t *testing.T) {
-		p := startPipeline(t, pipelineOpts{Mode: "pop3", Backend: c.POP3Cmd()})
+		p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "pop3", Backend: c.POP3Cmd()})
 		base := "pop3://localhost:" + strconv.Itoa(p.Port)
 		var got []string
 		for i := 1; i <= 3; i++ {
 			cmd := exec.Command("curl", "-sS", "--ssl-reqd", "--cacert", p.CA, "--max-time", "30", "-u", "alice:secret", base+"/"+strconv.Itoa(i))
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
-			out, err := runBounded(t, cmd, 60*time.Second)
+			out, err := harness.RunBounded(t, cmd, 60*time.Second)
 			if err != nil {
 				t.Fatalf("curl %d: %v: %s\npipeline:\n%s", i, err, stderr.String(), p.Stderr())
 			}
 			got = append(got, string(out))
 		}
-		sameMessages(t, "curl", got, want, true)
+		harness.SameMessages(t, "curl", got, want, true)
 		cmd := exec.Command("curl", "-sS", "--max-time", "30", "-u", "alice:secret", base+"/")
-		if _, err := runBounded(t, cmd, 60*time.Second); err == nil {
+		if _, err := harness.RunBounded(t, cmd, 60*time.Second); err == nil {
 			t.Errorf("curl without TLS logged in through an STLS-required port")
 		}
-		noSecrets(t, p, nil)
+		harness.NoSecrets(t, p, nil)
 	})
 }
 
 // TestCourierHarness: tests/courier.sh's own contract: bad use exits 100;
 // stop leaves no authdaemond.
 func TestCourierHarness(t *testing.T) {
-	c := startCourier(t)
+	c := harness.StartCourier(t)
 	b, err := os.ReadFile(filepath.Join(c.Dir, "authdaemond.pid"))
 	if err != nil {
 		t.Fatalf("no authdaemond.pid: %v", err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if out, err := exec.Command("sh", c.script, "stop", c.Dir).CombinedOutput(); err != nil {
+	if out, err := exec.Command("sh", c.Script, "stop", c.Dir).CombinedOutput(); err != nil {
 		t.Errorf("courier.sh stop: %v: %s", err, out)
 	}
 	if pid <= 1 || syscall.Kill(pid, 0) == nil {
 		t.Errorf("authdaemond %d still there after stop", pid)
 	}
-	err = exec.Command("sh", c.script, "start").Run()
+	err = exec.Command("sh", c.Script, "start").Run()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 100 {
 		t.Errorf("courier.sh start without DIR: %v, want exit 100", err)
 	}
@@ -551,13 +444,13 @@ func pageCommands(t *testing.T, path, intro string) []string {
 // settings the page put in env/ reach Courier, and its log lines in
 // log/main/current name the client with starttls=1 / stls=1.
 func TestCourierMigration(t *testing.T) {
-	needRoot(t)
-	need(t, "svscan", "supervise", "svc", "multilog", "softlimit", "envdir", "setuidgid", "tcpserver", python)
-	c := startCourier(t)
-	conf := bin(t, "imap-tls-conf")
+	harness.NeedRoot(t)
+	harness.Need(t, "svscan", "supervise", "svc", "multilog", "softlimit", "envdir", "setuidgid", "tcpserver", harness.Python)
+	c := harness.StartCourier(t)
+	conf := harness.Bin(t, "imap-tls-conf")
 	binDir := filepath.Dir(conf)
 	for _, p := range []string{"imap-tls-server", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key", "imap-tls-check"} {
-		if filepath.Dir(bin(t, p)) != binDir {
+		if filepath.Dir(harness.Bin(t, p)) != binDir {
 			t.Fatalf("%s is not next to imap-tls-conf", p)
 		}
 	}
@@ -569,7 +462,7 @@ func TestCourierMigration(t *testing.T) {
 	for _, d := range []string{filepath.Dir(top), top} {
 		os.Chmod(d, 0o755)
 	}
-	pem, ca := writeCert(t, top)
+	pem, ca := harness.WriteCert(t, top)
 	etc := filepath.Join(top, "etc")
 	svroot := filepath.Join(top, "service")
 	for _, d := range []string{etc, svroot} {
@@ -577,13 +470,13 @@ func TestCourierMigration(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	imapPort, pop3Port := freePort(t), freePort(t)
+	imapPort, pop3Port := harness.Port(t), harness.Port(t)
 	for imapPort == pop3Port {
-		pop3Port = freePort(t)
+		pop3Port = harness.Port(t)
 	}
 	r := strings.NewReplacer("/etc/imap-tls", etc+"/imap-tls", "/etc/service/", svroot+"/",
 		"chain-and-key.pem", pem, " 0 143", " 127.0.0.1 "+strconv.Itoa(imapPort), " 0 110", " 127.0.0.1 "+strconv.Itoa(pop3Port))
-	cmds := pageCommands(t, filepath.Join(repoRoot(t), "imap-tls-conf", "README.md"), "The commands (as root")
+	cmds := pageCommands(t, filepath.Join(harness.RepoRoot(t), "imap-tls-conf", "README.md"), "The commands (as root")
 	seen := map[string]bool{}
 	var checks []string
 	for _, cmd := range cmds {
@@ -601,7 +494,7 @@ func TestCourierMigration(t *testing.T) {
 		case f[0] == "systemctl", f[0] == "sh" && len(f) == 2 && f[1] == "redo.do":
 			continue
 		case f[0] == "useradd":
-			ensureAccount(t, f[len(f)-1])
+			harness.EnsureAccount(t, f[len(f)-1])
 			continue
 		}
 		if strings.HasPrefix(cmd, "bin/") {
@@ -621,7 +514,7 @@ func TestCourierMigration(t *testing.T) {
 		for _, f := range files {
 			b, _ := os.ReadFile(f)
 			if line := strings.TrimSpace(string(b)); strings.HasPrefix(line, "/usr/lib/courier/") {
-				os.WriteFile(f, []byte("sh "+c.script+" run "+c.Dir+" "+line+"\n"), 0o644)
+				os.WriteFile(f, []byte("sh "+c.Script+" run "+c.Dir+" "+line+"\n"), 0o644)
 			}
 		}
 	}
@@ -633,9 +526,9 @@ func TestCourierMigration(t *testing.T) {
 	if len(checks) != 2 {
 		t.Errorf("the page runs imap-tls-check %d times, want 2 (one per service)", len(checks))
 	}
-	imap := &service{Dir: filepath.Join(etc, "imap-tls"), Port: imapPort, Mode: "imap"}
-	pop3 := &service{Dir: filepath.Join(etc, "imap-tls-pop3"), Port: pop3Port, Mode: "pop3"}
-	for _, s := range []*service{imap, pop3} {
+	imap := &harness.Service{Dir: filepath.Join(etc, "imap-tls"), Port: imapPort, Mode: "imap"}
+	pop3 := &harness.Service{Dir: filepath.Join(etc, "imap-tls-pop3"), Port: pop3Port, Mode: "pop3"}
+	for _, s := range []*harness.Service{imap, pop3} {
 		b, err := os.ReadFile(filepath.Join(s.Dir, "env", "MODE"))
 		if err != nil || strings.TrimSpace(string(b)) != s.Mode {
 			t.Errorf("%s/env/MODE: %q %v, want %s", s.Dir, b, err, s.Mode)
@@ -645,19 +538,19 @@ func TestCourierMigration(t *testing.T) {
 	if len(links) != 4 {
 		t.Fatalf("the page linked %d directories into the service folder, want 4 (two services, two signers): %v", len(links), links)
 	}
-	tr := &svscanTree{Root: svroot, CA: ca, out: &lockedBuffer{},
-		services: []*service{imap, pop3, {Dir: filepath.Join(imap.Dir, "signer")}, {Dir: filepath.Join(pop3.Dir, "signer")}}}
-	tr.cmd = exec.Command("svscan", svroot)
-	tr.cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"}
-	tr.cmd.Stdout, tr.cmd.Stderr = tr.out, tr.out
-	tr.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	tr.cmd.WaitDelay = time.Second
-	if err := tr.cmd.Start(); err != nil {
+	tr := &harness.SvscanTree{Root: svroot, CA: ca, Out: &harness.LockedBuffer{},
+		Services: []*harness.Service{imap, pop3, {Dir: filepath.Join(imap.Dir, "signer")}, {Dir: filepath.Join(pop3.Dir, "signer")}}}
+	tr.Cmd = exec.Command("svscan", svroot)
+	tr.Cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"}
+	tr.Cmd.Stdout, tr.Cmd.Stderr = tr.Out, tr.Out
+	tr.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	tr.Cmd.WaitDelay = time.Second
+	if err := tr.Cmd.Start(); err != nil {
 		t.Fatalf("unable to start svscan: %v", err)
 	}
-	t.Cleanup(func() { tr.stop(t) })
-	imap.waitUp(t)
-	pop3.waitUp(t)
+	t.Cleanup(func() { tr.Stop(t) })
+	imap.WaitUp(t)
+	pop3.WaitUp(t)
 
 	py := `
 import imaplib, poplib, ssl, sys
@@ -678,12 +571,12 @@ body = b"\n".join(P.retr(3)[1]).decode()
 P.quit()
 print(n, m, s, "|", caps, "|", "seed message number 3" in body)
 `
-	cmd := exec.Command(python, "-c", py, ca, strconv.Itoa(imap.Port), strconv.Itoa(pop3.Port))
+	cmd := exec.Command(harness.Python, "-c", py, ca, strconv.Itoa(imap.Port), strconv.Itoa(pop3.Port))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	out, err := runBounded(t, cmd, 60*time.Second)
+	out, err := harness.RunBounded(t, cmd, 60*time.Second)
 	if err != nil {
-		t.Fatalf("python: %v\n%s\nlogs:\n%s\n%s", err, stderr.String(), strings.Join(imap.logLines(t), "\n"), strings.Join(pop3.logLines(t), "\n"))
+		t.Fatalf("python: %v\n%s\nlogs:\n%s\n%s", err, stderr.String(), strings.Join(imap.LogLines(t), "\n"), strings.Join(pop3.LogLines(t), "\n"))
 	}
 	parts := strings.Split(strings.TrimSpace(string(out)), " | ")
 	if len(parts) != 3 || parts[0] != "3 3 Subject: seed message 2" || parts[2] != "True" {
@@ -695,22 +588,22 @@ print(n, m, s, "|", caps, "|", "seed message number 3" in body)
 		t.Errorf("capabilities under TLS %q: want the page's env/IMAP_CAPABILITY_TLS", parts[1])
 	}
 	for _, tc := range []struct {
-		s        *service
+		s        *harness.Service
 		end, tls string
 	}{{imap, "(LOGOUT|DISCONNECTED)", "starttls"}, {pop3, "LOGOUT", "stls"}} {
 		rx := regexp.MustCompile(`INFO: ` + tc.end + `, user=alice, ip=\[127\.0\.0\.1\], port=\[[0-9]+\].*, ` + tc.tls + `=1`)
 		deadline := time.Now().Add(15 * time.Second)
 		for {
-			if rx.MatchString(strings.Join(tc.s.logLines(t), "\n")) {
+			if rx.MatchString(strings.Join(tc.s.LogLines(t), "\n")) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Errorf("%s/log/main/current lacks Courier's end of session with %s=1:\n%s", tc.s.Dir, tc.tls, strings.Join(tc.s.logLines(t), "\n"))
+				t.Errorf("%s/log/main/current lacks Courier's end of session with %s=1:\n%s", tc.s.Dir, tc.tls, strings.Join(tc.s.LogLines(t), "\n"))
 				break
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		for _, l := range tc.s.logLines(t) {
+		for _, l := range tc.s.LogLines(t) {
 			if strings.Contains(l, "secret") {
 				t.Errorf("a password in %s's log: %s", tc.s.Dir, l)
 			}
@@ -724,28 +617,28 @@ print(n, m, s, "|", caps, "|", "seed message number 3" in body)
 // log lines name the client with starttls=1 and stls=1, and it stops
 // leaving nothing running. An unknown DEMO_BACKEND is a usage error.
 func TestCourierDemo(t *testing.T) {
-	needRoot(t)
-	need(t, "svscan", "tcpserver", "socat", "openssl", "curl", "python3", "setsid", "pgrep", "unshare")
-	conf := bin(t, "imap-tls-conf")
+	harness.NeedRoot(t)
+	harness.Need(t, "svscan", "tcpserver", "socat", "openssl", "curl", "python3", "setsid", "pgrep", "unshare")
+	conf := harness.Bin(t, "imap-tls-conf")
 	for _, p := range []string{"imap-tls-server", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key", "imap-tls-check"} {
-		bin(t, p)
+		harness.Bin(t, p)
 	}
 	ports := map[int]bool{}
 	for len(ports) < 4 {
-		ports[freePort(t)] = true
+		ports[harness.Port(t)] = true
 	}
 	var ps []string
 	for p := range ports {
 		ps = append(ps, strconv.Itoa(p))
 	}
-	demo := filepath.Join(repoRoot(t), "imap-tls-conf", "demo.sh")
+	demo := filepath.Join(harness.RepoRoot(t), "imap-tls-conf", "demo.sh")
 	cmd := exec.Command("sh", demo)
 	cmd.Env = append(os.Environ(), "IMAPTLS_BIN="+filepath.Dir(conf), "DEMO_BACKEND=courier", "DEMO_CHECK=1",
 		"DEMO_STARTTLS_PORT="+ps[0], "DEMO_IMPLICIT_PORT="+ps[1], "DEMO_POP3_PORT="+ps[2], "DEMO_POP3S_PORT="+ps[3])
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	out := &lockedBuffer{}
+	out := &harness.LockedBuffer{}
 	cmd.Stderr = out
-	_, err := runBounded(t, cmd, 120*time.Second)
+	_, err := harness.RunBounded(t, cmd, 120*time.Second)
 	s := out.String()
 	if err != nil || !strings.Contains(s, "demo.sh: all checks passed") || !strings.Contains(s, "stopped: nothing left running") {
 		t.Errorf("DEMO_BACKEND=courier DEMO_CHECK=1 demo.sh: %v\n%s", err, s)

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"imap-tls/internal/testkit"
+
+	"imap-tls/tests/harness"
 )
 
 // supervised is one imap-tls service run by the real supervise.
@@ -30,7 +32,7 @@ type supervised struct {
 // file execs imap-tls-server with args on 127.0.0.1:port.
 func superviseService(t *testing.T, pathDir string, args []string, backend []string) *supervised {
 	t.Helper()
-	s := &supervised{dir: t.TempDir(), port: freePort(t), out: &testkit.LockedBuffer{}}
+	s := &supervised{dir: t.TempDir(), port: harness.Port(t), out: &testkit.LockedBuffer{}}
 	q := func(a []string) string {
 		var b strings.Builder
 		for _, x := range a {
@@ -61,7 +63,7 @@ func superviseService(t *testing.T, pathDir string, args []string, backend []str
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-done
 	})
-	for deadline := time.Now().Add(15 * time.Second); !listening(s.port); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(15 * time.Second); !harness.Listening(s.port); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("service on %d not up: %s", s.port, s.out.String())
 		}
@@ -73,8 +75,8 @@ func superviseService(t *testing.T, pathDir string, args []string, backend []str
 // one server line per backend port, with the given server options.
 func startHAProxy(t *testing.T, serverOpts string, ports ...int) int {
 	t.Helper()
-	need(t, "haproxy")
-	front := freePort(t)
+	harness.Need(t, "haproxy")
+	front := harness.Port(t)
 	var b strings.Builder
 	fmt.Fprintf(&b, "global\n  maxconn 200\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n")
 	fmt.Fprintf(&b, "frontend imap\n  bind 127.0.0.1:%d\n  default_backend imaptls\n", front)
@@ -101,7 +103,7 @@ func startHAProxy(t *testing.T, serverOpts string, ports ...int) int {
 			t.Logf("haproxy:\n%s", out.String())
 		}
 	})
-	for deadline := time.Now().Add(15 * time.Second); !listening(front); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(15 * time.Second); !harness.Listening(front); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("haproxy not up: %s", out.String())
 		}
@@ -115,34 +117,34 @@ func startHAProxy(t *testing.T, serverOpts string, ports ...int) int {
 // health checks (every second to each service) leave no line; with one
 // service stopped by svc -d, new clients go to the other.
 func TestHAProxy(t *testing.T) {
-	need(t, "supervise", "svc", "haproxy")
-	needRoot(t)
-	dc := startDovecot(t)
-	ensureAccount(t, "imaptls")
+	harness.Need(t, "supervise", "svc", "haproxy")
+	harness.NeedRoot(t)
+	dc := harness.StartDovecot(t)
+	harness.EnsureAccount(t, "imaptls")
 	pathDir := t.TempDir()
 	for _, name := range []string{"imap-tls-server", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key", "proxy-server"} {
-		if err := os.Symlink(bin(t, name), filepath.Join(pathDir, name)); err != nil {
+		if err := os.Symlink(harness.Bin(t, name), filepath.Join(pathDir, name)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	pem, ca := writeCert(t, t.TempDir())
+	pem, ca := harness.WriteCert(t, t.TempDir())
 	jail := t.TempDir()
 	os.Chmod(jail, 0o755)
 	args := []string{"-n", "imap", "-u", "imaptls", "-j", jail, "-k", pem, "-H", "-L", "127.0.0.1"}
-	p := &pipeline{CA: ca}
+	p := &harness.Pipeline{CA: ca}
 	for _, opt := range []string{"send-proxy-v2", "send-proxy"} {
 		t.Run(opt, func(t *testing.T) {
-			a := superviseService(t, pathDir, args, dc.haproxyCmd())
-			b := superviseService(t, pathDir, args, dc.haproxyCmd())
+			a := superviseService(t, pathDir, args, dc.HAProxyCmd())
+			b := superviseService(t, pathDir, args, dc.HAProxyCmd())
 			front := startHAProxy(t, opt, a.port, b.port)
 			addr := "127.0.0.1:" + strconv.Itoa(front)
 			time.Sleep(2500 * time.Millisecond) // health checks run meanwhile
 			for i := 5; i <= 8; i++ {
 				src := fmt.Sprintf("127.0.0.%d", i)
-				if tagged, _ := login(t, p, "imap", src, addr, "alice", "secret"); !strings.HasPrefix(tagged, "a OK") {
+				if tagged, _ := harness.Login(t, p, "imap", src, addr, "alice", "secret"); !strings.HasPrefix(tagged, "a OK") {
 					t.Fatalf("LOGIN from %s: %q", src, tagged)
 				}
-				waitDovecotLog(t, dc, `Login: user=<alice>, method=PLAIN, rip=`+regexp.QuoteMeta(src)+`, .*secured`)
+				harness.WaitDovecotLog(t, dc, `Login: user=<alice>, method=PLAIN, rip=`+regexp.QuoteMeta(src)+`, .*secured`)
 				line := waitEither(t, `^stunnel-imap: info: remote=`+regexp.QuoteMeta(src)+`:\d+ mode=imap .* auth=yes `, a, b)
 				t.Logf("%s: %s", src, line)
 			}
@@ -170,7 +172,7 @@ func TestHAProxy(t *testing.T) {
 			before := strings.Count(b.out.String(), "\n")
 			for i := 9; i <= 11; i++ {
 				src := fmt.Sprintf("127.0.0.%d", i)
-				if tagged, _ := login(t, p, "imap", src, addr, "alice", "secret"); !strings.HasPrefix(tagged, "a OK") {
+				if tagged, _ := harness.Login(t, p, "imap", src, addr, "alice", "secret"); !strings.HasPrefix(tagged, "a OK") {
 					t.Fatalf("LOGIN from %s after svc -d: %q", src, tagged)
 				}
 				waitEither(t, `^stunnel-imap: info: remote=`+regexp.QuoteMeta(src)+`:\d+ mode=imap .* auth=yes `, b)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"imap-tls/tests/harness"
 )
 
 // TestProxyPortFirewall: with proxy-port.nft loaded (in a network
@@ -21,10 +23,10 @@ import (
 // unprivileged account is refused there, and still reaches another
 // port.
 func TestProxyPortFirewall(t *testing.T) {
-	needRoot(t)
-	need(t, "unshare", "nft", "ip", "socat", "setuidgid")
-	ensureAccount(t, "imaptls")
-	rules := filepath.Join(repoRoot(t), "service", "proxy-port.nft")
+	harness.NeedRoot(t)
+	harness.Need(t, "unshare", "nft", "ip", "socat", "setuidgid")
+	harness.EnsureAccount(t, "imaptls")
+	rules := filepath.Join(harness.RepoRoot(t), "service", "proxy-port.nft")
 	script := `set -e
 ip link set lo up
 nft -f "$1"
@@ -43,7 +45,7 @@ done
 kill $pids
 `
 	cmd := exec.Command("unshare", "-n", "sh", "-c", script, "sh", rules)
-	out, err := runBounded(t, cmd, 60*time.Second)
+	out, err := harness.RunBounded(t, cmd, 60*time.Second)
 	if err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
@@ -66,34 +68,34 @@ imaptls 127.0.0.1:10144 ok
 // matches the failed logins and the plaintext logins with the real
 // client addresses (IPv4 and IPv6), and nothing else.
 func TestFail2banFilter(t *testing.T) {
-	need(t, "fail2ban-regex", "tai64n")
-	dc := startDovecot(t)
-	p := startPipeline(t, pipelineOpts{Mode: "imap", Args: []string{"-H"}, Backend: dc.haproxyCmd()})
-	p6 := startPipeline(t, pipelineOpts{Mode: "imap", Host: "::1", Args: []string{"-H"}, Backend: dc.haproxyCmd()})
+	harness.Need(t, "fail2ban-regex", "tai64n")
+	dc := harness.StartDovecot(t)
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap", Args: []string{"-H"}, Backend: dc.HAProxyCmd()})
+	p6 := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap", Host: "::1", Args: []string{"-H"}, Backend: dc.HAProxyCmd()})
 	// 127.0.0.5: LOGIN in plaintext (refused by the proxy).
-	c := dialFrom(t, "127.0.0.5", p.Addr)
+	c := harness.DialFrom(t, "127.0.0.5", p.Addr)
 	c.Line()
 	c.Cmd("a", "LOGIN alice secret")
 	c.Close()
 	// 127.0.0.6 and ::1: a wrong password after STARTTLS.
-	login(t, p, "imap", "127.0.0.6", p.Addr, "alice", "wrong")
-	login(t, p6, "imap", "::1", p6.Addr, "alice", "wrong")
+	harness.Login(t, p, "imap", "127.0.0.6", p.Addr, "alice", "wrong")
+	harness.Login(t, p6, "imap", "::1", p6.Addr, "alice", "wrong")
 	// 127.0.0.7: a good login; 127.0.0.8: STARTTLS with arguments, then
 	// gone; 127.0.0.9: a TLS handshake that fails. None of them match.
-	login(t, p, "imap", "127.0.0.7", p.Addr, "alice", "secret")
-	c = dialFrom(t, "127.0.0.8", p.Addr)
+	harness.Login(t, p, "imap", "127.0.0.7", p.Addr, "alice", "secret")
+	c = harness.DialFrom(t, "127.0.0.8", p.Addr)
 	c.Line()
 	c.Cmd("a", "STARTTLS now")
 	c.Close()
-	c = dialFrom(t, "127.0.0.9", p.Addr)
+	c = harness.DialFrom(t, "127.0.0.9", p.Addr)
 	c.Line()
 	c.Cmd("a", "STARTTLS")
 	c.Send("not a client hello\r\n")
 	c.Rest()
 	c.Close()
-	p.waitLog(t, `remote=127\.0\.0\.9:\d+ .* end=handshake-failed`, 15*time.Second)
-	p.waitLog(t, `remote=127\.0\.0\.8:\d+ .* end=`, 15*time.Second)
-	p6.waitLog(t, `remote=\[::1\]:\d+ .* authfail=1 `, 15*time.Second)
+	p.WaitLog(t, `remote=127\.0\.0\.9:\d+ .* end=handshake-failed`, 15*time.Second)
+	p.WaitLog(t, `remote=127\.0\.0\.8:\d+ .* end=`, 15*time.Second)
+	p6.WaitLog(t, `remote=\[::1\]:\d+ .* authfail=1 `, 15*time.Second)
 
 	dir := t.TempDir()
 	logFile := filepath.Join(dir, "current")
@@ -104,7 +106,7 @@ func TestFail2banFilter(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(logFile, labelled, 0o644)
-	filter := filepath.Join(repoRoot(t), "service", "fail2ban", "imap-tls.conf")
+	filter := filepath.Join(harness.RepoRoot(t), "service", "fail2ban", "imap-tls.conf")
 	out, err := exec.Command("fail2ban-regex", "--print-all-matched", "--print-all-missed", logFile, filter).CombinedOutput()
 	if err != nil {
 		t.Fatalf("fail2ban-regex: %v\n%s", err, out)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"imap-tls/internal/testkit"
+
+	"imap-tls/tests/harness"
 )
 
 // TestServiceLogFlood: many connections at once, each trying to flood or
@@ -28,8 +30,8 @@ func TestServiceLogFlood(t *testing.T) {
 		snis    = 10   // connections with a 60 KB server name
 		hellos  = 10   // connections with a 32,000-suite ClientHello
 	)
-	tr := startServices(t, serviceSpec{Name: "imap", Mode: "imap", Concurrency: 100})
-	s := tr.services[0]
+	tr := harness.StartServices(t, harness.ServiceSpec{Name: "imap", Mode: "imap", Concurrency: 100})
+	s := tr.Services[0]
 	var wg sync.WaitGroup
 	dial := func() (net.Conn, *bufio.Reader) {
 		c, err := net.Dial("tcp", s.Addr())
@@ -101,12 +103,12 @@ func TestServiceLogFlood(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	s.waitConnLines(t, floods+snis+hellos)
+	s.WaitConnLines(t, floods+snis+hellos)
 
 	ours := regexp.MustCompile(`^@[0-9a-f]{24} [a-z0-9-]+: (info|warning|fatal|usage): \S`)
 	socat := regexp.MustCompile(`^@[0-9a-f]{24} \d{4}/\d\d/\d\d \d\d:\d\d:\d\d socat\[\d+\] [EWNID] `)
 	var warnings, counted int
-	for _, l := range s.logLines(t) {
+	for _, l := range s.LogLines(t) {
 		if len(l)+1 > 4096+26 { // multilog's tai64n stamp and space come on top
 			t.Errorf("a log line of %d bytes: %.200q...", len(l)+1, l)
 		}
@@ -126,7 +128,7 @@ func TestServiceLogFlood(t *testing.T) {
 	if warnings != floods || counted != floods {
 		t.Errorf("%d refusal warnings and %d lines counting 2000, want %d of each (one per flooding connection)", warnings, counted, floods)
 	}
-	if n := len(s.logLines(t)); n > 4*(floods+snis+hellos) {
+	if n := len(s.LogLines(t)); n > 4*(floods+snis+hellos) {
 		t.Errorf("%d log lines for %d connections", n, floods+snis+hellos)
 	}
 }

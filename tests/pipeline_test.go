@@ -21,6 +21,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"imap-tls/tests/harness"
 )
 
 // pipelineRelaySource is the jailed program: it says who and where it is
@@ -104,7 +106,7 @@ func pipelineRelay(t *testing.T) string {
 // setuidgid-chroot, the relay, an empty jail (mode 0755) and prog2.sh.
 func pipelineParts(t *testing.T) (makesock, sgc, relay, jail, prog2 string) {
 	t.Helper()
-	makesock, sgc, relay = bin(t, "makesock"), bin(t, "setuidgid-chroot"), pipelineRelay(t)
+	makesock, sgc, relay = harness.Bin(t, "makesock"), harness.Bin(t, "setuidgid-chroot"), pipelineRelay(t)
 	jail = t.TempDir()
 	if err := os.Chmod(jail, 0o755); err != nil {
 		t.Fatal(err)
@@ -119,15 +121,15 @@ func pipelineParts(t *testing.T) (makesock, sgc, relay, jail, prog2 string) {
 // pipelineStart runs tcpserver with prog after its address on a free
 // loopback port, and returns it as a harness pipeline (for Stderr and
 // waitNoChildren) once it listens.
-func pipelineStart(t *testing.T, prog ...string) *pipeline {
+func pipelineStart(t *testing.T, prog ...string) *harness.Pipeline {
 	t.Helper()
-	return startTcpserver(t, &pipeline{}, false, nil, prog)
+	return harness.StartTcpserver(t, &harness.Pipeline{}, false, nil, prog)
 }
 
 func TestPipelineMakesockSetuidgidChroot(t *testing.T) {
-	needRoot(t)
-	need(t, "tcpserver", "sh")
-	ensureAccount(t, "imaptls")
+	harness.NeedRoot(t)
+	harness.Need(t, "tcpserver", "sh")
+	harness.EnsureAccount(t, "imaptls")
 	u, err := user.Lookup("imaptls")
 	if err != nil {
 		t.Fatalf("account imaptls: %v", err)
@@ -194,7 +196,7 @@ func TestPipelineMakesockSetuidgidChroot(t *testing.T) {
 	if rest, err := r.ReadString('\n'); rest != "" || err == nil {
 		t.Errorf("after prog2 ended: %q, %v; want end-of-file", rest, err)
 	}
-	p.waitNoChildren(t, 10*time.Second)
+	p.WaitNoChildren(t, 10*time.Second)
 	if s := p.Stderr(); strings.Contains(s, "fatal") {
 		t.Errorf("the pipeline complained: %s", s)
 	}
@@ -203,8 +205,8 @@ func TestPipelineMakesockSetuidgidChroot(t *testing.T) {
 // TestPipelinePerConnectionUID: with -r, two live connections run their
 // jailed programs under two uids, each base + its own pid.
 func TestPipelinePerConnectionUID(t *testing.T) {
-	needRoot(t)
-	need(t, "tcpserver", "sh")
+	harness.NeedRoot(t)
+	harness.Need(t, "tcpserver", "sh")
 	makesock, sgc, relay, jail, prog2 := pipelineParts(t)
 	const base = 2000000000
 	p := pipelineStart(t, makesock, sgc, "-r", fmt.Sprintf("%d:4194304", base), "-/", jail, relay, "-makesock_connect_to", "sh", prog2)
@@ -239,5 +241,5 @@ func TestPipelinePerConnectionUID(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
-	p.waitNoChildren(t, 10*time.Second)
+	p.WaitNoChildren(t, 10*time.Second)
 }

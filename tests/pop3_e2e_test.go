@@ -8,7 +8,6 @@ package tests
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -19,25 +18,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"imap-tls/tests/harness"
 )
-
-// POP3LoginCmd is the POP3 login service as makesock's second program:
-// `sh tests/dovecot.sh pop3login DIR` (socat to DIR/pop3.sock).
-func (d *dovecot) POP3LoginCmd() []string { return []string{"sh", d.script, "pop3login", d.Dir} }
-
-// RawPOP3LoginCmd is POP3LoginCmd that also records every byte the
-// backend receives (see Raw).
-func (d *dovecot) RawPOP3LoginCmd() []string {
-	return []string{"sh", "-c", `exec socat -t 5 -r "$0/raw.$$" STDIO,shut-down "UNIX-CONNECT:$0/pop3.sock"`, d.Dir}
-}
 
 // startPOP3Dovecot is startDovecot with POP3 (dovecot-pop3d) required,
 // and a fourth message for alice whose lines start with dots and hold
 // 8-bit bytes: POP3's dot-stuffing must come through untouched.
-func startPOP3Dovecot(t *testing.T) *dovecot {
+func startPOP3Dovecot(t *testing.T) *harness.Dovecot {
 	t.Helper()
-	need(t, "/usr/lib/dovecot/pop3-login")
-	d := startDovecot(t)
+	harness.Need(t, "/usr/lib/dovecot/pop3-login")
+	d := harness.StartDovecot(t)
 	msg := "From: Bob <bob@example.org>\r\nTo: Alice <alice@example.org>\r\nSubject: dots\r\n" +
 		"Message-ID: <dots@imap-tls.test>\r\n\r\n.\r\n..\r\n.STLS\r\nUSER alice\r\n\xe9t\xe9 \xff\r\n.\r\nend\r\n"
 	f := filepath.Join(d.Maildir("alice"), "new", "1800000000.Mdots.imaptls")
@@ -52,7 +43,7 @@ func startPOP3Dovecot(t *testing.T) *dovecot {
 
 // maildirMessages returns every message of alice's Maildir, sorted,
 // and fails unless there are n.
-func maildirMessages(t *testing.T, d *dovecot, n int) []string {
+func maildirMessages(t *testing.T, d *harness.Dovecot, n int) []string {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(d.Maildir("alice"), "*", "*"))
 	var msgs []string
@@ -68,159 +59,44 @@ func maildirMessages(t *testing.T, d *dovecot, n int) []string {
 	return msgs
 }
 
-// sameMessages fails unless got (in any order) are the Maildir's
-// messages, byte for byte; crlf false compares with LF line ends (what a
-// local delivery writes).
-func sameMessages(t *testing.T, what string, got, want []string, crlf bool) {
-	t.Helper()
-	norm := func(s string) string {
-		if !crlf {
-			s = strings.ReplaceAll(s, "\r\n", "\n")
-		}
-		return s
-	}
-	g := make([]string, len(got))
-	for i := range got {
-		g[i] = norm(got[i])
-	}
-	w := make([]string, len(want))
-	for i := range want {
-		w[i] = norm(want[i])
-	}
-	sort.Strings(g)
-	sort.Strings(w)
-	if strings.Join(g, "\x00") != strings.Join(w, "\x00") {
-		t.Errorf("%s: the messages differ from the Maildir's\ngot  %q\nwant %q", what, g, w)
-	}
-}
-
-// pyPOP3 drives poplib: stls (POP3 + stls, USER tried before) or
-// implicit (POP3_SSL); it retrieves every message and prints JSON.
-const pyPOP3 = `
-import poplib, json, ssl, sys
-host, port, ca, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-out = {}
-ctx = ssl.create_default_context(cafile=ca)
-if mode == "stls":
-    M = poplib.POP3(host, port, timeout=20)
-    out["greeting"] = M.getwelcome().decode()
-    out["capa_before"] = sorted(M.capa().keys())
-    try:
-        out["user_before"] = M.user("alice").decode()
-    except poplib.error_proto as e:
-        out["user_before"] = "error " + str(e)
-    M.stls(context=ctx)
-else:
-    M = poplib.POP3_SSL(host, port, context=ctx, timeout=20)
-    out["greeting"] = M.getwelcome().decode()
-out["tls_version"] = M.sock.version()
-out["capa_after"] = sorted(M.capa().keys())
-M.user("alice")
-out["pass"] = M.pass_("secret").decode()
-n, size = M.stat()
-out["count"] = n
-msgs = []
-for i in range(1, n + 1):
-    resp, lines, octets = M.retr(i)
-    msgs.append((b"\r\n".join(lines) + b"\r\n").decode("latin-1"))
-out["messages"] = msgs
-out["quit"] = M.quit().decode()
-print(json.dumps(out))
-`
-
-type pyPOP3Result struct {
-	Greeting   string   `json:"greeting"`
-	CapaBefore []string `json:"capa_before"`
-	UserBefore string   `json:"user_before"`
-	TLSVersion string   `json:"tls_version"`
-	CapaAfter  []string `json:"capa_after"`
-	Pass       string   `json:"pass"`
-	Count      int      `json:"count"`
-	Messages   []string `json:"messages"`
-	Quit       string   `json:"quit"`
-}
-
-// runPoplib runs pyPOP3 in mode (stls or implicit) against port, trusting
-// ca; logs, when it fails, says what the server side logged.
-func runPoplib(t *testing.T, port int, ca, mode string, logs func() string) pyPOP3Result {
-	t.Helper()
-	need(t, python)
-	script := filepath.Join(t.TempDir(), "pop.py")
-	if err := os.WriteFile(script, []byte(pyPOP3), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(python, script, "localhost", strconv.Itoa(port), ca, mode)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := runBounded(t, cmd, 60*time.Second)
-	if err != nil {
-		t.Fatalf("python poplib (%s): %v\n%s\nserver side:\n%s", mode, err, stderr.String(), logs())
-	}
-	var r pyPOP3Result
-	if err := json.Unmarshal(out, &r); err != nil {
-		t.Fatalf("poplib's report %q: %v", out, err)
-	}
-	for i, m := range r.Messages {
-		r.Messages[i] = latin1(m)
-	}
-	return r
-}
-
-func latin1(s string) string { // JSON's text of latin-1 bytes, back to bytes
-	b := make([]byte, 0, len(s))
-	for _, r := range s {
-		b = append(b, byte(r))
-	}
-	return string(b)
-}
-
-func has(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // TestE2EPOP3Python: poplib with stls() on a -n pop3 port and POP3_SSL
 // on a pop3s port retrieves every message byte for byte; before STLS the
 // capability list offers STLS and no USER or SASL, and USER is refused.
 func TestE2EPOP3Python(t *testing.T) {
-	need(t, python)
+	harness.Need(t, harness.Python)
 	d := startPOP3Dovecot(t)
 	want := maildirMessages(t, d, 4)
 	for _, tc := range []struct{ mode, py string }{{"pop3", "stls"}, {"pop3s", "implicit"}} {
 		t.Run(tc.mode, func(t *testing.T) {
-			p := startPipeline(t, pipelineOpts{Mode: tc.mode, Backend: d.POP3LoginCmd()})
-			r := runPoplib(t, p.Port, p.CA, tc.py, p.Stderr)
+			p := harness.StartPipeline(t, harness.PipelineOpts{Mode: tc.mode, Backend: d.POP3LoginCmd()})
+			r := harness.RunPoplib(t, p.Port, p.CA, tc.py, p.Stderr)
 			if !strings.HasPrefix(r.Greeting, "+OK Dovecot") || r.Pass != "+OK Logged in." || r.Count != 4 || !strings.HasPrefix(r.Quit, "+OK") {
 				t.Errorf("poplib session: %+v", r)
 			}
 			if tc.py == "stls" {
-				if !has(r.CapaBefore, "STLS") || has(r.CapaBefore, "USER") || has(r.CapaBefore, "SASL") {
+				if !harness.Has(r.CapaBefore, "STLS") || harness.Has(r.CapaBefore, "USER") || harness.Has(r.CapaBefore, "SASL") {
 					t.Errorf("CAPA before STLS %q: want STLS, no USER, no SASL", r.CapaBefore)
 				}
 				if !strings.Contains(r.UserBefore, "-ERR [AUTH]") {
 					t.Errorf("USER before STLS: %q, want -ERR [AUTH]", r.UserBefore)
 				}
 			}
-			if has(r.CapaAfter, "STLS") || !has(r.CapaAfter, "USER") || !has(r.CapaAfter, "SASL") {
+			if harness.Has(r.CapaAfter, "STLS") || !harness.Has(r.CapaAfter, "USER") || !harness.Has(r.CapaAfter, "SASL") {
 				t.Errorf("CAPA under TLS %q: want USER and SASL, no STLS", r.CapaAfter)
 			}
 			if r.TLSVersion != "TLSv1.3" {
 				t.Errorf("TLS version %q", r.TLSVersion)
 			}
-			sameMessages(t, "poplib", r.Messages, want, true)
+			harness.SameMessages(t, "poplib", r.Messages, want, true)
 			starttls := "no"
 			if tc.py == "stls" {
 				starttls = "yes"
 			}
-			line := p.waitLog(t, `stunnel-imap: info: .* mode=`+tc.mode+` `, 15*time.Second)
+			line := p.WaitLog(t, `stunnel-imap: info: .* mode=`+tc.mode+` `, 15*time.Second)
 			if !strings.Contains(line, " starttls="+starttls+" ") || !strings.Contains(line, " auth=yes ") {
 				t.Errorf("log line %q: want starttls=%s auth=yes", line, starttls)
 			}
-			noSecrets(t, p, d)
+			harness.NoSecrets(t, p, d)
 		})
 	}
 }
@@ -228,34 +104,34 @@ func TestE2EPOP3Python(t *testing.T) {
 // TestE2EPOP3Curl: curl pop3:// with --ssl-reqd (STLS) lists and
 // retrieves; without TLS it is refused and Dovecot sees no login.
 func TestE2EPOP3Curl(t *testing.T) {
-	need(t, "curl")
+	harness.Need(t, "curl")
 	d := startPOP3Dovecot(t)
 	want := maildirMessages(t, d, 4)
-	p := startPipeline(t, pipelineOpts{Mode: "pop3", Backend: d.POP3LoginCmd()})
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "pop3", Backend: d.POP3LoginCmd()})
 	base := "pop3://localhost:" + strconv.Itoa(p.Port)
 	var got []string
 	for i := 1; i <= 4; i++ {
-		got = append(got, runClient(t, "curl", 60*time.Second, nil,
+		got = append(got, harness.RunClient(t, "curl", 60*time.Second, nil,
 			"curl", "-sS", "--ssl-reqd", "--cacert", p.CA, "--max-time", "30", "-u", "alice:secret", base+"/"+strconv.Itoa(i)))
 	}
-	sameMessages(t, "curl", got, want, true)
+	harness.SameMessages(t, "curl", got, want, true)
 	cmd := exec.Command("curl", "-sS", "--max-time", "30", "-u", "alice:secret", base+"/")
-	if _, err := runBounded(t, cmd, 60*time.Second); err == nil {
+	if _, err := harness.RunBounded(t, cmd, 60*time.Second); err == nil {
 		t.Errorf("curl without TLS logged in through an STLS-required port")
 	}
 	if n := strings.Count(d.Log(t), "Login: user=<alice>"); n != 4 {
 		t.Errorf("Dovecot logged %d logins of alice, want 4:\n%s", n, d.Log(t))
 	}
-	noSecrets(t, p, d)
+	harness.NoSecrets(t, p, d)
 }
 
 // TestE2EPOP3Openssl: openssl s_client -starttls pop3 verifies the
 // certificate, logs in and sees the mailbox.
 func TestE2EPOP3Openssl(t *testing.T) {
-	need(t, "openssl")
+	harness.Need(t, "openssl")
 	d := startPOP3Dovecot(t)
-	p := startPipeline(t, pipelineOpts{Mode: "pop3", Backend: d.POP3LoginCmd()})
-	s := sClient(t, p, "pop3", "CAPA\nUSER alice\nPASS secret\nSTAT\nQUIT\n")
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "pop3", Backend: d.POP3LoginCmd()})
+	s := harness.SClient(t, p, "pop3", "CAPA\nUSER alice\nPASS secret\nSTAT\nQUIT\n")
 	for _, want := range []string{"Verify return code: 0 (ok)", "+OK Logged in.", "+OK 4 ", "+OK Logging out"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("s_client session lacks %q:\n%s", want, s)
@@ -264,16 +140,16 @@ func TestE2EPOP3Openssl(t *testing.T) {
 	if strings.Contains(s, "\nSTLS") {
 		t.Errorf("CAPA under TLS lists STLS:\n%s", s)
 	}
-	noSecrets(t, p, d)
+	harness.NoSecrets(t, p, d)
 }
 
 // TestE2EPOP3Fetchmail: fetchmail, STLS by sslproto without --ssl,
 // certificate checked, keeps and delivers every message to an MDA.
 func TestE2EPOP3Fetchmail(t *testing.T) {
-	need(t, "fetchmail")
+	harness.Need(t, "fetchmail")
 	d := startPOP3Dovecot(t)
 	want := maildirMessages(t, d, 4)
-	p := startPipeline(t, pipelineOpts{Mode: "pop3", Backend: d.POP3LoginCmd()})
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "pop3", Backend: d.POP3LoginCmd()})
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
 	os.Mkdir(out, 0o700)
@@ -291,7 +167,7 @@ poll localhost port %d protocol pop3 timeout 20
 	cmd.Env = append(os.Environ(), "HOME="+dir, "FETCHMAILHOME="+dir)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	log, err := runBounded(t, cmd, 90*time.Second)
+	log, err := harness.RunBounded(t, cmd, 90*time.Second)
 	if err != nil {
 		t.Fatalf("fetchmail: %v\n%s\n%s\npipeline:\n%s", err, log, stderr.String(), p.Stderr())
 	}
@@ -304,17 +180,17 @@ poll localhost port %d protocol pop3 timeout 20
 		b, _ := os.ReadFile(f)
 		got = append(got, string(b))
 	}
-	sameMessages(t, "fetchmail", got, want, false)
-	noSecrets(t, p, d)
+	harness.SameMessages(t, "fetchmail", got, want, false)
+	harness.NoSecrets(t, p, d)
 }
 
 // TestE2EPOP3Mpop: mpop with tls_starttls fetches every message into a
 // Maildir.
 func TestE2EPOP3Mpop(t *testing.T) {
-	need(t, "mpop")
+	harness.Need(t, "mpop")
 	d := startPOP3Dovecot(t)
 	want := maildirMessages(t, d, 4)
-	p := startPipeline(t, pipelineOpts{Mode: "pop3", Backend: d.POP3LoginCmd()})
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "pop3", Backend: d.POP3LoginCmd()})
 	dir := t.TempDir()
 	md := filepath.Join(dir, "md")
 	for _, sub := range []string{"cur", "new", "tmp"} {
@@ -342,7 +218,7 @@ delivery maildir %s
 	cmd.Env = append(os.Environ(), "HOME="+dir)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	log, err := runBounded(t, cmd, 90*time.Second)
+	log, err := harness.RunBounded(t, cmd, 90*time.Second)
 	if err != nil {
 		t.Fatalf("mpop: %v\n%s\n%s\npipeline:\n%s", err, log, stderr.String(), p.Stderr())
 	}
@@ -352,8 +228,8 @@ delivery maildir %s
 		b, _ := os.ReadFile(f)
 		got = append(got, string(b))
 	}
-	sameMessages(t, "mpop", got, want, false)
-	noSecrets(t, p, d)
+	harness.SameMessages(t, "mpop", got, want, false)
+	harness.NoSecrets(t, p, d)
 }
 
 // popSession is a raw POP3 client on the pipeline.
@@ -392,7 +268,7 @@ func (s *popSession) line() string {
 // before STLS logs in or reaches Dovecot as USER, PASS, AUTH or STLS.
 func TestE2EPOP3Attacks(t *testing.T) {
 	d := startPOP3Dovecot(t)
-	p := startPipeline(t, pipelineOpts{Mode: "pop3", Backend: d.RawPOP3LoginCmd()})
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "pop3", Backend: d.RawPOP3LoginCmd()})
 	const refused = "-ERR [AUTH] TLS is required: use STLS first\r\n"
 
 	t.Run("USER PASS and AUTH before STLS", func(t *testing.T) {
@@ -440,7 +316,7 @@ func TestE2EPOP3Attacks(t *testing.T) {
 		s.send("USE")
 		s.conn.Close()
 	})
-	p.waitLines(t, 4, 20*time.Second)
+	p.WaitLines(t, 4, 20*time.Second)
 	log := p.Stderr()
 	for _, want := range []string{"end=line-too-long", "end=handshake-failed", "warning: client sent plaintext after STLS: dropped",
 		"warning: client sent USER before STLS: refused"} {
@@ -460,7 +336,7 @@ func TestE2EPOP3Attacks(t *testing.T) {
 	if strings.Contains(d.Log(t), "user=<alice>") {
 		t.Errorf("Dovecot saw alice:\n%s", d.Log(t))
 	}
-	noSecrets(t, p, d)
+	harness.NoSecrets(t, p, d)
 }
 
 // TestServicePOP3: POP3 services made by imap-tls-conf (STLS required
@@ -468,19 +344,19 @@ func TestE2EPOP3Attacks(t *testing.T) {
 // behind: poplib retrieves every message, and multilog's log holds one
 // line per connection with mode=pop3 or pop3s and auth=yes.
 func TestServicePOP3(t *testing.T) {
-	need(t, python, "/usr/lib/dovecot/pop3-login")
-	tr := startServices(t, serviceSpec{Name: "pop3", Mode: "pop3"}, serviceSpec{Name: "pop3s", Mode: "pop3s"})
-	want := maildirMessages(t, tr.dovecot, 3)
-	for _, s := range tr.services {
-		s.writeEnv(t, "IMAPD", strings.Join(tr.dovecot.POP3LoginCmd(), " "))
-		s.restart(t)
+	harness.Need(t, harness.Python, "/usr/lib/dovecot/pop3-login")
+	tr := harness.StartServices(t, harness.ServiceSpec{Name: "pop3", Mode: "pop3"}, harness.ServiceSpec{Name: "pop3s", Mode: "pop3s"})
+	want := maildirMessages(t, tr.Dovecot, 3)
+	for _, s := range tr.Services {
+		s.WriteEnv(t, "IMAPD", strings.Join(tr.Dovecot.POP3LoginCmd(), " "))
+		s.Restart(t)
 		py := map[string]string{"pop3": "stls", "pop3s": "implicit"}[s.Mode]
-		r := runPoplib(t, s.Port, tr.CA, py, func() string { return strings.Join(s.logLines(t), "\n") })
-		sameMessages(t, "poplib through the "+s.Mode+" service", r.Messages, want, true)
-		s.waitConnLines(t, 1)
+		r := harness.RunPoplib(t, s.Port, tr.CA, py, func() string { return strings.Join(s.LogLines(t), "\n") })
+		harness.SameMessages(t, "poplib through the "+s.Mode+" service", r.Messages, want, true)
+		s.WaitConnLines(t, 1)
 		found := false
-		for _, l := range s.logLines(t) {
-			if connLine.MatchString(l) && strings.Contains(l, " mode="+s.Mode+" ") && strings.Contains(l, " auth=yes ") {
+		for _, l := range s.LogLines(t) {
+			if harness.ConnLine.MatchString(l) && strings.Contains(l, " mode="+s.Mode+" ") && strings.Contains(l, " auth=yes ") {
 				found = true
 			}
 			if strings.Contains(l, "secret") {
@@ -488,7 +364,7 @@ func TestServicePOP3(t *testing.T) {
 			}
 		}
 		if !found {
-			t.Errorf("no mode=%s auth=yes line in the %s service's log:\n%s", s.Mode, s.Mode, strings.Join(s.logLines(t), "\n"))
+			t.Errorf("no mode=%s auth=yes line in the %s service's log:\n%s", s.Mode, s.Mode, strings.Join(s.LogLines(t), "\n"))
 		}
 	}
 }

@@ -6,7 +6,6 @@ package tests
 // real HAProxy in front of two services.
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"net/netip"
@@ -19,69 +18,14 @@ import (
 	"time"
 
 	"imap-tls/internal/proxyproto"
+
+	"imap-tls/tests/harness"
 )
 
-// dialFrom connects to addr from the local address src (127.0.0.x, ::1).
-func dialFrom(t testing.TB, src, addr string) *imapClient {
-	t.Helper()
-	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("unable to connect to %s from %s: %v", addr, src, err)
-	}
-	c.SetDeadline(time.Now().Add(60 * time.Second))
-	t.Cleanup(func() { c.Close() })
-	return &imapClient{t: t, conn: c, r: bufio.NewReader(c)}
-}
-
-// login connects from src, gets to TLS as mode wants it (STARTTLS, or
-// implicit), logs in as user and returns the tagged answer and the
-// time from sending LOGIN to it.
-func login(t testing.TB, p *pipeline, mode, src, addr, user, pass string) (string, time.Duration) {
-	t.Helper()
-	c := dialFrom(t, src, addr)
-	defer c.Close()
-	cfg := clientTLS(t, p.CA, "localhost")
-	if mode == "imaps" {
-		c.TLS(cfg)
-	}
-	if g := c.Line(); !strings.HasPrefix(g, "* OK") {
-		t.Fatalf("greeting %q", g)
-	}
-	if mode == "imap" {
-		c.StartTLS("s", cfg)
-	}
-	start := time.Now()
-	_, tagged := c.Cmd("a", "LOGIN "+user+" "+pass)
-	took := time.Since(start)
-	c.Cmd("z", "LOGOUT")
-	return tagged, took
-}
-
 // startDovecotConf is startDovecot with lines added to its configuration.
-func startDovecotConf(t *testing.T, extra string) *dovecot {
+func startDovecotConf(t *testing.T, extra string) *harness.Dovecot {
 	t.Setenv("DOVECOT_CONF_EXTRA", extra)
-	return startDovecot(t)
-}
-
-// haproxyCmd reaches Dovecot's login service on its haproxy = yes port.
-func (d *dovecot) haproxyCmd() []string { return []string{"sh", d.script, "haproxy", d.Dir} }
-
-// waitDovecotLog waits for a line of Dovecot's log matching re.
-func waitDovecotLog(t testing.TB, d *dovecot, re string) string {
-	t.Helper()
-	rx := regexp.MustCompile(re)
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		for _, l := range strings.Split(d.Log(t), "\n") {
-			if rx.MatchString(l) {
-				return l
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no Dovecot log line matching %q:\n%s", re, d.Log(t))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return harness.StartDovecot(t)
 }
 
 // TestProxyDovecotRip: through STARTTLS and implicit TLS with -H, a
@@ -92,21 +36,21 @@ func TestProxyDovecotRip(t *testing.T) {
 	dc := startDovecotConf(t, "disable_plaintext_auth = yes")
 	for i, mode := range []string{"imap", "imaps"} {
 		t.Run(mode, func(t *testing.T) {
-			p := startPipeline(t, pipelineOpts{Mode: mode, Args: []string{"-H"}, Backend: dc.haproxyCmd()})
+			p := harness.StartPipeline(t, harness.PipelineOpts{Mode: mode, Args: []string{"-H"}, Backend: dc.HAProxyCmd()})
 			src := fmt.Sprintf("127.0.0.%d", 5+i)
-			if tagged, _ := login(t, p, mode, src, p.Addr, "alice", "secret"); !strings.HasPrefix(tagged, "a OK") {
+			if tagged, _ := harness.Login(t, p, mode, src, p.Addr, "alice", "secret"); !strings.HasPrefix(tagged, "a OK") {
 				t.Fatalf("LOGIN: %q\n%s", tagged, dc.Log(t))
 			}
-			l := waitDovecotLog(t, dc, `imap-login: Info: Login: user=<alice>, method=PLAIN, rip=`+regexp.QuoteMeta(src)+`, lip=127\.0\.0\.1, .*secured`)
+			l := harness.WaitDovecotLog(t, dc, `imap-login: Info: Login: user=<alice>, method=PLAIN, rip=`+regexp.QuoteMeta(src)+`, lip=127\.0\.0\.1, .*secured`)
 			t.Logf("dovecot: %s", l)
-			t.Logf("proxy: %s", p.waitLog(t, `stunnel-imap: info: remote=`+regexp.QuoteMeta(src)+`:\d+ mode=`+mode+` .* auth=yes `, 15*time.Second))
+			t.Logf("proxy: %s", p.WaitLog(t, `stunnel-imap: info: remote=`+regexp.QuoteMeta(src)+`:\d+ mode=`+mode+` .* auth=yes `, 15*time.Second))
 		})
 	}
 	// With -n imap- the header has no PP2_TYPE_SSL: such a Dovecot
 	// refuses the login even after STARTTLS (it cannot tell): the page
 	// says to use disable_plaintext_auth = no there.
-	p := startPipeline(t, pipelineOpts{Mode: "imap-", Args: []string{"-H"}, Backend: dc.haproxyCmd()})
-	if tagged, _ := login(t, p, "imap", "127.0.0.7", p.Addr, "alice", "secret"); !strings.Contains(tagged, "PRIVACYREQUIRED") {
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap-", Args: []string{"-H"}, Backend: dc.HAProxyCmd()})
+	if tagged, _ := harness.Login(t, p, "imap", "127.0.0.7", p.Addr, "alice", "secret"); !strings.Contains(tagged, "PRIVACYREQUIRED") {
 		t.Errorf("imap- LOGIN after STARTTLS: %q, want Dovecot's PRIVACYREQUIRED", tagged)
 	}
 }
@@ -117,22 +61,22 @@ func TestProxyDovecotRip(t *testing.T) {
 // another address's failed login is not slowed by them, and its good
 // login is quick. The proxy's lines count the failures (authfail=).
 func TestProxyAuthPenalty(t *testing.T) {
-	dc := startDovecot(t)
-	p := startPipeline(t, pipelineOpts{Mode: "imap", Args: []string{"-H"}, Backend: dc.haproxyCmd()})
+	dc := harness.StartDovecot(t)
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap", Args: []string{"-H"}, Backend: dc.HAProxyCmd()})
 	var took []time.Duration
 	for i := 0; i < 4; i++ {
-		tagged, d := login(t, p, "imap", "127.0.0.5", p.Addr, "alice", "wrong")
+		tagged, d := harness.Login(t, p, "imap", "127.0.0.5", p.Addr, "alice", "wrong")
 		if !strings.HasPrefix(tagged, "a NO") {
 			t.Fatalf("bad LOGIN: %q", tagged)
 		}
 		took = append(took, d)
 	}
-	p.waitLog(t, `stunnel-imap: info: remote=127\.0\.0\.5:\d+ .* auth=no authfail=1 `, 15*time.Second)
-	tagged, good := login(t, p, "imap", "127.0.0.6", p.Addr, "alice", "secret")
+	p.WaitLog(t, `stunnel-imap: info: remote=127\.0\.0\.5:\d+ .* auth=no authfail=1 `, 15*time.Second)
+	tagged, good := harness.Login(t, p, "imap", "127.0.0.6", p.Addr, "alice", "secret")
 	if !strings.HasPrefix(tagged, "a OK") {
 		t.Fatalf("LOGIN from 127.0.0.6: %q", tagged)
 	}
-	tagged, other := login(t, p, "imap", "127.0.0.6", p.Addr, "alice", "wrong")
+	tagged, other := harness.Login(t, p, "imap", "127.0.0.6", p.Addr, "alice", "wrong")
 	if !strings.HasPrefix(tagged, "a NO") {
 		t.Fatalf("bad LOGIN from 127.0.0.6: %q", tagged)
 	}
@@ -140,7 +84,7 @@ func TestProxyAuthPenalty(t *testing.T) {
 	if took[3] < other+time.Second || good > time.Second {
 		t.Errorf("penalty not per address: 127.0.0.5's 4th failure %v, 127.0.0.6's first %v, its good login %v", took[3], other, good)
 	}
-	waitDovecotLog(t, dc, `Login: user=<alice>, method=PLAIN, rip=127\.0\.0\.6,`)
+	harness.WaitDovecotLog(t, dc, `Login: user=<alice>, method=PLAIN, rip=127\.0\.0\.6,`)
 }
 
 // envServer is a backend that writes its environment to file, greets,
@@ -176,10 +120,10 @@ func readEnv(t *testing.T, file string) map[string]string {
 // chain unchanged; behind -L, what proxy-server set from the header.
 func TestProxyEnvironment(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "env")
-	p := startPipeline(t, pipelineOpts{Mode: "imap-", Backend: envServer(file)})
-	c := dialFrom(t, "127.0.0.7", p.Addr)
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap-", Backend: envServer(file)})
+	c := harness.DialFrom(t, "127.0.0.7", p.Addr)
 	c.Line()
-	_, port, _ := net.SplitHostPort(c.conn.LocalAddr().String())
+	_, port, _ := net.SplitHostPort(c.Conn.LocalAddr().String())
 	env := readEnv(t, file)
 	c.Close()
 	want := map[string]string{"PROTO": "TCP", "TCPREMOTEIP": "127.0.0.7", "TCPREMOTEPORT": port,
@@ -191,8 +135,8 @@ func TestProxyEnvironment(t *testing.T) {
 	}
 
 	// Behind a balancer: the header's addresses, PROTO TCP6 for IPv6.
-	q := startPipeline(t, pipelineOpts{Mode: "imap-", Args: []string{"-L", "127.0.0.1"}, Backend: envServer(file)})
-	c = dialFrom(t, "127.0.0.1", q.Addr)
+	q := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap-", Args: []string{"-L", "127.0.0.1"}, Backend: envServer(file)})
+	c = harness.DialFrom(t, "127.0.0.1", q.Addr)
 	c.Send("PROXY TCP6 2001:db8::7 2001:db8::1 40000 143\r\n")
 	c.Line()
 	env = readEnv(t, file)
@@ -204,23 +148,23 @@ func TestProxyEnvironment(t *testing.T) {
 			t.Errorf("behind proxy-server: %s=%q, want %q", k, env[k], v)
 		}
 	}
-	q.waitLog(t, `stunnel-imap: info: remote=\[2001:db8::7\]:40000 mode=imap- `, 15*time.Second)
+	q.WaitLog(t, `stunnel-imap: info: remote=\[2001:db8::7\]:40000 mode=imap- `, 15*time.Second)
 }
 
 // TestProxyIPv6: ::1 through the whole chain (ucspi-tcp-ipv6): the
 // proxy's line, Dovecot's rip=; and an IPv6 client named by a v2 header
 // from a balancer on ::1.
 func TestProxyIPv6(t *testing.T) {
-	dc := startDovecot(t)
-	p := startPipeline(t, pipelineOpts{Mode: "imap", Host: "::1", Args: []string{"-H"}, Backend: dc.haproxyCmd()})
-	if tagged, _ := login(t, p, "imap", "::1", p.Addr, "alice", "secret"); !strings.HasPrefix(tagged, "a OK") {
+	dc := harness.StartDovecot(t)
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap", Host: "::1", Args: []string{"-H"}, Backend: dc.HAProxyCmd()})
+	if tagged, _ := harness.Login(t, p, "imap", "::1", p.Addr, "alice", "secret"); !strings.HasPrefix(tagged, "a OK") {
 		t.Fatalf("LOGIN over ::1: %q", tagged)
 	}
-	waitDovecotLog(t, dc, `Login: user=<alice>, method=PLAIN, rip=::1, lip=::1, .*secured`)
-	p.waitLog(t, `stunnel-imap: info: remote=\[::1\]:\d+ mode=imap .* auth=yes `, 15*time.Second)
+	harness.WaitDovecotLog(t, dc, `Login: user=<alice>, method=PLAIN, rip=::1, lip=::1, .*secured`)
+	p.WaitLog(t, `stunnel-imap: info: remote=\[::1\]:\d+ mode=imap .* auth=yes `, 15*time.Second)
 
-	q := startPipeline(t, pipelineOpts{Mode: "imap", Host: "::1", Args: []string{"-H", "-L", "::1"}, Backend: dc.haproxyCmd()})
-	c := dialFrom(t, "::1", q.Addr)
+	q := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap", Host: "::1", Args: []string{"-H", "-L", "::1"}, Backend: dc.HAProxyCmd()})
+	c := harness.DialFrom(t, "::1", q.Addr)
 	h, _ := proxyproto.AppendV2(nil, proxyproto.Header{Src: netipAP("[2001:db8::7]:40000"), Dst: netipAP("[2001:db8::1]:143")})
 	c.Send(string(h) + "a LOGIN alice secret\r\n") // the client's first bytes in the same segment
 	if g := c.Line(); !strings.HasPrefix(g, "* OK") {
@@ -229,13 +173,13 @@ func TestProxyIPv6(t *testing.T) {
 	if l := c.Line(); !strings.Contains(l, "PRIVACYREQUIRED") {
 		t.Errorf("LOGIN before STARTTLS, in the header's segment: %q", l)
 	}
-	c.StartTLS("s", clientTLS(t, q.CA, "localhost"))
+	c.StartTLS("s", harness.ClientTLS(t, q.CA, "localhost"))
 	if _, tagged := c.Cmd("b", "LOGIN alice secret"); !strings.HasPrefix(tagged, "b OK") {
 		t.Fatalf("LOGIN: %q", tagged)
 	}
 	c.Close()
-	waitDovecotLog(t, dc, `Login: user=<alice>, method=PLAIN, rip=2001:db8::7, lip=2001:db8::1, .*secured`)
-	q.waitLog(t, `stunnel-imap: warning: client sent LOGIN before STARTTLS: refused; remote=\[2001:db8::7\]:40000$`, 15*time.Second)
+	harness.WaitDovecotLog(t, dc, `Login: user=<alice>, method=PLAIN, rip=2001:db8::7, lip=2001:db8::1, .*secured`)
+	q.WaitLog(t, `stunnel-imap: warning: client sent LOGIN before STARTTLS: refused; remote=\[2001:db8::7\]:40000$`, 15*time.Second)
 }
 
 // TestProxyBadHeaders: from an untrusted source, and truncated,
@@ -244,14 +188,14 @@ func TestProxyIPv6(t *testing.T) {
 // backend starts, no stunnel-imap line). A health check (LOCAL, then
 // close) and a connection closed at once leave no line at all.
 func TestProxyBadHeaders(t *testing.T) {
-	dc := startDovecot(t)
-	p := startPipeline(t, pipelineOpts{Mode: "imap", Args: []string{"-H", "-L", "127.0.0.1"}, Backend: dc.RawLoginCmd()})
-	u := startPipeline(t, pipelineOpts{Mode: "imap", Args: []string{"-H", "-L", "10.0.0.1"}, Backend: dc.RawLoginCmd()})
+	dc := harness.StartDovecot(t)
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap", Args: []string{"-H", "-L", "127.0.0.1"}, Backend: dc.RawLoginCmd()})
+	u := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap", Args: []string{"-H", "-L", "10.0.0.1"}, Backend: dc.RawLoginCmd()})
 	local := string(proxyproto.Signature) + "\x20\x00\x00\x00"
 	for _, c := range []struct {
 		name, send string
 		hold       time.Duration
-		p          *pipeline
+		p          *harness.Pipeline
 		line       string
 	}{
 		{"untrusted", "PROXY TCP4 192.0.2.7 127.0.0.1 40000 143\r\na LOGIN alice secret\r\n", 0, u, "untrusted source: closed"},
@@ -265,12 +209,12 @@ func TestProxyBadHeaders(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before := len(c.p.Stderr())
-			conn := dialFrom(t, "127.0.0.1", c.p.Addr)
-			_, port, _ := net.SplitHostPort(conn.conn.LocalAddr().String())
+			conn := harness.DialFrom(t, "127.0.0.1", c.p.Addr)
+			_, port, _ := net.SplitHostPort(conn.Conn.LocalAddr().String())
 			conn.Send(c.send)
 			time.Sleep(c.hold)
 			if c.hold == 0 {
-				conn.conn.(*net.TCPConn).CloseWrite()
+				conn.Conn.(*net.TCPConn).CloseWrite()
 			}
 			rest, _ := conn.Rest()
 			if rest != "" {
@@ -278,7 +222,7 @@ func TestProxyBadHeaders(t *testing.T) {
 			}
 			conn.Close()
 			if c.line != "" {
-				c.p.waitLog(t, `^proxy-server: warning: remote=127\.0\.0\.1:`+port+` `+regexp.QuoteMeta(c.line)+`$`, 15*time.Second)
+				c.p.WaitLog(t, `^proxy-server: warning: remote=127\.0\.0\.1:`+port+` `+regexp.QuoteMeta(c.line)+`$`, 15*time.Second)
 			} else {
 				time.Sleep(300 * time.Millisecond)
 			}

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"imap-tls/tests/harness"
 )
 
 // TestServiceSigner: imap-tls-conf's directory as it is made, its signer
@@ -21,12 +23,12 @@ import (
 // by supervise and the next session is served.
 func TestServiceSigner(t *testing.T) {
 	t.Parallel() // independent: own directories, ports, Dovecot and svscan
-	tr := startServices(t, serviceSpec{Name: "starttls", Mode: "imap"})
-	s := tr.services[0]
-	sig := &signerService{Dir: filepath.Join(s.Dir, "signer"), Socket: filepath.Join(s.Dir, "signer", "socket")}
-	spid := sig.newPID(t, 0)
+	tr := harness.StartServices(t, harness.ServiceSpec{Name: "starttls", Mode: "imap"})
+	s := tr.Services[0]
+	sig := &harness.SignerService{Dir: filepath.Join(s.Dir, "signer"), Socket: filepath.Join(s.Dir, "signer", "socket")}
+	spid := sig.NewPID(t, 0)
 	jail := filepath.Join(s.Dir, "jail")
-	checkJailed(t, "signer", spid, jail)
+	harness.CheckJailed(t, "signer", spid, jail)
 	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", spid)); err != nil || !bytes.Contains(append([]byte{0}, env...), []byte("\x00GOMAXPROCS=1\x00")) {
 		t.Errorf("signer %d: environment lacks GOMAXPROCS=1 (%v)", spid, err)
 	}
@@ -34,24 +36,24 @@ func TestServiceSigner(t *testing.T) {
 	if err != nil || st.Mode().Type() != os.ModeSocket || st.Mode().Perm() != 0o600 || st.Sys().(*syscall.Stat_t).Uid != 0 {
 		t.Errorf("signer socket: %v %v, want root's socket, mode 0600", st, err)
 	}
-	if out, err := exec.Command("setuidgid", serviceAcct, "socat", "-", "UNIX-CONNECT:"+sig.Socket).CombinedOutput(); err == nil {
-		t.Errorf("%s can connect to the signer: %s", serviceAcct, out)
+	if out, err := exec.Command("setuidgid", harness.ServiceAcct, "socat", "-", "UNIX-CONNECT:"+sig.Socket).CombinedOutput(); err == nil {
+		t.Errorf("%s can connect to the signer: %s", harness.ServiceAcct, out)
 	}
 
-	c, port := startTLSPending(t, s.Addr())
-	conn := findConn(t, func() []int { return descendants(s.pid(t)) }, port, false)
-	checkJailed(t, "proxy", conn.proxy, jail)
-	if conn.key != 0 {
-		t.Errorf("a key process %d with the signer", conn.key)
+	c, port := harness.StartTLSPending(t, s.Addr())
+	conn := harness.FindConn(t, func() []int { return harness.Descendants(s.Pid(t)) }, port, false)
+	harness.CheckJailed(t, "proxy", conn.Proxy, jail)
+	if conn.Key != 0 {
+		t.Errorf("a key process %d with the signer", conn.Key)
 	}
 	c.Close()
-	if n := s.session(t, tr.CA); n < 3 {
+	if n := s.Session(t, tr.CA); n < 3 {
 		t.Errorf("SELECT found %d messages, want at least 3", n)
 	}
 
 	exec.Command("svc", "-k", sig.Dir).Run()
-	now := sig.newPID(t, spid)
-	if n := s.session(t, tr.CA); n < 3 {
+	now := sig.NewPID(t, spid)
+	if n := s.Session(t, tr.CA); n < 3 {
 		t.Errorf("after svc -k of the signer: SELECT found %d messages, want at least 3", n)
 	}
 	deadline := time.Now().Add(10 * time.Second)

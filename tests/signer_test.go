@@ -16,7 +16,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -25,116 +24,15 @@ import (
 	"time"
 
 	"imap-tls/internal/keyproto"
+
+	"imap-tls/tests/harness"
 )
 
-// signerService is a signer under supervise.
-type signerService struct {
-	Dir    string // the service directory: run, supervise/
-	Socket string
-	PEM    string
-	CA     string
-	Jail   string
-	out    *lockedBuffer
-	cmd    *exec.Cmd
-}
-
-// startSigner makes a service directory for the signer of a fresh
-// certificate, starts supervise on it and waits for the signer's ready
-// line. Cleanup: svc -dx, then supervise is waited for.
-func startSigner(t *testing.T) *signerService {
-	t.Helper()
-	needRoot(t)
-	need(t, "supervise", "svc", "svstat")
-	top := t.TempDir()
-	os.Chmod(top, 0o755)
-	s := &signerService{Dir: filepath.Join(top, "signer"), Jail: filepath.Join(top, "jail"), out: &lockedBuffer{}}
-	s.Socket = filepath.Join(s.Dir, "socket")
-	for _, d := range []string{s.Dir, s.Jail} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ssl := filepath.Join(top, "ssl")
-	os.Mkdir(ssl, 0o700)
-	s.PEM, s.CA = writeCert(t, ssl)
-	bindir := filepath.Dir(bin(t, "stunnel-imap-signer"))
-	if filepath.Dir(bin(t, "setuidgid-chroot")) != bindir {
-		t.Fatal("setuidgid-chroot is not next to stunnel-imap-signer")
-	}
-	run := fmt.Sprintf("#!/bin/sh\nexec 2>&1\nPATH=%s:$PATH GOMAXPROCS=1 exec setuidgid-chroot -/ %s -r %s -o 3:%s -l 4:./socket stunnel-imap-signer -P 3 -L 4\n",
-		bindir, s.Jail, jailRange, s.PEM)
-	if err := os.WriteFile(filepath.Join(s.Dir, "run"), []byte(run), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	s.cmd = exec.Command("supervise", s.Dir)
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	s.cmd.WaitDelay = time.Second
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("unable to start supervise: %v", err)
-	}
-	t.Cleanup(func() {
-		exec.Command("svc", "-dx", s.Dir).Run()
-		done := make(chan struct{})
-		go func() { s.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-			t.Errorf("supervise did not exit on svc -dx")
-		}
-	})
-	s.waitReady(t, 1)
-	return s
-}
-
-// waitReady waits for the n-th ready line of the signer's log.
-func (s *signerService) waitReady(t *testing.T, n int) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for strings.Count(s.out.String(), "stunnel-imap-signer: info: ready") < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("the signer is not ready (%d) after 20 s: %s", n, s.out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-var svstatPid = regexp.MustCompile(`: up \(pid (\d+)\)`)
-
-// pid is the signer's pid from svstat, 0 when it is down.
-func (s *signerService) pid(t *testing.T) int {
-	t.Helper()
-	out, _ := exec.Command("svstat", s.Dir).CombinedOutput()
-	m := svstatPid.FindSubmatch(out)
-	if m == nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(string(m[1]))
-	return n
-}
-
-// newPID waits until supervise runs a signer other than old, and it is
-// ready.
-func (s *signerService) newPID(t *testing.T, old int) int {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if p := s.pid(t); p != 0 && p != old && alive(p) {
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no new signer after 20 s: %s", s.out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // startSigned is the default chain in front of Dovecot, against s.
-func startSigned(t *testing.T, dc *dovecot, s *signerService, o pipelineOpts) *pipeline {
+func startSigned(t *testing.T, dc *harness.Dovecot, s *harness.SignerService, o harness.PipelineOpts) *harness.Pipeline {
 	t.Helper()
 	o.Signer, o.PEM = s.Socket, s.PEM
-	return startJail(t, dc, o)
+	return harness.StartJail(t, dc, o)
 }
 
 // tcpInodes are the socket inodes of every TCP socket of the machine.
@@ -157,21 +55,21 @@ func tcpInodes() map[string]bool {
 // proxy's memory, before and after the handshake, while the same scan
 // finds it in the signer (the control); then both sessions log in.
 func TestSignerJail(t *testing.T) {
-	dc := startDovecot(t)
-	sig := startSigner(t)
-	p := startSigned(t, dc, sig, pipelineOpts{Mode: "imap"})
-	key := loadKeyScan(t, "default", sig.PEM)
-	a, portA := startTLSPending(t, p.Addr)
-	b, portB := startTLSPending(t, p.Addr)
-	ca, cb := p.findConn(t, portA, false), p.findConn(t, portB, false)
-	spid := sig.pid(t)
+	dc := harness.StartDovecot(t)
+	sig := harness.StartSigner(t)
+	p := startSigned(t, dc, sig, harness.PipelineOpts{Mode: "imap"})
+	key := harness.LoadKeyScan(t, "default", sig.PEM)
+	a, portA := harness.StartTLSPending(t, p.Addr)
+	b, portB := harness.StartTLSPending(t, p.Addr)
+	ca, cb := p.FindConn(t, portA, false), p.FindConn(t, portB, false)
+	spid := sig.Pid(t)
 	uids := map[int]string{}
 	for _, x := range []struct {
 		what string
 		pid  int
 		jail string
-	}{{"proxy A", ca.proxy, p.Jail}, {"proxy B", cb.proxy, p.Jail}, {"signer", spid, sig.Jail}} {
-		uid := checkJailed(t, x.what, x.pid, x.jail)
+	}{{"proxy A", ca.Proxy, p.Jail}, {"proxy B", cb.Proxy, p.Jail}, {"signer", spid, sig.Jail}} {
+		uid := harness.CheckJailed(t, x.what, x.pid, x.jail)
 		if other, dup := uids[uid]; dup {
 			t.Errorf("%s and %s share uid %d", x.what, other, uid)
 		}
@@ -179,9 +77,9 @@ func TestSignerJail(t *testing.T) {
 	}
 	// No per-connection key process: the proxy is tcpserver's child's
 	// only Go program left, and it has no child.
-	for _, c := range []connProcs{ca, cb} {
-		if c.key != 0 {
-			t.Errorf("proxy %d has a key process %d", c.proxy, c.key)
+	for _, c := range []harness.ConnProcs{ca, cb} {
+		if c.Key != 0 {
+			t.Errorf("proxy %d has a key process %d", c.Proxy, c.Key)
 		}
 	}
 	// The signer: no network socket at all.
@@ -193,37 +91,37 @@ func TestSignerJail(t *testing.T) {
 			t.Errorf("signer %d: fd %s is a TCP socket", spid, e.Name())
 		}
 	}
-	if held := key.held(t, spid); len(held) != len(key.secrets) {
-		t.Errorf("control: the signer %d holds %v of the key, want all %d parts: the scan cannot see a key", spid, held, len(key.secrets))
+	if held := key.Held(t, spid); len(held) != len(key.Secrets) {
+		t.Errorf("control: the signer %d holds %v of the key, want all %d parts: the scan cannot see a key", spid, held, len(key.Secrets))
 	}
-	for _, c := range []connProcs{ca, cb} {
-		if held := key.held(t, c.proxy); len(held) != 0 {
-			t.Errorf("before the handshake the proxy %d holds %v of the key", c.proxy, held)
+	for _, c := range []harness.ConnProcs{ca, cb} {
+		if held := key.Held(t, c.Proxy); len(held) != 0 {
+			t.Errorf("before the handshake the proxy %d holds %v of the key", c.Proxy, held)
 		}
 	}
-	cfg := clientTLS(t, sig.CA, "localhost")
-	for i, c := range []*imapClient{a, b} {
+	cfg := harness.ClientTLS(t, sig.CA, "localhost")
+	for i, c := range []*harness.IMAPClient{a, b} {
 		c.TLS(cfg)
 		if _, tagged := c.Cmd("a", "LOGIN alice secret"); !strings.HasPrefix(tagged, "a OK") {
 			t.Fatalf("LOGIN %d: %q", i, tagged)
 		}
 	}
-	for _, c := range []connProcs{ca, cb} {
-		checkJailed(t, "proxy in session", c.proxy, p.Jail)
-		if held := key.held(t, c.proxy); len(held) != 0 {
-			t.Errorf("after the handshake the proxy %d holds %v of the key", c.proxy, held)
+	for _, c := range []harness.ConnProcs{ca, cb} {
+		harness.CheckJailed(t, "proxy in session", c.Proxy, p.Jail)
+		if held := key.Held(t, c.Proxy); len(held) != 0 {
+			t.Errorf("after the handshake the proxy %d holds %v of the key", c.Proxy, held)
 		}
 	}
-	for _, c := range []*imapClient{a, b} {
+	for _, c := range []*harness.IMAPClient{a, b} {
 		c.Cmd("z", "LOGOUT")
 		c.Close()
 	}
-	line := p.waitLog(t, `stunnel-imap: info: remote=127\.0\.0\.1:`+strconv.Itoa(portA)+` `, 20*time.Second)
+	line := p.WaitLog(t, `stunnel-imap: info: remote=127\.0\.0\.1:`+strconv.Itoa(portA)+` `, 20*time.Second)
 	if !strings.Contains(line, "auth=yes") {
 		t.Errorf("log line: %s", line)
 	}
-	if sig.pid(t) != spid {
-		t.Errorf("the signer changed during the test: %s", sig.out.String())
+	if sig.Pid(t) != spid {
+		t.Errorf("the signer changed during the test: %s", sig.Out.String())
 	}
 }
 
@@ -234,7 +132,7 @@ func frame(typ byte, payload []byte) []byte {
 
 // signerConn connects to the signer as each proxy's setuidgid-chroot
 // does (as root) and reads the ready frame.
-func signerConn(t *testing.T, s *signerService) (net.Conn, *bufio.Reader) {
+func signerConn(t *testing.T, s *harness.SignerService) (net.Conn, *bufio.Reader) {
 	t.Helper()
 	c, err := net.DialTimeout("unix", s.Socket, 5*time.Second)
 	if err != nil {
@@ -270,8 +168,8 @@ func closed(r *bufio.Reader) error {
 // type are each answered by closing the connection, with a log line; the
 // signer lives on and serves the next connection.
 func TestSignerOneSignature(t *testing.T) {
-	sig := startSigner(t)
-	spid := sig.pid(t)
+	sig := harness.StartSigner(t)
+	spid := sig.Pid(t)
 	name, _ := keyproto.EncodeRequest(keyproto.Request{Type: keyproto.TypeName, Name: "localhost"})
 	d := sha256.Sum256([]byte("transcript"))
 	sign, _ := keyproto.EncodeRequest(keyproto.Request{Type: keyproto.TypeSign, Hash: 5 /* crypto.SHA256 */, Digest: d[:]})
@@ -330,15 +228,15 @@ func TestSignerOneSignature(t *testing.T) {
 		t.Fatalf("after the refusals: %c %v, want the chain", rep.Type, err)
 	}
 	c.Close()
-	if got := sig.pid(t); got != spid {
+	if got := sig.Pid(t); got != spid {
 		t.Errorf("the signer changed from %d to %d: a bad request ended it", spid, got)
 	}
-	if n := strings.Count(sig.out.String(), "stunnel-imap-signer: warning: refused a proxy: "); n != 7 {
+	if n := strings.Count(sig.Out.String(), "stunnel-imap-signer: warning: refused a proxy: "); n != 7 {
 		// The second signature request gets no line: the signer closes
 		// the connection as soon as it has sent the one signature.
-		t.Errorf("%d refusal lines, want 7, one for each bad request:\n%s", n, sig.out.String())
+		t.Errorf("%d refusal lines, want 7, one for each bad request:\n%s", n, sig.Out.String())
 	}
-	t.Logf("signer log:\n%s", sig.out.String())
+	t.Logf("signer log:\n%s", sig.Out.String())
 }
 
 // TestSignerDown: the signer killed while a connection waits for its
@@ -348,30 +246,30 @@ func TestSignerOneSignature(t *testing.T) {
 // connection ends with setuidgid-chroot's one line, and the service is
 // back with svc -u.
 func TestSignerDown(t *testing.T) {
-	dc := startDovecot(t)
-	sig := startSigner(t)
-	p := startSigned(t, dc, sig, pipelineOpts{Mode: "imap", Verbose: true})
-	cfg := clientTLS(t, sig.CA, "localhost")
+	dc := harness.StartDovecot(t)
+	sig := harness.StartSigner(t)
+	p := startSigned(t, dc, sig, harness.PipelineOpts{Mode: "imap", Verbose: true})
+	cfg := harness.ClientTLS(t, sig.CA, "localhost")
 
-	c, port := startTLSPending(t, p.Addr)
-	conn := p.findConn(t, port, false)
-	old := sig.pid(t)
+	c, port := harness.StartTLSPending(t, p.Addr)
+	conn := p.FindConn(t, port, false)
+	old := sig.Pid(t)
 	syscall.Kill(old, syscall.SIGKILL)
-	tc := tls.Client(c.conn, cfg)
+	tc := tls.Client(c.Conn, cfg)
 	tc.SetDeadline(time.Now().Add(30 * time.Second))
 	if err := tc.Handshake(); err == nil {
 		t.Fatalf("a handshake succeeded with the signer killed")
 	}
 	c.Close()
-	if st := p.endStatus(t, conn.proxy); st != 0 {
+	if st := p.EndStatus(t, conn.Proxy); st != 0 {
 		t.Errorf("the proxy whose signer was killed: wait status %d, want exit 0", st)
 	}
-	line := p.waitLog(t, `stunnel-imap: .*remote=127\.0\.0\.1:`+strconv.Itoa(port)+` `, 20*time.Second)
+	line := p.WaitLog(t, `stunnel-imap: .*remote=127\.0\.0\.1:`+strconv.Itoa(port)+` `, 20*time.Second)
 	t.Logf("the connection whose signer died: %s", line)
 
 	// supervise starts it again; the next connection is served.
-	now := sig.newPID(t, old)
-	sig.waitReady(t, 2)
+	now := sig.NewPID(t, old)
+	sig.WaitReady(t, 2)
 	if n := session(t, p.Addr, cfg); n != "localhost" {
 		t.Errorf("after the restart: certificate %q", n)
 	}
@@ -379,8 +277,8 @@ func TestSignerDown(t *testing.T) {
 
 	// Down: the connection ends at once, with one line saying why.
 	exec.Command("svc", "-d", sig.Dir).Run()
-	waitGone(t, now, "the signer after svc -d")
-	d := dialIMAP(t, p.Addr)
+	harness.WaitGone(t, now, "the signer after svc -d")
+	d := harness.DialIMAP(t, p.Addr)
 	start := time.Now()
 	rest, _ := d.Rest()
 	d.Close()
@@ -388,9 +286,9 @@ func TestSignerDown(t *testing.T) {
 		t.Errorf("with the signer down the client got %q, want the connection closed", rest)
 	}
 	t.Logf("with the signer down the connection closed after %v", time.Since(start))
-	p.waitLog(t, `^setuidgid-chroot: fatal: unable to connect to `+regexp.QuoteMeta(sig.Socket)+`: `, 20*time.Second)
+	p.WaitLog(t, `^setuidgid-chroot: fatal: unable to connect to `+regexp.QuoteMeta(sig.Socket)+`: `, 20*time.Second)
 	exec.Command("svc", "-u", sig.Dir).Run()
-	sig.waitReady(t, 3)
+	sig.WaitReady(t, 3)
 	if n := session(t, p.Addr, cfg); n != "localhost" {
 		t.Errorf("after svc -u: certificate %q", n)
 	}
@@ -400,7 +298,7 @@ func TestSignerDown(t *testing.T) {
 // name of the certificate it was served.
 func session(t *testing.T, addr string, cfg *tls.Config) string {
 	t.Helper()
-	c := dialIMAP(t, addr)
+	c := harness.DialIMAP(t, addr)
 	defer c.Close()
 	if g := c.Line(); !strings.HasPrefix(g, "* OK") {
 		t.Fatalf("greeting: %q", g)
@@ -417,7 +315,7 @@ func session(t *testing.T, addr string, cfg *tls.Config) string {
 // gets, trusting any.
 func served(t *testing.T, addr string) string {
 	t.Helper()
-	c := dialIMAP(t, addr)
+	c := harness.DialIMAP(t, addr)
 	defer c.Close()
 	if g := c.Line(); !strings.HasPrefix(g, "* OK") {
 		t.Fatalf("greeting: %q", g)
@@ -431,12 +329,12 @@ func served(t *testing.T, addr string) string {
 // the signer exit, supervise start it again, and the new one is served:
 // no restart of the service, no failed connection.
 func TestSignerRenewal(t *testing.T) {
-	dc := startDovecot(t)
-	sig := startSigner(t)
-	p := startSigned(t, dc, sig, pipelineOpts{Mode: "imap"})
+	dc := harness.StartDovecot(t)
+	sig := harness.StartSigner(t)
+	p := startSigned(t, dc, sig, harness.PipelineOpts{Mode: "imap"})
 	first := served(t, p.Addr)
-	spid := sig.pid(t)
-	tcpserver := p.cmd.Process.Pid
+	spid := sig.Pid(t)
+	tcpserver := p.Cmd.Process.Pid
 
 	waitServed := func(what, not string) string {
 		t.Helper()
@@ -446,28 +344,28 @@ func TestSignerRenewal(t *testing.T) {
 				return s
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: the old certificate is still served after 20 s: %s", what, sig.out.String())
+				t.Fatalf("%s: the old certificate is still served after 20 s: %s", what, sig.Out.String())
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
 
 	// In place: the same file, new bytes.
-	pem2, _ := writeCert(t, t.TempDir())
+	pem2, _ := harness.WriteCert(t, t.TempDir())
 	b, _ := os.ReadFile(pem2)
 	if err := os.WriteFile(sig.PEM, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	second := waitServed("rewritten in place", first)
-	if got := sig.pid(t); got != spid {
+	if got := sig.Pid(t); got != spid {
 		t.Errorf("rewritten in place: the signer changed from %d to %d, want it to read the file again", spid, got)
 	}
-	if !strings.Contains(sig.out.String(), "stunnel-imap-signer: info: certificates read again: 1") {
-		t.Errorf("no line for the reload: %s", sig.out.String())
+	if !strings.Contains(sig.Out.String(), "stunnel-imap-signer: info: certificates read again: 1") {
+		t.Errorf("no line for the reload: %s", sig.Out.String())
 	}
 
 	// Replaced: renamed over, as install(1) and certbot hooks do.
-	pem3, _ := writeCert(t, t.TempDir())
+	pem3, _ := harness.WriteCert(t, t.TempDir())
 	tmp := sig.PEM + ".new"
 	b, _ = os.ReadFile(pem3)
 	os.WriteFile(tmp, b, 0o600)
@@ -478,11 +376,11 @@ func TestSignerRenewal(t *testing.T) {
 	if third == first {
 		t.Errorf("replaced: the first certificate again")
 	}
-	sig.newPID(t, spid)
-	if !strings.Contains(sig.out.String(), "was replaced on disk: exiting") {
-		t.Errorf("no line for the replacement: %s", sig.out.String())
+	sig.NewPID(t, spid)
+	if !strings.Contains(sig.Out.String(), "was replaced on disk: exiting") {
+		t.Errorf("no line for the replacement: %s", sig.Out.String())
 	}
-	if p.cmd.Process.Pid != tcpserver || !listening(p.Port) {
+	if p.Cmd.Process.Pid != tcpserver || !harness.Listening(p.Port) {
 		t.Errorf("the service restarted")
 	}
 	if strings.Contains(p.Stderr(), "fatal") {

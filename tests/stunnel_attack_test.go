@@ -16,16 +16,18 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"imap-tls/tests/harness"
 )
 
 // rawSession starts a private Dovecot behind a required-STARTTLS
 // pipeline (with more stunnel-imap options args) whose backend records
 // every byte it receives (d.Raw), connects, and reads the greeting.
-func rawSession(t *testing.T, args ...string) (*dovecot, *pipeline, *imapClient) {
+func rawSession(t *testing.T, args ...string) (*harness.Dovecot, *harness.Pipeline, *harness.IMAPClient) {
 	t.Helper()
-	d := startDovecot(t)
-	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.RawLoginCmd(), Args: args})
-	c := dialIMAP(t, p.Addr)
+	d := harness.StartDovecot(t)
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap", Backend: d.RawLoginCmd(), Args: args})
+	c := harness.DialIMAP(t, p.Addr)
 	if g := c.Line(); !strings.HasPrefix(g, "* OK") {
 		t.Fatalf("greeting %q", g)
 	}
@@ -37,15 +39,15 @@ func rawSession(t *testing.T, args ...string) (*dovecot, *pipeline, *imapClient)
 // answered in plaintext and never reach Dovecot; the bytes after the
 // STARTTLS line start (and here break) the handshake, or are dropped.
 func TestE2EAttackPipelinedAfterStarttls(t *testing.T) {
-	d := startDovecot(t)
-	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.RawLoginCmd()})
+	d := harness.StartDovecot(t)
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap", Backend: d.RawLoginCmd()})
 	for _, tc := range []struct{ name, first, second string }{
 		{"one write", "a STARTTLS\r\nx CAPABILITY\r\ny LOGIN alice secret\r\n", ""},
 		{"bare LF", "a STARTTLS\nx CAPABILITY\ny LOGIN alice secret\n", ""},
 		{"two writes", "a STARTTLS\r\n", "x CAPABILITY\r\ny LOGIN alice secret\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dialIMAP(t, p.Addr)
+			c := harness.DialIMAP(t, p.Addr)
 			if g := c.Line(); !strings.HasPrefix(g, "* OK") {
 				t.Fatalf("greeting %q", g)
 			}
@@ -66,9 +68,9 @@ func TestE2EAttackPipelinedAfterStarttls(t *testing.T) {
 		})
 	}
 	// the sessions end; what reached Dovecot holds none of it
-	p.waitLines(t, 3, 15*time.Second)
-	p.waitNoChildren(t, 15*time.Second)
-	neverReachedDovecot(t, p, d, "STARTTLS", "CAPABILITY", "LOGIN")
+	p.WaitLines(t, 3, 15*time.Second)
+	p.WaitNoChildren(t, 15*time.Second)
+	harness.NeverReachedDovecot(t, p, d, "STARTTLS", "CAPABILITY", "LOGIN")
 }
 
 // TestE2EAttackPipelinedHandshake: a ClientHello pipelined right behind
@@ -77,8 +79,8 @@ func TestE2EAttackPipelinedAfterStarttls(t *testing.T) {
 func TestE2EAttackPipelinedHandshake(t *testing.T) {
 	d, p, c := rawSession(t)
 	// collect the ClientHello's first flight, and send it with STARTTLS
-	pw := &prefixWriter{conn: c.conn, prefix: []byte("a STARTTLS\r\n")}
-	tc := tls.Client(pw, clientTLS(t, p.CA, "localhost"))
+	pw := &prefixWriter{conn: c.Conn, prefix: []byte("a STARTTLS\r\n")}
+	tc := tls.Client(pw, harness.ClientTLS(t, p.CA, "localhost"))
 	tc.SetDeadline(time.Now().Add(30 * time.Second))
 	if err := tc.Handshake(); err != nil {
 		t.Fatalf("handshake behind a pipelined STARTTLS: %v\npipeline:\n%s", err, p.Stderr())
@@ -145,19 +147,19 @@ func (w *prefixWriter) SetWriteDeadline(t time.Time) error { return w.conn.SetWr
 // STARTTLS port (Dovecot's stdio imap) is never relayed: the client gets
 // * BYE, the proxy logs a warning, the session ends.
 func TestE2EAttackPreauthBackend(t *testing.T) {
-	d := startDovecot(t)
+	d := harness.StartDovecot(t)
 	for _, mode := range []string{"imap", "imap-"} {
 		t.Run(mode, func(t *testing.T) {
-			p := startPipeline(t, pipelineOpts{Mode: mode, Backend: d.ImapCmd("alice")})
-			c := dialIMAP(t, p.Addr)
+			p := harness.StartPipeline(t, harness.PipelineOpts{Mode: mode, Backend: d.ImapCmd("alice")})
+			c := harness.DialIMAP(t, p.Addr)
 			c.Send("a SELECT INBOX\r\n")
 			rest := c.RestClosed()
 			if !strings.HasPrefix(rest, "* BYE") || strings.Contains(rest, "PREAUTH") || strings.Contains(rest, "EXISTS") || strings.Contains(rest, "a OK") {
 				t.Errorf("client got %q: want * BYE and nothing of the PREAUTH session", rest)
 			}
-			p.waitLog(t, `stunnel-imap: warning: .*(?i)preauth`, 15*time.Second)
-			p.waitLog(t, `stunnel-imap: info: `, 15*time.Second)
-			p.waitNoChildren(t, 15*time.Second)
+			p.WaitLog(t, `stunnel-imap: warning: .*(?i)preauth`, 15*time.Second)
+			p.WaitLog(t, `stunnel-imap: info: `, 15*time.Second)
+			p.WaitNoChildren(t, 15*time.Second)
 		})
 	}
 }
@@ -166,13 +168,13 @@ func TestE2EAttackPreauthBackend(t *testing.T) {
 // authenticated TLS session: the client gets a clean end of file, the
 // proxy logs one line, and no process is left.
 func TestE2EAttackBackendDies(t *testing.T) {
-	d := startDovecot(t)
+	d := harness.StartDovecot(t)
 	pidDir := t.TempDir()
 	backend := []string{"sh", "-c", `echo $$ > "$1/backend.pid"; exec socat -t 5 STDIO,shut-down "UNIX-CONNECT:$0"`, d.Socket, pidDir}
-	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: backend})
-	c := dialIMAP(t, p.Addr)
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap", Backend: backend})
+	c := harness.DialIMAP(t, p.Addr)
 	c.Line()
-	c.StartTLS("a", clientTLS(t, p.CA, "localhost"))
+	c.StartTLS("a", harness.ClientTLS(t, p.CA, "localhost"))
 	if _, tagged := c.Cmd("b", "LOGIN alice secret"); !strings.HasPrefix(tagged, "b OK") {
 		t.Fatalf("LOGIN: %q", tagged)
 	}
@@ -195,8 +197,8 @@ func TestE2EAttackBackendDies(t *testing.T) {
 	if err != nil {
 		t.Errorf("client's end: %v (after %q); want a clean end of file", err, rest)
 	}
-	p.sessionEnd(t)
-	noSecrets(t, p, d)
+	p.SessionEnd(t)
+	harness.NoSecrets(t, p, d)
 }
 
 // TestE2EAttackEndlessLine: a command line that never ends is cut off
@@ -207,7 +209,7 @@ func TestE2EAttackEndlessLine(t *testing.T) {
 	go func() {
 		chunk := []byte("a NOOP " + strings.Repeat("x", 8185))
 		for i := 0; i < 128; i++ { // 1 MiB at most, without a line end
-			if _, err := c.conn.Write(chunk); err != nil {
+			if _, err := c.Conn.Write(chunk); err != nil {
 				return
 			}
 			chunk = []byte(strings.Repeat("x", 8192))
@@ -217,8 +219,8 @@ func TestE2EAttackEndlessLine(t *testing.T) {
 	if !strings.Contains(rest, " BAD") && !strings.HasPrefix(rest, "* BYE") {
 		t.Errorf("an endless line got %q: want BAD or * BYE", rest)
 	}
-	p.waitLog(t, `stunnel-imap: info: `, 15*time.Second)
-	p.waitNoChildren(t, 15*time.Second)
+	p.WaitLog(t, `stunnel-imap: info: `, 15*time.Second)
+	p.WaitNoChildren(t, 15*time.Second)
 	if raw := d.Raw(t); strings.Contains(raw, "xxxxxxxx") {
 		t.Errorf("Dovecot received %d bytes of the endless line", strings.Count(raw, "x"))
 	}
@@ -232,14 +234,14 @@ func TestE2EAttackStarttlsArguments(t *testing.T) {
 	if _, tagged := c.Cmd("a", "STARTTLS now"); !strings.HasPrefix(tagged, "a BAD") {
 		t.Errorf("STARTTLS with arguments: %q, want a BAD", tagged)
 	}
-	if un, tagged := c.Cmd("b", "CAPABILITY"); !strings.HasPrefix(tagged, "b OK") || len(un) != 1 || !hasCap(capsOf(un[0]), "STARTTLS") {
+	if un, tagged := c.Cmd("b", "CAPABILITY"); !strings.HasPrefix(tagged, "b OK") || len(un) != 1 || !harness.HasCap(harness.CapsOf(un[0]), "STARTTLS") {
 		t.Errorf("plaintext CAPABILITY after the refused STARTTLS: %q %q", un, tagged)
 	}
 	c.Cmd("c", "LOGOUT")
 	c.Rest()
 	c.Close()
-	p.waitLog(t, `stunnel-imap: info: .* starttls=no `, 15*time.Second)
-	p.waitLog(t, `stunnel-imap: warning: .*STARTTLS with arguments`, 15*time.Second)
+	p.WaitLog(t, `stunnel-imap: info: .* starttls=no `, 15*time.Second)
+	p.WaitLog(t, `stunnel-imap: warning: .*STARTTLS with arguments`, 15*time.Second)
 	if raw := strings.ToUpper(d.Raw(t)); strings.Contains(raw, "STARTTLS") || !strings.Contains(raw, "B CAPABILITY\r\n") {
 		t.Errorf("Dovecot received %q", raw)
 	}
@@ -279,7 +281,7 @@ func TestE2EAttackStarttlsInLiteral(t *testing.T) {
 	c.Cmd("f", "LOGOUT")
 	c.Rest()
 	c.Close()
-	p.waitLog(t, `stunnel-imap: info: .* starttls=no `, 15*time.Second)
+	p.WaitLog(t, `stunnel-imap: info: .* starttls=no `, 15*time.Second)
 	raw := d.Raw(t)
 	// the proxy may pass a {12+} literal on as {12} (it then takes the
 	// server's continuation itself); the literal's bytes arrive as data
@@ -290,92 +292,78 @@ func TestE2EAttackStarttlsInLiteral(t *testing.T) {
 	}
 }
 
-// fakeStarttlsBackend is a tiny stdio IMAP server (sh) that advertises
-// STARTTLS and LOGINDISABLED itself, in its greeting, in CAPABILITY and
-// in tagged [CAPABILITY] codes, and answers OK to everything, STARTTLS
-// included: only the proxy's rewriting keeps them from the client.
-const fakeStarttlsBackend = `printf '* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED AUTH=PLAIN] fake\r\n'
-while IFS= read -r line; do
-	tag=${line%% *}
-	case $line in
-	*[Cc][Aa][Pp][Aa][Bb]*) printf '* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED AUTH=PLAIN\r\n%s OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED AUTH=PLAIN] done\r\n' "$tag" ;;
-	*[Ll][Oo][Gg][Oo][Uu][Tt]*) printf '* BYE fake\r\n%s OK bye\r\n' "$tag"; exit 0 ;;
-	*) printf '%s OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED AUTH=PLAIN] fine\r\n' "$tag" ;;
-	esac
-done`
-
 // TestE2EAttackBackendAdvertisesStarttls: a backend that advertises
 // STARTTLS (and LOGINDISABLED) itself: before TLS the client sees
 // STARTTLS, after TLS neither STARTTLS nor LOGINDISABLED, in every
 // capability list; under implicit TLS never STARTTLS, and STARTTLS gets
 // BAD from the proxy; the backend's own STARTTLS is never reached.
 func TestE2EAttackBackendAdvertisesStarttls(t *testing.T) {
-	backend := []string{"sh", "-c", fakeStarttlsBackend}
+	backend := []string{"sh", "-c", harness.FakeStarttlsBackend}
 	check := func(t *testing.T, what string, caps []string, starttls bool) {
 		t.Helper()
 		if len(caps) == 0 {
 			t.Errorf("%s: no capability list", what)
 			return
 		}
-		if hasCap(caps, "STARTTLS") != starttls || (!starttls && hasCap(caps, "LOGINDISABLED")) {
+		if harness.HasCap(caps, "STARTTLS") != starttls || (!starttls && harness.HasCap(caps, "LOGINDISABLED")) {
 			t.Errorf("%s: %v (STARTTLS wanted: %v; no LOGINDISABLED after TLS)", what, caps, starttls)
 		}
 	}
 	t.Run("starttls", func(t *testing.T) {
-		p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: backend})
-		c := dialIMAP(t, p.Addr)
-		check(t, "greeting", capsOf(c.Line()), true)
-		c.StartTLS("a", clientTLS(t, p.CA, "localhost"))
+		p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap", Backend: backend})
+		c := harness.DialIMAP(t, p.Addr)
+		check(t, "greeting", harness.CapsOf(c.Line()), true)
+		c.StartTLS("a", harness.ClientTLS(t, p.CA, "localhost"))
 		un, tagged := c.Cmd("b", "CAPABILITY")
 		if len(un) != 1 {
 			t.Fatalf("CAPABILITY after TLS: %q %q", un, tagged)
 		}
-		check(t, "CAPABILITY after TLS", capsOf(un[0]), false)
-		check(t, "tagged code after TLS", capsOf(tagged), false)
-		if anyAuth(capsOf(un[0])) != "AUTH=PLAIN" {
+		check(t, "CAPABILITY after TLS", harness.CapsOf(un[0]), false)
+		check(t, "tagged code after TLS", harness.CapsOf(tagged), false)
+		if harness.AnyAuth(harness.CapsOf(un[0])) != "AUTH=PLAIN" {
 			t.Errorf("the server's AUTH= was not kept after TLS: %q", un[0])
 		}
 		if _, tagged := c.Cmd("c", "STARTTLS"); !strings.HasPrefix(tagged, "c BAD") {
 			t.Errorf("STARTTLS after TLS reached the backend: %q", tagged)
 		}
 		_, tagged = c.Cmd("d", "NOOP")
-		check(t, "NOOP's tagged code after TLS", capsOf(tagged), false)
+		check(t, "NOOP's tagged code after TLS", harness.CapsOf(tagged), false)
 		c.Cmd("e", "LOGOUT")
 		c.Rest()
 		c.Close()
-		p.waitLog(t, `stunnel-imap: info: `, 15*time.Second)
+		p.WaitLog(t, `stunnel-imap: info: `, 15*time.Second)
 	})
 	t.Run("implicit", func(t *testing.T) {
-		p := startPipeline(t, pipelineOpts{Mode: "imaps", Backend: backend})
-		c := dialIMAP(t, p.Addr)
-		c.TLS(clientTLS(t, p.CA, "localhost"))
-		check(t, "greeting", capsOf(c.Line()), false)
+		p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imaps", Backend: backend})
+		c := harness.DialIMAP(t, p.Addr)
+		c.TLS(harness.ClientTLS(t, p.CA, "localhost"))
+		check(t, "greeting", harness.CapsOf(c.Line()), false)
 		un, tagged := c.Cmd("b", "CAPABILITY")
 		if len(un) != 1 {
 			t.Fatalf("CAPABILITY: %q %q", un, tagged)
 		}
-		check(t, "CAPABILITY", capsOf(un[0]), false)
+		check(t, "CAPABILITY", harness.CapsOf(un[0]), false)
 		if _, tagged := c.Cmd("c", "STARTTLS"); !strings.HasPrefix(tagged, "c BAD") {
 			t.Errorf("STARTTLS under implicit TLS: %q, want BAD from the proxy", tagged)
 		}
 		c.Cmd("e", "LOGOUT")
 		c.Rest()
 		c.Close()
-		p.waitLog(t, `stunnel-imap: info: .*mode=imaps `, 15*time.Second)
+		p.WaitLog(t, `stunnel-imap: info: .*mode=imaps `, 15*time.Second)
 	})
 }
 
 // TestE2EAttackOversizedLiteral: a literal over 64 KiB announced before
 // authentication gets BAD or * BYE and the end, and is never passed on.
 func TestE2EAttackOversizedLiteral(t *testing.T) {
-	d := startDovecot(t)
-	p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.RawLoginCmd()})
+	d := harness.StartDovecot(t)
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap", Backend: d.RawLoginCmd()})
 	for _, lit := range []string{"{70000}", "{70000+}", "{99999999999999999999}"} {
 		t.Run(lit, func(t *testing.T) {
-			c := dialIMAP(t, p.Addr)
+			c := harness.DialIMAP(t, p.Addr)
 			c.Line()
 			c.Send("a ID (\"name\" " + lit + "\r\n")
-			go c.conn.Write([]byte(strings.Repeat("y", 70000)))
+			go c.Conn.Write([]byte(strings.Repeat("y", 70000)))
 			rest := c.RestClosed()
 			if !strings.Contains(rest, " BAD") && !strings.HasPrefix(rest, "* BYE") {
 				t.Errorf("an oversized literal got %q: want BAD or * BYE, then the end", rest)
@@ -385,8 +373,8 @@ func TestE2EAttackOversizedLiteral(t *testing.T) {
 			}
 		})
 	}
-	p.waitLines(t, 6, 15*time.Second)
-	p.waitNoChildren(t, 15*time.Second)
+	p.WaitLines(t, 6, 15*time.Second)
+	p.WaitNoChildren(t, 15*time.Second)
 	if raw := d.Raw(t); strings.Contains(raw, "ID") || strings.Contains(raw, "yyyy") {
 		t.Errorf("Dovecot received part of an oversized literal: %d bytes", len(raw))
 	}
@@ -396,15 +384,15 @@ func TestE2EAttackOversizedLiteral(t *testing.T) {
 // an implicit-TLS connection) and then sends nothing is cut off after the
 // handshake timeout (-T 1 here), with one log line saying so.
 func TestE2EAttackStalledHandshake(t *testing.T) {
-	d := startDovecot(t)
+	d := harness.StartDovecot(t)
 	for _, mode := range []string{"imap", "imaps"} {
 		name := mode
 		if name == "imaps" {
 			name = "implicit"
 		}
 		t.Run(name, func(t *testing.T) {
-			p := startPipeline(t, pipelineOpts{Mode: mode, Backend: d.LoginCmd(), Args: []string{"-T", "1"}})
-			c := dialIMAP(t, p.Addr)
+			p := harness.StartPipeline(t, harness.PipelineOpts{Mode: mode, Backend: d.LoginCmd(), Args: []string{"-T", "1"}})
+			c := harness.DialIMAP(t, p.Addr)
 			if mode != "imaps" {
 				c.Line()
 				c.Send("a STARTTLS\r\n")
@@ -416,11 +404,11 @@ func TestE2EAttackStalledHandshake(t *testing.T) {
 			if rest != "" {
 				t.Errorf("a stalled handshake got %q", rest)
 			}
-			line := p.waitLog(t, `stunnel-imap: info: `, 15*time.Second)
-			if f := logFields(line); f["end"] != "handshake-timeout" || f["tls"] != "none" {
+			line := p.WaitLog(t, `stunnel-imap: info: `, 15*time.Second)
+			if f := harness.LogFields(line); f["end"] != "handshake-timeout" || f["tls"] != "none" {
 				t.Errorf("log line: %s, want end=handshake-timeout tls=none", line)
 			}
-			p.waitNoChildren(t, 15*time.Second)
+			p.WaitNoChildren(t, 15*time.Second)
 		})
 	}
 }
@@ -434,33 +422,33 @@ func TestE2EAttackDripFed(t *testing.T) {
 	cmd := "a NOOP " + strings.Repeat("z", 31) + "\r\n"
 	cut := false
 	for i := 0; i < len(cmd); i++ {
-		if _, err := c.conn.Write([]byte{cmd[i]}); err != nil {
+		if _, err := c.Conn.Write([]byte{cmd[i]}); err != nil {
 			cut = true
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
-		c.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
-		if _, err := c.r.Peek(1); err == nil || !isTimeout(err) {
+		c.Conn.SetReadDeadline(time.Now().Add(time.Millisecond))
+		if _, err := c.Reader.Peek(1); err == nil || !isTimeout(err) {
 			cut = true
 			break
 		}
-		c.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		c.Conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	}
 	if !cut {
 		t.Fatalf("a command drip-fed over 10 s was not cut off with -t 1")
 	}
-	c.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	c.Conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	rest, _ := c.Rest()
 	c.Close()
 	if rest != "" && !strings.HasPrefix(rest, "* BYE") {
 		t.Errorf("a drip-fed command got %q: want * BYE or just the end", rest)
 	}
-	p.waitLog(t, `stunnel-imap: warning: .*took more than`, 15*time.Second)
-	line := p.waitLog(t, `stunnel-imap: info: `, 15*time.Second)
-	if f := logFields(line); f["end"] != "timeout" {
+	p.WaitLog(t, `stunnel-imap: warning: .*took more than`, 15*time.Second)
+	line := p.WaitLog(t, `stunnel-imap: info: `, 15*time.Second)
+	if f := harness.LogFields(line); f["end"] != "timeout" {
 		t.Errorf("log line: %s, want end=timeout", line)
 	}
-	p.waitNoChildren(t, 15*time.Second)
+	p.WaitNoChildren(t, 15*time.Second)
 	if raw := d.Raw(t); strings.Contains(raw, "NOOP") {
 		t.Errorf("Dovecot received the drip-fed command: %q", raw)
 	}
@@ -498,15 +486,15 @@ func clientHello(t *testing.T, cfg *tls.Config) []byte {
 // connection.
 func TestE2EAttackClientGoneMidHandshake(t *testing.T) {
 	d, p, c := rawSession(t)
-	hello := clientHello(t, clientTLS(t, p.CA, "localhost"))
+	hello := clientHello(t, harness.ClientTLS(t, p.CA, "localhost"))
 	c.Send("a STARTTLS\r\n")
 	if l := c.Line(); !strings.HasPrefix(l, "a OK") {
 		t.Fatalf("STARTTLS: %q", l)
 	}
 	c.Send(string(hello[:len(hello)/2]))
 	c.Close()
-	line := p.sessionEnd(t)
-	if f := logFields(line); f["tls"] != "none" || f["auth"] != "no" || (f["end"] != "client-eof" && f["end"] != "handshake-failed") {
+	line := p.SessionEnd(t)
+	if f := harness.LogFields(line); f["tls"] != "none" || f["auth"] != "no" || (f["end"] != "client-eof" && f["end"] != "handshake-failed") {
 		t.Errorf("log line: %s, want tls=none auth=no end=client-eof or handshake-failed", line)
 	}
 	if raw := d.Raw(t); raw != "" {
@@ -520,7 +508,7 @@ func TestE2EAttackClientGoneMidHandshake(t *testing.T) {
 // the client's end), Dovecot sees the disconnection, and no process of
 // the connection is left.
 func TestE2EAttackClientVanishes(t *testing.T) {
-	d := startDovecot(t)
+	d := harness.StartDovecot(t)
 	ended := regexp.MustCompile(`(?m)imap\(alice\).*: Disconnected: `) // Dovecot's end of a session
 	for _, tc := range []struct {
 		name, last string // last: bytes written before vanishing
@@ -532,12 +520,12 @@ func TestE2EAttackClientVanishes(t *testing.T) {
 		{"reset mid-line", "c SELECT INB", true, "client-error"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := startPipeline(t, pipelineOpts{Mode: "imap", Backend: d.LoginCmd()})
+			p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap", Backend: d.LoginCmd()})
 			before := len(ended.FindAllString(d.Log(t), -1))
-			c := dialIMAP(t, p.Addr)
-			port := localPort(c)
+			c := harness.DialIMAP(t, p.Addr)
+			port := harness.LocalPort(c)
 			c.Line()
-			c.StartTLS("a", clientTLS(t, p.CA, "localhost"))
+			c.StartTLS("a", harness.ClientTLS(t, p.CA, "localhost"))
 			if _, tagged := c.Cmd("b", "LOGIN alice secret"); !strings.HasPrefix(tagged, "b OK") {
 				t.Fatalf("LOGIN: %q", tagged)
 			}
@@ -549,14 +537,14 @@ func TestE2EAttackClientVanishes(t *testing.T) {
 			}
 			if tc.reset {
 				// the TCP connection under TLS: a reset, no close_notify
-				tcp := c.conn.(*tls.Conn).NetConn().(*net.TCPConn)
+				tcp := c.Conn.(*tls.Conn).NetConn().(*net.TCPConn)
 				tcp.SetLinger(0)
 				tcp.Close()
 			} else {
 				c.Close()
 			}
-			line := p.sessionEnd(t)
-			if f := logFields(line); f["remote"] != "127.0.0.1:"+strconv.Itoa(port) || f["auth"] != "yes" || f["tls"] == "none" || f["end"] != tc.end {
+			line := p.SessionEnd(t)
+			if f := harness.LogFields(line); f["remote"] != "127.0.0.1:"+strconv.Itoa(port) || f["auth"] != "yes" || f["tls"] == "none" || f["end"] != tc.end {
 				t.Errorf("log line: %s, want remote=127.0.0.1:%d, auth=yes, a TLS version and end=%s", line, port, tc.end)
 			}
 			if strings.Contains(p.Stderr(), "fatal") {
@@ -570,7 +558,7 @@ func TestE2EAttackClientVanishes(t *testing.T) {
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			noSecrets(t, p, d)
+			harness.NoSecrets(t, p, d)
 		})
 	}
 }

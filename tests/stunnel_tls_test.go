@@ -14,12 +14,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"imap-tls/tests/harness"
 )
 
 // TestE2EALPN: a client that offers only another protocol (http/1.1) is
 // refused during the handshake; one offering imap, or no ALPN, is served.
 func TestE2EALPN(t *testing.T) {
-	p := startPipeline(t, pipelineOpts{Mode: "imaps", Backend: []string{"sh", "-c", fakeStarttlsBackend}})
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imaps", Backend: []string{"sh", "-c", harness.FakeStarttlsBackend}})
 	for _, tc := range []struct {
 		name   string
 		protos []string
@@ -31,7 +33,7 @@ func TestE2EALPN(t *testing.T) {
 		{"http only", []string{"http/1.1"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := clientTLS(t, p.CA, "localhost")
+			cfg := harness.ClientTLS(t, p.CA, "localhost")
 			cfg.NextProtos = tc.protos
 			c, err := tls.DialWithDialer(dialer(), "tcp", p.Addr, cfg)
 			if !tc.ok {
@@ -56,8 +58,8 @@ func TestE2EALPN(t *testing.T) {
 			}
 		})
 	}
-	p.waitLog(t, `stunnel-imap: warning: .*ALPN`, 15*time.Second)
-	p.waitLog(t, `stunnel-imap: info: .* end=alpn-refused`, 15*time.Second)
+	p.WaitLog(t, `stunnel-imap: warning: .*ALPN`, 15*time.Second)
+	p.WaitLog(t, `stunnel-imap: info: .* end=alpn-refused`, 15*time.Second)
 }
 
 // TestE2ECertRenewal: the PEM file is opened for every connection, so a
@@ -65,15 +67,15 @@ func TestE2EALPN(t *testing.T) {
 // with no restart.
 func TestE2ECertRenewal(t *testing.T) {
 	dir := t.TempDir()
-	pemPath, ca1 := writeCert(t, dir, "localhost")
-	p := startPipeline(t, pipelineOpts{Mode: "imaps", Backend: []string{"sh", "-c", fakeStarttlsBackend}, PEM: pemPath})
+	pemPath, ca1 := harness.WriteCert(t, dir, "localhost")
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imaps", Backend: []string{"sh", "-c", harness.FakeStarttlsBackend}, PEM: pemPath})
 	old := filepath.Join(t.TempDir(), "old-ca.pem")
 	b, _ := os.ReadFile(ca1)
 	os.WriteFile(old, b, 0o644)
 	// fingerprint connects trusting ca and returns the served
 	// certificate's signature
 	fingerprint := func(ca string) (string, error) {
-		c, err := tls.DialWithDialer(dialer(), "tcp", p.Addr, clientTLS(t, ca, "localhost"))
+		c, err := tls.DialWithDialer(dialer(), "tcp", p.Addr, harness.ClientTLS(t, ca, "localhost"))
 		if err != nil {
 			return "", err
 		}
@@ -84,7 +86,7 @@ func TestE2ECertRenewal(t *testing.T) {
 	if err != nil {
 		t.Fatalf("first connection: %v", err)
 	}
-	_, ca2 := writeCert(t, dir, "localhost") // renewal: new key, new CA
+	_, ca2 := harness.WriteCert(t, dir, "localhost") // renewal: new key, new CA
 	second, err := fingerprint(ca2)
 	if err != nil {
 		t.Fatalf("the renewed certificate is not served: %v\n%s", err, p.Stderr())
@@ -111,14 +113,14 @@ func TestE2EBadCert(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			pemPath, _ := writeCert(t, dir, "localhost")
+			pemPath, _ := harness.WriteCert(t, dir, "localhost")
 			good, err := os.ReadFile(pemPath)
 			if err != nil {
 				t.Fatal(err)
 			}
 			content := tc.content
 			if content == "cert" {
-				good, _ := writeCert(t, t.TempDir(), "localhost")
+				good, _ := harness.WriteCert(t, t.TempDir(), "localhost")
 				b, _ := os.ReadFile(good)
 				content = string(b[:strings.Index(string(b), "-----BEGIN PRIVATE KEY-----")])
 			}
@@ -126,11 +128,11 @@ func TestE2EBadCert(t *testing.T) {
 				if err := os.WriteFile(pemPath, good, 0o400); err != nil {
 					t.Fatal(err)
 				}
-				p := startPipeline(t, pipelineOpts{Mode: mode, Backend: []string{"sh", "-c", fakeStarttlsBackend}, PEM: pemPath, Verbose: true})
+				p := harness.StartPipeline(t, harness.PipelineOpts{Mode: mode, Backend: []string{"sh", "-c", harness.FakeStarttlsBackend}, PEM: pemPath, Verbose: true})
 				if err := os.WriteFile(pemPath, []byte(content), 0o400); err != nil {
 					t.Fatal(err)
 				}
-				c := dialIMAP(t, p.Addr)
+				c := harness.DialIMAP(t, p.Addr)
 				rest, _ := c.Rest()
 				c.Close()
 				if rest != "" {
@@ -138,10 +140,10 @@ func TestE2EBadCert(t *testing.T) {
 				}
 				// the key process refuses the file (exit 100), the
 				// proxy ends for want of it
-				p.waitLog(t, `^stunnel-imap-key: fatal: unable to load `, 15*time.Second)
-				p.waitLog(t, `^stunnel-imap: fatal: unable to use the key holder: `, 15*time.Second)
+				p.WaitLog(t, `^stunnel-imap-key: fatal: unable to load `, 15*time.Second)
+				p.WaitLog(t, `^stunnel-imap: fatal: unable to use the key holder: `, 15*time.Second)
 				// tcpserver -v: "end PID status 28416" is the proxy's exit code 111
-				p.waitLog(t, `tcpserver: end [0-9]+ status 28416$`, 15*time.Second)
+				p.WaitLog(t, `tcpserver: end [0-9]+ status 28416$`, 15*time.Second)
 				// no PEM content in the log (a type name in an error is fine)
 				for _, l := range strings.Split(content, "\n") {
 					if len(l) > 16 && strings.Contains(p.Stderr(), l) {
@@ -165,37 +167,37 @@ func dialer() *net.Dialer {
 // program that failed, exits with that program's status, and leaves no
 // process behind.
 func TestE2EBrokenSetup(t *testing.T) {
-	fake := []string{"sh", "-c", fakeStarttlsBackend}
+	fake := []string{"sh", "-c", harness.FakeStarttlsBackend}
 	const (
 		noPEM = `^setuidgid-chroot: fatal: unable to open /\S+/server\.pem: file does not exist$`
 		gone  = `^stunnel-imap: info: .* tls=none .* in=0 out=0 .* end=server-eof$`
 	)
 	for _, tc := range []struct {
 		name   string
-		o      pipelineOpts
+		o      harness.PipelineOpts
 		lines  []string // stderr lines that must appear (regular expressions)
 		status int      // tcpserver -v's raw wait status of the connection
 	}{
-		{"pem removed after the start", pipelineOpts{Backend: fake, RemovePEM: true},
+		{"pem removed after the start", harness.PipelineOpts{Backend: fake, RemovePEM: true},
 			[]string{noPEM, `^stunnel-imap: info: .* tls=none .* end=key-process-failed$`, `^stunnel-imap: fatal: unable to use the key holder: `}, 111 << 8},
-		{"missing backend", pipelineOpts{Backend: []string{"/nonexistent/imapd"}},
+		{"missing backend", harness.PipelineOpts{Backend: []string{"/nonexistent/imapd"}},
 			[]string{`^makesock: fatal: unable to run /nonexistent/imapd: file does not exist$`}, 111 << 8},
-		{"backend gone before its greeting", pipelineOpts{Backend: []string{"sh", "-c", "exit 0"}},
+		{"backend gone before its greeting", harness.PipelineOpts{Backend: []string{"sh", "-c", "exit 0"}},
 			[]string{gone}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.o.Mode, tc.o.Verbose = "imap", true
-			p := startPipeline(t, tc.o)
-			c := dialIMAP(t, p.Addr)
+			p := harness.StartPipeline(t, tc.o)
+			c := harness.DialIMAP(t, p.Addr)
 			rest := c.RestClosed() // hang guard: dialIMAP's 30 s deadline
 			if rest != "" {
 				t.Errorf("the client got %q from a pipeline that cannot serve", rest)
 			}
 			for _, l := range tc.lines {
-				p.waitLog(t, l, 15*time.Second)
+				p.WaitLog(t, l, 15*time.Second)
 			}
-			p.waitLog(t, `^tcpserver: end [0-9]+ status `+strconv.Itoa(tc.status)+`$`, 15*time.Second)
-			p.waitNoChildren(t, 15*time.Second)
+			p.WaitLog(t, `^tcpserver: end [0-9]+ status `+strconv.Itoa(tc.status)+`$`, 15*time.Second)
+			p.WaitNoChildren(t, 15*time.Second)
 			if strings.Contains(p.Stderr(), "panic") {
 				t.Errorf("a program panicked:\n%s", p.Stderr())
 			}
