@@ -1,17 +1,19 @@
 // Command imap-tls-conf lays out a ready daemontools service directory for
 // the imap-tls pipeline, in the djbdns *-conf tradition:
 //
-//	imap-tls-conf acct logacct dir [ ip [ port ] ]
+//	imap-tls-conf [ -m mode ] acct logacct dir [ ip [ port ] ]
 //
-// It builds the whole tree in a temporary directory next to dir, every
-// file written with renameio and given its owner and mode, and then
-// renames the tree to dir in one step (refusing to replace anything), so
-// that svscan and supervise never see a half-made service.
+// The files are the repository's service/ folder (package service), run
+// files and env/ defaults, written byte for byte; only what differs
+// between sites (the accounts, the address, the port, the mode, the
+// server's command for POP3, env/PATH) goes into env/. It builds the
+// whole tree in a temporary directory next to dir, every file written
+// with renameio and given its owner and mode, and then renames the tree
+// to dir in one step (refusing to replace anything), so that svscan and
+// supervise never see a half-made service.
 package main
 
 import (
-	"bytes"
-	_ "embed"
 	"errors"
 	"fmt"
 	"io"
@@ -20,73 +22,23 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
-	"text/template"
 
 	"github.com/google/renameio/v2"
 	"golang.org/x/sys/unix"
 
+	"imap-tls/internal/opt"
+	"imap-tls/internal/suite"
 	"imap-tls/log"
+	"imap-tls/service"
 )
 
 const synopsis = "[ -m mode ] acct logacct dir [ ip [ port ] ]"
 
-//go:embed run.tmpl
-var runTemplate string
-
-//go:embed log-run.tmpl
-var logRunTemplate string
-
-// Defaults for env/. UIDRANGE is setuidgid-chroot -r base:count for the
-// proxy and the key process of each connection (uid = gid = base + pid):
-// 4194304 is Linux's largest pid_max, so the range holds whatever pid_max
-// is, and 2000000000 + 4194304 stays clear of every uid an installer
-// hands out and of (uid_t)-1. Empty: both run as acct instead.
-//
-// GOMAXPROCS=1: each Go program of a connection (makesock,
-// setuidgid-chroot, stunnel-imap, stunnel-imap-key) serves one
-// connection and needs no parallel scheduler; with one P the runtime
-// starts fewer threads, which saves about 0.4 ms of CPU per program and
-// so 10 to 15 % of the session rate under load (measured here).
-//
-// CONCURRENCY=500: sessions held at once (tcpserver -c). Mail clients
-// keep connections open (IDLE, a few folders each), so a site with a few
-// dozen users holds a hundred or more. Measured here (tests/bench/
-// sweep.sh, 1000 STARTTLS sessions held after LOGIN through the signer's
-// chain): 0.88 MB of PSS per held session for the proxy, plus the
-// signer's 9 MB for all: 500 cost about 0.45 GB, 1000 about 0.9 GB, the
-// IMAP server's own processes not counted. At the limit tcpserver's
-// status line N/N reaches the log (log/run keeps it) and the next
-// client waits in the kernel's queue.
-//
-// MEMLIMIT is softlimit -m (address space, data,
-// stack, locked memory): the Go runtime reserves address space up front,
-// so a Go binary (resident size about 3 MB) does not start under about
-// 720 MB, and, measured here with Go 1.26, not between about 1.16 and
-// 1.25 GB either. 2 GB is well clear of both: a guard against a runaway
-// process, not a budget.
-const (
-	defaultIP          = "0.0.0.0"
-	defaultPort        = 143
-	imapsPort          = 993
-	pop3Port           = 110
-	pop3sPort          = 995
-	defaultWarnDays    = "14"
-	defaultConcurrency = "500"
-	defaultMemLimit    = "2000000000"
-	defaultUIDRange    = "2000000000:4194304"
-	defaultGOMAXPROCS  = "1"
-	// The server: Dovecot's login service on a loopback port with
-	// haproxy = yes, so that it learns the client's address from the
-	// PROXY header stunnel-imap -H sends (env/PROXYHEADER yes); the
-	// port must be firewalled from local accounts (proxy-port.nft).
-	defaultIMAPD       = "socat -lf /dev/null -t 5 STDIO,shut-down TCP:127.0.0.1:10143"
-	defaultPOP3D       = "socat -lf /dev/null -t 5 STDIO,shut-down TCP:127.0.0.1:10110"
-	defaultProxyHeader = "yes"
-	systemPath         = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
-)
+// pop3Server is env/IMAPD for a POP3 mode: service/env/IMAPD's default
+// with Dovecot's POP3 listener (its port in service/proxy-port.nft too).
+const pop3Server = "socat -lf /dev/null -t 5 STDIO,shut-down TCP:127.0.0.1:10110"
 
 func main() {
 	l := log.New("imap-tls-conf")
@@ -105,39 +57,36 @@ type config struct {
 	dir           string // absolute
 	ip            string
 	port          int
-	mode          string
+	mode          suite.Mode
 	binDir        string // where our own executables are, for env/PATH
 }
 
 // run parses args, checks them and makes the service directory, printing
 // the next steps to out.
 func run(args []string, out io.Writer) error {
-	mode := ""
-	for len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "-" {
-		if args[0] == "--" {
-			args = args[1:]
-			break
+	var mode *suite.Mode
+	o := opt.New(synopsis)
+	o.Func('m', func(v string) error {
+		m, ok := suite.ModeNamed(v)
+		if !ok {
+			return errors.New("not " + suite.ModeList())
 		}
-		if args[0] != "-m" {
-			return &log.UsageError{Synopsis: synopsis, Msg: "unknown option " + args[0]}
-		}
-		if len(args) < 2 {
-			return &log.UsageError{Synopsis: synopsis, Msg: "option -m needs an argument"}
-		}
-		if !slices.Contains(modes, args[1]) {
-			return &log.UsageError{Synopsis: synopsis, Msg: fmt.Sprintf("unknown mode %q: use %s", args[1], strings.Join(modes, ", "))}
-		}
-		mode, args = args[1], args[2:]
+		mode = &m
+		return nil
+	})
+	args, err := o.Parse(args)
+	if err != nil {
+		return err
 	}
 	if len(args) < 3 || len(args) > 5 {
-		return &log.UsageError{Synopsis: synopsis}
+		return o.Usage("")
 	}
 	c, err := parse(args)
 	if err != nil {
 		return err
 	}
-	if mode != "" {
-		c.mode = mode
+	if mode != nil {
+		c.mode = *mode
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -157,8 +106,11 @@ func run(args []string, out io.Writer) error {
 // parse checks the arguments: the accounts exist and are not root, the
 // address and port are valid, and dir does not exist yet.
 func parse(args []string) (*config, error) {
-	c := &config{ip: defaultIP, port: defaultPort}
+	c := &config{ip: service.Default("IP")}
 	var err error
+	if c.port, err = parsePort(service.Default("PORT")); err != nil {
+		return nil, err
+	}
 	if c.acct, err = lookup(args[0], "acct"); err != nil {
 		return nil, err
 	}
@@ -189,57 +141,21 @@ func parse(args []string) (*config, error) {
 			return nil, err
 		}
 	}
-	c.mode = portMode(c.port)
+	c.mode = suite.ModeForPort(c.port)
 	return c, nil
 }
 
-// modes are env/MODE's values, stunnel-imap's -n, in the order -m's
-// message lists them.
-var modes = []string{"imap", "imap-", "imaps", "pop3", "pop3-", "pop3s"}
-
-// portMode is a port's usual mode: 993 implicit TLS, 995 POP3 with
-// implicit TLS, 110 POP3 with STLS required, any other IMAP with
-// STARTTLS required.
-func portMode(port int) string {
-	switch port {
-	case imapsPort:
-		return "imaps"
-	case pop3sPort:
-		return "pop3s"
-	case pop3Port:
-		return "pop3"
-	}
-	return "imap"
-}
-
-// modeText says what a mode does, for the next steps.
-func modeText(mode string) string {
-	switch mode {
-	case "imap":
-		return "IMAP, STARTTLS required"
-	case "imap-":
-		return "IMAP, STARTTLS offered, plaintext allowed"
-	case "imaps":
-		return "IMAP, implicit TLS"
-	case "pop3":
-		return "POP3, STLS required"
-	case "pop3-":
-		return "POP3, STLS offered, plaintext allowed"
-	}
-	return "POP3, implicit TLS"
-}
-
-// serverCommand is env/IMAPD's default: the system Dovecot's login
-// service for the protocol, through socat with its own log (timestamped,
-// in another grammar, without the client's address) thrown away.
+// serverCommand is env/IMAPD: the system Dovecot's login service for
+// the protocol (service/README.md says why).
 func (c *config) serverCommand() string {
-	if strings.HasPrefix(c.mode, "pop3") {
-		return defaultPOP3D
+	if c.mode.Protocol == "pop3" {
+		return pop3Server
 	}
-	return defaultIMAPD
+	return service.Default("IMAPD")
 }
 
-// safeName is what an account name may be to go into a run file unquoted.
+// safeName is what an account name may be: one line of env/, and an
+// argument of setuidgid-chroot and multilog's setuidgid.
 var safeName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`)
 
 func lookup(name, what string) (account, error) {
@@ -298,59 +214,62 @@ type entry struct {
 	data     string
 }
 
-// tree lists the service directory, parents before children.
-func tree(c *config) ([]entry, error) {
-	var runFile, logRunFile bytes.Buffer
-	vars := struct{ Acct, LogAcct string }{c.acct.name, c.logacct.name}
-	if err := template.Must(template.New("run").Parse(runTemplate)).Execute(&runFile, vars); err != nil {
-		return nil, err
+// site is what differs between installations: env/ files whose value
+// replaces service/env's default.
+func (c *config) site() map[string]string {
+	return map[string]string{
+		"ACCOUNT":    c.acct.name,
+		"LOGACCOUNT": c.logacct.name,
+		"IP":         c.ip,
+		"PORT":       strconv.Itoa(c.port),
+		"MODE":       c.mode.Name,
+		"IMAPD":      c.serverCommand(),
+		"PATH":       c.binDir + ":" + service.Default("PATH"),
 	}
-	if err := template.Must(template.New("log/run").Parse(logRunTemplate)).Execute(&logRunFile, vars); err != nil {
-		return nil, err
+}
+
+// tree lists the service directory, parents before children: the
+// directories, then service/'s files as they are, with the site's values
+// in env/ (run last: supervise starts the service when run appears).
+func tree(c *config) []entry {
+	root := func(path string, mode os.FileMode) entry {
+		return entry{path: path, dir: true, mode: mode}
 	}
-	root := func(path string, dir bool, mode os.FileMode, data string) entry {
-		return entry{path: path, dir: dir, mode: mode, data: data}
+	logDir := func(path string) entry {
+		return entry{path: path, dir: true, mode: 0750, uid: c.logacct.uid, gid: c.logacct.gid}
 	}
-	signer, err := signerEntries(c, logRunFile.String())
-	if err != nil {
-		return nil, err
-	}
-	return append(append([]entry{
-		root("env", true, 0755, ""),
-		root("env/IP", false, 0644, c.ip+"\n"),
-		root("env/PORT", false, 0644, strconv.Itoa(c.port)+"\n"),
-		root("env/MODE", false, 0644, c.mode+"\n"),
-		root("env/CONCURRENCY", false, 0644, defaultConcurrency+"\n"),
-		root("env/MEMLIMIT", false, 0644, defaultMemLimit+"\n"),
-		root("env/UIDRANGE", false, 0644, defaultUIDRange+"\n"),
-		root("env/GOMAXPROCS", false, 0644, defaultGOMAXPROCS+"\n"),
-		root("env/IMAPD", false, 0644, c.serverCommand()+"\n"),
-		root("env/PROXYHEADER", false, 0644, defaultProxyHeader+"\n"),
-		root("env/PROXYFROM", false, 0644, "\n"),
-		root("env/CERT_WARN_DAYS", false, 0644, defaultWarnDays+"\n"),
-		root("env/PATH", false, 0644, c.binDir+":"+systemPath+"\n"),
+	entries := []entry{
+		root("env", 0755),
 		// The jail: empty, root's, not writable by acct or any uid of
 		// the range.
-		root("jail", true, 0755, ""),
+		root("jail", 0755),
 		// The key: root's alone, opened by setuidgid-chroot -o for the
-		// key process. imap-tls-conf writes no key.
-		root("ssl", true, 0700, ""),
-		root("log", true, 0755, ""),
-		{path: "log/main", dir: true, mode: 0750, uid: c.logacct.uid, gid: c.logacct.gid},
-		root("log/run", false, 0755, logRunFile.String()),
-	}, signer...),
-		// run last: supervise starts the service when run appears.
-		root("run", false, 0755, runFile.String()),
-	), nil
+		// signer or the key process. imap-tls-conf writes no key.
+		root("ssl", 0700),
+		root("log", 0755),
+		logDir("log/main"),
+		// Root's: the signer's socket appears here, 0600; nothing else may.
+		root("signer", 0755),
+		root("signer/log", 0755),
+		logDir("signer/log/main"),
+	}
+	site := c.site()
+	for _, f := range service.Files() {
+		data := f.Data
+		if name, ok := strings.CutPrefix(f.Path, "env/"); ok {
+			if v, ok := site[name]; ok {
+				data = v + "\n"
+			}
+		}
+		entries = append(entries, entry{path: f.Path, mode: f.Mode, data: data})
+	}
+	return entries
 }
 
 // build builds the tree in a temporary directory next to c.dir, then
 // renames it into place; on any failure it removes what it made.
 func build(c *config) (err error) {
-	entries, err := tree(c)
-	if err != nil {
-		return log.Temp(err, "expand the run templates")
-	}
+	entries := tree(c)
 	parent := filepath.Dir(c.dir)
 	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(c.dir)+".tmp")
 	if err != nil {
@@ -450,14 +369,17 @@ func renameNoReplace(old, new string) error {
 }
 
 func nextSteps(c *config) string {
-	what := modeText(c.mode)
-	return fmt.Sprintf(`imap-tls-conf: made %[1]s: mode %[9]s: %[2]s on %[3]s:%[4]d, a uid of its own for each connection from %[8]s (env/UIDRANGE; empty: as %[5]s), logs by %[6]s
+	names := make([]string, len(suite.Modes))
+	for i, m := range suite.Modes {
+		names[i] = m.Name
+	}
+	return fmt.Sprintf(`imap-tls-conf: made %[1]s: mode %[9]s: %[2]s on %[3]s:%[4]d, a uid of its own for each connection from %[8]s (env/UIDRANGE; empty: as %[5]s, env/ACCOUNT), logs by %[6]s (env/LOGACCOUNT)
 next:
 1. put the certificate chain and its key, in one PEM file, in this order:
    the certificate, its intermediates, the private key (unencrypted);
    from certbot: cat fullchain.pem privkey.pem; then
      install -o root -g root -m 400 chain-and-key.pem %[1]s/ssl/stunnel.pem
-   (renewals: imap-tls-conf/certbot-deploy-hook, see imap-tls-conf/README.md)
+   (renewals: service/certbot-deploy-hook, see service/README.md)
 2. point %[1]s/env/IMAPD at your stdio server (now: %[7]s)
 3. check it: imap-tls-check %[1]s
 4. start it and its signer: ln -s %[1]s /etc/service/; ln -s %[1]s/signer /etc/service/%[11]s-signer
@@ -465,5 +387,5 @@ next:
 then: svstat %[1]s %[1]s/signer; logs in %[1]s/log/main/current and %[1]s/signer/log/main/current
 the mode is %[9]s: to change it, write one of %[10]s to %[1]s/env/MODE, then svc -t %[1]s
    (or make the directory with imap-tls-conf -m MODE)
-`, c.dir, what, c.ip, c.port, c.acct.name, c.logacct.name, c.serverCommand(), defaultUIDRange, c.mode, strings.Join(modes, " "), filepath.Base(c.dir))
+`, c.dir, c.mode.Text, c.ip, c.port, c.acct.name, c.logacct.name, c.serverCommand(), service.Default("UIDRANGE"), c.mode.Name, strings.Join(names, " "), filepath.Base(c.dir))
 }

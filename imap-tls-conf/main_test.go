@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"imap-tls/log"
+	"imap-tls/service"
 )
 
 // Two unprivileged accounts that every Debian system has.
@@ -71,6 +72,8 @@ func TestMakesTheTree(t *testing.T) {
 		{"log", 0755, 0, 0, true},
 		{"log/run", 0755, 0, 0, false},
 		{"log/main", 0750, luid, lgid, true},
+		{"env/ACCOUNT", 0644, 0, 0, false},
+		{"env/LOGACCOUNT", 0644, 0, 0, false},
 		{"env/IP", 0644, 0, 0, false},
 		{"env/PORT", 0644, 0, 0, false},
 		{"env/MODE", 0644, 0, 0, false},
@@ -123,7 +126,7 @@ func TestMakesTheTree(t *testing.T) {
 	if len(ents) != 1 {
 		t.Errorf("the parent holds %v, want only the service directory", ents)
 	}
-	envs := map[string]string{"IP": "127.0.0.1", "PORT": "1143", "MODE": "imap", "CONCURRENCY": "500", "MEMLIMIT": defaultMemLimit, "UIDRANGE": "2000000000:4194304", "GOMAXPROCS": "1"}
+	envs := map[string]string{"ACCOUNT": acct, "LOGACCOUNT": logacct, "IP": "127.0.0.1", "PORT": "1143", "MODE": "imap", "CONCURRENCY": "500", "MEMLIMIT": "2000000000", "UIDRANGE": "2000000000:4194304", "GOMAXPROCS": "1"}
 	for k, v := range envs {
 		b, _ := os.ReadFile(filepath.Join(dir, "env", k))
 		if string(b) != v+"\n" {
@@ -139,7 +142,7 @@ func TestMakesTheTree(t *testing.T) {
 	}
 	runFile, _ := os.ReadFile(filepath.Join(dir, "run"))
 	for _, s := range []string{"exec 2>&1\n", "exec envdir ./env ", "softlimit -m \"$MEMLIMIT\"",
-		"set -- -u " + acct + "\n", "set -- -r \"$UIDRANGE\"\n",
+		"set -- -u \"$ACCOUNT\"\n", "set -- -r \"$UIDRANGE\"\n",
 		"set -- \"$@\" -s \"$SIGNER\" -C ./ssl/stunnel.pem\n", "set -- \"$@\" -k ./ssl/stunnel.pem\n",
 		"imap-tls-server -V -n \"$MODE\" -c \"$CONCURRENCY\" \"$@\" -j ./jail \"$IP\" \"$PORT\" $IMAPD\n"} {
 		if !strings.Contains(string(runFile), s) {
@@ -147,7 +150,7 @@ func TestMakesTheTree(t *testing.T) {
 		}
 	}
 	logRun, _ := os.ReadFile(filepath.Join(dir, "log/run"))
-	if !strings.Contains(string(logRun), "exec setuidgid "+logacct+" multilog t \"-* tcpserver: *\" \"+* tcpserver: fatal: *\" \"+* tcpserver: warning: *\" \"+* tcpserver: status: $CONCURRENCY/$CONCURRENCY\" ./main\n") {
+	if !strings.Contains(string(logRun), "exec setuidgid \"$LOGACCOUNT\" multilog t \"-* tcpserver: *\" \"+* tcpserver: fatal: *\" \"+* tcpserver: warning: *\" \"+* tcpserver: status: $CONCURRENCY/$CONCURRENCY\" ./main\n") {
 		t.Errorf("log/run:\n%s", logRun)
 	}
 	for _, f := range []string{"run", "log/run"} {
@@ -198,10 +201,10 @@ func TestRunFile(t *testing.T) {
 		return string(out)
 	}
 	front := func(mode string, ids ...string) string {
-		args := []string{"softlimit", "-m", defaultMemLimit, "imap-tls-server", "-V", "-n", mode, "-c", "500"}
+		args := []string{"softlimit", "-m", "2000000000", "imap-tls-server", "-V", "-n", mode, "-c", "500"}
 		args = append(args, ids...)
 		if len(ids) < 3 { // the default: the signer
-			args = append(args, "-s", defaultSigner, "-C", "./ssl/stunnel.pem")
+			args = append(args, "-s", "./signer/socket", "-C", "./ssl/stunnel.pem")
 		}
 		args = append(args, "-H") // env/PROXYHEADER yes
 		args = append(args, "-j", "./jail", "0.0.0.0", "143",
@@ -230,12 +233,45 @@ func TestRunFile(t *testing.T) {
 	if got, want := runIt(), front("implicit", "-u", acct, "-k", "./ssl/stunnel.pem"); got != want {
 		t.Errorf("SIGNER empty:\n got %q\nwant %q", got, want)
 	}
-	os.WriteFile(filepath.Join(dir, "env/SIGNER"), []byte(defaultSigner+"\n"), 0644)
+	os.WriteFile(filepath.Join(dir, "env/SIGNER"), []byte(service.Default("SIGNER")+"\n"), 0644)
 	// No env/MODE at all (a file removed by hand): an empty -n, which
 	// imap-tls-server refuses.
 	os.Remove(filepath.Join(dir, "env/MODE"))
 	if got, want := runIt(), front("", "-u", acct); got != want {
 		t.Errorf("no env/MODE:\n got %q\nwant %q", got, want)
+	}
+
+	// The other run files take their accounts from the same env/: the
+	// signer's (env/UIDRANGE still empty) env/ACCOUNT, both logs
+	// env/LOGACCOUNT, through a stand-in setuidgid.
+	if err := os.WriteFile(filepath.Join(fake, "setuidgid"), []byte("#!/bin/sh\nprintf '<%s>' setuidgid \"$@\"; echo\n"), 0755); err != nil {
+		t.Fatal(err)
+	}
+	runIn := func(sub, file string) string {
+		cmd := exec.Command("sh", file)
+		cmd.Dir = filepath.Join(dir, sub)
+		cmd.Env = []string{"PATH=" + filepath.Dir(envdir) + ":/usr/bin:/bin"}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("sh %s/%s: %v %s", sub, file, err, out)
+		}
+		return string(out)
+	}
+	logLine := func(args ...string) string {
+		return "<setuidgid><" + logacct + "><multilog><t><" + strings.Join(args, "><") + ">\n"
+	}
+	for _, c := range []struct{ sub, file, want string }{
+		{"signer", "run", "<softlimit><-m><2000000000><setuidgid-chroot><-/><../jail><-u><" + acct + "><-o><3:../ssl/stunnel.pem><-l><4:./socket><stunnel-imap-signer><-P><3><-L><4>\n"},
+		{"log", "run", logLine("-* tcpserver: *", "+* tcpserver: fatal: *", "+* tcpserver: warning: *", "+* tcpserver: status: 500/500", "./main")},
+		{"signer/log", "run", logLine("./main")},
+	} {
+		if got := runIn(c.sub, c.file); got != c.want {
+			t.Errorf("%s/%s:\n got %q\nwant %q", c.sub, c.file, got, c.want)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "env/UIDRANGE"), []byte("2000000000:4194304\n"), 0644)
+	if got, want := runIn("signer", "run"), "<softlimit><-m><2000000000><setuidgid-chroot><-/><../jail><-r><2000000000:4194304><-o>"; !strings.HasPrefix(got, want) {
+		t.Errorf("signer/run with env/UIDRANGE:\n got %q\nwant %q...", got, want)
 	}
 }
 
@@ -275,6 +311,8 @@ func TestRefusals(t *testing.T) {
 		{[]string{acct, logacct}, 100, "usage:"},
 		{[]string{acct, logacct, dir, "1.2.3.4", "143", "x"}, 100, "usage:"},
 		{[]string{"-v", acct, logacct, dir}, 100, "fatal: unknown option -v"},
+		{[]string{"-m"}, 100, "fatal: missing value after -m"},
+		{[]string{"-m", "implicit", acct, logacct, dir}, 100, `fatal: bad value for -m: "implicit" (not imap, imap-, imaps, pop3, pop3- or pop3s)`},
 		{[]string{"--", "-v", logacct, dir}, 100, `fatal: acct "-v" is not a valid account name`},
 		{[]string{"--", acct, logacct}, 100, "usage:"},
 		{[]string{"root", logacct, dir}, 100, "fatal: acct root is root"},

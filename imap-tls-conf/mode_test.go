@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"imap-tls/service"
 )
 
 // TestModeOption: -m sets env/MODE, whatever the port; without it the
@@ -21,17 +23,17 @@ func TestModeOption(t *testing.T) {
 		what  string
 		imapd string
 	}{
-		{nil, 143, "imap", "IMAP, STARTTLS required", defaultIMAPD},
-		{nil, 993, "imaps", "IMAP, implicit TLS", defaultIMAPD},
-		{nil, 1993, "imap", "IMAP, STARTTLS required", defaultIMAPD},
-		{nil, 995, "pop3s", "POP3, implicit TLS", defaultPOP3D},
-		{nil, 110, "pop3", "POP3, STLS required", defaultPOP3D},
-		{[]string{"-m", "imaps"}, 10993, "imaps", "IMAP, implicit TLS", defaultIMAPD},
-		{[]string{"-m", "imap-"}, 143, "imap-", "IMAP, STARTTLS offered, plaintext allowed", defaultIMAPD},
-		{[]string{"-m", "imap"}, 993, "imap", "IMAP, STARTTLS required", defaultIMAPD},
-		{[]string{"-m", "pop3"}, 1110, "pop3", "POP3, STLS required", defaultPOP3D},
-		{[]string{"-m", "pop3-"}, 110, "pop3-", "POP3, STLS offered, plaintext allowed", defaultPOP3D},
-		{[]string{"-m", "pop3s", "--"}, 10995, "pop3s", "POP3, implicit TLS", defaultPOP3D},
+		{nil, 143, "imap", "IMAP, STARTTLS required", service.Default("IMAPD")},
+		{nil, 993, "imaps", "IMAP, implicit TLS", service.Default("IMAPD")},
+		{nil, 1993, "imap", "IMAP, STARTTLS required", service.Default("IMAPD")},
+		{nil, 995, "pop3s", "POP3, implicit TLS", pop3Server},
+		{nil, 110, "pop3", "POP3, STLS required", pop3Server},
+		{[]string{"-m", "imaps"}, 10993, "imaps", "IMAP, implicit TLS", service.Default("IMAPD")},
+		{[]string{"-m", "imap-"}, 143, "imap-", "IMAP, STARTTLS offered, plaintext allowed", service.Default("IMAPD")},
+		{[]string{"-m", "imap"}, 993, "imap", "IMAP, STARTTLS required", service.Default("IMAPD")},
+		{[]string{"-m", "pop3"}, 1110, "pop3", "POP3, STLS required", pop3Server},
+		{[]string{"-m", "pop3-"}, 110, "pop3-", "POP3, STLS offered, plaintext allowed", pop3Server},
+		{[]string{"-m", "pop3s", "--"}, 10995, "pop3s", "POP3, implicit TLS", pop3Server},
 	} {
 		dir := filepath.Join(t.TempDir(), "svc")
 		var out bytes.Buffer
@@ -61,8 +63,8 @@ func TestModeOption(t *testing.T) {
 		args []string
 		msg  string
 	}{
-		{[]string{"-m", "implicit", acct, logacct, "x"}, `unknown mode "implicit": use imap, imap-, imaps, pop3, pop3-, pop3s`},
-		{[]string{"-m"}, "option -m needs an argument"},
+		{[]string{"-m", "implicit", acct, logacct, "x"}, `bad value for -m: "implicit" (not imap, imap-, imaps, pop3, pop3- or pop3s)`},
+		{[]string{"-m"}, "missing value after -m"},
 		{[]string{"-m", "imap", "-x", acct, logacct, "x"}, "unknown option -x"},
 	} {
 		err := run(c.args, new(bytes.Buffer))
