@@ -24,23 +24,9 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-)
 
-// programs maps each program of the suite to the folder that held it
-// before it got a folder of its own name: Bin looks for a folder named
-// like the program first, then here. A program with no old folder maps
-// to "".
-var programs = map[string]string{
-	"makesock":            "",
-	"setuidgid-chroot":    "",
-	"stunnel-imap":        "",
-	"stunnel-imap-key":    "",
-	"stunnel-imap-signer": "",
-	"imap-tls-conf":       "service",
-	"imap-tls-server":     "",
-	"proxy-server":        "",
-	"imap-tls-check":      "",
-}
+	"imap-tls/internal/suite"
+)
 
 // RepoRoot returns the folder that holds go.mod, found upwards from the
 // working directory (a test runs in its package's folder).
@@ -69,41 +55,18 @@ func repoRoot() (string, error) {
 }
 
 // ProgramDir returns the package folder of a suite program, relative to
-// the repository root: the folder named like the program when it holds
-// Go files, else its old folder.
+// the repository root: the folder of its name (suite.Programs), which
+// must hold Go files.
 func ProgramDir(t testing.TB, name string) string {
 	t.Helper()
-	old, ok := programs[name]
-	if !ok {
-		t.Fatalf("testkit: %s is not a program of the suite (known: %s)", name, programNames())
+	if !slices.Contains(suite.Programs, name) {
+		t.Fatalf("testkit: %s is not a program of the suite (known: %s)", name, strings.Join(suite.Programs, ", "))
 	}
 	root := RepoRoot(t)
-	tried := []string{name}
-	if hasGo(filepath.Join(root, name)) {
-		return name
+	if m, _ := filepath.Glob(filepath.Join(root, name, "*.go")); len(m) == 0 {
+		t.Fatalf("testkit: no package folder for %s in %s", name, root)
 	}
-	if old != "" {
-		tried = append(tried, old)
-		if hasGo(filepath.Join(root, old)) {
-			return old
-		}
-	}
-	t.Fatalf("testkit: no package folder for %s in %s (looked for %s)", name, root, strings.Join(tried, ", "))
-	return ""
-}
-
-func programNames() string {
-	var names []string
-	for n := range programs {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return strings.Join(names, ", ")
-}
-
-func hasGo(dir string) bool {
-	m, _ := filepath.Glob(filepath.Join(dir, "*.go"))
-	return len(m) > 0
+	return name
 }
 
 var (
@@ -118,16 +81,15 @@ type buildRes struct {
 }
 
 // Bin returns the absolute path of the static binary of a program of the
-// suite: makesock, setuidgid-chroot, stunnel-imap, stunnel-imap-key,
-// imap-tls-conf, imap-tls-server. With $IMAPTLS_BIN set it is
+// suite (suite.Programs). With $IMAPTLS_BIN set it is
 // $IMAPTLS_BIN/name, which must exist (sh redo.do builds them); otherwise
 // it is built once per test process with `CGO_ENABLED=0 go build
 // -trimpath` from its package folder (ProgramDir) into a folder every
 // account can traverse, named as the program.
 func Bin(t testing.TB, name string) string {
 	t.Helper()
-	if _, ok := programs[name]; !ok {
-		t.Fatalf("testkit: %s is not a program of the suite (known: %s)", name, programNames())
+	if !slices.Contains(suite.Programs, name) {
+		t.Fatalf("testkit: %s is not a program of the suite (known: %s)", name, strings.Join(suite.Programs, ", "))
 	}
 	if d := os.Getenv("IMAPTLS_BIN"); d != "" {
 		p, err := filepath.Abs(filepath.Join(d, name))

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"imap-tls/internal/suite"
 )
 
 // fakeTB records what a helper says when it fails, and stops the helper
@@ -109,22 +111,13 @@ func TestBinBuilds(t *testing.T) {
 	}
 }
 
-// TestProgramDir: every program maps to a folder that holds Go files,
-// whether under its own name or its old one.
+// TestProgramDir: every program of the suite is built from the folder
+// of its name.
 func TestProgramDir(t *testing.T) {
-	root := RepoRoot(t)
-	for name, old := range programs {
-		if !hasGo(filepath.Join(root, name)) && (old == "" || !hasGo(filepath.Join(root, old))) {
-			t.Logf("%s: no folder yet", name)
-			continue
-		}
-		d := ProgramDir(t, name)
-		if d != name && d != old {
+	for _, name := range suite.Programs {
+		if d := ProgramDir(t, name); d != name {
 			t.Errorf("%s: folder %s", name, d)
 		}
-	}
-	if d := ProgramDir(t, "imap-tls-conf"); d != "imap-tls-conf" && d != "service" {
-		t.Errorf("imap-tls-conf in %s", d)
 	}
 }
 
