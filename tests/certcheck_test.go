@@ -62,7 +62,7 @@ func TestServiceCertPolicy(t *testing.T) {
 	t.Logf("imap-tls-check of a good service:\n%s", out)
 
 	// The signer (env/SIGNER's default): its own service, which
-	// startServices links beside; the main service checks the signer's
+	// StartServices links beside; the main service checks the signer's
 	// file at start too (imap-tls-server -C).
 	signer := &harness.Service{Dir: filepath.Join(s.Dir, "signer")}
 	signerUp := func() { // up for a second: listening on its socket

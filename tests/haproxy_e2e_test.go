@@ -163,7 +163,7 @@ func TestHAProxy(t *testing.T) {
 					t.Errorf("service %d's log:\n%s", s.port, s.out.String())
 				}
 			}
-			// svc -d one: HAProxy's checks send the next clients to the
+			// Svc -d one: HAProxy's checks send the next clients to the
 			// other.
 			if out, err := exec.Command("svc", "-d", a.dir).CombinedOutput(); err != nil {
 				t.Fatalf("svc -d: %v %s", err, out)

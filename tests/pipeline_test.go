@@ -120,7 +120,7 @@ func pipelineParts(t *testing.T) (makesock, sgc, relay, jail, prog2 string) {
 
 // pipelineStart runs tcpserver with prog after its address on a free
 // loopback port, and returns it as a harness pipeline (for Stderr and
-// waitNoChildren) once it listens.
+// WaitNoChildren) once it listens.
 func pipelineStart(t *testing.T, prog ...string) *harness.Pipeline {
 	t.Helper()
 	return harness.StartTcpserver(t, &harness.Pipeline{}, false, nil, prog)

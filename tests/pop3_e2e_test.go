@@ -22,7 +22,7 @@ import (
 	"imap-tls/tests/harness"
 )
 
-// startPOP3Dovecot is startDovecot with POP3 (dovecot-pop3d) required,
+// startPOP3Dovecot is StartDovecot with POP3 (dovecot-pop3d) required,
 // and a fourth message for alice whose lines start with dots and hold
 // 8-bit bytes: POP3's dot-stuffing must come through untouched.
 func startPOP3Dovecot(t *testing.T) *harness.Dovecot {

@@ -22,7 +22,7 @@ import (
 	"imap-tls/tests/harness"
 )
 
-// startDovecotConf is startDovecot with lines added to its configuration.
+// startDovecotConf is StartDovecot with lines added to its configuration.
 func startDovecotConf(t *testing.T, extra string) *harness.Dovecot {
 	t.Setenv("DOVECOT_CONF_EXTRA", extra)
 	return harness.StartDovecot(t)

@@ -294,7 +294,7 @@ func TestSignerDown(t *testing.T) {
 	}
 }
 
-// session runs one STARTTLS session with LOGIN and returns the common
+// Session runs one STARTTLS session with LOGIN and returns the common
 // name of the certificate it was served.
 func session(t *testing.T, addr string, cfg *tls.Config) string {
 	t.Helper()

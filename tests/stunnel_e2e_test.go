@@ -69,7 +69,7 @@ func TestE2EDovecotHarness(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(pre), "* PREAUTH ") || !strings.Contains(string(pre), "* 3 EXISTS") {
 		t.Errorf("dovecot.sh imap: %v:\n%s", err, pre)
 	}
-	// stop: the master is gone when the script returns
+	// Stop: the master is gone when the script returns
 	b, err := os.ReadFile(filepath.Join(d.Dir, "run", "master.pid"))
 	if err != nil {
 		t.Fatalf("no master.pid: %v", err)
@@ -411,7 +411,7 @@ func TestE2EMbsync(t *testing.T) {
 			for _, f := range got {
 				b, _ := os.ReadFile(f)
 				for n := 1; n <= 3; n++ {
-					// mbsync stores lines with LF
+					// Mbsync stores lines with LF
 					if strings.Contains(string(b), "Subject: seed message "+strconv.Itoa(n)+"\n") {
 						seeds++
 					}

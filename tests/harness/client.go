@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-// imapClient is a raw IMAP client for the tests: it writes exactly the
+// IMAPClient is a raw IMAP client for the tests: it writes exactly the
 // bytes it is given and reads the answers a line at a time, so tests
 // can send what no real client would.
 type IMAPClient struct {
@@ -27,7 +27,7 @@ type IMAPClient struct {
 	Reader *bufio.Reader
 }
 
-// dialIMAP connects to addr with a 30 s deadline on the whole exchange
+// DialIMAP connects to addr with a 30 s deadline on the whole exchange
 // (a hang guard, not a timing assertion); closed when the test ends.
 func DialIMAP(t testing.TB, addr string) *IMAPClient {
 	t.Helper()
@@ -121,7 +121,7 @@ func (c *IMAPClient) Rest() (string, error) {
 // RestClosed reads until the proxy ends the connection, closes it (a
 // real client closes on end of file; the proxy lingers for it) and
 // returns what came. A reset is an acceptable end for a refused session;
-// any other error (dialIMAP's deadline: the proxy never ended it) fails
+// any other error (DialIMAP's deadline: the proxy never ended it) fails
 // the test.
 func (c *IMAPClient) RestClosed() string {
 	c.t.Helper()
@@ -142,7 +142,7 @@ func isReset(err error) bool {
 // Close closes the connection.
 func (c *IMAPClient) Close() { c.Conn.Close() }
 
-// sClient runs openssl s_client against the pipeline, with -starttls
+// SClient runs openssl s_client against the pipeline, with -starttls
 // proto (imap, pop3; "" for implicit TLS), verifying the certificate for
 // localhost, and types input; it returns what s_client printed, and
 // fails the test when s_client fails.
@@ -166,7 +166,7 @@ func SClient(t *testing.T, p *Pipeline, proto, input string) string {
 	return string(out)
 }
 
-// sameMessages fails unless got (in any order) are the Maildir's
+// SameMessages fails unless got (in any order) are the Maildir's
 // messages, byte for byte; crlf false compares with LF line ends (what a
 // local delivery writes).
 func SameMessages(t *testing.T, what string, got, want []string, crlf bool) {
@@ -238,7 +238,7 @@ type PyPOP3Result struct {
 	Quit       string   `json:"quit"`
 }
 
-// runPoplib runs pyPOP3 in mode (stls or implicit) against port, trusting
+// RunPoplib runs pyPOP3 in mode (stls or implicit) against port, trusting
 // ca; logs, when it fails, says what the server side logged.
 func RunPoplib(t *testing.T, port int, ca, mode string, logs func() string) PyPOP3Result {
 	t.Helper()
@@ -281,7 +281,7 @@ func Has(list []string, s string) bool {
 	return false
 }
 
-// dialFrom connects to addr from the local address src (127.0.0.x, ::1).
+// DialFrom connects to addr from the local address src (127.0.0.x, ::1).
 func DialFrom(t testing.TB, src, addr string) *IMAPClient {
 	t.Helper()
 	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
@@ -294,7 +294,7 @@ func DialFrom(t testing.TB, src, addr string) *IMAPClient {
 	return NewIMAPClient(t, c)
 }
 
-// login connects from src, gets to TLS as mode wants it (STARTTLS, or
+// Login connects from src, gets to TLS as mode wants it (STARTTLS, or
 // implicit), logs in as user and returns the tagged answer and the
 // time from sending LOGIN to it.
 func Login(t testing.TB, p *Pipeline, mode, src, addr, user, pass string) (string, time.Duration) {
@@ -318,7 +318,7 @@ func Login(t testing.TB, p *Pipeline, mode, src, addr, user, pass string) (strin
 	return tagged, took
 }
 
-// testMessage is a message with a unique Message-ID, CRLF line ends, a
+// NewMessage is a message with a unique Message-ID, CRLF line ends, a
 // long line and 8-bit text, as clients append it.
 func NewMessage(id string) []byte {
 	var b strings.Builder
@@ -359,8 +359,8 @@ c.logout()
 sys.stdout.write('same' if body == msg else 'differ: %r' % body[:300])
 `
 
-// runClient runs the client argv with stdin, bounded by timeout (see
-// runBounded), and returns its stdout; it fails the test, naming the
+// RunClient runs the client argv with stdin, bounded by timeout (see
+// RunBounded), and returns its stdout; it fails the test, naming the
 // client name, when the client fails.
 func RunClient(t *testing.T, name string, timeout time.Duration, stdin []byte, argv ...string) string {
 	t.Helper()
@@ -375,7 +375,7 @@ func RunClient(t *testing.T, name string, timeout time.Duration, stdin []byte, a
 	return string(out)
 }
 
-// cmdNoFatal is Cmd for goroutines: errors come back as the tagged text.
+// CmdNoFatal is Cmd for goroutines: errors come back as the tagged text.
 func (c *IMAPClient) CmdNoFatal(tag, command string) ([]string, string) {
 	if _, err := c.Conn.Write([]byte(tag + " " + command + "\r\n")); err != nil {
 		return nil, err.Error()
@@ -394,7 +394,7 @@ func (c *IMAPClient) CmdNoFatal(tag, command string) ([]string, string) {
 	}
 }
 
-// fakeStarttlsBackend is a tiny stdio IMAP server (sh) that advertises
+// FakeStarttlsBackend is a tiny stdio IMAP server (sh) that advertises
 // STARTTLS and LOGINDISABLED itself, in its greeting, in CAPABILITY and
 // in tagged [CAPABILITY] codes, and answers OK to everything, STARTTLS
 // included: only the proxy's rewriting keeps them from the client.
@@ -408,7 +408,7 @@ while IFS= read -r line; do
 	esac
 done`
 
-// python is Debian's interpreter (a pyenv one may come first in PATH).
+// Python is Debian's interpreter (a pyenv one may come first in PATH).
 const Python = "/usr/bin/python3"
 
 // pyClient drives imaplib. Modes: starttls (IMAP4 + starttls, LOGIN),
@@ -466,7 +466,7 @@ out["logout"] = typ
 print(json.dumps(out))
 `
 
-// pyResult is what pyClient prints.
+// PyResult is what pyClient prints.
 type PyResult struct {
 	Greeting    string   `json:"greeting"`
 	CapsBefore  []string `json:"caps_before"`
@@ -483,7 +483,7 @@ type PyResult struct {
 	Logout      string   `json:"logout"`
 }
 
-// runPython runs pyClient against p in mode and decodes its report.
+// RunPython runs pyClient against p in mode and decodes its report.
 func RunPython(t *testing.T, p *Pipeline, mode string) PyResult {
 	t.Helper()
 	Need(t, Python)
@@ -505,7 +505,7 @@ func RunPython(t *testing.T, p *Pipeline, mode string) PyResult {
 	return r
 }
 
-// hasCap reports whether the capability list caps holds c (any case).
+// HasCap reports whether the capability list caps holds c (any case).
 func HasCap(caps []string, c string) bool {
 	for _, x := range caps {
 		if strings.EqualFold(x, c) {
@@ -515,7 +515,7 @@ func HasCap(caps []string, c string) bool {
 	return false
 }
 
-// capsOf returns the capabilities in an untagged CAPABILITY line or in a
+// CapsOf returns the capabilities in an untagged CAPABILITY line or in a
 // [CAPABILITY ...] response code.
 func CapsOf(line string) []string {
 	if i := strings.Index(strings.ToUpper(line), "[CAPABILITY "); i >= 0 {
@@ -530,7 +530,7 @@ func CapsOf(line string) []string {
 	return nil
 }
 
-// anyAuth returns the first AUTH= capability, or "".
+// AnyAuth returns the first AUTH= capability, or "".
 func AnyAuth(caps []string) string {
 	for _, c := range caps {
 		if strings.HasPrefix(strings.ToUpper(c), "AUTH=") {

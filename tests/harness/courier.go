@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// courier is a private Courier started by tests/courier.sh: authdaemond
+// Courier is a private Courier started by tests/courier.sh: authdaemond
 // with a userdb of alice (password secret, three messages) and bob
 // (password hunter2), mail owned by imaptlsmail.
 type Courier struct {
@@ -18,7 +18,7 @@ type Courier struct {
 	Script string // tests/courier.sh
 }
 
-// startCourier fetches Courier's packages when the cache lacks them (a
+// StartCourier fetches Courier's packages when the cache lacks them (a
 // test that needs Courier gets it or fails saying why, never skips),
 // starts authdaemond, and stops it when the test ends.
 func StartCourier(t testing.TB) *Courier {
@@ -94,7 +94,7 @@ func (c *Courier) Raw(t testing.TB) string {
 	return string(all)
 }
 
-// clearRaw removes the recordings of the Raw*Cmd backends.
+// ClearRaw removes the recordings of the Raw*Cmd backends.
 func (c *Courier) ClearRaw() {
 	files, _ := filepath.Glob(filepath.Join(c.Dir, "raw.*"))
 	for _, f := range files {
@@ -105,7 +105,7 @@ func (c *Courier) ClearRaw() {
 // Maildir is the path of user's Maildir.
 func (c *Courier) Maildir(user string) string { return filepath.Join(c.Dir, "home", user, "Maildir") }
 
-// seed returns alice's seed message n as Courier sends it: the bytes
+// Seed returns alice's seed message n as Courier sends it: the bytes
 // of its file (Courier stores LF line ends) with CRLF line ends.
 func (c *Courier) Seed(t *testing.T, n int) []byte {
 	t.Helper()

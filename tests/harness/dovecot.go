@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// dovecot is a private, login-capable Dovecot started by tests/dovecot.sh:
+// Dovecot is a private, login-capable Dovecot started by tests/dovecot.sh:
 // users alice (password secret, three messages in INBOX) and bob
 // (password hunter2).
 type Dovecot struct {
@@ -20,7 +20,7 @@ type Dovecot struct {
 	Script string // tests/dovecot.sh
 }
 
-// startDovecot starts a private Dovecot listening on a unix socket only,
+// StartDovecot starts a private Dovecot Listening on a unix socket only,
 // stopped and removed when the test ends.
 func StartDovecot(t testing.TB) *Dovecot {
 	t.Helper()
@@ -105,7 +105,7 @@ func (d *Dovecot) Maildir(user string) string {
 	return filepath.Join(d.Dir, "home", user, "Maildir")
 }
 
-// noSecrets fails when a password shows up in the pipeline's or
+// NoSecrets fails when a password shows up in the pipeline's or
 // Dovecot's logs.
 func NoSecrets(t *testing.T, p *Pipeline, d *Dovecot) {
 	t.Helper()
@@ -119,9 +119,9 @@ func NoSecrets(t *testing.T, p *Pipeline, d *Dovecot) {
 	}
 }
 
-// neverReachedDovecot fails when any of bad (upper case) is in what the
+// NeverReachedDovecot fails when any of bad (upper case) is in what the
 // RawLoginCmd backends received, when Dovecot's log shows a login
-// attempt of alice, or when a password is in a log (noSecrets).
+// attempt of alice, or when a password is in a log (NoSecrets).
 func NeverReachedDovecot(t *testing.T, p *Pipeline, d *Dovecot, bad ...string) {
 	t.Helper()
 	raw := strings.ToUpper(d.Raw(t))
@@ -146,10 +146,10 @@ func (d *Dovecot) RawPOP3LoginCmd() []string {
 	return []string{"sh", "-c", `exec socat -t 5 -r "$0/raw.$$" STDIO,shut-down "UNIX-CONNECT:$0/pop3.sock"`, d.Dir}
 }
 
-// haproxyCmd reaches Dovecot's login service on its haproxy = yes port.
+// HAProxyCmd reaches Dovecot's login service on its haproxy = yes port.
 func (d *Dovecot) HAProxyCmd() []string { return []string{"sh", d.Script, "haproxy", d.Dir} }
 
-// waitDovecotLog waits for a line of Dovecot's log matching re.
+// WaitDovecotLog waits for a line of Dovecot's log matching re.
 func WaitDovecotLog(t testing.TB, d *Dovecot, re string) string {
 	t.Helper()
 	rx := regexp.MustCompile(re)

@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// benchExitCode runs cmd and returns its output and exit status.
+// ExitCode runs cmd and returns its output and exit status.
 func ExitCode(t *testing.T, cmd *exec.Cmd) (stdout, stderr string, code int) {
 	t.Helper()
 	var o, e bytes.Buffer
@@ -45,10 +45,10 @@ func ExitCode(t *testing.T, cmd *exec.Cmd) (stdout, stderr string, code int) {
 	return o.String(), e.String(), code
 }
 
-// repoRoot is the folder that holds go.mod (the tests run in tests/).
+// RepoRoot is the folder that holds go.mod (the tests run in tests/).
 func RepoRoot(t testing.TB) string { return testkit.RepoRoot(t) }
 
-// bin returns the absolute path of a program of the suite
+// Bin returns the absolute path of a program of the suite
 // (testkit.Bin: $IMAPTLS_BIN/name, or built once per test process) or of
 // a test tool (fakeimapd, loadgen: always built, testkit.Build).
 func Bin(t testing.TB, name string) string {
@@ -74,7 +74,7 @@ var debianPackage = map[string]string{
 	"useradd": "passwd",
 }
 
-// need fails the test, naming the Debian package to install, when one
+// Need fails the test, naming the Debian package to install, when one
 // of the commands (a name looked up in $PATH, or an absolute path) is
 // missing.
 func Need(t testing.TB, commands ...string) {
@@ -100,7 +100,7 @@ func Need(t testing.TB, commands ...string) {
 	}
 }
 
-// needRoot skips the test when not running as root: the pipeline
+// NeedRoot skips the test when not running as root: the pipeline
 // chroots and changes uid.
 func NeedRoot(t testing.TB) {
 	t.Helper()
@@ -111,7 +111,7 @@ func NeedRoot(t testing.TB) {
 
 var accountMu sync.Mutex
 
-// ensureAccount creates the system account name (no home, no shell)
+// EnsureAccount creates the system account name (no home, no shell)
 // when it does not exist yet.
 func EnsureAccount(t testing.TB, name string) {
 	t.Helper()
@@ -127,7 +127,7 @@ func EnsureAccount(t testing.TB, name string) {
 	}
 }
 
-// writeCert makes a test CA and a server certificate signed by it for
+// WriteCert makes a test CA and a server certificate signed by it for
 // names (DNS names or IP addresses; default "localhost" and 127.0.0.1),
 // ECDSA P-256 (testkit.NewCert). It writes dir/server.pem (certificate
 // chain, then the PKCS#8 private key; mode 0400, as a real key file) and
@@ -138,7 +138,7 @@ func WriteCert(t testing.TB, dir string, names ...string) (pemPath, caPath strin
 	return testkit.NewCert(t, testkit.CertOptions{Names: names}).Write(t, dir, "server")
 }
 
-// clientTLS returns a client configuration that trusts the CA in caPath
+// ClientTLS returns a client configuration that trusts the CA in caPath
 // and expects the server name serverName.
 func ClientTLS(t testing.TB, caPath, serverName string) *tls.Config {
 	t.Helper()
@@ -149,7 +149,7 @@ func ClientTLS(t testing.TB, caPath, serverName string) *tls.Config {
 	return testkit.ClientConfig(t, b, serverName)
 }
 
-// runBounded runs cmd and returns its stdout, killing it after limit (a
+// RunBounded runs cmd and returns its stdout, killing it after limit (a
 // hang guard) and failing the test with what it wrote so far (its stderr
 // too, when cmd.Stderr is a buffer).
 func RunBounded(t *testing.T, cmd *exec.Cmd, limit time.Duration) ([]byte, error) {
@@ -176,5 +176,5 @@ func RunBounded(t *testing.T, cmd *exec.Cmd, limit time.Duration) ([]byte, error
 	}
 }
 
-// lockedBuffer is testkit's buffer, safe for concurrent writers.
+// LockedBuffer is testkit's buffer, safe for concurrent writers.
 type LockedBuffer = testkit.LockedBuffer

@@ -15,13 +15,13 @@ import (
 	"time"
 )
 
-// jailRange is the run file's default env/UIDRANGE.
+// JailRange is the run file's default env/UIDRANGE.
 const (
 	JailRange = "2000000000:4194304"
 	JailBase  = 2000000000
 )
 
-// startJail starts the run file's pipeline (key process, uid range) with
+// StartJail starts the run file's pipeline (key process, uid range) with
 // Dovecot's login server as the backend unless o names another.
 func StartJail(t *testing.T, dc *Dovecot, o PipelineOpts) *Pipeline {
 	t.Helper()
@@ -32,10 +32,10 @@ func StartJail(t *testing.T, dc *Dovecot, o PipelineOpts) *Pipeline {
 	return StartPipeline(t, o)
 }
 
-// connProcs are the processes of one live connection.
+// ConnProcs are the processes of one live connection.
 type ConnProcs struct{ Proxy, Key int }
 
-// findConn is pipeline.findConn among the processes candidates lists.
+// FindConn is pipeline.findConn among the processes candidates lists.
 func FindConn(t *testing.T, candidates func() []int, port int, wantKey bool) ConnProcs {
 	t.Helper()
 	env := "TCPREMOTEPORT=" + strconv.Itoa(port)
@@ -87,7 +87,7 @@ func statusOf(t *testing.T, path string) map[string]string {
 	return f
 }
 
-// checkJailed checks one jailed process from outside and returns its
+// CheckJailed checks one jailed process from outside and returns its
 // uid: uid = gid = base + pid (real, effective, saved, filesystem), no
 // group but that gid, no capability, no_new_privs, the seccomp filter on
 // every thread, no core limit, not dumpable (its /proc files are root's),
@@ -98,7 +98,7 @@ func CheckJailed(t *testing.T, what string, pid int, jail string) int {
 	return CheckJailedAs(t, what, pid, jail, id, id)
 }
 
-// checkJailedAs is checkJailed for a process that must run as uid and
+// CheckJailedAs is CheckJailed for a process that must run as uid and
 // gid (a fixed account: setuidgid-chroot -u).
 func CheckJailedAs(t *testing.T, what string, pid int, jail, uid, gid string) int {
 	t.Helper()
@@ -143,7 +143,7 @@ func CheckJailedAs(t *testing.T, what string, pid int, jail, uid, gid string) in
 	return real
 }
 
-// startTLSPending connects, reads the greeting and has STARTTLS answered,
+// StartTLSPending connects, reads the greeting and has STARTTLS answered,
 // but sends no ClientHello yet: the key process waits for the server
 // name. It returns the client and its local port.
 func StartTLSPending(t *testing.T, addr string) (*IMAPClient, int) {
@@ -160,7 +160,7 @@ func StartTLSPending(t *testing.T, addr string) (*IMAPClient, int) {
 
 func LocalPort(c *IMAPClient) int { return c.Conn.LocalAddr().(*net.TCPAddr).Port }
 
-// keyScan is the private key of a PEM, ready for memscan.
+// KeyScan is the private key of a PEM, ready for memscan.
 type KeyScan struct {
 	Name    string
 	Secrets map[string][]byte
@@ -180,7 +180,7 @@ func LoadKeyScan(t *testing.T, name, pem string) KeyScan {
 	return KeyScan{name, s, memscan.Needles(s)}
 }
 
-// held returns which parts of the key pid's memory holds.
+// Held returns which parts of the key pid's memory holds.
 func (k KeyScan) Held(t *testing.T, pid int) []string {
 	t.Helper()
 	found, n, err := memscan.Scan(pid, k.needles)

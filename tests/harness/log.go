@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// logFields parses the key=value fields of a log line.
+// LogFields parses the key=value fields of a log line.
 func LogFields(line string) map[string]string {
 	f := map[string]string{}
 	for _, w := range strings.Fields(line) {
@@ -19,7 +19,7 @@ func LogFields(line string) map[string]string {
 	return f
 }
 
-// checkSessionLog finds the info line of the session that came from
+// CheckSessionLog finds the info line of the session that came from
 // local port clientPort and checks its fields (remote, mode, starttls,
 // tls, auth, in, out: stunnel-imap's one line per connection).
 func CheckSessionLog(t *testing.T, p *Pipeline, clientPort int, mode, starttls, auth string) map[string]string {
@@ -49,7 +49,7 @@ func CheckSessionLog(t *testing.T, p *Pipeline, clientPort int, mode, starttls, 
 	return f
 }
 
-// clientPortFromLog returns the remote port in the first info line (for
+// ClientPortFromLog returns the remote port in the first info line (for
 // clients whose local port the test cannot see).
 func ClientPortFromLog(t *testing.T, p *Pipeline) int {
 	t.Helper()

@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// pipelineOpts describes one pipeline for startPipeline: the options of
+// PipelineOpts describes one pipeline for StartPipeline: the options of
 // one imap-tls-server invocation, the way the run file gives them.
 type PipelineOpts struct {
 	// Mode is imap-tls-server's -n: "imap" (STARTTLS required), "imap-"
@@ -28,7 +28,7 @@ type PipelineOpts struct {
 	Backend []string
 	// PEM is the certificate chain and key, imap-tls-server -k PEM (the
 	// key process's default certificate). Empty: a fresh one from
-	// writeCert, whose CA ends up in pipeline.CA.
+	// WriteCert, whose CA ends up in pipeline.CA.
 	PEM string
 	// RemovePEM removes PEM once the pipeline listens: a key file gone
 	// after imap-tls-server's start-time check, which every connection
@@ -47,7 +47,7 @@ type PipelineOpts struct {
 	// fd 5, 6, ...; PEM stays the default.
 	ExtraPEMs []string
 	// Signer, when set, is imap-tls-server -s Signer (the signer's
-	// socket, a signer the test started: startSigner) instead of -k:
+	// socket, a signer the test started: StartSigner) instead of -k:
 	// the run file's default chain. PEM then only names the signer's
 	// certificate for the test.
 	Signer string
@@ -69,7 +69,7 @@ type PipelineOpts struct {
 	Host string
 }
 
-// pipeline is a running imap-tls-server (IDS is -u ACCOUNT or -r
+// Pipeline is a running imap-tls-server (IDS is -u ACCOUNT or -r
 // UIDRANGE):
 //
 //	imap-tls-server -n MODE IDS -j EMPTYJAIL -k PEM [-k EXTRA ...] ARGS... 127.0.0.1 PORT BACKEND...
@@ -98,7 +98,7 @@ type Pipeline struct {
 	stderr *LockedBuffer
 }
 
-// startPipeline starts the whole chain with imap-tls-server on a free
+// StartPipeline starts the whole chain with imap-tls-server on a free
 // loopback port and waits until it accepts connections. It is stopped
 // (the whole process group killed) when the test ends.
 func StartPipeline(t testing.TB, o PipelineOpts) *Pipeline {
@@ -169,8 +169,8 @@ func StartPipeline(t testing.TB, o PipelineOpts) *Pipeline {
 	return p
 }
 
-// startTcpserver runs `tcpserver -R -H -l 0 [-v] 127.0.0.1 PORT prog...`
-// as startServer does: for the tests of a few programs of the chain.
+// StartTcpserver runs `tcpserver -R -H -l 0 [-v] 127.0.0.1 PORT prog...`
+// as StartServer does: for the tests of a few programs of the chain.
 func StartTcpserver(t testing.TB, p *Pipeline, verbose bool, env, prog []string) *Pipeline {
 	t.Helper()
 	return StartServer(t, p, env, func(port string) []string {
@@ -183,7 +183,7 @@ func StartTcpserver(t testing.TB, p *Pipeline, verbose bool, env, prog []string)
 	})
 }
 
-// startServer runs argv(PORT) (the first element looked up in $PATH as
+// StartServer runs argv(PORT) (the first element looked up in $PATH as
 // env, added to the environment, sets it), a command that becomes a
 // tcpserver on 127.0.0.1:PORT for a free loopback PORT, in a process
 // group of its own, with its output in p's stderr buffer; it fills in
@@ -266,7 +266,7 @@ func (p *Pipeline) host() string {
 // warnings, fatal lines).
 func (p *Pipeline) Stderr() string { return p.stderr.String() }
 
-// waitLines waits until at least n lines are on stderr, or the timeout.
+// WaitLines waits until at least n lines are on stderr, or the timeout.
 func (p *Pipeline) WaitLines(t testing.TB, n int, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -275,7 +275,7 @@ func (p *Pipeline) WaitLines(t testing.TB, n int, timeout time.Duration) {
 	}
 }
 
-// waitLog waits until a stderr line matches the regular expression re
+// WaitLog waits until a stderr line matches the regular expression re
 // and returns that line; it fails the test after timeout.
 func (p *Pipeline) WaitLog(t testing.TB, re string, timeout time.Duration) string {
 	t.Helper()
@@ -295,7 +295,7 @@ func (p *Pipeline) WaitLog(t testing.TB, re string, timeout time.Duration) strin
 	}
 }
 
-// sessionEnd waits for stunnel-imap's info line of the pipeline's one
+// SessionEnd waits for stunnel-imap's info line of the pipeline's one
 // session and for the session's processes to be gone (15 s each), fails
 // the test unless there is exactly one info line, and returns it.
 func (p *Pipeline) SessionEnd(t testing.TB) string {
@@ -308,13 +308,13 @@ func (p *Pipeline) SessionEnd(t testing.TB) string {
 	return line
 }
 
-// children returns the pids of the pipeline's processes other than
+// Children returns the pids of the pipeline's processes other than
 // tcpserver itself (its process group): after a session ends, none
 // should be left. A zombie does not count: an orphan's zombie waits for
 // init to reap it.
 func (p *Pipeline) Children() []int { return ProcessGroup(p.Cmd.Process.Pid, true) }
 
-// waitNoChildren waits until the pipeline has no process left but
+// WaitNoChildren waits until the pipeline has no process left but
 // tcpserver, and fails the test naming the leftovers after timeout.
 func (p *Pipeline) WaitNoChildren(t testing.TB, timeout time.Duration) {
 	t.Helper()
@@ -331,7 +331,7 @@ func (p *Pipeline) WaitNoChildren(t testing.TB, timeout time.Duration) {
 	}
 }
 
-// findConn waits until the proxy of the connection from client port
+// FindConn waits until the proxy of the connection from client port
 // (stunnel-imap with -K, tcpserver's child) and, when wantKey, its key
 // process (stunnel-imap-key, the proxy's child) run: exec'd, no longer
 // setuidgid-chroot.
@@ -340,7 +340,7 @@ func (p *Pipeline) FindConn(t *testing.T, port int, wantKey bool) ConnProcs {
 	return FindConn(t, p.Children, port, wantKey)
 }
 
-// endStatus waits for tcpserver -v's end line for pid and returns the
+// EndStatus waits for tcpserver -v's end line for pid and returns the
 // raw wait status it reports.
 func (p *Pipeline) EndStatus(t *testing.T, pid int) int {
 	t.Helper()
@@ -349,8 +349,8 @@ func (p *Pipeline) EndStatus(t *testing.T, pid int) int {
 	return n
 }
 
-// killKeyPending kills conn's key process with sig while its client c
-// (from startTLSPending) has not sent its ClientHello yet: the client's
+// KillKeyPending kills conn's key process with sig while its client c
+// (from StartTLSPending) has not sent its ClientHello yet: the client's
 // handshake with cfg then fails, c is closed, and the proxy exits 0
 // (tcpserver -v's end line).
 func (p *Pipeline) KillKeyPending(t *testing.T, c *IMAPClient, conn ConnProcs, sig syscall.Signal, cfg *tls.Config) {

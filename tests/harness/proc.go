@@ -26,7 +26,7 @@ func lookPathIn(name, path string) (string, error) {
 	return "", exec.ErrNotFound
 }
 
-// listening reports whether something listens on 127.0.0.1:port, from
+// Listening reports whether something listens on 127.0.0.1:port, from
 // /proc/net/tcp, without connecting (a probe connection would start a
 // session and a log line).
 func Listening(port int) bool {
@@ -43,7 +43,7 @@ func Listening(port int) bool {
 	return false
 }
 
-// processGroup lists the processes of group pgid (without its leader
+// ProcessGroup lists the processes of group pgid (without its leader
 // when skipLeader).
 func ProcessGroup(pgid int, skipLeader bool) []int {
 	var pids []int
@@ -58,7 +58,7 @@ func ProcessGroup(pgid int, skipLeader bool) []int {
 	return pids
 }
 
-// allPids lists every process.
+// AllPids lists every process.
 func AllPids() []int {
 	var pids []int
 	ents, _ := os.ReadDir("/proc")
@@ -70,7 +70,7 @@ func AllPids() []int {
 	return pids
 }
 
-// procStat returns the fields of /proc/PID/stat after the command name:
+// ProcStat returns the fields of /proc/PID/stat after the command name:
 // state, ppid, pgrp, ...
 func ProcStat(pid int) []string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -89,13 +89,13 @@ func ProcStat(pid int) []string {
 	return f
 }
 
-// cmdline is pid's command line, for a message.
+// Cmdline is pid's command line, for a message.
 func Cmdline(pid int) string {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
 }
 
-// describe names each of pids with its command line, for a message.
+// Describe names each of pids with its command line, for a message.
 func Describe(pids []int) string {
 	var s []string
 	for _, pid := range pids {
@@ -114,7 +114,7 @@ func hasEnv(pid int, kv string) bool {
 	return slices.Contains(strings.Split(string(b), "\x00"), kv)
 }
 
-// alive reports whether pid runs (a zombie has ended).
+// Alive reports whether pid runs (a zombie has ended).
 func Alive(pid int) bool { return ProcStat(pid) != nil }
 
 func WaitGone(t *testing.T, pid int, what string) {
@@ -128,7 +128,7 @@ func WaitGone(t *testing.T, pid int, what string) {
 	}
 }
 
-// descendants lists every live descendant of pid.
+// Descendants lists every live descendant of pid.
 func Descendants(pid int) []int {
 	children := map[int][]int{}
 	for _, p := range AllPids() {

@@ -20,7 +20,7 @@ const (
 	ServiceLogAcct = "imaptlslog"
 )
 
-// svscanTree is a running svscan over a directory of services.
+// SvscanTree is a running svscan over a directory of services.
 type SvscanTree struct {
 	Root     string // the directory svscan scans
 	CA       string // the CA clients trust
@@ -30,14 +30,14 @@ type SvscanTree struct {
 	Services []*Service
 }
 
-// service is one service directory in the tree.
+// Service is one service directory in the tree.
 type Service struct {
 	Dir  string
 	Port int
 	Mode string // env/MODE
 }
 
-// serviceSpec describes a service to make.
+// ServiceSpec describes a service to make.
 type ServiceSpec struct {
 	Name        string
 	Mode        string // imap, imap- or imaps
@@ -45,7 +45,7 @@ type ServiceSpec struct {
 	KeyProc     bool   // env/SIGNER empty: a key process per connection, not the signer
 }
 
-// startServices makes one service directory per spec with imap-tls-conf
+// StartServices makes one service directory per spec with imap-tls-conf
 // (on a free loopback port, with the test certificate and Dovecot's login
 // backend), starts svscan on them, and waits until every one listens.
 // Everything is stopped when the test ends, and the test fails if a
@@ -122,7 +122,7 @@ func StartServices(t *testing.T, specs ...ServiceSpec) *SvscanTree {
 	return tr
 }
 
-// waitUp waits until the service listens on its port. A port that was
+// WaitUp waits until the service listens on its port. A port that was
 // free a moment ago can be taken meanwhile (another test's listener, or
 // any client's ephemeral port: the ranges overlap); then it moves the
 // service to another free port, the way an administrator would: a new
@@ -157,7 +157,7 @@ func (s *Service) bindFailed(t *testing.T) bool {
 	return len(lines) > 0 && strings.Contains(lines[len(lines)-1], "tcpserver: fatal: unable to bind")
 }
 
-// stop takes the tree down in the daemontools order: svscan first (or it
+// Stop takes the tree down in the daemontools order: svscan first (or it
 // would start a new supervise for a service whose supervise just left),
 // then svc -dx each service and its logger; then it fails the test if any
 // process of the tree is left.
@@ -196,7 +196,7 @@ func (s *Service) WriteEnv(t *testing.T, name, value string) {
 
 func (s *Service) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
 
-// svc runs svc with flags on the service.
+// Svc runs svc with flags on the service.
 func (s *Service) Svc(t *testing.T, flags string) {
 	t.Helper()
 	if out, err := exec.Command("svc", flags, s.Dir).CombinedOutput(); err != nil {
@@ -204,7 +204,7 @@ func (s *Service) Svc(t *testing.T, flags string) {
 	}
 }
 
-// pid is the pid of the service's process (tcpserver) from svstat's
+// Pid is the pid of the service's process (tcpserver) from svstat's
 // status file, or 0 when down.
 func (s *Service) Pid(t *testing.T) int {
 	t.Helper()
@@ -220,7 +220,7 @@ func (s *Service) Pid(t *testing.T) int {
 	return pid
 }
 
-// waitListening waits until port is (or is no longer) listening.
+// WaitListening waits until port is (or is no longer) Listening.
 func (s *Service) WaitListening(t *testing.T, port int, want bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -233,7 +233,7 @@ func (s *Service) WaitListening(t *testing.T, port int, want bool) {
 	}
 }
 
-// logLines returns the lines of log/main/current.
+// LogLines returns the lines of log/main/current.
 func (s *Service) LogLines(t *testing.T) []string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(s.Dir, "log", "main", "current"))
@@ -248,10 +248,10 @@ func (s *Service) LogLines(t *testing.T) []string {
 	return lines
 }
 
-// connLine is stunnel-imap's line for one connection, with its fields.
+// ConnLine is stunnel-imap's line for one connection, with its fields.
 var ConnLine = regexp.MustCompile(`stunnel-imap: info: remote=127\.0\.0\.1:\d+ mode=\S+ starttls=(yes|no) tls=\S+ cipher=\S+ .*auth=(yes|no) in=\d+ out=\d+ warnings=\d+ duration=\S+ end=\S+`)
 
-// connLines counts stunnel-imap's one-per-connection info lines.
+// ConnLines counts stunnel-imap's one-per-connection info lines.
 func (s *Service) ConnLines(t *testing.T) int {
 	n := 0
 	for _, l := range s.LogLines(t) {
@@ -262,7 +262,7 @@ func (s *Service) ConnLines(t *testing.T) int {
 	return n
 }
 
-// waitConnLines waits until the log holds at least n connection lines.
+// WaitConnLines waits until the log holds at least n connection lines.
 func (s *Service) WaitConnLines(t *testing.T, n int) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -274,7 +274,7 @@ func (s *Service) WaitConnLines(t *testing.T, n int) {
 	}
 }
 
-// session is a short IMAP session through the service with the Go TLS
+// Session is a short IMAP session through the service with the Go TLS
 // client: (STARTTLS,) LOGIN, SELECT, LOGOUT. It returns the number of
 // messages SELECT reported.
 func (s *Service) Session(t *testing.T, ca string) int {
@@ -296,7 +296,7 @@ func (s *Service) Session(t *testing.T, ca string) int {
 	return 0
 }
 
-// login connects, does TLS as the mode says, and logs in as alice.
+// Login connects, does TLS as the mode says, and logs in as alice.
 func (s *Service) Login(t *testing.T, ca string) *IMAPClient {
 	t.Helper()
 	c := DialIMAP(t, s.Addr())
@@ -329,7 +329,7 @@ func (tr *SvscanTree) Python(t *testing.T, s *Service) {
 	}
 }
 
-// openssl drives openssl s_client with a pipelined session: LOGIN,
+// OpenSSL drives openssl s_client with a pipelined session: LOGIN,
 // APPEND (LITERAL+), SELECT (which sees the new message last), FETCH of
 // the last message, LOGOUT.
 func (tr *SvscanTree) OpenSSL(t *testing.T, s *Service) {
@@ -360,7 +360,7 @@ func (tr *SvscanTree) OpenSSL(t *testing.T, s *Service) {
 	}
 }
 
-// curl appends with -T, finds the UID with a custom UID SEARCH, and
+// Curl appends with -T, finds the UID with a custom UID SEARCH, and
 // fetches the message by UID: three connections.
 func (tr *SvscanTree) Curl(t *testing.T, s *Service) {
 	id := "curl-" + s.Mode + "-" + strconv.Itoa(s.Port)
@@ -384,7 +384,7 @@ func (tr *SvscanTree) Curl(t *testing.T, s *Service) {
 	}
 }
 
-// mbsync pushes a new local message to the server and pulls everything
+// Mbsync pushes a new local message to the server and pulls everything
 // into a fresh local Maildir, where the message must arrive unchanged
 // (Maildir holds LF line ends; mbsync turns them into CRLF and back).
 func (tr *SvscanTree) Mbsync(t *testing.T, s *Service) {
@@ -441,7 +441,7 @@ SyncState *
 	if len(files) < 4 {
 		t.Fatalf("mbsync pulled %d messages, want the 3 seeds and ours at least", len(files))
 	}
-	// mbsync adds a header of its own, X-TUID, to a message it pushes (to
+	// Mbsync adds a header of its own, X-TUID, to a message it pushes (to
 	// find it again); without it the message must be the same bytes.
 	tuid := regexp.MustCompile(`(?m)^X-TUID: [A-Za-z0-9+/]+\n`)
 	if len(tuid.FindAll(found, -1)) != 1 {
@@ -452,7 +452,7 @@ SyncState *
 	}
 }
 
-// restart is svc -t, waiting for the new tcpserver to listen.
+// Restart is svc -t, waiting for the new tcpserver to listen.
 func (s *Service) Restart(t *testing.T) {
 	t.Helper()
 	pid := s.Pid(t)
@@ -466,7 +466,7 @@ func (s *Service) Restart(t *testing.T) {
 	}
 }
 
-// signerService is a signer under supervise.
+// SignerService is a signer under supervise.
 type SignerService struct {
 	Dir    string // the service directory: run, supervise/
 	Socket string
@@ -477,7 +477,7 @@ type SignerService struct {
 	cmd    *exec.Cmd
 }
 
-// startSigner makes a service directory for the signer of a fresh
+// StartSigner makes a service directory for the signer of a fresh
 // certificate, starts supervise on it and waits for the signer's ready
 // line. Cleanup: svc -dx, then supervise is waited for.
 func StartSigner(t *testing.T) *SignerService {
@@ -527,7 +527,7 @@ func StartSigner(t *testing.T) *SignerService {
 	return s
 }
 
-// waitReady waits for the n-th ready line of the signer's log.
+// WaitReady waits for the n-th ready line of the signer's log.
 func (s *SignerService) WaitReady(t *testing.T, n int) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -541,7 +541,7 @@ func (s *SignerService) WaitReady(t *testing.T, n int) {
 
 var svstatPid = regexp.MustCompile(`: up \(pid (\d+)\)`)
 
-// pid is the signer's pid from svstat, 0 when it is down.
+// Pid is the signer's pid from svstat, 0 when it is down.
 func (s *SignerService) Pid(t *testing.T) int {
 	t.Helper()
 	out, _ := exec.Command("svstat", s.Dir).CombinedOutput()
@@ -553,7 +553,7 @@ func (s *SignerService) Pid(t *testing.T) int {
 	return n
 }
 
-// newPID waits until supervise runs a signer other than old, and it is
+// NewPID waits until supervise runs a signer other than old, and it is
 // ready.
 func (s *SignerService) NewPID(t *testing.T, old int) int {
 	t.Helper()
