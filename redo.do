@@ -109,7 +109,7 @@ demo)
 	install_packages $demo_packages
 	make_accounts
 	build
-	exec sh imap-tls-conf/demo.sh
+	exec sh tests/demo.sh
 	;;
 bench)
 	install_packages $bench_packages

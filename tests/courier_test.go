@@ -471,9 +471,6 @@ func TestCourierMigration(t *testing.T) {
 		}
 	}
 	imapPort, pop3Port := harness.Port(t), harness.Port(t)
-	for imapPort == pop3Port {
-		pop3Port = harness.Port(t)
-	}
 	r := strings.NewReplacer("/etc/imap-tls", etc+"/imap-tls", "/etc/service/", svroot+"/",
 		"chain-and-key.pem", pem, " 0 143", " 127.0.0.1 "+strconv.Itoa(imapPort), " 0 110", " 127.0.0.1 "+strconv.Itoa(pop3Port))
 	cmds := pageCommands(t, filepath.Join(harness.RepoRoot(t), "imap-tls-conf", "README.md"), "The commands (as root")
@@ -612,7 +609,7 @@ print(n, m, s, "|", caps, "|", "seed message number 3" in body)
 }
 
 // TestCourierDemo: `DEMO_BACKEND=courier DEMO_CHECK=1 sh
-// imap-tls-conf/demo.sh` (what `sh redo.do demo` runs) serves IMAP and
+// tests/demo.sh` (what `sh redo.do demo` runs) serves IMAP and
 // POP3 from Courier on four free ports, its clients all work, Courier's
 // log lines name the client with starttls=1 and stls=1, and it stops
 // leaving nothing running. An unknown DEMO_BACKEND is a usage error.
@@ -623,15 +620,11 @@ func TestCourierDemo(t *testing.T) {
 	for _, p := range []string{"imap-tls-server", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key", "imap-tls-check"} {
 		harness.Bin(t, p)
 	}
-	ports := map[int]bool{}
-	for len(ports) < 4 {
-		ports[harness.Port(t)] = true
-	}
 	var ps []string
-	for p := range ports {
-		ps = append(ps, strconv.Itoa(p))
+	for range 4 {
+		ps = append(ps, strconv.Itoa(harness.Port(t)))
 	}
-	demo := filepath.Join(harness.RepoRoot(t), "imap-tls-conf", "demo.sh")
+	demo := filepath.Join(harness.RepoRoot(t), "tests", "demo.sh")
 	cmd := exec.Command("sh", demo)
 	cmd.Env = append(os.Environ(), "IMAPTLS_BIN="+filepath.Dir(conf), "DEMO_BACKEND=courier", "DEMO_CHECK=1",
 		"DEMO_STARTTLS_PORT="+ps[0], "DEMO_IMPLICIT_PORT="+ps[1], "DEMO_POP3_PORT="+ps[2], "DEMO_POP3S_PORT="+ps[3])

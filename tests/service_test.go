@@ -428,7 +428,7 @@ func TestServiceConcurrency(t *testing.T) {
 	t.Logf("%d extra clients served, at most %d proxies at once", greeted, maxSeen)
 }
 
-// TestServiceDemo runs imap-tls-conf/demo.sh twice on free ports: in its check
+// TestServiceDemo runs tests/demo.sh twice on free ports: in its check
 // mode (start everything, pass three real clients, stop), and as a user
 // would, in the foreground, serving a client until Ctrl-C (SIGINT to its
 // process group). Both times nothing may be left running or on disk.
@@ -441,16 +441,9 @@ func TestServiceDemo(t *testing.T) {
 		harness.Bin(t, p)
 	}
 	demo := func(t *testing.T, env ...string) (*exec.Cmd, *harness.LockedBuffer, chan error, int, int) {
-		ports := map[int]bool{}
-		for len(ports) < 4 {
-			ports[harness.Port(t)] = true
-		}
-		var ps []int
-		for p := range ports {
-			ps = append(ps, p)
-		}
+		ps := []int{harness.Port(t), harness.Port(t), harness.Port(t), harness.Port(t)}
 		p1, p2 := ps[0], ps[1]
-		cmd := exec.Command("sh", filepath.Join(harness.RepoRoot(t), "imap-tls-conf", "demo.sh"))
+		cmd := exec.Command("sh", filepath.Join(harness.RepoRoot(t), "tests", "demo.sh"))
 		cmd.Env = append(os.Environ(), "IMAPTLS_BIN="+filepath.Dir(conf),
 			"DEMO_STARTTLS_PORT="+strconv.Itoa(p1), "DEMO_IMPLICIT_PORT="+strconv.Itoa(p2),
 			"DEMO_POP3_PORT="+strconv.Itoa(ps[2]), "DEMO_POP3S_PORT="+strconv.Itoa(ps[3]))

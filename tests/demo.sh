@@ -1,9 +1,9 @@
 #!/bin/sh
 # demo.sh: the whole imap-tls pipeline under svscan, on a throwaway tree.
 #
-#   sh imap-tls-conf/demo.sh            (from the repository root, as root, after
-#                                  `sh redo.do` has built bin/; `sh redo.do
-#                                  demo` does both)
+#   sh tests/demo.sh        (from the repository root, as root, after
+#                           `sh redo.do` has built bin/; `sh redo.do
+#                           demo` does both)
 #
 # It makes a temporary directory with two service directories (made by
 # bin/imap-tls-conf), a self-signed certificate, and a private Dovecot
@@ -39,7 +39,8 @@ prog=demo.sh
 say() { echo "$prog: $*" >&2; }
 fatal() { echo "$prog: fatal: $1" >&2; exit "${2:-111}"; }
 
-root=$(cd "$(dirname "$0")/.." && pwd -P) || fatal "unable to find the repository root"
+here=$(cd "$(dirname "$0")" && pwd -P) || fatal "unable to find the folder of demo.sh"
+root=$(cd "$here/.." && pwd -P) || fatal "unable to find the repository root"
 bin=${IMAPTLS_BIN:-$root/bin}
 p1=${DEMO_STARTTLS_PORT:-1143}
 p2=${DEMO_IMPLICIT_PORT:-1993}
@@ -53,7 +54,7 @@ courier) server=Courier ;;
 *) echo "$prog: usage: DEMO_BACKEND is dovecot or courier, not $backend" >&2; exit 100 ;;
 esac
 
-[ $# -eq 0 ] || { echo "$prog: usage: [ DEMO_CHECK=1 ] sh imap-tls-conf/demo.sh" >&2; exit 100; }
+[ $# -eq 0 ] || { echo "$prog: usage: [ DEMO_CHECK=1 ] sh tests/demo.sh" >&2; exit 100; }
 [ "$(id -u)" = 0 ] || fatal "the demo must run as root (it starts svscan and a private Dovecot, and chroots)" 100
 
 # What must be there before anything starts.
@@ -142,8 +143,8 @@ stop() {
 			sleep 0.1
 		done
 	fi
-	[ -f "$work/dovecot/dovecot.conf" ] && sh "$root/tests/dovecot.sh" stop "$work/dovecot"
-	[ -d "$work/courier" ] && sh "$root/tests/courier.sh" stop "$work/courier"
+	[ -f "$work/dovecot/dovecot.conf" ] && sh "$here/dovecot.sh" stop "$work/dovecot"
+	[ -d "$work/courier" ] && sh "$here/courier.sh" stop "$work/courier"
 	left=
 	[ -n "$svscan_pid" ] && left=$(pgrep -g "$svscan_pid" 2>/dev/null | tr '\n' ' ')
 	[ -f "$work/dovecot/run/master.pid" ] && kill -0 "$(cat "$work/dovecot/run/master.pid")" 2>/dev/null &&
@@ -166,9 +167,9 @@ trap 'stop' EXIT
 # The private Dovecot: alice/secret with three messages, on a unix socket;
 # or Courier's login servers, with authdaemond and the same mail.
 if [ "$backend" = dovecot ]; then
-	sh "$root/tests/dovecot.sh" start "$work/dovecot" || fatal "unable to start Dovecot"
+	sh "$here/dovecot.sh" start "$work/dovecot" || fatal "unable to start Dovecot"
 else
-	sh "$root/tests/courier.sh" start "$work/courier" || fatal "unable to start Courier"
+	sh "$here/courier.sh" start "$work/courier" || fatal "unable to start Courier"
 fi
 
 # A self-signed certificate for localhost and 127.0.0.1.
@@ -209,7 +210,7 @@ for s in starttls implicit pop3 pop3s; do
 		# courierpop3login courierpop3d Maildir
 		login=imaplogin
 		case $s in pop3*) login=pop3login ;; esac
-		echo "sh $root/tests/courier.sh $login $work/courier" >"$d/env/IMAPD"
+		echo "sh $here/courier.sh $login $work/courier" >"$d/env/IMAPD"
 		# the client's address reaches Courier as TCPREMOTEIP; a PROXY
 		# header would reach it as a command
 		echo no >"$d/env/PROXYHEADER"
