@@ -294,6 +294,23 @@ func (m *imapSession) commandLine(l []byte) {
 		}
 		c.login = true
 	}
+	if hasLit && s.cfg.mode.Policy == suite.Required && !s.tlsOn {
+		// Before TLS on a STARTTLS-required port no literal reaches the
+		// server (issue 21): after a "+" the proxy must forward the
+		// literal, and a server that then gives up on it (a tagged
+		// response after the client's octets arrived) reads them as
+		// commands, a LOGIN among them. Nothing a client needs before
+		// STARTTLS carries one (CAPABILITY, NOOP, LOGOUT, STARTTLS take
+		// no arguments; ID's strings are quoted). BAD, as RFC 9051
+		// §2.2.1 has a server reject a command so that the client sends
+		// no more of it: no "+" goes out, and a {n+} literal that comes
+		// anyway is read and dropped by refuse. PRIVACYREQUIRED (RFC
+		// 9051 §7.1, RFC 5530): refused for want of TLS; the client may
+		// repeat the command after STARTTLS.
+		s.warn("client sent a literal before STARTTLS: refused")
+		m.refuse(c, "%s BAD [PRIVACYREQUIRED] No literals before TLS: use STARTTLS first", tag)
+		return
+	}
 	m.cmd = c
 	m.forward(nil, l)
 }

@@ -19,6 +19,7 @@ const (
 	greetOptional  = "* OK [CAPABILITY IMAP4rev1 LITERAL+ AUTH=PLAIN STARTTLS] ready\r\n"
 	beginTLS       = "a OK Begin TLS negotiation now\r\n"
 	privacy        = " NO [PRIVACYREQUIRED] TLS is required: use STARTTLS first\r\n"
+	noLiterals     = " BAD [PRIVACYREQUIRED] No literals before TLS: use STARTTLS first\r\n"
 )
 
 // starttls is the opening of a session on a STARTTLS port up to a working
@@ -113,18 +114,18 @@ func TestIMAPSessions(t *testing.T) {
 			script: []step{s(serverGreeting), C(greetRequired), c("a STARTTLS now\r\n"), C("a BAD STARTTLS takes no arguments\r\n"),
 				c("b NOOP\r\n"), S("b NOOP\r\n"), s("b OK\r\n"), C("b OK\r\n"), clientHalfClose(), serverEnds()},
 			end: "client-eof", logs: []string{"warning: client sent STARTTLS with arguments"}},
-		{name: "STARTTLS inside a literal", mode: modeRequired,
-			script: []step{s(serverGreeting), C(greetRequired), c("a NOOP {10}\r\n"), S("a NOOP {10}\r\n"),
+		{name: "STARTTLS inside a literal", mode: modeOptional,
+			script: []step{s(serverGreeting), C(greetOptional), c("a NOOP {10}\r\n"), S("a NOOP {10}\r\n"),
 				s("+ go ahead\r\n"), C("+ go ahead\r\n"), c("a STARTTLS\r\n"), S("a STARTTLS\r\n"),
 				s("a BAD arguments\r\n"), C("a BAD arguments\r\n"), clientHalfClose(), serverEnds()},
 			end: "client-eof"},
-		{name: "STARTTLS inside a non-synchronizing literal", mode: modeRequired,
-			script: []step{s(serverGreeting), C(greetRequired), c("a NOOP {12+}\r\nb STARTTLS\r\n\r\n"), S("a NOOP {12}\r\n"),
+		{name: "STARTTLS inside a non-synchronizing literal", mode: modeOptional,
+			script: []step{s(serverGreeting), C(greetOptional), c("a NOOP {12+}\r\nb STARTTLS\r\n\r\n"), S("a NOOP {12}\r\n"),
 				s("+ go ahead\r\n"), S("b STARTTLS\r\n\r\n"), // the server's "+" is not the client's business
 				s("a BAD arguments\r\n"), C("a BAD arguments\r\n"), clientHalfClose(), serverEnds()},
 			end: "client-eof"},
-		{name: "non-synchronizing literal the server refuses is no command", mode: modeRequired,
-			script: []step{s(serverGreeting), C(greetRequired), c("a XYZZY {12+}\r\nb STARTTLS\r\n x\r\n"), S("a XYZZY {12}\r\n"),
+		{name: "non-synchronizing literal the server refuses is no command", mode: modeOptional,
+			script: []step{s(serverGreeting), C(greetOptional), c("a XYZZY {12+}\r\nb STARTTLS\r\n x\r\n"), S("a XYZZY {12}\r\n"),
 				s("a BAD unknown command\r\n"), C("a BAD unknown command\r\n"),
 				c("c NOOP\r\n"), S("c NOOP\r\n"), s("c OK\r\n"), C("c OK\r\n"), clientHalfClose(), serverEnds()},
 			end: "client-eof"},
@@ -352,10 +353,16 @@ func TestSilentServer(t *testing.T) {
 // answers: -t runs to the command's tagged answer (README), so the
 // session still ends, and the warning names the server, not the client.
 func TestSilentServerAfterCommand(t *testing.T) {
-	for _, cmd := range []string{"a NOOP\r\n", "a NOOP {5}\r\n"} {
-		t.Run(cmd, func(t *testing.T) {
-			h := start(t, setup{mode: modeRequired, command: 300 * time.Millisecond})
-			h.run([]step{s(serverGreeting), C(greetRequired), c(cmd), S(cmd), s("* 1 EXISTS\r\n"), C("* 1 EXISTS\r\n"),
+	for _, tc := range []struct {
+		mode       suite.Mode
+		greet, cmd string
+	}{
+		{modeRequired, greetRequired, "a NOOP\r\n"},
+		{modeOptional, greetOptional, "a NOOP {5}\r\n"}, // a literal before TLS: -n imap- only
+	} {
+		t.Run(tc.cmd, func(t *testing.T) {
+			h := start(t, setup{mode: tc.mode, command: 300 * time.Millisecond})
+			h.run([]step{s(serverGreeting), C(tc.greet), c(tc.cmd), S(tc.cmd), s("* 1 EXISTS\r\n"), C("* 1 EXISTS\r\n"),
 				C("* BYE Autologout; command not completed in time\r\n"), clientEnds(), serverEnds()})
 			h.ended("timeout", "warning: server did not answer a command within 300ms: autologout")
 			if strings.Contains(h.logs.String(), "client took") {
@@ -368,8 +375,8 @@ func TestSilentServerAfterCommand(t *testing.T) {
 // A client that announces a literal, gets the server's "+" and sends
 // nothing more: the client is the one that took too long.
 func TestSilentClientMidLiteral(t *testing.T) {
-	h := start(t, setup{mode: modeRequired, command: 300 * time.Millisecond})
-	h.run([]step{s(serverGreeting), C(greetRequired), c("a NOOP {5}\r\n"), S("a NOOP {5}\r\n"), s("+ go\r\n"), C("+ go\r\n"),
+	h := start(t, setup{mode: modeOptional, command: 300 * time.Millisecond})
+	h.run([]step{s(serverGreeting), C(greetOptional), c("a NOOP {5}\r\n"), S("a NOOP {5}\r\n"), s("+ go\r\n"), C("+ go\r\n"),
 		C("* BYE Autologout; command not completed in time\r\n"), clientEnds(), serverEnds()})
 	h.ended("timeout", "warning: client took more than 300ms for a command: autologout")
 }
