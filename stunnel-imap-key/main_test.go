@@ -9,20 +9,6 @@ import (
 	"imap-tls/internal/testkit"
 )
 
-// TestNoCrypto: the program's own package imports no crypto/*: only
-// stunnel-imap's tree does (here, package keyproc).
-func TestNoCrypto(t *testing.T) {
-	out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, ".").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range strings.Fields(string(out)) {
-		if p == "crypto" || strings.HasPrefix(p, "crypto/") {
-			t.Errorf("stunnel-imap-key imports %s", p)
-		}
-	}
-}
-
 // TestBinary: the program names itself in its messages, exits 100 for
 // usage and 111 for a file it cannot read, and keeps stunnel-imap's
 // go:debug settings (no cgroup lookups in an empty jail).
@@ -36,7 +22,8 @@ func TestBinary(t *testing.T) {
 	}{
 		{nil, 100, "stunnel-imap-key: fatal: no certificate given\n" + usage},
 		{[]string{"-h"}, 100, usage},
-		{[]string{"-S", "-P", "3"}, 100, "stunnel-imap-key: fatal: flag provided but not defined: -S\n" + usage},
+		{[]string{"-S", "-P", "3"}, 100, "stunnel-imap-key: fatal: unknown option -S\n" + usage},
+		{[]string{"-P"}, 100, "stunnel-imap-key: fatal: missing value after -P\n" + usage},
 		{[]string{"-p", "/nonexistent/stunnel.pem"}, 111, "stunnel-imap-key: fatal: unable to read certificate /nonexistent/stunnel.pem: file does not exist\n"},
 	} {
 		cmd := exec.Command(bin, tc.args...)

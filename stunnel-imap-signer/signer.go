@@ -1,31 +1,10 @@
-// Package signer is stunnel-imap-signer: one long-running, jailed process
-// per service that holds the private keys and gives each proxy that
-// connects the certificate chain and one signature, the key process's
-// protocol (package keyproc) once per accepted connection.
-//
-// It never makes a socket: it is handed a listening unix socket
-// (setuidgid-chroot -l, mode 0600, root's) and accepts on it. Only root
-// can connect, and each connection is made for one client connection by
-// that connection's setuidgid-chroot -s before it drops: a proxy,
-// chrooted, under a uid of its own and behind a seccomp filter that
-// refuses socket and connect, holds exactly one channel and so gets at
-// most one signature.
-//
-// It reads its keys from descriptors opened by root (setuidgid-chroot
-// -o) and keeps a duplicate of each to watch: a file rewritten in place
-// is read again through it and served from the next connection on; a
-// file replaced (renamed over, removed: the old one has no link left)
-// cannot be opened again from the jail, so the signer stops accepting,
-// lets the sessions in progress finish, and exits for supervise to
-// start it again with the new one. setuidgid-chroot -s waits for the
-// new listener, so proxies see a short delay, not a failure.
 package main
 
 import (
 	"crypto/tls"
 	"errors"
-	"flag"
 	"io"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -36,14 +15,15 @@ import (
 	"golang.org/x/sys/unix"
 
 	"imap-tls/internal/certfile"
-	"imap-tls/internal/keyproto"
+	"imap-tls/internal/keyholder"
 	"imap-tls/internal/nodump"
+	"imap-tls/internal/opt"
 	"imap-tls/internal/seccomp"
 	"imap-tls/log"
 )
 
-// Synopsis is stunnel-imap-signer's usage, after the program name.
-const Synopsis = "-L fd -P fd [ -P fd ... ] [ -c max ] [ -i secs ]"
+// synopsis is stunnel-imap-signer's usage, after the program name.
+const synopsis = "-L fd -P fd [ -P fd ... ] [ -c max ] [ -i secs ]"
 
 const (
 	// defaultMax bounds the proxies served at once (-c): one goroutine
@@ -72,7 +52,7 @@ func changed(a, b *unix.Stat_t) bool {
 
 // Signer is the running service.
 type Signer struct {
-	keys  atomic.Pointer[keyproto.Keys]
+	keys  atomic.Pointer[keyholder.Keys]
 	files []*watched
 	ln    net.Listener
 	log   *log.Logger
@@ -85,73 +65,52 @@ type Signer struct {
 	refused  int
 }
 
-// Run is stunnel-imap-signer: args are its options.
-func Run(args []string, l *log.Logger) error {
+// run is stunnel-imap-signer: args are its options.
+func run(args []string, l *log.Logger) error {
 	var keyFDs []int
 	lfd := -1
-	max := int64(defaultMax)
+	max := defaultMax
 	interval := time.Second
-	fs := flag.NewFlagSet("stunnel-imap-signer", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Func("P", "", func(v string) error {
-		fd, err := strconv.Atoi(v)
-		if err != nil || fd < 0 {
-			return errors.New("bad descriptor " + v)
+	o := opt.New(synopsis)
+	o.Func('P', func(v string) error {
+		var fd int
+		if err := opt.FD(0, &fd)(v); err != nil {
+			return err
 		}
 		keyFDs = append(keyFDs, fd)
 		return nil
 	})
-	fs.Func("L", "", func(v string) error {
-		fd, err := strconv.Atoi(v)
-		if err != nil || fd < 0 {
-			return errors.New("bad descriptor " + v)
+	o.FD('L', 0, &lfd)
+	o.Number('c', 1, math.MaxInt32, &max)
+	o.Func('i', func(v string) error {
+		if err := opt.Seconds(&interval)(v); err != nil || interval < 10*time.Millisecond || interval > time.Hour {
+			return errors.New("seconds from 0.01 to 3600")
 		}
-		lfd = fd
 		return nil
 	})
-	fs.Func("c", "", func(v string) error {
-		n, err := strconv.ParseInt(v, 10, 32)
-		if err != nil || n < 1 {
-			return errors.New("-c wants a number of at least 1")
-		}
-		max = n
-		return nil
-	})
-	fs.Func("i", "", func(v string) error {
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f < 0.01 || f > 3600 {
-			return errors.New("-i wants seconds from 0.01 to 3600")
-		}
-		interval = time.Duration(f * float64(time.Second))
-		return nil
-	})
-	if err := fs.Parse(args); err != nil {
-		msg := log.Reason(err)
-		if errors.Is(err, flag.ErrHelp) {
-			msg = ""
-		}
-		return &log.UsageError{Synopsis: Synopsis, Msg: msg}
-	}
+	rest, err := o.Parse(args)
 	switch {
-	case fs.NArg() != 0:
-		return &log.UsageError{Synopsis: Synopsis, Msg: "unexpected argument " + strconv.Quote(fs.Arg(0))}
+	case err != nil:
+		return err
+	case len(rest) != 0:
+		return o.Usage("unexpected argument " + strconv.Quote(rest[0]))
 	case lfd < 0:
-		return &log.UsageError{Synopsis: Synopsis, Msg: "no -L: the listening socket's descriptor is needed"}
+		return o.Usage("no -L: the listening socket's descriptor is needed")
 	case len(keyFDs) == 0:
-		return &log.UsageError{Synopsis: Synopsis, Msg: "no -P: no certificate given"}
+		return o.Usage("no -P: no certificate given")
 	}
 	if err := nodump.Set(); err != nil {
 		return log.Temp(err, "harden the signer")
 	}
-	s := &Signer{log: l, max: max}
-	var ks keyproto.Keys
+	s := &Signer{log: l, max: int64(max)}
+	var ks keyholder.Keys
 	for _, fd := range keyFDs {
 		w, c, err := open(fd)
 		if err != nil {
 			return err
 		}
 		s.files = append(s.files, w)
-		ks = append(ks, keyproto.Key{Cert: *c})
+		ks = append(ks, keyholder.Key{Cert: *c})
 	}
 	s.keys.Store(&ks)
 	f := os.NewFile(uintptr(lfd), "listener")
@@ -232,7 +191,7 @@ func (s *Signer) session(conn net.Conn) {
 	defer s.sessions.Done()
 	defer s.active.Add(-1)
 	defer conn.Close()
-	if err := keyproto.Serve(conn, conn, *s.keys.Load()); err != nil {
+	if err := keyholder.Serve(conn, conn, *s.keys.Load()); err != nil {
 		s.log.Warning("refused a proxy: %s", log.Reason(err))
 	}
 }
@@ -285,7 +244,7 @@ func (s *Signer) check() bool {
 	for i, w := range s.files {
 		w.st = sts[i]
 	}
-	ks := make(keyproto.Keys, 0, len(s.files))
+	ks := make(keyholder.Keys, 0, len(s.files))
 	for _, w := range s.files {
 		c, err := certfile.Read(io.NewSectionReader(preader(w.fd), 0, certfile.MaxPEM+1), w.name)
 		if err != nil {
@@ -294,7 +253,7 @@ func (s *Signer) check() bool {
 			s.log.Warning("certificate %s changed and does not load, still serving the old one: %s", w.name, log.Reason(err))
 			return false
 		}
-		ks = append(ks, keyproto.Key{Cert: *c})
+		ks = append(ks, keyholder.Key{Cert: *c})
 	}
 	s.keys.Store(&ks)
 	s.log.Info("certificates read again: %d", len(ks))

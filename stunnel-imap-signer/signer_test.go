@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"imap-tls/internal/keyproto"
+	"imap-tls/internal/keyholder"
 	"imap-tls/internal/testkit"
 	"imap-tls/log"
 )
@@ -29,7 +29,7 @@ func signerOn(t *testing.T, path string, out *bytes.Buffer) *Signer {
 	}
 	t.Cleanup(func() { unix.Close(w.fd) })
 	s := &Signer{log: log.NewTo("stunnel-imap-signer", out, func(int) {}), max: 1, files: []*watched{w}}
-	ks := keyproto.Keys{{Cert: *c}}
+	ks := keyholder.Keys{{Cert: *c}}
 	s.keys.Store(&ks)
 	return s
 }

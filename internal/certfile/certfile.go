@@ -11,7 +11,7 @@
 //   - A PEM that does not parse, a missing or second private key, a key
 //     that does not match the leaf, an unsupported key type, an encrypted
 //     key, more than MaxPEM bytes, a chain that does not fit the key
-//     protocol's frame (MaxCerts, MaxChain), an expired or not yet valid
+//     protocol's frame (keyproto.FitChain), an expired or not yet valid
 //     leaf: exit 100, the message naming the problem.
 //   - A directory (-d): default.pem is required, for clients that send no
 //     server name or one that matches nothing; every other regular,
@@ -44,17 +44,16 @@ import (
 	"strings"
 	"time"
 
+	"imap-tls/internal/keyproto"
 	"imap-tls/log"
 )
 
-// Limits. MaxCerts and MaxChain are the key protocol's chain frame
-// (package keyproc takes them from here): a chain that loads is a chain
-// the key process can send, whichever program loads it.
+// Limits. A chain must also fit the key protocol's chain frame
+// (keyproto.FitChain): a chain that loads is a chain a key holder can
+// send, whichever program loads it.
 const (
 	MaxPEM   = 1 << 20 // bytes read from one file or descriptor
 	MaxFiles = 4096    // entries of a -d directory
-	MaxCerts = 8       // certificates in one chain
-	MaxChain = 16384   // the encoded chain: count(1), then length(2) and DER per certificate
 )
 
 // DefaultName is the file of a directory that holds the default
@@ -107,7 +106,7 @@ func Parse(data []byte, name string) (*tls.Certificate, error) {
 	case keyDER == nil:
 		return nil, bad("no private key")
 	}
-	if err := fitsFrame(chain); err != nil {
+	if err := keyproto.FitChain(chain); err != nil {
 		return nil, bad("%s", err)
 	}
 	leaf, err := x509.ParseCertificate(chain[0])
@@ -149,24 +148,6 @@ func parseKey(der []byte) (crypto.Signer, error) {
 		return k.(crypto.Signer), nil
 	}
 	return nil, fmt.Errorf("unsupported private key type %T", k)
-}
-
-// fitsFrame checks the chain against the key protocol's chain frame.
-func fitsFrame(chain [][]byte) error {
-	if len(chain) > MaxCerts {
-		return fmt.Errorf("chain of %d certificates: the limit is %d", len(chain), MaxCerts)
-	}
-	n := 1
-	for _, c := range chain {
-		if len(c) > 0xffff {
-			return fmt.Errorf("certificate of %d bytes in the chain: the limit is %d", len(c), 0xffff)
-		}
-		n += 2 + len(c)
-	}
-	if n > MaxChain {
-		return fmt.Errorf("certificate chain of %d bytes: the limit is %d", n, MaxChain)
-	}
-	return nil
 }
 
 // from and in phrase a source's name in a message: "/x" or "from

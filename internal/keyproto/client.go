@@ -20,7 +20,10 @@ import (
 // chain and one signature, never more, which is all one handshake needs.
 // It deliberately implements crypto.Signer and not crypto.Decrypter, so
 // crypto/tls never picks an RSA key-exchange suite (it requires a
-// Decrypter for those), and the key process is never a decryption oracle.
+// Decrypter for those), and the key holder is never a decryption oracle.
+//
+// Its errors still say "key process" whichever key holder answers: they
+// reach the proxy's log, whose wording is the proxy's to change.
 type Client struct {
 	conn    net.Conn
 	timeout time.Duration
@@ -53,7 +56,7 @@ func FileClient(fd int, timeout time.Duration) (*Client, error) {
 	return NewClient(conn, timeout), nil
 }
 
-// Ready waits for the key process to say that every key is loaded and
+// Ready waits for the key holder to say that every key is loaded and
 // checked. Call it at start, before the first byte to the client, to
 // fail early; Certificate calls it too.
 func (c *Client) Ready() error {
@@ -82,7 +85,7 @@ func (c *Client) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, e
 	return c.Certificate(hello.ServerName)
 }
 
-// Certificate asks the key process for the chain to serve for an SNI
+// Certificate asks the key holder for the chain to serve for an SNI
 // name ("" for the default) and returns it with a signer as its
 // PrivateKey. Only the first call asks; later ones return the same
 // certificate, whatever the name.
@@ -140,7 +143,7 @@ func (c *Client) exchange(f []byte) (Reply, error) {
 	if err == nil {
 		rep, err = ReadReply(c.conn, &c.buf)
 	}
-	if gone(err) || errors.Is(err, io.ErrUnexpectedEOF) {
+	if Gone(err) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return Reply{}, errors.New("key process ended")
 	}
 	if err != nil {
@@ -164,7 +167,7 @@ type signer struct {
 
 func (s *signer) Public() crypto.PublicKey { return s.pub }
 
-// Sign asks the key process for the signature, once, and checks it
+// Sign asks the key holder for the signature, once, and checks it
 // against the public key before crypto/tls sends it.
 func (s *signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	c := s.c
@@ -174,7 +177,7 @@ func (s *signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 		return nil, errors.New("key process already signed for this connection")
 	}
 	c.signed = true
-	defer c.conn.Close() // the key process exits after one signature
+	defer c.conn.Close() // the key holder ends the session after one signature
 
 	req := Request{Type: TypeSign, Hash: opts.HashFunc(), Digest: digest}
 	if p, ok := opts.(*rsa.PSSOptions); ok {

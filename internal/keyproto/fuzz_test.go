@@ -1,41 +1,43 @@
-package keyproto
+package keyproto_test
 
 import (
 	"bytes"
 	"crypto"
 	"io"
-	"sync"
 	"testing"
+
+	. "imap-tls/internal/keyproto"
+	kt "imap-tls/internal/keyproto/keyprototest"
 )
 
 // consumed reports how many bytes of data the reader has taken.
 func consumed(data []byte, r *bytes.Reader) int { return len(data) - r.Len() }
 
-// FuzzReadRequest is the key process's decoder: whatever the proxy
+// FuzzReadRequest is the key holder's decoder: whatever the proxy
 // sends, no panic, no frame beyond its limit, and every frame it accepts
 // encodes back to exactly the bytes it came from.
 func FuzzReadRequest(f *testing.F) {
-	f.Add(cat(frame(TypeName, []byte("imap.example.test")...), signFrame(crypto.SHA256, 0, 32)))
-	f.Add(cat(frame(TypeName), signFrame(crypto.SHA384, flagPSS, 48)))
-	f.Add(cat(frame(TypeName), signFrame(0, 0, 146)))
+	f.Add(kt.Cat(kt.Frame(TypeName, []byte("imap.example.test")...), kt.SignFrame(crypto.SHA256, 0, 32)))
+	f.Add(kt.Cat(kt.Frame(TypeName), kt.SignFrame(crypto.SHA384, FlagPSS, 48)))
+	f.Add(kt.Cat(kt.Frame(TypeName), kt.SignFrame(0, 0, 146)))
 	f.Add([]byte{1, TypeSign, 0xff, 0xff})
 	f.Add([]byte{2, TypeName, 0, 0})
 	f.Add([]byte{1, TypeName, 0, 3, '.', '.', '/'})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		roundTrip(t, data, ReadRequest, EncodeRequest, func(in []byte, req Request) {
-			if len(in) > headerLen+maxRequest(req.Type) {
+			if len(in) > HeaderLen+MaxRequest(req.Type) {
 				t.Fatalf("accepted a %d-byte frame of type %c", len(in), req.Type)
 			}
 		})
 	})
 }
 
-// FuzzReadReply is the proxy's decoder, for a key process gone wrong.
+// FuzzReadReply is the proxy's decoder, for a key holder gone wrong.
 func FuzzReadReply(f *testing.F) {
-	f.Add(cat(frame(TypeReady), frame(TypeChain, 1, 0, 3, 0x30, 0x01, 0x00), frame(TypeSig, 1, 2, 3)))
+	f.Add(kt.Cat(kt.Frame(TypeReady), kt.Frame(TypeChain, 1, 0, 3, 0x30, 0x01, 0x00), kt.Frame(TypeSig, 1, 2, 3)))
 	f.Add([]byte{1, TypeReady, 0, 1, 0})
-	f.Add(cat(frame(TypeChain, 2, 0, 1, 0x30, 0, 1, 0x31)))
-	f.Add(frame(TypeError, []byte("signature refused")...))
+	f.Add(kt.Cat(kt.Frame(TypeChain, 2, 0, 1, 0x30, 0, 1, 0x31)))
+	f.Add(kt.Frame(TypeError, []byte("signature refused")...))
 	f.Add([]byte{1, TypeChain, 0xff, 0xff})
 	f.Add([]byte{1, TypeChain, 0, 1, 9})
 	f.Add([]byte{1, TypeSig, 0, 0})
@@ -72,29 +74,4 @@ func roundTrip[T any](t *testing.T, data []byte,
 			t.Fatalf("round trip: %x became %x", in, out)
 		}
 	}
-}
-
-var (
-	fuzzKeyOnce sync.Once
-	fuzzKeys    Keys
-)
-
-// FuzzServe drives the whole key process loop: whatever arrives, it
-// answers with well-formed frames, at most one chain, at most one
-// signature, and the chain first.
-func FuzzServe(f *testing.F) {
-	f.Add(cat(frame(TypeName), signFrame(crypto.SHA256, 0, 32)))
-	f.Add(cat(frame(TypeName), frame(TypeName)))
-	f.Add(cat(signFrame(crypto.SHA256, 0, 32)))
-	f.Add(cat(frame(TypeName), signFrame(crypto.SHA256, 0, 32), signFrame(crypto.SHA256, 0, 32)))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		fuzzKeyOnce.Do(func() { fuzzKeys = genKey(t, "ecdsa").keys(t) })
-		var out bytes.Buffer
-		Serve(bytes.NewReader(data), &out, fuzzKeys)
-		switch types := replyTypes(t, &out); types {
-		case "R", "RC", "RCG", "RCE":
-		default:
-			t.Fatalf("Serve answered %q", types)
-		}
-	})
 }

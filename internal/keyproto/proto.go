@@ -1,18 +1,18 @@
-// Package keyproc keeps the private key out of the network-facing proxy.
-//
-// The key lives in a second process, stunnel-imap-key, with its own
-// jail and uid and no socket but its channel to the proxy (fd 0/1, given
-// by makesock). The proxy holds a crypto.Signer whose Sign asks that
-// process for the one signature a TLS handshake needs (TLS 1.3
-// CertificateVerify, or the TLS 1.2 ECDHE ServerKeyExchange); crypto/tls
-// uses it unchanged.
+// Package keyproto is the key protocol: how the network-facing proxy
+// (stunnel-imap -K) gets a certificate chain and one signature from the
+// process that holds the private key, the key holder: the service's
+// signer (stunnel-imap-signer, one per service) or a key process
+// (stunnel-imap-key, one per connection). It holds the wire format, its
+// limits, and the proxy's end (Client, a crypto.Signer that crypto/tls
+// uses unchanged); the key holder's end is package keyholder, which the
+// proxy never imports.
 //
 // The protocol is tiny, and the same framing goes both ways:
 //
 //	frame   = version type length payload
 //	version = 0x01
-//	type    = 'N' / 'S'              (proxy to key process)
-//	        / 'R' / 'C' / 'G' / 'E'  (key process to proxy)
+//	type    = 'N' / 'S'              (proxy to key holder)
+//	        / 'R' / 'C' / 'G' / 'E'  (key holder to proxy)
 //	length  = 2 bytes, big-endian, at most the type's own maximum
 //
 //	'R' ready    empty: every key is loaded and checked
@@ -25,9 +25,9 @@
 //	'E' error    a short text
 //
 // A session is exactly: R, then N -> C, then S -> G (or E), then the key
-// process exits. Anything else, a second N, an S before N, a second S, a
-// bad version, type or length, and the key process logs one line and
-// exits; the proxy gone at any point (EOF, a reset) ends it quietly.
+// holder ends it. Anything else, a second N, an S before N, a second S, a
+// bad version, type or length, and the key holder logs one line and
+// ends it; the proxy gone at any point (EOF, a reset) ends it quietly.
 // Every buffer is a fixed array of the largest frame: no size read from
 // the peer is ever allocated.
 package keyproto
@@ -38,8 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-
-	"imap-tls/internal/certfile"
+	"syscall"
 )
 
 // Version is the protocol version every frame carries.
@@ -55,15 +54,17 @@ const (
 	TypeError = 'E'
 )
 
-// Limits, per frame type.
+// Limits, per frame type. The certificate loader (package certfile)
+// refuses a chain that does not fit the chain frame (FitChain): a chain
+// that loads, in any program, is a chain the key holder can send.
 const (
 	MaxName    = 255 // a DNS name is at most 253
 	MaxMessage = 512 // an Ed25519 message: TLS 1.3 needs 146, TLS 1.2 at most 201
 	MaxSign    = 2 + MaxMessage
 	MaxSig     = 1024 // RSA-8192
 	MaxError   = 256
-	MaxCerts   = certfile.MaxCerts // the loader refuses a chain that does not fit
-	MaxChain   = certfile.MaxChain // the encoded chain: count and lengths included
+	MaxCerts   = 8     // certificates in one chain
+	MaxChain   = 16384 // the encoded chain: count(1), then length(2) and DER per certificate
 	MaxFrame   = MaxChain
 
 	headerLen = 4
@@ -81,7 +82,7 @@ var (
 	errDigest   = errors.New("digest length does not match the hash")
 )
 
-// Request is a decoded proxy-to-key-process frame.
+// Request is a decoded proxy-to-key-holder frame.
 type Request struct {
 	Type   byte
 	Name   string      // TypeName
@@ -90,7 +91,7 @@ type Request struct {
 	Digest []byte      // TypeSign; aliases the read buffer
 }
 
-// Reply is a decoded key-process-to-proxy frame.
+// Reply is a decoded key-holder-to-proxy frame.
 type Reply struct {
 	Type  byte
 	Chain [][]byte // TypeChain; each aliases the read buffer
@@ -176,7 +177,7 @@ func checkFrame(t byte, n int, max func(byte) int) error {
 	return nil
 }
 
-// ReadRequest reads and decodes one request; the key process's side.
+// ReadRequest reads and decodes one request; the key holder's side.
 func ReadRequest(r io.Reader, buf *[MaxFrame]byte) (Request, error) {
 	t, p, err := readFrame(r, buf, maxRequest)
 	if err != nil {
@@ -235,7 +236,7 @@ func checkDigest(h crypto.Hash, pss bool, n int) error {
 
 // ValidName reports whether s may be sent as a server name: empty (no
 // SNI), or at most 253 bytes of letters, digits, '-', '_' and '.', with
-// no empty label. The key process uses it to pick a certificate and a
+// no empty label. The key holder uses it to pick a certificate and a
 // file name, so no '/' and no ".." ever reach it.
 func ValidName(s string) bool {
 	if len(s) > 253 {
@@ -355,19 +356,16 @@ func EncodeReply(rep Reply) ([]byte, error) {
 	case TypeReady:
 		return appendFrame(nil, TypeReady), nil
 	case TypeChain:
-		if len(rep.Chain) < 1 || len(rep.Chain) > MaxCerts {
-			return nil, fmt.Errorf("chain of %d certificates: the limit is %d", len(rep.Chain), MaxCerts)
+		if len(rep.Chain) < 1 {
+			return nil, errMalform
+		}
+		if err := FitChain(rep.Chain); err != nil {
+			return nil, err
 		}
 		p := []byte{byte(len(rep.Chain))}
 		for _, c := range rep.Chain {
-			if len(c) == 0 || len(c) > 0xffff {
-				return nil, errMalform
-			}
 			p = binary.BigEndian.AppendUint16(p, uint16(len(c)))
 			p = append(p, c...)
-		}
-		if len(p) > MaxChain {
-			return nil, fmt.Errorf("certificate chain of %d bytes: the limit is %d", len(p), MaxChain)
 		}
 		return appendFrame(nil, TypeChain, p), nil
 	case TypeSig:
@@ -383,4 +381,35 @@ func EncodeReply(rep Reply) ([]byte, error) {
 		return appendFrame(nil, TypeError, []byte(e)), nil
 	}
 	return nil, errType
+}
+
+// FitChain reports whether a chain (DER certificates, leaf first) fits
+// one chain frame: at most MaxCerts certificates, none empty or beyond
+// a 2-byte length, MaxChain bytes encoded. The certificate loader
+// applies it to every chain it loads.
+func FitChain(chain [][]byte) error {
+	if len(chain) > MaxCerts {
+		return fmt.Errorf("chain of %d certificates: the limit is %d", len(chain), MaxCerts)
+	}
+	n := 1
+	for _, c := range chain {
+		if len(c) == 0 {
+			return errors.New("empty certificate in the chain")
+		}
+		if len(c) > 0xffff {
+			return fmt.Errorf("certificate of %d bytes in the chain: the limit is %d", len(c), 0xffff)
+		}
+		n += 2 + len(c)
+	}
+	if n > MaxChain {
+		return fmt.Errorf("certificate chain of %d bytes: the limit is %d", n, MaxChain)
+	}
+	return nil
+}
+
+// Gone reports whether err means that the peer has left: EOF between
+// frames, a broken pipe, or a reset, which is what a unix socket
+// reports when the peer closed with a frame of ours unread.
+func Gone(err error) bool {
+	return err == io.EOF || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"imap-tls/internal/keyholder"
 	"imap-tls/internal/keyproto"
 	"imap-tls/internal/nodump"
 	"imap-tls/internal/seccomp"
@@ -118,7 +119,7 @@ func lockdown() int {
 		fmt.Println("setup:", err)
 		return 111
 	}
-	key, err := keyproto.ParsePEM(cert.PEM)
+	key, err := keyholder.ParsePEM(cert.PEM)
 	if err != nil {
 		fmt.Println("setup:", err)
 		return 111
@@ -148,7 +149,7 @@ func lockdown() int {
 	wg.Wait()
 	runtime.GC()
 
-	go keyproto.Serve(kc, kc, keyproto.Keys{key})
+	go keyholder.Serve(kc, kc, keyholder.Keys{key})
 	client := keyproto.NewClient(pc, 30*time.Second) // a hang guard
 	srv := tls.Server(sc, &tls.Config{GetCertificate: client.GetCertificate})
 	cli := tls.Client(cc, cert.ClientConfig("imap.example.test"))

@@ -1,4 +1,4 @@
-package keyproto
+package main
 
 import (
 	"bufio"
@@ -16,7 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"imap-tls/internal/certfile"
 	"imap-tls/internal/certfile/certfiletest"
+	"imap-tls/internal/keyproto"
+	kt "imap-tls/internal/keyproto/keyprototest"
 	"imap-tls/internal/nodump"
 	"imap-tls/internal/seccomp"
 	"imap-tls/internal/testkit"
@@ -43,7 +46,7 @@ func TestMain(m *testing.M) {
 // and one echo, says "ready" and waits for stdin's EOF, so that the
 // parent can read its memory.
 func proxyChild() int {
-	c, err := FileClient(3, testTimeout)
+	c, err := keyproto.FileClient(3, kt.Timeout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "proxy:", err)
 		return 111
@@ -106,7 +109,7 @@ func (c *child) wait(t testing.TB) (int, string) {
 // proxy's end.
 func startKey(t testing.TB, args string, extra ...*os.File) (*child, net.Conn) {
 	t.Helper()
-	a, b := socketFiles(t)
+	a, b := kt.SocketFiles(t)
 	defer a.Close()
 	defer b.Close()
 	c := &child{cmd: exec.Command(testkit.Bin(t, "stunnel-imap-key"), strings.Fields(args)...)}
@@ -156,9 +159,9 @@ func procField(t testing.TB, pid int, file, field string) string {
 func TestKeyProcess(t *testing.T) {
 	for _, kind := range []string{"rsa", "ecdsa"} {
 		t.Run(kind, func(t *testing.T) {
-			k := genKey(t, kind)
-			kp, conn := startKey(t, "-P 3", pemFile(t, k.pem))
-			c := NewClient(conn, testTimeout)
+			k := kt.GenKey(t, kind)
+			kp, conn := startKey(t, "-P 3", pemFile(t, k.PEM))
+			c := keyproto.NewClient(conn, kt.Timeout)
 			if err := c.Ready(); err != nil {
 				t.Fatal(err)
 			}
@@ -175,7 +178,7 @@ func TestKeyProcess(t *testing.T) {
 			if got := procField(t, pid, "limits", "Max core file size"); !strings.HasPrefix(got, "0 0 ") {
 				t.Errorf("key process core limit %q, want 0 0", got)
 			}
-			_, serr, cerr := handshake(t, c, k.pool(t), "imap.example.test", nil)
+			_, serr, cerr := kt.Handshake(t, c, k.Pool(), "imap.example.test", nil)
 			if serr != nil || cerr != nil {
 				t.Fatalf("handshake: server %v, client %v", serr, cerr)
 			}
@@ -194,7 +197,7 @@ func TestKeyProcessCertDir(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not a key"), 0o400)
 	for _, tc := range cases {
 		kp, conn := startKey(t, "-d "+dir)
-		st, serr, cerr := handshake(t, NewClient(conn, testTimeout), nil, tc.SNI, &tls.Config{InsecureSkipVerify: true})
+		st, serr, cerr := kt.Handshake(t, keyproto.NewClient(conn, kt.Timeout), nil, tc.SNI, &tls.Config{InsecureSkipVerify: true})
 		if serr != nil || cerr != nil {
 			t.Fatalf("sni %q: server %v, client %v", tc.SNI, serr, cerr)
 		}
@@ -232,7 +235,7 @@ func TestKeyProcessPolicy(t *testing.T) {
 				args = "-P " + strconv.Itoa(fd)
 			}
 			kp, conn := startKey(t, args, extra...)
-			err := NewClient(conn, testTimeout).Ready()
+			err := keyproto.NewClient(conn, kt.Timeout).Ready()
 			conn.Close()
 			code, stderr := kp.wait(t)
 			if c.Code == 0 {
@@ -255,36 +258,36 @@ func TestKeyProcessPolicy(t *testing.T) {
 // TestKeyProcessRefuses: what a compromised proxy might send ends the
 // key process with one fatal line, and never yields a second signature.
 func TestKeyProcessRefuses(t *testing.T) {
-	name := frame(TypeName)
-	sign := signFrame(0x05, 0, 32) // SHA-256
+	name := kt.Frame(keyproto.TypeName)
+	sign := kt.SignFrame(0x05, 0, 32) // SHA-256
 	for _, tc := range []struct {
 		name, in, want string
 	}{
-		{"oversized", string(cat(name, []byte{1, TypeSign, 0x10, 0})), "frame too long (type S)"},
+		{"oversized", string(kt.Cat(name, []byte{1, keyproto.TypeSign, 0x10, 0})), "frame too long (type S)"},
 		{"bad version", "\x07N\x00\x00", "unknown protocol version (type N)"},
 		{"unknown type", "\x01Z\x00\x00", "unknown frame type (type Z)"},
-		{"malformed name", string(frame(TypeName, []byte("a/../b")...)), "malformed server name (type N)"},
+		{"malformed name", string(kt.Frame(keyproto.TypeName, []byte("a/../b")...)), "malformed server name (type N)"},
 		{"sign before name", string(sign), "sign request before the server name"},
-		{"second name", string(cat(name, name)), "second server name request"},
-		{"bad digest", string(cat(name, signFrame(0x05, 0, 20))), "digest length does not match the hash (type S)"},
-		{"truncated", string(cat(name, sign[:10])), "unexpected EOF"},
+		{"second name", string(kt.Cat(name, name)), "second server name request"},
+		{"bad digest", string(kt.Cat(name, kt.SignFrame(0x05, 0, 20))), "digest length does not match the hash (type S)"},
+		{"truncated", string(kt.Cat(name, sign[:10])), "unexpected EOF"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			k := genKey(t, "ecdsa")
-			kp, conn := startKey(t, "-P 3", pemFile(t, k.pem))
+			k := kt.GenKey(t, "ecdsa")
+			kp, conn := startKey(t, "-P 3", pemFile(t, k.PEM))
 			conn.Write([]byte(tc.in))
 			if tc.name == "truncated" {
 				conn.(*net.UnixConn).CloseWrite()
 			}
-			var buf [MaxFrame]byte
+			var buf [keyproto.MaxFrame]byte
 			sigs := 0
 			conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 			for {
-				rep, err := ReadReply(conn, &buf)
+				rep, err := keyproto.ReadReply(conn, &buf)
 				if err != nil {
 					break
 				}
-				if rep.Type == TypeSig {
+				if rep.Type == keyproto.TypeSig {
 					sigs++
 				}
 			}
@@ -299,14 +302,14 @@ func TestKeyProcessRefuses(t *testing.T) {
 		})
 	}
 	t.Run("request beyond one handshake", func(t *testing.T) {
-		k := genKey(t, "ecdsa")
-		kp, conn := startKey(t, "-P 3", pemFile(t, k.pem))
-		conn.Write(cat(name, sign, sign, sign))
-		var buf [MaxFrame]byte
+		k := kt.GenKey(t, "ecdsa")
+		kp, conn := startKey(t, "-P 3", pemFile(t, k.PEM))
+		conn.Write(kt.Cat(name, sign, sign, sign))
+		var buf [keyproto.MaxFrame]byte
 		var types []byte
 		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 		for {
-			rep, err := ReadReply(conn, &buf)
+			rep, err := keyproto.ReadReply(conn, &buf)
 			if err != nil {
 				break
 			}
@@ -322,12 +325,12 @@ func TestKeyProcessRefuses(t *testing.T) {
 }
 
 func TestKeyProcessUsageAndConfig(t *testing.T) {
-	k := genKey(t, "ecdsa")
+	k := kt.GenKey(t, "ecdsa")
 	empty := t.TempDir()
 	badDir := t.TempDir()
 	os.WriteFile(filepath.Join(badDir, "default.pem"), []byte("not a pem"), 0o400)
-	huge := append(bytes.Repeat([]byte("#"), MaxPEM), k.pem...)
-	usage := "stunnel-imap-key: usage: stunnel-imap-key " + Synopsis + "\n"
+	huge := append(bytes.Repeat([]byte("#"), certfile.MaxPEM), k.PEM...)
+	usage := "stunnel-imap-key: usage: stunnel-imap-key " + synopsis + "\n"
 	for _, tc := range []struct {
 		args  string
 		extra []byte
@@ -335,21 +338,21 @@ func TestKeyProcessUsageAndConfig(t *testing.T) {
 		want  string // a regexp for the whole stderr
 	}{
 		{"", nil, 100, "^stunnel-imap-key: fatal: no certificate given\n" + regexp.QuoteMeta(usage) + "$"},
-		{"-x", nil, 100, "^stunnel-imap-key: fatal: flag provided but not defined: -x\n" + regexp.QuoteMeta(usage) + "$"},
+		{"-x", nil, 100, "^stunnel-imap-key: fatal: unknown option -x\n" + regexp.QuoteMeta(usage) + "$"},
 		{"-h", nil, 100, "^" + regexp.QuoteMeta(usage) + "$"},
-		{"-S -P 3", k.pem, 100, "^stunnel-imap-key: fatal: flag provided but not defined: -S\n" + regexp.QuoteMeta(usage) + "$"},
-		{"-P 3 extra", k.pem, 100, "^stunnel-imap-key: fatal: unexpected argument extra\n"},
-		{"-P three", nil, 100, "^stunnel-imap-key: fatal: bad descriptor three\n"},
+		{"-S -P 3", k.PEM, 100, "^stunnel-imap-key: fatal: unknown option -S\n" + regexp.QuoteMeta(usage) + "$"},
+		{"-P 3 extra", k.PEM, 100, "^stunnel-imap-key: fatal: unexpected argument extra\n" + regexp.QuoteMeta(usage) + "$"},
+		{"-P three", nil, 100, "^stunnel-imap-key: fatal: bad value for -P: \"three\" \\(not a descriptor number from 0 to 1048575\\)\n" + regexp.QuoteMeta(usage) + "$"},
 		{"-P 3", []byte("not a pem"), 100, "^stunnel-imap-key: fatal: unable to load certificate from descriptor 3: no PEM data\n$"},
-		{"-P 3", k.pem[:len(k.pem)-40], 100, "^stunnel-imap-key: fatal: unable to load certificate from descriptor 3: no private key\n$"},
+		{"-P 3", k.PEM[:len(k.PEM)-40], 100, "^stunnel-imap-key: fatal: unable to load certificate from descriptor 3: no private key\n$"},
 		{"-p /nonexistent/stunnel.pem", nil, 111, "^stunnel-imap-key: fatal: unable to read certificate /nonexistent/stunnel.pem: file does not exist\n$"},
 		{"-d /nonexistent", nil, 111, "^stunnel-imap-key: fatal: unable to read certificate /nonexistent/default.pem: file does not exist\n$"},
 		{"-P 99", nil, 111, "^stunnel-imap-key: fatal: unable to read certificate from descriptor 99: bad file descriptor\n$"},
-		{"-P -1", nil, 100, "^stunnel-imap-key: fatal: bad descriptor -1\n"},
+		{"-P -1", nil, 100, "^stunnel-imap-key: fatal: bad value for -P: \"-1\" \\(not a descriptor number from 0 to 1048575\\)\n" + regexp.QuoteMeta(usage) + "$"},
 		{"-P 3", huge, 100, "^stunnel-imap-key: fatal: unable to load certificate from descriptor 3: larger than 1048576 bytes\n$"},
 		{"-d " + empty, nil, 111, "^stunnel-imap-key: fatal: unable to read certificate " + regexp.QuoteMeta(empty) + "/default.pem: file does not exist\n$"},
 		{"-d " + badDir, nil, 100, "^stunnel-imap-key: fatal: unable to load certificate " + regexp.QuoteMeta(badDir) + "/default.pem: no PEM data\n$"},
-		{"-P 3 -p /nonexistent/second.pem", k.pem, 111, "^stunnel-imap-key: fatal: unable to read certificate /nonexistent/second.pem: file does not exist\n$"},
+		{"-P 3 -p /nonexistent/second.pem", k.PEM, 111, "^stunnel-imap-key: fatal: unable to read certificate /nonexistent/second.pem: file does not exist\n$"},
 	} {
 		var extra []*os.File
 		if tc.extra != nil {
@@ -357,7 +360,7 @@ func TestKeyProcessUsageAndConfig(t *testing.T) {
 		}
 		kp, conn := startKey(t, tc.args, extra...)
 		// The proxy learns of it before it greets its client.
-		if err := NewClient(conn, testTimeout).Ready(); err == nil || err.Error() != "key process ended" {
+		if err := keyproto.NewClient(conn, kt.Timeout).Ready(); err == nil || err.Error() != "key process ended" {
 			t.Errorf("%q: Ready: %v", tc.args, err)
 		}
 		conn.Close()
@@ -372,32 +375,44 @@ func TestKeyProcessUsageAndConfig(t *testing.T) {
 // proxy's sign request reaches it: the proxy's handshake must fail with
 // a clear error and the client must see the end, not hang.
 func TestKeyProcessDiesMidHandshake(t *testing.T) {
-	k := genKey(t, "ecdsa")
-	kp, kconn := startKey(t, "-P 3", pemFile(t, k.pem))
-	pc, relay := socketConns(t)
+	k := kt.GenKey(t, "ecdsa")
+	kp, kconn := startKey(t, "-P 3", pemFile(t, k.PEM))
+	pc, relay := kt.SocketConns(t)
 	go func() {
 		defer relay.Close()
-		var buf [MaxFrame]byte
-		typ, p, err := readFrame(kconn, &buf, maxReply) // ready
+		var buf [keyproto.MaxFrame]byte
+		// Each frame decoded and encoded again: the relay passes on
+		// only what the protocol allows.
+		reply := func() bool { // key process to proxy
+			rep, err := keyproto.ReadReply(kconn, &buf)
+			if err != nil {
+				return false
+			}
+			f, err := keyproto.EncodeReply(rep)
+			if err != nil {
+				return false
+			}
+			_, err = relay.Write(f)
+			return err == nil
+		}
+		if !reply() { // ready
+			return
+		}
+		req, err := keyproto.ReadRequest(relay, &buf) // the name
 		if err != nil {
 			return
 		}
-		relay.Write(appendFrame(nil, typ, p))
-		typ, p, err = readFrame(relay, &buf, maxRequest)
-		if err != nil {
+		if f, err := keyproto.EncodeRequest(req); err != nil || func() error { _, err := kconn.Write(f); return err }() != nil {
 			return
 		}
-		kconn.Write(appendFrame(nil, typ, p))
-		typ, p, err = readFrame(kconn, &buf, maxReply)
-		if err != nil {
+		if !reply() { // the chain
 			return
 		}
-		relay.Write(appendFrame(nil, typ, p))
-		if typ, _, _ = readFrame(relay, &buf, maxRequest); typ == TypeSign {
+		if req, err := keyproto.ReadRequest(relay, &buf); err == nil && req.Type == keyproto.TypeSign {
 			kp.cmd.Process.Kill()
 		}
 	}()
-	_, serr, cerr := handshake(t, NewClient(pc, testTimeout), k.pool(t), "imap.example.test", nil)
+	_, serr, cerr := kt.Handshake(t, keyproto.NewClient(pc, kt.Timeout), k.Pool(), "imap.example.test", nil)
 	if serr == nil || !strings.Contains(serr.Error(), "key process ended") || strings.Contains(serr.Error(), "\n") {
 		t.Errorf("proxy's handshake error: %v", serr)
 	}
@@ -409,9 +424,9 @@ func TestKeyProcessDiesMidHandshake(t *testing.T) {
 	}
 }
 
-func secrets(t testing.TB, k *testKey) map[string][]byte {
+func secrets(t testing.TB, k *kt.Key) map[string][]byte {
 	t.Helper()
-	s, err := memscan.Secrets(k.priv)
+	s, err := memscan.Secrets(k.Priv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,12 +455,12 @@ func TestProxyMemoryHoldsNoKey(t *testing.T) {
 		version uint16
 	}{{"rsa", tls.VersionTLS13}, {"ecdsa", tls.VersionTLS12}, {"ecdsa", tls.VersionTLS13}} {
 		t.Run(tc.kind+"/"+tls.VersionName(tc.version), func(t *testing.T) {
-			k := genKey(t, tc.kind)
+			k := kt.GenKey(t, tc.kind)
 			nd := memscan.Needles(secrets(t, k))
 
 			// Control: the key process, loaded, holds the key.
-			kp, kconn := startKey(t, "-P 3", pemFile(t, k.pem))
-			if _, err := NewClient(kconn, testTimeout).Certificate(""); err != nil {
+			kp, kconn := startKey(t, "-P 3", pemFile(t, k.PEM))
+			if _, err := keyproto.NewClient(kconn, kt.Timeout).Certificate(""); err != nil {
 				t.Fatal(err)
 			}
 			found, n := scanMemory(t, kp.cmd.Process.Pid, nd)
@@ -458,13 +473,13 @@ func TestProxyMemoryHoldsNoKey(t *testing.T) {
 			kp.wait(t)
 
 			// The proxy: a fresh key process, the proxy in its own process.
-			kp, kconn = startKey(t, "-P 3", pemFile(t, k.pem))
+			kp, kconn = startKey(t, "-P 3", pemFile(t, k.PEM))
 			kf, err := kconn.(*net.UnixConn).File()
 			if err != nil {
 				t.Fatal(err)
 			}
 			kconn.Close()
-			tp, tc2 := socketFiles(t)
+			tp, tc2 := kt.SocketFiles(t)
 			proxy := exec.Command(os.Args[0], "-test.run=^$")
 			proxy.Env = append(os.Environ(), "KEYPROC_TEST_CHILD=proxy")
 			proxy.ExtraFiles = []*os.File{kf, tp}
@@ -484,7 +499,7 @@ func TestProxyMemoryHoldsNoKey(t *testing.T) {
 				t.Fatal(err)
 			}
 			cc.SetDeadline(time.Now().Add(30 * time.Second))
-			cli := tls.Client(cc, &tls.Config{RootCAs: k.pool(t), ServerName: "imap.example.test", MinVersion: tc.version, MaxVersion: tc.version})
+			cli := tls.Client(cc, &tls.Config{RootCAs: k.Pool(), ServerName: "imap.example.test", MinVersion: tc.version, MaxVersion: tc.version})
 			if err := cli.Handshake(); err != nil {
 				t.Fatalf("handshake through the proxy process: %v (proxy: %s)", err, perr.String())
 			}
@@ -519,8 +534,8 @@ func TestProxyMemoryHoldsNoKey(t *testing.T) {
 // kernel then reports a reset, not an end of file): a proxy whose client
 // left is no fault of the key process's, so it exits 0 without a word.
 func TestKeyProcessProxyVanishes(t *testing.T) {
-	name := frame(TypeName)
-	sign := signFrame(0x05, 0, 32) // SHA-256
+	name := kt.Frame(keyproto.TypeName)
+	sign := kt.SignFrame(0x05, 0, 32) // SHA-256
 	for _, tc := range []struct {
 		name      string
 		readyRead bool
@@ -530,14 +545,14 @@ func TestKeyProcessProxyVanishes(t *testing.T) {
 		{"after ready", true, nil},
 		{"name sent, ready unread", false, name},
 		{"name sent, chain unread", true, name},
-		{"sign sent, signature unread", true, cat(name, sign)},
+		{"sign sent, signature unread", true, kt.Cat(name, sign)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			k := genKey(t, "ecdsa")
-			kp, conn := startKey(t, "-P 3", pemFile(t, k.pem))
+			k := kt.GenKey(t, "ecdsa")
+			kp, conn := startKey(t, "-P 3", pemFile(t, k.PEM))
 			conn.SetDeadline(time.Now().Add(30 * time.Second))
 			if tc.readyRead {
-				if err := NewClient(conn, testTimeout).Ready(); err != nil {
+				if err := keyproto.NewClient(conn, kt.Timeout).Ready(); err != nil {
 					t.Fatal(err)
 				}
 			} else {
@@ -548,7 +563,7 @@ func TestKeyProcessProxyVanishes(t *testing.T) {
 				}
 				var peekErr error
 				raw.Read(func(fd uintptr) bool {
-					var b [headerLen]byte
+					var b [4]byte // a frame's header
 					_, _, peekErr = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK)
 					return peekErr != unix.EAGAIN
 				})

@@ -1,7 +1,8 @@
-package keyproto
+package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"imap-tls/internal/keyproto"
+	kt "imap-tls/internal/keyproto/keyprototest"
 	"imap-tls/internal/testkit"
 
 	"golang.org/x/sys/unix"
@@ -20,10 +23,10 @@ const uidRange = "2000000000:4194304"
 
 // startJailedKey runs the key process as the pipeline does:
 // setuidgid-chroot -/ jail -r RANGE -o 3:pem stunnel-imap-key -P 3.
-func startJailedKey(t *testing.T, jail, pem string, env ...string) (*child, *Client) {
+func startJailedKey(t *testing.T, jail, pem string, env ...string) (*child, *keyproto.Client) {
 	t.Helper()
 	sgc, key := testkit.Bin(t, "setuidgid-chroot"), testkit.Bin(t, "stunnel-imap-key")
-	a, b := socketFiles(t)
+	a, b := kt.SocketFiles(t)
 	defer a.Close()
 	defer b.Close()
 	c := &child{cmd: exec.Command(sgc, "-/", jail, "-r", uidRange, "-o", "3:"+pem, key, "-P", "3")}
@@ -33,12 +36,12 @@ func startJailedKey(t *testing.T, jail, pem string, env ...string) (*child, *Cli
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.cmd.Process.Kill(); c.cmd.Wait() })
-	conn, err := netFileConn(a)
+	conn, err := net.FileConn(a)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	cl := NewClient(conn, testTimeout)
+	cl := keyproto.NewClient(conn, kt.Timeout)
 	if err := cl.Ready(); err != nil {
 		code, stderr := c.wait(t)
 		t.Fatalf("jailed key process: %v (exit %d, %s)", err, code, stderr)
@@ -56,10 +59,10 @@ func TestKeyProcessJail(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("not running as root: setuidgid-chroot needs root")
 	}
-	k := genKey(t, "ecdsa")
+	k := kt.GenKey(t, "ecdsa")
 	dir := t.TempDir()
 	pem := filepath.Join(dir, "stunnel.pem")
-	if err := os.WriteFile(pem, k.pem, 0o400); err != nil {
+	if err := os.WriteFile(pem, k.PEM, 0o400); err != nil {
 		t.Fatal(err)
 	}
 	jail := filepath.Join(dir, "jail")
@@ -118,7 +121,7 @@ func TestKeyProcessJail(t *testing.T) {
 	}
 
 	// The second one signs a real handshake from inside its jail.
-	if _, serr, cerr := handshake(t, cl2, k.pool(t), "imap.example.test", nil); serr != nil || cerr != nil {
+	if _, serr, cerr := kt.Handshake(t, cl2, k.Pool(), "imap.example.test", nil); serr != nil || cerr != nil {
 		t.Errorf("handshake through the jailed key process: server %v, client %v", serr, cerr)
 	}
 	if code, stderr := two.wait(t); code != 0 {
