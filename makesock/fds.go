@@ -3,6 +3,8 @@ package main
 import (
 	"strconv"
 	"syscall"
+
+	"imap-tls/internal/opt"
 )
 
 // descriptors records what closeOnExec changed, to undo it for prog1.
@@ -98,8 +100,8 @@ func probeFds() ([]int, error) {
 		return nil, err
 	}
 	max := lim.Cur
-	if max > maxFd+1 {
-		max = maxFd + 1
+	if max > opt.MaxFD+1 {
+		max = opt.MaxFD + 1
 	}
 	var fds []int
 	for n := 0; n < int(max); n++ {

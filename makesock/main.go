@@ -1,9 +1,14 @@
-// Command makesock makes a socketpair, starts prog2 on one end (its fd 0
-// and 1) and runs prog1 with the other end on fd 3:
+// Command makesock gives prog1 a socket on fd 3: connected to a server's
+// socket itself, or one end of a socketpair whose other end is prog2's
+// stdin and stdout:
 //
+//	makesock [ -d fd ] -c address prog1 [ arg ... ]
 //	makesock [ -d fd ] [ -w ] prog1 [ arg ... ] -makesock_connect_to prog2 [ arg ... ]
 //
-// By default it starts prog2 and then execs into prog1, so that nothing
+// With -c it connects to address (a unix socket path, IPv4:port or
+// [IPv6]:port) and execs prog1; a failed connect is said, and prog1
+// runs with nothing on fd and the reason in $MAKESOCK_ERROR (connect.go).
+// Otherwise it starts prog2 and then execs into prog1, so that nothing
 // extra lingers for the life of the connection; with -w it stays, forwards
 // TERM, HUP and INT to both, reaps both and exits with prog1's status.
 // See README.md.
@@ -19,24 +24,19 @@ package main
 
 import (
 	"errors"
-	"flag"
-	"io"
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"syscall"
 
+	"imap-tls/internal/opt"
 	"imap-tls/log"
 )
 
 const (
 	// separator ends prog1's argv and starts prog2's: the seed's spelling.
 	separator = "-makesock_connect_to"
-	synopsis  = "[ -d fd ] [ -w ] prog1 [ arg ... ] " + separator + " prog2 [ arg ... ]"
-	// maxFd bounds -d: Linux's default fs.nr_open is 1048576, and -w
-	// builds a table of that many entries for the child.
-	maxFd = 1<<20 - 1
+	synopsis  = "[ -d fd ] ( -c address prog1 [ arg ... ] | [ -w ] prog1 [ arg ... ] " + separator + " prog2 [ arg ... ] )"
 )
 
 var l = log.New("makesock")
@@ -57,36 +57,11 @@ func (e exitStatus) Error() string { return "exit status " + strconv.Itoa(int(e)
 
 // config is a parsed command line.
 type config struct {
-	fd    int      // prog1's end of the socket goes on this descriptor
-	wait  bool     // -w: stay, forward signals, reap both
-	prog1 []string // the first program: the socket on fd, our stdio
-	prog2 []string // the second program: the socket on its fd 0 and 1
-}
-
-func usage(msg string) error { return &log.UsageError{Synopsis: synopsis, Msg: msg} }
-
-// fdFlag is -d: a descriptor number, 3 or more, since 0, 1 and 2 are
-// prog1's stdio. A bad value is kept in bad, for the message.
-type fdFlag struct {
-	fd  *int
-	bad *string
-}
-
-func (f fdFlag) String() string {
-	if f.fd == nil {
-		return ""
-	}
-	return strconv.Itoa(*f.fd)
-}
-
-func (f fdFlag) Set(s string) error {
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 3 || n > maxFd {
-		*f.bad = s
-		return errors.New("bad fd")
-	}
-	*f.fd = n
-	return nil
+	fd      int      // prog1's end of the socket goes on this descriptor
+	wait    bool     // -w: stay, forward signals, reap both
+	connect *address // -c: connect to a server instead of a socketpair and prog2
+	prog1   []string // the first program: the socket on fd, our stdio
+	prog2   []string // the second program: the socket on its fd 0 and 1
 }
 
 // parseArgs splits argv at the last -makesock_connect_to and parses the
@@ -97,8 +72,19 @@ func (f fdFlag) Set(s string) error {
 //	makesock makesock -d 4 proxy -makesock_connect_to keyd -makesock_connect_to imapd
 //
 // gives the proxy the IMAP server on fd 3 and the key process on fd 4.
+// With -c every separator is prog1's (a nested makesock's):
+//
+//	makesock -c 127.0.0.1:10143 makesock -d 4 proxy -makesock_connect_to keyd
 func parseArgs(args []string) (*config, error) {
 	c := &config{fd: 3}
+	set := opt.New(synopsis)
+	// 0, 1 and 2 are prog1's stdio.
+	set.FD('d', 3, &c.fd)
+	set.Flag('w', &c.wait)
+	set.Func('c', func(v string) (err error) {
+		c.connect, err = parseAddress(v)
+		return err
+	})
 	i := -1
 	for j, a := range args {
 		if a == separator {
@@ -111,48 +97,41 @@ func parseArgs(args []string) (*config, error) {
 	if i < 0 {
 		end = len(args)
 	}
-	fs := flag.NewFlagSet("makesock", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	badFd := ""
-	fs.Var(fdFlag{&c.fd, &badFd}, "d", "")
-	fs.BoolVar(&c.wait, "w", false, "")
-	if err := fs.Parse(args[:end]); err != nil {
-		return nil, usage(flagMessage(err, badFd))
+	operands, err := set.Parse(args[:end])
+	if err != nil {
+		return nil, err
+	}
+	if c.connect != nil {
+		// Everything after the options is prog1's, separators too.
+		c.prog1 = args[end-len(operands):]
+		switch {
+		case c.wait:
+			return nil, set.Usage("-w has no use with -c: there is no second program to wait for")
+		case len(c.prog1) == 0:
+			return nil, set.Usage("missing prog1 after -c address")
+		case c.prog1[0] == separator:
+			return nil, set.Usage("-c takes no " + separator + ": the server is the address")
+		case c.prog1[0] == "":
+			return nil, set.Usage("empty prog1")
+		}
+		return c, nil
 	}
 	if i < 0 {
-		return nil, usage("missing " + separator)
+		return nil, set.Usage("missing " + separator + " (or -c address)")
 	}
-	c.prog1 = fs.Args()
+	c.prog1 = operands
 	c.prog2 = args[i+1:]
 	switch {
 	case len(c.prog1) == 0:
-		return nil, usage("missing prog1 before " + separator)
+		return nil, set.Usage("missing prog1 before " + separator)
 	case len(c.prog2) == 0:
-		return nil, usage("missing prog2 after " + separator)
+		return nil, set.Usage("missing prog2 after " + separator)
 	case c.prog1[0] == "":
-		return nil, usage("empty prog1")
+		return nil, set.Usage("empty prog1")
 	case c.prog2[0] == "":
-		return nil, usage("empty prog2")
+		return nil, set.Usage("empty prog2")
 	}
 	return c, nil
-}
-
-// flagMessage rewords the flag package's errors in our grammar.
-func flagMessage(err error, badFd string) string {
-	s := err.Error()
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return ""
-	case strings.HasPrefix(s, "flag provided but not defined: "):
-		return "unknown option " + strings.TrimPrefix(s, "flag provided but not defined: ")
-	case strings.HasPrefix(s, "flag needs an argument: "):
-		return "missing fd after -d"
-	case strings.HasSuffix(s, " -d: bad fd"):
-		return "bad fd for -d: " + badFd + " (must be 3 to " + strconv.Itoa(maxFd) + ")"
-	case strings.Contains(s, " -w: "):
-		return "bad value for -w"
-	}
-	return s
 }
 
 // lookPath finds a program as execvp would, with the error in our
@@ -176,6 +155,9 @@ func run(args []string) error {
 	c, err := parseArgs(args)
 	if err != nil {
 		return err
+	}
+	if c.connect != nil {
+		return runConnect(c)
 	}
 	// prog1 is looked up first, so that a missing prog1 is reported
 	// before prog2 has been started for nothing.

@@ -107,7 +107,7 @@ func (r result) want(t *testing.T, code int, stdout string) {
 	}
 }
 
-const usageLine = "makesock: usage: makesock [ -d fd ] [ -w ] prog1 [ arg ... ] -makesock_connect_to prog2 [ arg ... ]\n"
+const usageLine = "makesock: usage: makesock [ -d fd ] ( -c address prog1 [ arg ... ] | [ -w ] prog1 [ arg ... ] -makesock_connect_to prog2 [ arg ... ] )\n"
 
 // prog2 upper-cases what it reads, then says it saw end-of-file: the
 // second line proves end-of-file went from prog1 to prog2, and prog1's
@@ -192,18 +192,21 @@ func TestUsageErrors(t *testing.T) {
 		args  []string
 		fatal string
 	}{
-		{nil, "missing -makesock_connect_to"},
-		{[]string{"cat"}, "missing -makesock_connect_to"},
+		{nil, "missing -makesock_connect_to (or -c address)"},
+		{[]string{"cat"}, "missing -makesock_connect_to (or -c address)"},
 		{[]string{sep, "cat"}, "missing prog1 before -makesock_connect_to"},
 		{[]string{"cat", sep}, "missing prog2 after -makesock_connect_to"},
 		{[]string{"-w", "cat", sep}, "missing prog2 after -makesock_connect_to"},
 		{[]string{"", sep, "cat"}, "empty prog1"},
 		{[]string{"cat", sep, ""}, "empty prog2"},
-		{[]string{"-d", "0", "cat", sep, "cat"}, "bad fd for -d: 0 (must be 3 to 1048575)"},
-		{[]string{"-d", "1", "cat", sep, "cat"}, "bad fd for -d: 1 (must be 3 to 1048575)"},
-		{[]string{"-d", "2", "cat", sep, "cat"}, "bad fd for -d: 2 (must be 3 to 1048575)"},
-		{[]string{"-d", "three", "cat", sep, "cat"}, "bad fd for -d: three (must be 3 to 1048575)"},
-		{[]string{"-d", sep, "cat"}, "missing fd after -d"},
+		{[]string{"-d", "0", "cat", sep, "cat"}, `bad value for -d: "0" (not a descriptor number from 3 to 1048575)`},
+		{[]string{"-d", "1", "cat", sep, "cat"}, `bad value for -d: "1" (not a descriptor number from 3 to 1048575)`},
+		{[]string{"-d", "2", "cat", sep, "cat"}, `bad value for -d: "2" (not a descriptor number from 3 to 1048575)`},
+		{[]string{"-d", "three", "cat", sep, "cat"}, `bad value for -d: "three" (not a descriptor number from 3 to 1048575)`},
+		{[]string{"-d", sep, "cat"}, "missing value after -d"},
+		{[]string{"-w", "-c", "127.0.0.1:1", "cat"}, "-w has no use with -c: there is no second program to wait for"},
+		{[]string{"-c", "localhost:143", "cat"}, `bad value for -c: "localhost:143" (not a unix socket path (starting with / or .), IPv4:port or [IPv6]:port)`},
+		{[]string{"-c", "127.0.0.1:1", sep, "cat"}, "-c takes no -makesock_connect_to: the server is the address"},
 		{[]string{"-z", "cat", sep, "cat"}, "unknown option -z"},
 	} {
 		// The marker proves neither program ran: "cat" stands for a
