@@ -1,7 +1,8 @@
 // Command imap-tls-server is the front of the imap-tls chain, in the
 // spirit of s6-networking's s6-tlsserver: it checks its options and the
-// files and accounts they name, once per service start, then execs
-// tcpserver with the whole per-connection chain:
+// files and accounts they name, once per service start (package
+// internal/check, which imap-tls-check shares), then execs tcpserver
+// with the whole per-connection chain:
 //
 //	tcpserver -R -H -l 0 -c N IP PORT
 //	makesock
@@ -23,49 +24,53 @@
 //	    stunnel-imap -n MODE -F 3 -K 4 [proxy options]
 //	-makesock_connect_to IMAPD...
 //
-// The chain is spelled here and nowhere else: the run file imap-tls-conf
-// writes, the end-to-end tests and the benchmarks all run this program.
+// When the server is one address instead of a program (a unix socket
+// path, IPv4:port, [IPv6]:port), makesock connects to it itself and
+// puts the connection on fd 3: no socketpair, no program for the server
+// side (makesock -c ADDRESS, in place of the outer makesock and its
+// -makesock_connect_to IMAPD...).
+//
+// The chain is spelled here and nowhere else: the service's run file,
+// the end-to-end tests and the benchmarks all run this program.
 package main
 
 import (
-	"errors"
-	"flag"
-	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
+	"imap-tls/internal/check"
+	"imap-tls/internal/opt"
+	"imap-tls/internal/suite"
 	"imap-tls/log"
 )
 
-const synopsis = "-n imap|imap-|imaps|pop3|pop3-|pop3s [ -c concurrency ] [ -b backlog ] [ -1 ] ( -u account | -r base:count ) -j jail ( -k pemfile [ -k pemfile ... ] | -s socket [ -C pemfile ... ] ) [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ] [ -H ] [ -L source[,source...] ] [ -V ] [ -x ] ip port imapd..."
-
-// The programs of the chain, found through $PATH at start.
-var programs = []string{"tcpserver", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key"}
+var synopsis = "-n " + suite.ModeAlternatives() + " [ -c concurrency ] [ -b backlog ] [ -1 ] ( -u account | -r base:count ) -j jail ( -k pemfile [ -k pemfile ... ] | -s socket [ -C pemfile ... ] ) [ -T secs ] [ -t secs ] [ -A secs ] [ -v | -q ] [ -H ] [ -L source[,source...] ] [ -V ] [ -x ] ip port ( address | imapd... )"
 
 // maxPEMs bounds -k: each file is a descriptor of the key process
 // (3, 5, 6, ...), under the usual limit of 1024.
 const maxPEMs = 1000
 
+// logger writes the start's warnings and the fatal line.
+var logger = log.New("imap-tls-server")
+
 func main() {
-	l := log.New("imap-tls-server")
 	chain, print, err := run(os.Args[1:])
 	if err == nil && print {
 		err = printChain(os.Stdout, chain)
 	} else if err == nil {
 		err = execChain(chain)
 	}
-	l.Exit(err)
+	logger.Exit(err)
 }
 
 // options are imap-tls-server's, checked.
 type options struct {
-	mode        string
+	mode        suite.Mode
 	concurrency string
 	backlog     string
 	printPort   bool     // tcpserver -1
@@ -80,9 +85,10 @@ type options struct {
 	balancers   string   // -L: proxy-server -a, the load balancers that send a PROXY header
 	ip, port    string
 	imapd       []string
+	// network and address: the server is a socket that makesock -c
+	// connects to ("unix" or "tcp"); network "": imapd is a program.
+	network, address string
 }
-
-func usage(msg string) error { return &log.UsageError{Synopsis: synopsis, Msg: msg} }
 
 // run parses and checks args, checks what they name, and returns the
 // chain to exec (argv, tcpserver first) and whether -x asked to print it
@@ -92,7 +98,7 @@ func run(args []string) (chain []string, print bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if err := check(o); err != nil {
+	if err := o.check(); err != nil {
 		return nil, false, err
 	}
 	return o.chain(), o.print, nil
@@ -101,82 +107,79 @@ func run(args []string) (chain []string, print bool, err error) {
 // parse reads the options and arguments and checks their form.
 func parse(args []string) (*options, error) {
 	o := &options{concurrency: "40"}
-	fs := flag.NewFlagSet("imap-tls-server", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
+	s := opt.New(synopsis)
 	var mode, account, uidRange string
 	var modeSet, quiet, verbose bool
-	fs.Func("n", "", func(v string) error { mode, modeSet = v, true; return nil })
-	fs.Func("c", "", number(&o.concurrency, 1))
-	fs.Func("b", "", number(&o.backlog, 1))
-	fs.BoolVar(&o.printPort, "1", false, "")
-	fs.StringVar(&account, "u", "", "")
-	fs.StringVar(&uidRange, "r", "", "")
-	fs.StringVar(&o.jail, "j", "", "")
-	fs.StringVar(&o.signer, "s", "", "")
-	fs.Func("k", "", func(v string) error {
-		if v == "" {
-			return errors.New("empty pemfile")
+	s.Func('n', func(v string) error { mode, modeSet = v, true; return nil })
+	s.Func('c', number(&o.concurrency))
+	s.Func('b', number(&o.backlog))
+	s.Flag('1', &o.printPort)
+	s.String('u', &account)
+	s.String('r', &uidRange)
+	s.String('j', &o.jail)
+	s.String('s', &o.signer)
+	s.Func('k', func(v string) error {
+		var p string
+		if err := opt.String(&p)(v); err != nil {
+			return err
 		}
-		o.pems = append(o.pems, v)
+		o.pems = append(o.pems, p)
 		return nil
 	})
-	fs.Func("C", "", func(v string) error {
-		if v == "" {
-			return errors.New("empty pemfile")
+	s.Func('C', func(v string) error {
+		var p string
+		if err := opt.String(&p)(v); err != nil {
+			return err
 		}
-		o.signerPems = append(o.signerPems, v)
+		o.signerPems = append(o.signerPems, p)
 		return nil
 	})
-	for _, name := range []string{"T", "t", "A"} {
-		fs.Func(name, "", func(v string) error {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil || f <= 0 || f > 1e7 {
-				return errors.New("not a positive number of seconds")
+	for _, name := range []byte{'T', 't', 'A'} {
+		s.Func(name, func(v string) error {
+			var d time.Duration
+			if err := opt.Seconds(&d)(v); err != nil {
+				return err
 			}
-			o.proxy = append(o.proxy, "-"+name, v)
+			o.proxy = append(o.proxy, "-"+string(name), v)
 			return nil
 		})
 	}
-	fs.BoolVar(&verbose, "v", false, "")
-	fs.BoolVar(&quiet, "q", false, "")
-	fs.BoolVar(&o.verbose, "V", false, "")
-	fs.BoolVar(&o.print, "x", false, "")
+	s.Flag('v', &verbose)
+	s.Flag('q', &quiet)
+	s.Flag('V', &o.verbose)
+	s.Flag('x', &o.print)
 	// -H: stunnel-imap -H, a PROXY v2 header to the IMAP server.
-	fs.BoolFunc("H", "", func(string) error { o.proxy = append(o.proxy, "-H"); return nil })
-	fs.Func("L", "", func(v string) error {
-		if err := checkSources(v); err != nil {
+	s.FlagFunc('H', func() error { o.proxy = append(o.proxy, "-H"); return nil })
+	s.Func('L', func(v string) error {
+		if err := check.Sources(v); err != nil {
 			return err
 		}
 		o.balancers = v
 		return nil
 	})
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, usage("")
-		}
-		return nil, usage(flagMessage(err))
+	rest, err := s.Parse(args)
+	if err != nil {
+		return nil, err
 	}
-	rest := fs.Args()
 	switch {
 	case !modeSet:
-		return nil, usage("missing -n mode")
+		return nil, s.Usage("missing -n mode")
 	case account == "" && uidRange == "":
-		return nil, usage("missing -u account or -r base:count")
+		return nil, s.Usage("missing -u account or -r base:count")
 	case account != "" && uidRange != "":
-		return nil, usage("-u and -r together: one of them")
+		return nil, s.Usage("-u and -r together: one of them")
 	case o.jail == "":
-		return nil, usage("missing -j jail")
+		return nil, s.Usage("missing -j jail")
 	case len(o.pems) == 0 && o.signer == "":
-		return nil, usage("missing -k pemfile or -s socket")
+		return nil, s.Usage("missing -k pemfile or -s socket")
 	case len(o.pems) > 0 && o.signer != "":
-		return nil, usage("-k and -s together: with -s the signer holds the keys")
+		return nil, s.Usage("-k and -s together: with -s the signer holds the keys")
 	case len(o.signerPems) > 0 && o.signer == "":
-		return nil, usage("-C without -s: -C names the signer's files, -k the key process's")
+		return nil, s.Usage("-C without -s: -C names the signer's files, -k the key process's")
 	case verbose && quiet:
-		return nil, usage("-v and -q together: one of them")
+		return nil, s.Usage("-v and -q together: one of them")
 	case len(rest) < 3:
-		return nil, usage("missing ip, port or imapd")
+		return nil, s.Usage("missing ip, port or imapd")
 	}
 	if verbose {
 		o.proxy = append(o.proxy, "-v")
@@ -184,22 +187,17 @@ func parse(args []string) (*options, error) {
 	if quiet {
 		o.proxy = append(o.proxy, "-q")
 	}
-	switch mode {
-	case "imap", "imap-", "imaps", "pop3", "pop3-", "pop3s":
-		o.mode = mode
-	case "implicit":
-		return nil, log.Config(nil, "mode implicit is now called imaps: write imaps (in env/MODE for a service)")
-	default:
-		return nil, log.Config(nil, "mode %q is not imap, imap-, imaps, pop3, pop3- or pop3s", mode)
+	if o.mode, err = check.Mode(mode); err != nil {
+		return nil, err
 	}
 	if account != "" {
-		if !accountName.MatchString(account) {
-			return nil, log.Config(nil, "account %q is not a valid account name", account)
+		if err := check.Account(account); err != nil {
+			return nil, err
 		}
 		o.ids = []string{"-u", account}
 	} else {
-		if !uidRangeForm.MatchString(uidRange) {
-			return nil, log.Config(nil, "uid range %q is not base:count", uidRange)
+		if err := check.UIDRange(uidRange); err != nil {
+			return nil, err
 		}
 		o.ids = []string{"-r", uidRange}
 	}
@@ -207,161 +205,74 @@ func parse(args []string) (*options, error) {
 		return nil, log.Config(nil, "%d pemfiles: at most %d", len(o.pems), maxPEMs)
 	}
 	o.ip, o.port, o.imapd = rest[0], rest[1], rest[2:]
-	if o.ip == "" || strings.HasPrefix(o.ip, "-") {
-		return nil, log.Config(nil, "ip %q is not an address", o.ip)
+	if err := check.IP(o.ip); err != nil {
+		return nil, err
 	}
-	if p, err := strconv.Atoi(o.port); err != nil || p < 0 || p > 65535 || strings.TrimLeft(o.port, "0123456789") != "" {
-		return nil, log.Config(nil, "port %q is not a number from 0 to 65535", o.port)
+	if err := check.Port(o.port); err != nil {
+		return nil, err
 	}
 	if o.imapd[0] == "" {
 		return nil, log.Config(nil, "empty imapd")
 	}
+	if o.network, o.address, err = check.ServerAddress(o.imapd); err != nil {
+		return nil, err
+	}
 	return o, nil
 }
 
-var (
-	accountName  = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`)
-	uidRangeForm = regexp.MustCompile(`^[0-9]+:[0-9]+$`)
-)
-
-// number is a flag.Func that keeps v when it is a decimal number of at
-// least least.
-func number(p *string, least int) func(string) error {
+// number is an opt value parser that keeps v when it is a decimal
+// number of at least 1.
+func number(p *string) func(string) error {
 	return func(v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < least || strings.TrimLeft(v, "0123456789") != "" {
-			return fmt.Errorf("not a number of at least %d", least)
+		if err := check.AtLeastOne(v); err != nil {
+			return err
 		}
 		*p = v
 		return nil
 	}
 }
 
-// flagMessage turns the flag package's error into our grammar:
-// `invalid value "x" for flag -c: not ...` becomes `-c "x": not ...`,
-// `flag provided but not defined: -Z` becomes `unknown option -Z`.
-func flagMessage(err error) string {
-	s := err.Error()
-	if m := regexp.MustCompile(`^invalid value "(.*)" for flag -(\S+): (.*)$`).FindStringSubmatch(s); m != nil {
-		return fmt.Sprintf("-%s %q: %s", m[2], m[1], m[3])
-	}
-	if name, ok := strings.CutPrefix(s, "flag provided but not defined: "); ok {
-		return "unknown option " + name
-	}
-	if name, ok := strings.CutPrefix(s, "flag needs an argument: "); ok {
-		return "option " + name + " needs an argument"
-	}
-	return strings.TrimPrefix(s, "flag ")
-}
-
 // check looks at what the options name, in the order the chain would
 // trip over it: the programs, the jail, the certificate files, the
-// account or uid range. Everything it finds wrong here would otherwise
-// fail every connection, one by one, in the log.
-func check(o *options) error {
-	progs := programs
-	if o.balancers != "" {
-		progs = append(progs[:len(progs):len(progs)], "proxy-server")
+// server's socket, the account or uid range. Everything it refuses here
+// would otherwise fail every connection, one by one, in the log; what
+// it warns about serves, but weakens the isolation (imap-tls-check
+// calls those errors).
+func (o *options) check() error {
+	path := os.Getenv("PATH")
+	progs := check.Programs(check.Uses{KeyProcess: o.signer == "", Balancers: o.balancers != ""})
+	if err := check.Find(progs, path); err != nil {
+		return err
 	}
-	for _, p := range progs {
-		if p == "stunnel-imap-key" && o.signer != "" {
-			continue // the signer is a service of its own
-		}
-		if _, err := exec.LookPath(p); err != nil {
-			return log.Temp(pathReason(err), "find %s in $PATH", p)
-		}
+	if err := check.Jail(o.jail); err != nil {
+		return err
 	}
-	st, err := os.Stat(o.jail)
-	if err != nil {
-		return log.Temp(err, "use jail %s", o.jail)
-	}
-	if !st.IsDir() {
-		return log.Config(nil, "jail %s is not a directory", o.jail)
+	if err := check.JailSafe(o.jail); err != nil {
+		logger.Warning("%s", err)
 	}
 	// With -s the signer loads its own files at its start; -C names them
 	// so that this service, too, refuses to come up on a certificate the
-	// signer would refuse (issue 13: one policy, every path).
+	// signer would refuse (issue 13: one policy, every path). The files
+	// are read by the suite's one loader, as the key holders read them.
 	pems := append(o.pems[:len(o.pems):len(o.pems)], o.signerPems...)
+	if err := check.Certs(pems, os.Getenv, func(w string) { logger.Warning("%s", w) }); err != nil {
+		return err
+	}
 	for _, p := range pems {
-		if err := readable(p); err != nil {
-			return err
+		if err := check.KeyFileSafe(p); err != nil {
+			logger.Warning("%s", err)
 		}
 	}
-	if len(pems) > 0 {
-		if err := checkCerts(pems); err != nil {
-			return err
+	if o.network == "unix" {
+		if w := check.SocketState(o.address); w != "" {
+			logger.Warning("%s", w)
 		}
 	}
-	// The account or the range, as setuidgid-chroot will take it for
-	// each connection: the range against pid_max, /etc/passwd and
-	// /etc/group; the account exists and is not root.
-	cmd := exec.Command("setuidgid-chroot", append(o.ids, "true")...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && ee.ExitCode() == log.ExitUsage {
-			return log.Config(nil, "setuidgid-chroot refuses %s %s", o.ids[0], o.ids[1])
-		}
-		return log.Temp(err, "check %s %s with setuidgid-chroot", o.ids[0], o.ids[1])
-	}
-	return nil
-}
-
-// checkCerts has the certificates checked as the key process of every
-// connection will load them, by the suite's one loader: `stunnel-imap-key
-// -c -p pemfile ...` (this program does no crypto). A service whose key
-// process would refuse them (expired, not valid yet, an encrypted key, a
-// key that does not match, ...) does not come up as if serving: exit 100,
-// after stunnel-imap-key's own line saying why. Its report (stdout) is
-// not kept; its warnings (a certificate that expires within
-// CERT_WARN_DAYS) go to stderr, the service's log, at each start.
-func checkCerts(pems []string) error {
-	args := []string{"-c"}
-	for _, p := range pems {
-		args = append(args, "-p", p)
-	}
-	cmd := exec.Command("stunnel-imap-key", args...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && ee.ExitCode() == log.ExitUsage {
-			return log.Config(nil, "stunnel-imap-key refuses the certificate: not starting")
-		}
-		return log.Temp(err, "check the certificate with stunnel-imap-key")
-	}
-	return nil
-}
-
-// pathReason is exec.LookPath's error without the name it repeats; not
-// found in $PATH is "file does not exist".
-func pathReason(err error) error {
-	if errors.Is(err, exec.ErrNotFound) {
-		return syscall.ENOENT
-	}
-	var e *exec.Error
-	if errors.As(err, &e) {
-		return e.Err
-	}
-	return err
-}
-
-// readable checks that the certificate file p can be opened and is not
-// empty. Only one byte is read: the file holds the private key, which
-// this program has no business reading (the key process loads it).
-func readable(p string) error {
-	f, err := os.Open(p)
+	sgc, err := check.LookPath("setuidgid-chroot", path)
 	if err != nil {
-		return log.Temp(err, "read certificate file %s", p)
+		return log.Temp(err, "find setuidgid-chroot in $PATH")
 	}
-	defer f.Close()
-	var b [1]byte
-	if n, err := f.Read(b[:]); n == 0 {
-		if err == nil || errors.Is(err, io.EOF) {
-			return log.Config(nil, "certificate file %s is empty: put the certificate chain and its key there", p)
-		}
-		return log.Temp(err, "read certificate file %s", p)
-	}
-	return nil
+	return check.IDs(sgc, o.ids, os.Stderr)
 }
 
 // chain is the argv to exec: tcpserver and everything it runs for each
@@ -381,14 +292,31 @@ func (o *options) chain() []string {
 	if o.balancers != "" {
 		c = append(c, "proxy-server", "-a", o.balancers)
 	}
-	c = append(c, "makesock")
-	if o.signer != "" {
-		return o.signerChain(c)
+	// The server side: a socket makesock connects to (-c, the connection
+	// on fd 3 for the rest), or a program on the other end of
+	// makesock's socketpair, named after the last -makesock_connect_to
+	// (the key process's, in the proxy side, is nested before it).
+	if o.network != "" {
+		c = append(c, "makesock", "-c", o.address)
+		return append(c, o.proxySide()...)
 	}
-	c = append(c, "makesock", "-d", "4")
+	c = append(c, "makesock")
+	c = append(c, o.proxySide()...)
+	c = append(c, "-makesock_connect_to")
+	return append(c, o.imapd...)
+}
+
+// proxySide is what gets the server on fd 3: the proxy, with its key
+// holder on fd 4: the signer's socket (-s, signerChain), or a key
+// process of its own, the second program of a makesock -d 4.
+func (o *options) proxySide() []string {
+	if o.signer != "" {
+		return o.signerChain()
+	}
+	c := []string{"makesock", "-d", "4"}
 	c = append(c, "setuidgid-chroot", "-/", o.jail)
 	c = append(c, o.ids...)
-	c = append(c, "stunnel-imap", "-n", o.mode, "-F", "3", "-K", "4")
+	c = append(c, "stunnel-imap", "-n", o.mode.Name, "-F", "3", "-K", "4")
 	c = append(c, o.proxy...)
 	c = append(c, "-makesock_connect_to")
 	c = append(c, "setuidgid-chroot", "-/", o.jail)
@@ -402,9 +330,7 @@ func (o *options) chain() []string {
 		c = append(c, "-o", strconv.Itoa(fd)+":"+p)
 		key = append(key, "-P", strconv.Itoa(fd))
 	}
-	c = append(c, key...)
-	c = append(c, "-makesock_connect_to")
-	return append(c, o.imapd...)
+	return append(c, key...)
 }
 
 // printChain writes the chain for -x, one argument per line.
@@ -419,25 +345,8 @@ func printChain(w io.Writer, chain []string) error {
 func execChain(chain []string) error {
 	path, err := exec.LookPath(chain[0])
 	if err != nil {
-		return log.Temp(pathReason(err), "find %s in $PATH", chain[0])
+		return log.Temp(syscall.ENOENT, "find %s in $PATH", chain[0])
 	}
 	err = syscall.Exec(path, chain, tlsEnv(chain, os.Environ()))
 	return log.Temp(err, "run %s", path)
-}
-
-// checkSources checks -L as proxy-server -a will take it: addresses and
-// prefixes, comma-separated.
-func checkSources(v string) error {
-	for _, src := range strings.Split(v, ",") {
-		var err error
-		if strings.Contains(src, "/") {
-			_, err = netip.ParsePrefix(src)
-		} else {
-			_, err = netip.ParseAddr(src)
-		}
-		if err != nil || strings.Contains(src, "%") {
-			return fmt.Errorf("%q is not an address or a prefix", src)
-		}
-	}
-	return nil
 }

@@ -7,8 +7,14 @@ import (
 	"strings"
 	"testing"
 
+	"imap-tls/internal/check"
+	"imap-tls/internal/testkit"
 	"imap-tls/log"
 )
+
+// programs are the chain's programs with a key process per connection,
+// the most it runs without -L.
+var programs = check.Programs(check.Uses{KeyProcess: true})
 
 // exit is the status and the message log.Exit would give err.
 func exit(err error) (int, string) {
@@ -42,14 +48,16 @@ func fakePath(t *testing.T) string {
 }
 
 // serviceDir makes and enters a directory laid out as imap-tls-conf's
-// (jail/, ssl/stunnel.pem) and returns it.
+// (jail/, ssl/stunnel.pem, and ssl/mail.example.org.pem for SNI) and
+// returns it. The certificates are good ones, with their intermediate:
+// the start reads them with the suite's loader.
 func serviceDir(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	os.Mkdir(filepath.Join(dir, "jail"), 0o755)
 	os.Mkdir(filepath.Join(dir, "ssl"), 0o700)
-	os.WriteFile(filepath.Join(dir, "ssl", "stunnel.pem"), []byte("not parsed here\n"), 0o400)
-	os.WriteFile(filepath.Join(dir, "ssl", "mail.example.org.pem"), []byte("not parsed here\n"), 0o400)
+	testkit.NewCert(t, testkit.CertOptions{Intermediate: true}).Write(t, filepath.Join(dir, "ssl"), "stunnel")
+	testkit.NewCert(t, testkit.CertOptions{Intermediate: true, Names: []string{"mail.example.org"}}).Write(t, filepath.Join(dir, "ssl"), "mail.example.org")
 	t.Chdir(dir)
 	return dir
 }
@@ -149,19 +157,25 @@ func TestRefusals(t *testing.T) {
 		{"-n imap -r 1:2 -j ./jail 0 143 imapd", 100, "fatal: missing -k pemfile or -s socket\n"},
 		{ok + " -v -q 0 143 imapd", 100, "fatal: -v and -q together: one of them\n"},
 		{ok + " 0 143", 100, "fatal: missing ip, port or imapd\n"},
-		{ok + " -c 0 0 143 imapd", 100, "fatal: -c \"0\": not a number of at least 1\n"},
-		{ok + " -c x 0 143 imapd", 100, "fatal: -c \"x\": not a number of at least 1\n"},
-		{ok + " -b -5 0 143 imapd", 100, "fatal: -b \"-5\": not a number of at least 1\n"},
-		{ok + " -T 0 0 143 imapd", 100, "fatal: -T \"0\": not a positive number of seconds\n"},
-		{ok + " -t x 0 143 imapd", 100, "fatal: -t \"x\": not a positive number of seconds\n"},
-		{ok + " -A -1 0 143 imapd", 100, "fatal: -A \"-1\": not a positive number of seconds\n"},
-		{ok + " -k", 100, "fatal: option -k needs an argument\n"},
+		{ok + " -c 0 0 143 imapd", 100, "fatal: bad value for -c: \"0\" (not a number of at least 1)\n"},
+		{ok + " -c x 0 143 imapd", 100, "fatal: bad value for -c: \"x\" (not a number of at least 1)\n"},
+		{ok + " -b -5 0 143 imapd", 100, "fatal: bad value for -b: \"-5\" (not a number of at least 1)\n"},
+		{ok + " -T 0 0 143 imapd", 100, "fatal: bad value for -T: \"0\" (not a positive number of seconds)\n"},
+		{ok + " -t x 0 143 imapd", 100, "fatal: bad value for -t: \"x\" (not a positive number of seconds)\n"},
+		{ok + " -A -1 0 143 imapd", 100, "fatal: bad value for -A: \"-1\" (not a positive number of seconds)\n"},
+		{ok + " -k", 100, "fatal: missing value after -k\n"},
+		{ok + " 0 143 127.0.0.1:0", 100, "fatal: server address \"127.0.0.1:0\" is not IPv4:port or [IPv6]:port (numeric, a port from 1 to 65535)\n"},
+		{ok + " 0 143 [fe80::1%eth0]:143", 100, "fatal: server address \"[fe80::1%eth0]:143\" is not IPv4:port"},
+		{ok + " 0 143 [::1]", 100, "fatal: server address \"[::1]\" is not IPv4:port"},
+		{ok + " 0 143 127.0.0.1:99999", 100, "fatal: server address \"127.0.0.1:99999\" is not IPv4:port"},
+		{ok + " 0 143 ./" + strings.Repeat("s", 110), 100, "fatal: server socket path ./sss"},
 		{"-n implicit -r 1:2 -j ./jail -k ./ssl/stunnel.pem 0 143 imapd", 100, "imap-tls-server: fatal: mode implicit is now called imaps: write imaps (in env/MODE for a service)\n"},
 		{"-n tls -r 1:2 -j ./jail -k ./ssl/stunnel.pem 0 143 imapd", 100, "fatal: mode \"tls\" is not imap, imap-, imaps, pop3, pop3- or pop3s\n"},
 		{"-n imap -r 1:2:3 -j ./jail -k ./ssl/stunnel.pem 0 143 imapd", 100, "fatal: uid range \"1:2:3\" is not base:count\n"},
 		{"-n imap -r 2e9:5 -j ./jail -k ./ssl/stunnel.pem 0 143 imapd", 100, "fatal: uid range \"2e9:5\" is not base:count\n"},
 		{"-n imap -u bad;name -j ./jail -k ./ssl/stunnel.pem 0 143 imapd", 100, "fatal: account \"bad;name\" is not a valid account name\n"},
-		{ok + " -- -1 143 imapd", 100, "fatal: ip \"-1\" is not an address\n"},
+		{ok + " -- -1 143 imapd", 100, "fatal: ip \"-1\" is not an address (like 127.0.0.1, or 0 for all)\n"},
+		{ok + " localhost 143 imapd", 100, "fatal: ip \"localhost\" is not an address (like 127.0.0.1, or 0 for all)\n"},
 		{ok + " 0 65536 imapd", 100, "fatal: port \"65536\" is not a number from 0 to 65535\n"},
 		{ok + " 0 imap imapd", 100, "fatal: port \"imap\" is not a number from 0 to 65535\n"},
 		{"-n imap -r 2000000000:4194304 -j ./nojail -k ./ssl/stunnel.pem 0 143 imapd", 111, "imap-tls-server: fatal: unable to use jail ./nojail: file does not exist\n"},

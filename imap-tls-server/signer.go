@@ -1,17 +1,15 @@
 package main
 
-// signerChain is the rest of the chain after the outer makesock with -s:
-// no key process per connection; the proxy's setuidgid-chroot connects
-// to the signer's socket while still root and puts the channel on fd 4,
-// where stunnel-imap -K 4 expects the key process. The signer gives one
-// chain and one signature per connection, and the proxy, once dropped
-// and filtered, can make no second one.
-func (o *options) signerChain(c []string) []string {
-	c = append(c, "setuidgid-chroot", "-/", o.jail)
+// signerChain is the proxy side with -s: no key process per connection;
+// the proxy's setuidgid-chroot connects to the signer's socket while
+// still root and puts the channel on fd 4, where stunnel-imap -K 4
+// expects the key process. The signer gives one chain and one signature
+// per connection, and the proxy, once dropped and filtered, can make no
+// second one.
+func (o *options) signerChain() []string {
+	c := []string{"setuidgid-chroot", "-/", o.jail}
 	c = append(c, o.ids...)
 	c = append(c, "-s", "4:"+o.signer)
-	c = append(c, "stunnel-imap", "-n", o.mode, "-F", "3", "-K", "4")
-	c = append(c, o.proxy...)
-	c = append(c, "-makesock_connect_to")
-	return append(c, o.imapd...)
+	c = append(c, "stunnel-imap", "-n", o.mode.Name, "-F", "3", "-K", "4")
+	return append(c, o.proxy...)
 }

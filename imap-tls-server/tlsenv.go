@@ -1,10 +1,15 @@
 package main
 
-import "strings"
+import (
+	"strings"
 
-// tlsEnv returns env for the chain: IMAP_TLS=1 when the chain's
-// stunnel-imap mode is imap or imaps, POP3_TLS=1 when it is pop3 or
-// pop3s, and neither otherwise (whatever env held for them is dropped).
+	"imap-tls/internal/suite"
+)
+
+// tlsEnv returns env for the chain: the mode's TLSEnv (IMAP_TLS or
+// POP3_TLS) set to 1 when the chain's stunnel-imap mode is Secured (imap,
+// imaps, pop3, pop3s), and neither otherwise (whatever env held for them
+// is dropped).
 //
 // Courier's imaplogin and pop3login (and imapd, pop3d after them) take
 // from these whether the session is encrypted: it decides their log
@@ -18,24 +23,31 @@ import "strings"
 // other program ignores it) rather than with an env program in front of
 // the server: no exec more per connection.
 func tlsEnv(chain, env []string) []string {
-	var mode string
+	var mode suite.Mode
 	for i := 0; i+2 < len(chain); i++ {
 		if chain[i] == "stunnel-imap" && chain[i+1] == "-n" {
-			mode = chain[i+2]
+			mode, _ = suite.ModeNamed(chain[i+2])
 			break
 		}
 	}
 	out := make([]string, 0, len(env)+1)
 	for _, kv := range env {
-		if !strings.HasPrefix(kv, "IMAP_TLS=") && !strings.HasPrefix(kv, "POP3_TLS=") {
+		if !tlsVar(kv) {
 			out = append(out, kv)
 		}
 	}
-	switch mode {
-	case "imap", "imaps":
-		out = append(out, "IMAP_TLS=1")
-	case "pop3", "pop3s":
-		out = append(out, "POP3_TLS=1")
+	if mode.Secured {
+		out = append(out, mode.TLSEnv+"=1")
 	}
 	return out
+}
+
+// tlsVar: kv sets one of the modes' TLSEnv variables.
+func tlsVar(kv string) bool {
+	for _, m := range suite.Modes {
+		if strings.HasPrefix(kv, m.TLSEnv+"=") {
+			return true
+		}
+	}
+	return false
 }

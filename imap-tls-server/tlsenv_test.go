@@ -3,6 +3,8 @@ package main
 import (
 	"slices"
 	"testing"
+
+	"imap-tls/internal/suite"
 )
 
 // TestTLSEnv: IMAP_TLS=1 or POP3_TLS=1 exactly in the modes where the
@@ -20,7 +22,8 @@ func TestTLSEnv(t *testing.T) {
 		{"imap-", nil},
 		{"pop3-", nil},
 	} {
-		o := &options{mode: tc.mode, concurrency: "40", jail: "./jail", pems: []string{"./ssl/stunnel.pem"},
+		m, _ := suite.ModeNamed(tc.mode)
+		o := &options{mode: m, concurrency: "40", jail: "./jail", pems: []string{"./ssl/stunnel.pem"},
 			ids: []string{"-u", "imaptls"}, ip: "0", port: "143", imapd: []string{"imapd", "-n", "imaps"}}
 		env := []string{"PATH=/bin", "IMAP_TLS=1", "POP3_TLS=1", "IMAP_TLSX=keep", "HOME=/"}
 		got := tlsEnv(o.chain(), env)
