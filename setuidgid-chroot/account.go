@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -127,12 +128,12 @@ const maxID = 0xfffffffe
 func parseRange(s string) (idRange, error) {
 	b, c, ok := strings.Cut(s, ":")
 	if !ok {
-		return idRange{}, fmt.Errorf("-r wants base:count, not %q", s)
+		return idRange{}, errors.New("not base:count")
 	}
 	base, err1 := strconv.ParseUint(b, 10, 64)
 	count, err2 := strconv.ParseUint(c, 10, 64)
 	if err1 != nil || err2 != nil || b[0] == '+' || c[0] == '+' {
-		return idRange{}, fmt.Errorf("-r wants two decimal numbers base:count, not %q", s)
+		return idRange{}, errors.New("not base:count, two decimal numbers")
 	}
 	return idRange{base: base, count: count}, nil
 }

@@ -17,9 +17,7 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
 	"slices"
@@ -30,6 +28,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"imap-tls/internal/opt"
 	"imap-tls/log"
 )
 
@@ -64,105 +63,71 @@ type config struct {
 	argv    []string // prog and its arguments
 }
 
-type opens struct {
-	list *[]openSpec
-	kind byte
-}
-
-func (o opens) String() string { return "" }
-
-func (o opens) Set(s string) error {
-	opt := "-" + string(o.kind)
-	f, p, ok := strings.Cut(s, ":")
-	if !ok || p == "" {
-		return fmt.Errorf("%s wants fd:path, not %q", opt, s)
-	}
-	fd, err := strconv.Atoi(f)
-	if err != nil || f[0] == '+' || f[0] == '-' {
-		return fmt.Errorf("%s wants a decimal fd, not %q", opt, f)
-	}
-	// 0, 1 and 2 are the network (under tcpserver) and the log: a key file
-	// there would cut the connection or swallow every later message.
-	if fd < 3 {
-		return fmt.Errorf("%s refuses fd %d: 0, 1 and 2 are the connection and the log", opt, fd)
-	}
-	for _, e := range *o.list {
-		if e.fd == fd {
-			return fmt.Errorf("-o, -s and -l name fd %d twice", fd)
+// addOpen is -o, -s or -l fd:path (kind is the option's letter): fd is
+// 3 or more, since 0, 1 and 2 are the network (under tcpserver) and the
+// log: a key file there would cut the connection or swallow every later
+// message.
+func (c *config) addOpen(kind byte) func(string) error {
+	return func(s string) error {
+		f, p, ok := strings.Cut(s, ":")
+		if !ok || p == "" {
+			return errors.New("not fd:path")
 		}
+		var fd int
+		if err := opt.FD(3, &fd)(f); err != nil {
+			if n, e := strconv.Atoi(f); e == nil && n >= 0 && n < 3 {
+				return fmt.Errorf("fd %s is %s: 0, 1 and 2 are the connection and the log", f, err.Error())
+			}
+			return fmt.Errorf("fd %s is %s", f, err.Error())
+		}
+		for _, e := range c.opens {
+			if e.fd == fd {
+				return fmt.Errorf("-o, -s and -l name fd %d twice", fd)
+			}
+		}
+		c.opens = append(c.opens, openSpec{fd: fd, path: p, kind: kind})
+		return nil
 	}
-	*o.list = append(*o.list, openSpec{fd: fd, path: p, kind: o.kind})
-	return nil
 }
-
-type rangeFlag struct{ r **idRange }
-
-func (f rangeFlag) String() string { return "" }
-
-func (f rangeFlag) Set(s string) error {
-	r, err := parseRange(s)
-	if err != nil {
-		return err
-	}
-	*f.r = &r
-	return nil
-}
-
-func usage(msg string) error { return &log.UsageError{Synopsis: synopsis, Msg: msg} }
 
 // parseArgs reads the options; it does no system call.
 func parseArgs(args []string) (*config, error) {
 	c := &config{}
-	fs := flag.NewFlagSet("setuidgid-chroot", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	fs.StringVar(&c.root, "/", "", "chroot to dir")
-	fs.StringVar(&c.account, "u", "", "account")
-	fs.BoolVar(&c.env, "U", false, "$UID $GID $GIDLIST")
-	fs.Var(rangeFlag{&c.rng}, "r", "base:count")
-	fs.Var(opens{&c.opens, kindOpen}, "o", "fd:path")
-	fs.Var(opens{&c.opens, kindConnect}, "s", "fd:socket")
-	fs.Var(opens{&c.opens, kindListen}, "l", "fd:socket")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, usage("")
+	set := opt.New(synopsis)
+	set.String('/', &c.root)
+	set.String('u', &c.account)
+	set.Flag('U', &c.env)
+	set.Func('r', func(v string) error {
+		r, err := parseRange(v)
+		if err != nil {
+			return err
 		}
-		return nil, usage(err.Error())
+		c.rng = &r
+		return nil
+	})
+	set.Func('o', c.addOpen(kindOpen))
+	set.Func('s', c.addOpen(kindConnect))
+	set.Func('l', c.addOpen(kindListen))
+	argv, err := set.Parse(args)
+	if err != nil {
+		return nil, err
 	}
-	c.argv = fs.Args()
+	c.argv = argv
 	n := 0
-	if isSet(fs, "u") {
-		n++
-	}
-	if c.env {
-		n++
-	}
-	if c.rng != nil {
-		n++
+	for _, given := range []bool{c.account != "", c.env, c.rng != nil} {
+		if given {
+			n++
+		}
 	}
 	switch {
 	case n == 0:
-		return nil, usage("one of -u, -U or -r is required: this tool always drops privilege")
+		return nil, set.Usage("one of -u, -U or -r is required: this tool always drops privilege")
 	case n > 1:
-		return nil, usage("-u, -U and -r exclude each other")
-	case isSet(fs, "u") && c.account == "":
-		return nil, usage("-u wants an account name")
-	case isSet(fs, "/") && c.root == "":
-		return nil, usage("-/ wants a directory")
+		return nil, set.Usage("-u, -U and -r exclude each other")
 	case len(c.argv) == 0 || c.argv[0] == "":
-		return nil, usage("no program to run")
+		return nil, set.Usage("no program to run")
 	}
 	return c, nil
-}
-
-func isSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == name {
-			set = true
-		}
-	})
-	return set
 }
 
 // run does the steps of README.md in their order; it returns only on
