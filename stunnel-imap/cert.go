@@ -39,7 +39,7 @@ func (s setSource) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 // openCertSource loads the certificate the options name, through the one
 // loader the key process uses too (package certfile): one policy, one
 // exit status per failure.
-func openCertSource(o *options, _ *log.Logger) (certSource, error) {
+func openCertSource(o *options) (certSource, error) {
 	switch {
 	case o.pemFile != "":
 		c, err := certfile.File(o.pemFile)
@@ -65,7 +65,7 @@ func openCertSource(o *options, _ *log.Logger) (certSource, error) {
 }
 
 // keySource (-K fd) gets each certificate from the key process on fd
-// (package keyproc): the chain for the client's server name, and a
+// (package keyproto): the chain for the client's server name, and a
 // crypto.Signer that asks the key process for the one signature a
 // handshake needs. The private key never enters this process.
 type keySource struct{ c *keyproto.Client }

@@ -24,7 +24,7 @@ func writePEM(t *testing.T, path, name string) {
 }
 
 // TestSNI: -d serves the shared SNI table (certfiletest.SNIDir) through
-// real handshakes, as the key process does (keyproc's
+// real handshakes, as the key process does (stunnel-imap-key's
 // TestKeyProcessCertDir): by the certificates' own names, never a file
 // named after the client's name, never one outside the directory or
 // hidden; a name that matches nothing gets default.pem.
@@ -33,8 +33,7 @@ func TestSNI(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.SNI, func(t *testing.T) {
 			logs := &testkit.LockedBuffer{}
-			l := log.NewTo("stunnel-imap", logs, func(int) {})
-			src, err := openCertSource(&options{certDir: dir, pemFD: -1}, l)
+			src, err := openCertSource(&options{certDir: dir, pemFD: -1})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -56,9 +55,8 @@ func TestSNI(t *testing.T) {
 
 // TestCertPolicy: every case of the shared table (certfiletest.Cases)
 // through -p, -P and -d: the exit status and the message, the same as
-// the key process gives (keyproc's TestKeyProcessPolicy).
+// the key process gives (stunnel-imap-key's TestKeyProcessPolicy).
 func TestCertPolicy(t *testing.T) {
-	l := log.NewTo("stunnel-imap", &testkit.LockedBuffer{}, func(int) {})
 	for _, c := range certfiletest.Cases(t) {
 		t.Run(c.Name, func(t *testing.T) {
 			o := options{pemFD: -1, keyFD: -1}
@@ -72,7 +70,7 @@ func TestCertPolicy(t *testing.T) {
 			case "-d":
 				o.certDir = c.Arg
 			}
-			src, err := openCertSource(&o, l)
+			src, err := openCertSource(&o)
 			if c.Code == 0 {
 				if err != nil || src == nil {
 					t.Fatalf("%s %s: %v", c.Option, c.Arg, err)
@@ -100,7 +98,7 @@ func TestSNIReadAtStart(t *testing.T) {
 	writePEM(t, filepath.Join(dir, "default.pem"), "default.test")
 	writePEM(t, filepath.Join(dir, "a.pem"), "a.test")
 	logs := &testkit.LockedBuffer{}
-	src, err := openCertSource(&options{certDir: dir, pemFD: -1}, log.NewTo("stunnel-imap", logs, func(int) {}))
+	src, err := openCertSource(&options{certDir: dir, pemFD: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

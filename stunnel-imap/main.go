@@ -145,7 +145,7 @@ func run(l *log.Logger, args []string) error {
 
 	// The certificate first: a bad one ends the process (100) before a
 	// byte reaches the client.
-	src, err := openCertSource(o, l)
+	src, err := openCertSource(o)
 	if err != nil {
 		return err
 	}
