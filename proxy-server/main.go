@@ -6,7 +6,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"io"
 	"net/netip"
 	"os"
@@ -18,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"imap-tls/internal/opt"
 	"imap-tls/internal/proxyproto"
 	"imap-tls/log"
 )
@@ -36,16 +36,18 @@ type options struct {
 	child   []string
 }
 
-func usage(msg string) error { return &log.UsageError{Synopsis: synopsis, Msg: msg} }
+// maxTimeout bounds -t: a header that takes longer is no balancer's.
+const maxTimeout = time.Hour
 
 func parse(args []string) (*options, error) {
 	o := &options{timeout: 5 * time.Second}
-	fs := flag.NewFlagSet("proxy-server", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	fs.Func("a", "", func(v string) error {
+	set := opt.New(synopsis)
+	set.Func('a', func(v string) error {
 		for _, s := range strings.Split(v, ",") {
 			p, err := parseSource(s)
+			if err != nil && s != v {
+				return errors.New(strconv.Quote(s) + " is " + err.Error())
+			}
 			if err != nil {
 				return err
 			}
@@ -53,30 +55,31 @@ func parse(args []string) (*options, error) {
 		}
 		return nil
 	})
-	fs.Func("t", "", func(v string) error {
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f <= 0 || f > 3600 {
-			return errors.New("not a number of seconds from 0 to 3600")
+	set.Func('t', func(v string) error {
+		if err := opt.Seconds(&o.timeout)(v); err != nil {
+			return err
 		}
-		o.timeout = time.Duration(f * float64(time.Second))
+		if o.timeout > maxTimeout {
+			return errors.New("more than 3600 seconds")
+		}
 		return nil
 	})
-	fs.BoolVar(&o.verbose, "v", false, "")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, usage("")
-		}
-		return nil, usage(log.Reason(err))
+	set.Flag('v', &o.verbose)
+	child, err := set.Parse(args)
+	if err != nil {
+		return nil, err
 	}
-	o.child = fs.Args()
+	o.child = child
 	switch {
 	case len(o.sources) == 0:
-		return nil, usage("missing -a: name the load balancers' addresses")
+		return nil, set.Usage("missing -a: name the load balancers' addresses")
 	case len(o.child) == 0 || o.child[0] == "":
-		return nil, usage("missing child")
+		return nil, set.Usage("missing child")
 	}
 	return o, nil
 }
+
+var errNotSource = errors.New("not an address or a prefix")
 
 // parseSource takes an address (a host) or a prefix (10.0.0.0/8,
 // 2001:db8::/32).
@@ -84,13 +87,13 @@ func parseSource(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil || p.Addr().Zone() != "" {
-			return netip.Prefix{}, errors.New("source " + strconv.Quote(s) + " is not an address or a prefix")
+			return netip.Prefix{}, errNotSource
 		}
 		return p.Masked(), nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.Zone() != "" {
-		return netip.Prefix{}, errors.New("source " + strconv.Quote(s) + " is not an address or a prefix")
+		return netip.Prefix{}, errNotSource
 	}
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }

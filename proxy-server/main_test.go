@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -199,18 +198,36 @@ func TestProxyServer(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
-	for _, args := range [][]string{
-		{"sh"},
-		{"-a", "10.0.0.0/33", "sh"},
-		{"-a", "fe80::1%eth0", "sh"},
-		{"-a", "10.0.0.1"},
-		{"-a", "10.0.0.1", "-t", "0", "sh"},
+	for _, tt := range []struct {
+		args  []string
+		fatal string
+	}{
+		{[]string{"sh"}, "missing -a: name the load balancers' addresses"},
+		{[]string{"-a", "10.0.0.0/33", "sh"}, `bad value for -a: "10.0.0.0/33" (not an address or a prefix)`},
+		{[]string{"-a", "fe80::1%eth0", "sh"}, `bad value for -a: "fe80::1%eth0" (not an address or a prefix)`},
+		{[]string{"-a", "10.0.0.1,,::1", "sh"}, `bad value for -a: "10.0.0.1,,::1" ("" is not an address or a prefix)`},
+		{[]string{"-a", "10.0.0.1"}, "missing child"},
+		{[]string{"-a", "10.0.0.1", "-t", "0", "sh"}, `bad value for -t: "0" (not a positive number of seconds)`},
+		{[]string{"-a", "10.0.0.1", "-t", "3601", "sh"}, `bad value for -t: "3601" (more than 3600 seconds)`},
+		{[]string{"-a", "10.0.0.1", "-t"}, "missing value after -t"},
+		{[]string{"-x", "-a", "10.0.0.1", "sh"}, "unknown option -x"},
+		{[]string{"-h"}, ""},
 	} {
-		cmd := exec.Command(binary, args...)
+		cmd := exec.Command(binary, tt.args...)
 		out, err := cmd.CombinedOutput()
 		ee, ok := err.(*exec.ExitError)
-		if !ok || ee.ExitCode() != 100 || !strings.Contains(string(out), "\nproxy-server: usage: proxy-server ") {
-			t.Errorf("%q: %v %q", args, err, out)
+		want := "proxy-server: usage: proxy-server " + synopsis + "\n"
+		if tt.fatal != "" {
+			want = "proxy-server: fatal: " + tt.fatal + "\n" + want
 		}
+		if !ok || ee.ExitCode() != 100 || string(out) != want {
+			t.Errorf("%q: %v %q, want exit 100 and %q", tt.args, err, out, want)
+		}
+	}
+	// Good values: an attached value, a fraction of a second, flags
+	// clustered, a list, -- before the child.
+	o, err := parse([]string{"-vt0.5", "-a192.0.2.1,2001:db8::/32", "-a", "10.0.0.0/8", "--", "-child"})
+	if err != nil || !o.verbose || o.timeout != 500*time.Millisecond || len(o.sources) != 3 || o.child[0] != "-child" {
+		t.Errorf("parse: %+v, %v", o, err)
 	}
 }
