@@ -49,20 +49,17 @@
 set -u
 
 prog=courier.sh
-mailacct=imaptlsmail
+. "$(dirname "$0")/daemon.sh"
 cache=${COURIER_CACHE:-/var/cache/imap-tls-test/courier}
 # The packages: the login programs, the servers, authlib with its daemon
 # and userdb module, and the libraries they link that Debian 12 does not
 # install by default.
 packages='courier-base courier-imap courier-pop courier-authlib courier-authdaemon courier-authlib-userdb libcourier-unicode4 libgamin0 gamin libidn12 libltdl7 libgdbm6'
 
-fatal() { echo "$prog: fatal: $*" >&2; exit 111; }
 usage() {
 	echo "$prog: usage: $prog fetch | start DIR | stop DIR | imaplogin DIR | pop3login DIR | run DIR prog... | withconf FILE prog..." >&2
 	exit 100
 }
-
-absdir() { (cd "$1" 2>/dev/null && pwd -P) || fatal "unable to enter $1"; }
 
 # fetch: the unpacked packages in $cache/root, made once: apt-get download
 # into a new directory, dpkg -x each, then a rename, so that a half-made
@@ -106,12 +103,6 @@ fetch() {
 	[ -x "$cache/root/usr/lib/courier/courier/imaplogin" ] || fatal "unable to find imaplogin in $cache/root"
 }
 
-ensure_account() {
-	id -u "$mailacct" >/dev/null 2>&1 && return 0
-	useradd --system --no-create-home --shell /usr/sbin/nologin "$mailacct" >/dev/null 2>&1 ||
-		id -u "$mailacct" >/dev/null 2>&1 || fatal "unable to create account $mailacct"
-}
-
 # enter DIR PROG...: exec PROG in a new mount namespace with Courier's
 # paths in place (see the top of this file). The mounts are private to the
 # namespace and go with its last process.
@@ -151,29 +142,10 @@ withconf() {
 	' withconf "$conf" "$@"
 }
 
-# seed MAILDIR: three small messages in new/, with LF line ends as
-# Courier stores mail (it sends CRLF).
-seed() {
-	md=$1
-	mkdir -p "$md/cur" "$md/new" "$md/tmp" || fatal "unable to create $md"
-	now=$(date +%s)
-	for i in 1 2 3; do
-		f="$md/new/$now.M${i}P$$.imaptls"
-		{
-			printf 'From: Bob <bob@example.org>\n'
-			printf 'To: Alice <alice@example.org>\n'
-			printf 'Subject: seed message %s\n' "$i"
-			printf 'Date: Thu, 26 Nov 2026 22:00:0%s +0000\n' "$i"
-			printf 'Message-ID: <seed-%s@imap-tls.test>\n' "$i"
-			printf '\n'
-			printf 'This is seed message number %s.\n' "$i"
-		} >"$f" || fatal "unable to write $f"
-	done
-}
-
-# authok DIR: true when authdaemond in DIR accepts alice's password.
+# authok DIR: true when authdaemond in DIR answers and accepts alice's
+# password.
 authok() {
-	(enter "$1" /usr/sbin/authtest -s imap alice secret) >/dev/null 2>&1
+	[ -S "$1/authdaemon/socket" ] && (enter "$1" /usr/sbin/authtest -s imap alice secret) >/dev/null 2>&1
 }
 
 start() {
@@ -211,15 +183,11 @@ EOF
 		hash=$(openssl passwd -6 "$pw") || fatal "unable to hash a password with openssl"
 		printf '%s\tuid=%s|gid=%s|home=%s|mail=%s|systempw=%s\n' "$u" "$uid" "$gid" \
 			"$dir/home/$u" "$dir/home/$u/Maildir" "$hash" >>"$dir/etc/courier/userdb"
-		mkdir -p "$dir/home/$u/Maildir/cur" "$dir/home/$u/Maildir/new" "$dir/home/$u/Maildir/tmp"
 	done
 	(enter "$dir" true) ||
 		fatal "unable to put Courier's paths in place in a private mount namespace (unshare -m, overlayfs on /usr, /etc, /run): this needs root with CAP_SYS_ADMIN and overlayfs"
 	(enter "$dir" /usr/sbin/makeuserdb -f "$dir/etc/courier/userdb") || fatal "unable to make the userdb with makeuserdb"
-	if [ -z "$(ls -A "$dir/home/alice/Maildir/new")$(ls -A "$dir/home/alice/Maildir/cur")" ]; then
-		seed "$dir/home/alice/Maildir"
-	fi
-	chown -R "$uid:$gid" "$dir/home" || fatal "unable to chown $dir/home"
+	homes "$dir" '\n'
 	rm -f "$dir/authdaemon/socket"
 	# authdaemond in the foreground, its own namespace, its messages in
 	# DIR/authdaemond.log; setsid: no terminal, its own process group
@@ -227,15 +195,7 @@ EOF
 		echo $$ >"$2/authdaemond.pid"
 		exec sh "$1" run "$2" sh -c "set -a; . /etc/courier/authdaemonrc; exec /usr/lib/courier/courier-authlib/authdaemond"
 	' start "$0" "$dir" </dev/null >>"$dir/authdaemond.log" 2>&1 &
-	i=0
-	until [ -S "$dir/authdaemon/socket" ] && authok "$dir"; do
-		i=$((i + 1))
-		if [ $i -ge 100 ]; then
-			tail -5 "$dir/authdaemond.log" >&2 2>/dev/null
-			fatal "unable to authenticate alice through authdaemond in $dir after 20 seconds"
-		fi
-		sleep 0.2
-	done
+	waitfor "authenticate alice through authdaemond in $dir" "$dir/authdaemond.log" authok "$dir"
 }
 
 stop() {
@@ -243,13 +203,7 @@ stop() {
 	[ -f "$dir/authdaemond.pid" ] || exit 0
 	pid=$(cat "$dir/authdaemond.pid")
 	kill -TERM "$pid" 2>/dev/null
-	i=0
-	while kill -0 "$pid" 2>/dev/null; do
-		i=$((i + 1))
-		[ $i -eq 50 ] && kill -KILL "$pid" 2>/dev/null
-		[ $i -ge 100 ] && fatal "unable to stop authdaemond $pid"
-		sleep 0.1
-	done
+	waitgone "$pid" authdaemond
 	rm -f "$dir/authdaemond.pid"
 }
 

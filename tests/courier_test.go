@@ -70,7 +70,7 @@ func TestCourierPython(t *testing.T) {
 	for _, tc := range []struct{ mode, py string }{{"imap", "starttls"}, {"imaps", "implicit"}} {
 		t.Run(tc.mode, func(t *testing.T) {
 			c.ClearRaw()
-			p := harness.StartPipeline(t, harness.PipelineOpts{Mode: tc.mode, Backend: c.RawIMAPCmd()})
+			p := harness.StartPipeline(t, harness.PipelineOpts{Mode: tc.mode, Backend: c.RawLoginCmd()})
 			r := harness.RunPython(t, p, tc.py)
 			if !strings.HasPrefix(r.Greeting, "* OK") || !strings.Contains(r.Greeting, "Courier-IMAP") {
 				t.Errorf("greeting %q, want Courier's", r.Greeting)
@@ -112,7 +112,7 @@ func TestCourierPython(t *testing.T) {
 // no login; the NOOP does reach it (the relay works).
 func TestCourierRefused(t *testing.T) {
 	c := harness.StartCourier(t)
-	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap", Backend: c.RawIMAPCmd()})
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap", Backend: c.RawLoginCmd()})
 	cl := harness.DialIMAP(t, p.Addr)
 	if g := cl.Line(); !strings.Contains(g, "Courier-IMAP") || !harness.HasCap(harness.CapsOf(g), "LOGINDISABLED") {
 		t.Errorf("greeting %q: want Courier's, with LOGINDISABLED", g)
@@ -166,7 +166,7 @@ func TestCourierOwnStarttls(t *testing.T) {
 	for _, mode := range []string{"imap", "imap-"} {
 		t.Run(mode, func(t *testing.T) {
 			c.ClearRaw()
-			p := harness.StartPipeline(t, harness.PipelineOpts{Mode: mode, Backend: c.RawIMAPCmd("IMAP_STARTTLS=YES", "COURIERTLS=/usr/bin/couriertls")})
+			p := harness.StartPipeline(t, harness.PipelineOpts{Mode: mode, Backend: c.RawLoginCmd("IMAP_STARTTLS=YES", "COURIERTLS=/usr/bin/couriertls")})
 			cl := harness.DialIMAP(t, p.Addr)
 			cport := cl.Conn.LocalAddr().(*net.TCPAddr).Port
 			g := cl.Line()
@@ -217,7 +217,7 @@ func TestCourierCurl(t *testing.T) {
 	c := harness.StartCourier(t)
 	for _, tc := range []struct{ mode, scheme string }{{"imap", "imap"}, {"imaps", "imaps"}} {
 		t.Run(tc.mode, func(t *testing.T) {
-			p := harness.StartPipeline(t, harness.PipelineOpts{Mode: tc.mode, Backend: c.IMAPCmd()})
+			p := harness.StartPipeline(t, harness.PipelineOpts{Mode: tc.mode, Backend: c.LoginCmd()})
 			base := tc.scheme + "://localhost:" + strconv.Itoa(p.Port)
 			curl := func(args ...string) (string, error) {
 				a := append([]string{"-sS", "--ssl-reqd", "--cacert", p.CA, "--max-time", "30", "-u", "alice:secret"}, args...)
@@ -255,7 +255,7 @@ func TestCourierMbsync(t *testing.T) {
 	c := harness.StartCourier(t)
 	for _, tc := range []struct{ mode, sslType string }{{"imap", "STARTTLS"}, {"imaps", "IMAPS"}} {
 		t.Run(tc.mode, func(t *testing.T) {
-			p := harness.StartPipeline(t, harness.PipelineOpts{Mode: tc.mode, Backend: c.IMAPCmd()})
+			p := harness.StartPipeline(t, harness.PipelineOpts{Mode: tc.mode, Backend: c.LoginCmd()})
 			dir := t.TempDir()
 			local := filepath.Join(dir, "local")
 			os.Mkdir(local, 0o700)
@@ -299,7 +299,7 @@ func TestCourierMbsync(t *testing.T) {
 func TestCourierOpenssl(t *testing.T) {
 	harness.Need(t, "openssl")
 	c := harness.StartCourier(t)
-	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap", Backend: c.IMAPCmd()})
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap", Backend: c.LoginCmd()})
 	s := harness.SClient(t, p, "imap", "a CAPABILITY\nb LOGIN alice secret\nc SELECT INBOX\nd LOGOUT\n")
 	for _, want := range []string{"Verify return code: 0 (ok)", "b OK LOGIN Ok.", "* 3 EXISTS", "c OK [READ-WRITE]", "d OK LOGOUT"} {
 		if !strings.Contains(s, want) {
@@ -328,7 +328,7 @@ func TestCourierPOP3(t *testing.T) {
 			c.ClearRaw()
 			// Courier offering STLS itself: the proxy's CAPA rewrite and
 			// STLS answer keep it from ever getting one
-			p := harness.StartPipeline(t, harness.PipelineOpts{Mode: tc.mode, Backend: c.RawPOP3Cmd("POP3_STARTTLS=YES", "COURIERTLS=/usr/bin/couriertls")})
+			p := harness.StartPipeline(t, harness.PipelineOpts{Mode: tc.mode, Backend: c.RawPOP3LoginCmd("POP3_STARTTLS=YES", "COURIERTLS=/usr/bin/couriertls")})
 			r := harness.RunPoplib(t, p.Port, p.CA, tc.py, p.Stderr)
 			if r.Greeting != "+OK Hello there." || r.Pass != "+OK logged in." || !strings.HasPrefix(r.Quit, "+OK") {
 				t.Errorf("poplib session: %+v", r)
@@ -358,7 +358,7 @@ func TestCourierPOP3(t *testing.T) {
 		})
 	}
 	t.Run("curl", func(t *testing.T) {
-		p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "pop3", Backend: c.POP3Cmd()})
+		p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "pop3", Backend: c.POP3LoginCmd()})
 		base := "pop3://localhost:" + strconv.Itoa(p.Port)
 		var got []string
 		for i := 1; i <= 3; i++ {

@@ -16,7 +16,9 @@
 #                                         comes in a PROXY header (stunnel-imap -H)
 #
 # $DOVECOT_CONF_EXTRA, when set, is appended to the configuration (e.g.
-# disable_plaintext_auth = yes).
+# disable_plaintext_auth = yes). $DOVECOT_IMAP_HAPROXY_PORT and
+# $DOVECOT_POP3_HAPROXY_PORT, when set, are the haproxy listeners' ports
+# (the tests' port allocator picks them); otherwise ports free now.
 #
 # Users: alice (password secret), bob (password hunter2). Mail is owned by
 # the system account imaptlsmail (created when missing). Nothing outside
@@ -26,21 +28,11 @@
 set -u
 
 prog=dovecot.sh
-mailacct=imaptlsmail
+. "$(dirname "$0")/daemon.sh"
 
-fatal() { echo "$prog: fatal: $*" >&2; exit 111; }
 usage() {
 	echo "$prog: usage: $prog start DIR | stop DIR | imap DIR [USER] | login DIR | pop3login DIR | haproxy DIR | pop3haproxy DIR" >&2
 	exit 100
-}
-
-# absdir DIR: DIR as an absolute path (it must exist).
-absdir() { (cd "$1" 2>/dev/null && pwd -P) || fatal "unable to enter $1"; }
-
-ensure_account() {
-	id -u "$mailacct" >/dev/null 2>&1 && return 0
-	useradd --system --no-create-home --shell /usr/sbin/nologin "$mailacct" >/dev/null 2>&1 ||
-		id -u "$mailacct" >/dev/null 2>&1 || fatal "unable to create account $mailacct"
 }
 
 # sockup SOCK: true when SOCK accepts and a Dovecot greeting comes back.
@@ -56,42 +48,6 @@ freeport() {
 
 # authok DIR: true when Dovecot's auth process in DIR accepts alice.
 authok() { doveadm -c "$1/dovecot.conf" auth test alice secret >/dev/null 2>&1; }
-
-# waitfor WHAT COMMAND...: run COMMAND every 0.2 s until it succeeds;
-# after 20 seconds show the end of dovecot's log and fail, saying
-# "unable to WHAT". Uses $dir.
-waitfor() {
-	what=$1
-	shift
-	i=0
-	while ! "$@"; do
-		i=$((i + 1))
-		if [ $i -ge 100 ]; then
-			tail -5 "$dir/dovecot.log" >&2 2>/dev/null
-			fatal "unable to $what after 20 seconds"
-		fi
-		sleep 0.2
-	done
-}
-
-# seed MAILDIR: three small messages in new/, as imaptlsmail.
-seed() {
-	md=$1
-	mkdir -p "$md/cur" "$md/new" "$md/tmp" || fatal "unable to create $md"
-	now=$(date +%s)
-	for i in 1 2 3; do
-		f="$md/new/$now.M${i}P$$.imaptls"
-		{
-			printf 'From: Bob <bob@example.org>\r\n'
-			printf 'To: Alice <alice@example.org>\r\n'
-			printf 'Subject: seed message %s\r\n' "$i"
-			printf 'Date: Thu, 26 Nov 2026 22:00:0%s +0000\r\n' "$i"
-			printf 'Message-ID: <seed-%s@imap-tls.test>\r\n' "$i"
-			printf '\r\n'
-			printf 'This is seed message number %s.\r\n' "$i"
-		} >"$f" || fatal "unable to write $f"
-	done
-}
 
 start() {
 	command -v dovecot >/dev/null 2>&1 || fatal "dovecot not found: apt-get install dovecot-imapd"
@@ -111,11 +67,11 @@ start() {
 	# DIR/pop3.sock, as IMAP's on DIR/imap.sock.
 	protocols=imap pop3conf=
 	# The haproxy listeners: loopback ports the kernel finds free now.
-	imaphp=$(freeport) || fatal "unable to find a free port"
+	imaphp=${DOVECOT_IMAP_HAPROXY_PORT:-$(freeport)} || fatal "unable to find a free port"
 	echo "$imaphp" >"$dir/imap-haproxy.port"
 	if [ -x /usr/lib/dovecot/pop3-login ]; then
 		protocols="imap pop3"
-		pop3hp=$(freeport) || fatal "unable to find a free port"
+		pop3hp=${DOVECOT_POP3_HAPROXY_PORT:-$(freeport)} || fatal "unable to find a free port"
 		echo "$pop3hp" >"$dir/pop3-haproxy.port"
 		pop3conf="service pop3-login {
   unix_listener $dir/pop3.sock {
@@ -192,13 +148,7 @@ EOF
 	printf 'alice:{PLAIN}secret\nbob:{PLAIN}hunter2\n' >"$dir/passwd" || fatal "unable to write $dir/passwd"
 	# the auth process runs as dovecot
 	chown root:dovecot "$dir/passwd" && chmod 0640 "$dir/passwd" || fatal "unable to chmod $dir/passwd"
-	for u in alice bob; do
-		mkdir -p "$dir/home/$u/Maildir/cur" "$dir/home/$u/Maildir/new" "$dir/home/$u/Maildir/tmp"
-	done
-	if [ -z "$(ls -A "$dir/home/alice/Maildir/new")$(ls -A "$dir/home/alice/Maildir/cur")" ]; then
-		seed "$dir/home/alice/Maildir"
-	fi
-	chown -R "$uid:$gid" "$dir/home" || fatal "unable to chown $dir/home"
+	homes "$dir" '\r\n'
 	# the stdio imap binary (sub-command imap) logs here, as imaptlsmail
 	touch "$dir/imap.log" && chown "$uid:$gid" "$dir/imap.log" || fatal "unable to create $dir/imap.log"
 	rm -f "$dir/imap.sock" "$dir/pop3.sock"
@@ -209,11 +159,11 @@ EOF
 		cat "$dir/start.log" >&2
 		fatal "unable to start dovecot (see $dir/dovecot.log)"
 	fi
-	waitfor "reach dovecot on $dir/imap.sock" sockup "$dir/imap.sock"
+	waitfor "reach dovecot on $dir/imap.sock" "$dir/dovecot.log" sockup "$dir/imap.sock"
 	# The socket accepts before the auth process answers: a LOGIN sent
 	# then gets "Waiting for authentication process to respond" and may
 	# outwait its client on a loaded machine. Wait until auth answers.
-	waitfor "authenticate alice through dovecot in $dir" authok "$dir"
+	waitfor "authenticate alice through dovecot in $dir" "$dir/dovecot.log" authok "$dir"
 }
 
 stop() {
@@ -223,15 +173,7 @@ stop() {
 	[ -f "$dir/run/master.pid" ] && pid=$(cat "$dir/run/master.pid")
 	doveadm -c "$dir/dovecot.conf" stop >/dev/null 2>&1
 	[ -n "$pid" ] || exit 0
-	i=0
-	while kill -0 "$pid" 2>/dev/null; do
-		i=$((i + 1))
-		if [ $i -eq 50 ]; then
-			kill -KILL "$pid" 2>/dev/null
-		fi
-		[ $i -ge 100 ] && fatal "unable to stop dovecot $pid"
-		sleep 0.1
-	done
+	waitgone "$pid" dovecot
 }
 
 imap() {

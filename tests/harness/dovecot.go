@@ -2,92 +2,63 @@ package harness
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
 
-// Dovecot is a private, login-capable Dovecot started by tests/dovecot.sh:
-// users alice (password secret, three messages in INBOX) and bob
-// (password hunter2).
+// Dovecot is a private, login-capable Dovecot started by tests/dovecot.sh
+// (the Daemon shape): its login servers on unix sockets, DIR/imap.sock
+// and, with dovecot-pop3d, DIR/pop3.sock; the same login services on
+// loopback ports with haproxy = yes (HAProxyCmd); the stdio imap binary,
+// pre-authenticated (ImapCmd).
 type Dovecot struct {
-	Dir    string // its directory: dovecot.conf, dovecot.log, home/USER/Maildir
+	daemon        // Dir: dovecot.conf, dovecot.log, home/USER/Maildir
 	Socket string // the imap-login unix socket (plaintext IMAP, LOGIN works)
-	Script string // tests/dovecot.sh
 }
 
-// StartDovecot starts a private Dovecot Listening on a unix socket only,
-// stopped and removed when the test ends.
+// StartDovecot starts a private Dovecot, stopped and removed when the
+// test ends. Its haproxy listeners take ports from Port.
 func StartDovecot(t testing.TB) *Dovecot {
 	t.Helper()
 	NeedRoot(t)
 	Need(t, "dovecot", "doveadm", "socat", "setuidgid", "/usr/lib/dovecot/imap")
-	// a short path of its own: unix socket paths are limited to 108 bytes,
-	// and the mail account must be able to traverse it
-	dir, err := os.MkdirTemp("/tmp", "imaptls-dc-")
-	if err != nil {
-		t.Fatalf("unable to create a directory: %v", err)
-	}
-	d := &Dovecot{Dir: dir, Socket: filepath.Join(dir, "imap.sock"),
-		Script: filepath.Join(RepoRoot(t), "tests", "dovecot.sh")}
-	cmd := exec.Command("sh", d.Script, "start", dir)
-	cmd.WaitDelay = 5 * time.Second // in case a daemon keeps the output pipe
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		exec.Command("sh", d.Script, "stop", dir).Run()
-		os.RemoveAll(dir)
-		t.Fatalf("unable to start dovecot: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		// Dovecot's master takes about 2.5 s to exit (it waits for its
-		// log process): the stop and the removal run detached, so that
-		// the tests do not wait for it.
-		cmd := exec.Command("sh", "-c", `sh "$0" stop "$1" >/dev/null 2>&1; rm -rf "$1"`, d.Script, dir)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-		if err := cmd.Start(); err != nil {
-			t.Errorf("unable to stop dovecot: %v", err)
-			return
-		}
-		go cmd.Wait()
-	})
+	d := &Dovecot{daemon: startDaemon(t, "dovecot", "",
+		"DOVECOT_IMAP_HAPROXY_PORT="+strconv.Itoa(Port(t)), "DOVECOT_POP3_HAPROXY_PORT="+strconv.Itoa(Port(t)))}
+	d.Socket = filepath.Join(d.Dir, "imap.sock")
 	return d
 }
 
 // LoginCmd is the login-capable backend as makesock's second program:
 // `sh tests/dovecot.sh login DIR` (socat to the unix socket).
-func (d *Dovecot) LoginCmd() []string { return []string{"sh", d.Script, "login", d.Dir} }
+func (d *Dovecot) LoginCmd(env ...string) []string { return d.Cmd("login", env) }
 
 // RawLoginCmd is LoginCmd that also records every byte the backend
 // receives, one file DIR/raw.PID per connection (see Raw).
-func (d *Dovecot) RawLoginCmd() []string {
-	return []string{"sh", "-c", `exec socat -t 5 -r "$0/raw.$$" STDIO,shut-down "UNIX-CONNECT:$0/imap.sock"`, d.Dir}
+func (d *Dovecot) RawLoginCmd(env ...string) []string {
+	return d.rawCmd(env, "UNIX-CONNECT:"+filepath.Join(d.Dir, "imap.sock"))
 }
 
-// Raw returns everything the RawLoginCmd backends received so far, all
-// connections concatenated.
-func (d *Dovecot) Raw(t testing.TB) string {
-	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(d.Dir, "raw.*"))
-	var all []byte
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatalf("unable to read %s: %v", f, err)
-		}
-		all = append(all, b...)
-	}
-	return string(all)
+// POP3LoginCmd is the POP3 login service as makesock's second program:
+// `sh tests/dovecot.sh pop3login DIR` (socat to DIR/pop3.sock).
+func (d *Dovecot) POP3LoginCmd(env ...string) []string { return d.Cmd("pop3login", env) }
+
+// RawPOP3LoginCmd is POP3LoginCmd that also records every byte the
+// backend receives (see Raw).
+func (d *Dovecot) RawPOP3LoginCmd(env ...string) []string {
+	return d.rawCmd(env, "UNIX-CONNECT:"+filepath.Join(d.Dir, "pop3.sock"))
 }
+
+// HAProxyCmd reaches Dovecot's IMAP login service on its haproxy = yes
+// port: `sh tests/dovecot.sh haproxy DIR`.
+func (d *Dovecot) HAProxyCmd() []string { return d.Cmd("haproxy", nil) }
 
 // ImapCmd is the pre-authenticated stdio backend (greets with PREAUTH):
 // `sh tests/dovecot.sh imap DIR USER`.
-func (d *Dovecot) ImapCmd(user string) []string {
-	return []string{"sh", d.Script, "imap", d.Dir, user}
-}
+func (d *Dovecot) ImapCmd(user string) []string { return d.Cmd("imap", nil, user) }
 
 // Log returns Dovecot's log so far (logins, disconnections, errors).
 func (d *Dovecot) Log(t testing.TB) string {
@@ -98,11 +69,6 @@ func (d *Dovecot) Log(t testing.TB) string {
 	}
 	b2, _ := os.ReadFile(filepath.Join(d.Dir, "imap.log"))
 	return string(b) + string(b2)
-}
-
-// Maildir is the path of user's Maildir.
-func (d *Dovecot) Maildir(user string) string {
-	return filepath.Join(d.Dir, "home", user, "Maildir")
 }
 
 // NoSecrets fails when a password shows up in the pipeline's or
@@ -135,19 +101,6 @@ func NeverReachedDovecot(t *testing.T, p *Pipeline, d *Dovecot, bad ...string) {
 	}
 	NoSecrets(t, p, d)
 }
-
-// POP3LoginCmd is the POP3 login service as makesock's second program:
-// `sh tests/dovecot.sh pop3login DIR` (socat to DIR/pop3.sock).
-func (d *Dovecot) POP3LoginCmd() []string { return []string{"sh", d.Script, "pop3login", d.Dir} }
-
-// RawPOP3LoginCmd is POP3LoginCmd that also records every byte the
-// backend receives (see Raw).
-func (d *Dovecot) RawPOP3LoginCmd() []string {
-	return []string{"sh", "-c", `exec socat -t 5 -r "$0/raw.$$" STDIO,shut-down "UNIX-CONNECT:$0/pop3.sock"`, d.Dir}
-}
-
-// HAProxyCmd reaches Dovecot's login service on its haproxy = yes port.
-func (d *Dovecot) HAProxyCmd() []string { return []string{"sh", d.Script, "haproxy", d.Dir} }
 
 // WaitDovecotLog waits for a line of Dovecot's log matching re.
 func WaitDovecotLog(t testing.TB, d *Dovecot, re string) string {

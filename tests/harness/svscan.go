@@ -204,20 +204,30 @@ func (s *Service) Svc(t *testing.T, flags string) {
 	}
 }
 
-// Pid is the pid of the service's process (tcpserver) from svstat's
-// status file, or 0 when down.
+// Pid is the pid of the service's process (tcpserver) from svstat, or
+// 0 when down.
 func (s *Service) Pid(t *testing.T) int {
 	t.Helper()
-	out, err := exec.Command("svstat", s.Dir).CombinedOutput()
+	pid, err := svstat(s.Dir)
 	if err != nil {
-		t.Fatalf("svstat %s: %v %s", s.Dir, err, out)
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// svstat is the pid svstat reports for the service directory dir, 0
+// when the service is down.
+func svstat(dir string) (int, error) {
+	out, err := exec.Command("svstat", dir).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("svstat %s: %v %s", dir, err, out)
 	}
 	m := regexp.MustCompile(`: up \(pid (\d+)\)`).FindSubmatch(out)
 	if m == nil {
-		return 0
+		return 0, nil
 	}
 	pid, _ := strconv.Atoi(string(m[1]))
-	return pid
+	return pid, nil
 }
 
 // WaitListening waits until port is (or is no longer) Listening.
@@ -539,18 +549,11 @@ func (s *SignerService) WaitReady(t *testing.T, n int) {
 	}
 }
 
-var svstatPid = regexp.MustCompile(`: up \(pid (\d+)\)`)
-
-// Pid is the signer's pid from svstat, 0 when it is down.
+// Pid is the signer's pid from svstat, 0 when it is down (or when
+// svstat fails: supervise is not up yet).
 func (s *SignerService) Pid(t *testing.T) int {
-	t.Helper()
-	out, _ := exec.Command("svstat", s.Dir).CombinedOutput()
-	m := svstatPid.FindSubmatch(out)
-	if m == nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(string(m[1]))
-	return n
+	pid, _ := svstat(s.Dir)
+	return pid
 }
 
 // NewPID waits until supervise runs a signer other than old, and it is
