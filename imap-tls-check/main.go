@@ -3,28 +3,29 @@
 // postfix check: one finding a line on stdout, "ok: WHAT: ...",
 // "warning: WHAT: ..." or "error: WHAT: ...", then exit 0 (no error),
 // 100 (an error in the configuration) or 111 (something could not be
-// checked, or the server side failed now). It changes nothing. The
-// certificate is inspected by stunnel-imap-key -c: this program does no
-// crypto. See README.md.
+// checked, or the server side failed now). It changes nothing. Its
+// checks are imap-tls-server's at start (package internal/check), made
+// on env/'s settings; the certificate is read by the suite's one loader
+// (internal/certfile), as the key holders read it. See README.md.
 package main
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
+	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"imap-tls/internal/certfile"
+	"imap-tls/internal/check"
+	"imap-tls/internal/opt"
 	"imap-tls/internal/proxyproto"
 	"imap-tls/log"
 )
@@ -56,6 +57,22 @@ func (r *report) failed(what, format string, args ...any) {
 	r.line("error", what, format, args...)
 }
 
+// verdict reports a check's error as its code says: an error in the
+// configuration (100), or something that could not be checked (111).
+func (r *report) verdict(what string, err error) {
+	if isTemp(err) {
+		r.failed(what, "%s", err)
+		return
+	}
+	r.bad(what, "%s", err)
+}
+
+// isTemp: err is a *log.Error of exit 111.
+func isTemp(err error) bool {
+	var e *log.Error
+	return errors.As(err, &e) && e.Code == log.ExitTemp
+}
+
 // line writes one finding, on one line, bounded as every log line is.
 func (r *report) line(kind, what, format string, args ...any) {
 	msg := strings.NewReplacer("\n", " ", "\r", " ").Replace(fmt.Sprintf(format, args...))
@@ -64,25 +81,21 @@ func (r *report) line(kind, what, format string, args ...any) {
 
 func run(args []string, out io.Writer) error {
 	timeout := 5 * time.Second
-	for len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "-" {
-		if args[0] == "--" {
-			args = args[1:]
-			break
+	s := opt.New(synopsis)
+	s.Func('t', func(v string) error {
+		var d time.Duration
+		if err := opt.Seconds(&d)(v); err != nil || d > time.Hour {
+			return errors.New("not a number of seconds from 0 to 3600")
 		}
-		if args[0] != "-t" || len(args) < 2 {
-			if args[0] == "-t" {
-				return &log.UsageError{Synopsis: synopsis, Msg: "option -t needs an argument"}
-			}
-			return &log.UsageError{Synopsis: synopsis, Msg: "unknown option " + args[0]}
-		}
-		f, err := strconv.ParseFloat(args[1], 64)
-		if err != nil || f <= 0 || f > 3600 {
-			return &log.UsageError{Synopsis: synopsis, Msg: fmt.Sprintf("-t %q: not a number of seconds from 0 to 3600", args[1])}
-		}
-		timeout, args = time.Duration(f*float64(time.Second)), args[2:]
+		timeout = d
+		return nil
+	})
+	args, err := s.Parse(args)
+	if err != nil {
+		return err
 	}
 	if len(args) != 1 || args[0] == "" {
-		return &log.UsageError{Synopsis: synopsis}
+		return s.Usage("")
 	}
 	dir := args[0]
 	if st, err := os.Stat(filepath.Join(dir, "run")); err != nil || !st.Mode().IsRegular() {
@@ -102,7 +115,7 @@ func run(args []string, out io.Writer) error {
 	case r.errors > 0:
 		return log.Config(nil, "%d %s in %s", r.errors, plural(r.errors, "error"), dir)
 	case r.temp > 0:
-		return &log.Error{Code: log.ExitTemp, Msg: fmt.Sprintf("%d %s could not be checked or failed now in %s", r.temp, plural(r.temp, "thing"), dir)}
+		return log.Temp(nil, "check %d %s in %s, or %s failed now", r.temp, plural(r.temp, "thing"), dir, map[bool]string{true: "it", false: "they"}[r.temp == 1])
 	}
 	return nil
 }
@@ -119,15 +132,28 @@ type checker struct {
 	dir     string
 	timeout time.Duration
 	env_    map[string]string // env/, first lines, as envdir reads them
+	files   map[string]bool   // env/'s files, empty ones too
 	mode    string
+	pop3    bool
 }
 
 func (c *checker) path(p string) string { return filepath.Join(c.dir, p) }
 
+// getenv is the service's environment as envdir makes it: env/ over
+// this process's own.
+func (c *checker) getenv(name string) string {
+	if v, ok := c.env_[name]; ok || c.files[name] {
+		return v
+	}
+	return os.Getenv(name)
+}
+
 // env reads env/ as envdir does (the first line of each file, an empty
-// file removing the variable) and checks each setting.
+// file removing the variable) and checks each setting with the checks
+// imap-tls-server makes at start (package internal/check).
 func (c *checker) env() {
 	c.env_ = map[string]string{}
+	c.files = map[string]bool{}
 	ents, err := os.ReadDir(c.path("env"))
 	if err != nil {
 		c.r.failed("env/", "unable to read: %s", log.Reason(err))
@@ -139,6 +165,7 @@ func (c *checker) env() {
 			c.r.failed("env/"+e.Name(), "unable to read: %s", log.Reason(err))
 			continue
 		}
+		c.files[e.Name()] = true
 		first, _, _ := strings.Cut(string(b), "\n")
 		first = strings.TrimRight(first, " \t")
 		if len(b) > 0 {
@@ -155,30 +182,32 @@ func (c *checker) env() {
 		return v, true
 	}
 	if v, ok := required("IP"); ok {
-		if a, err := netip.ParseAddr(v); v != "0" && (err != nil || !a.IsValid()) {
-			c.r.bad("env/IP", "%q is not an address (like 127.0.0.1, or 0 for all)", v)
+		if err := check.IP(v); err != nil {
+			c.r.verdict("env/IP", err)
 		} else {
 			c.r.ok("env/IP", "%s", v)
 		}
 	}
 	if v, ok := required("PORT"); ok {
-		if p, err := strconv.Atoi(v); err != nil || p < 1 || p > 65535 || strings.TrimLeft(v, "0123456789") != "" {
-			c.r.bad("env/PORT", "%q is not a number from 1 to 65535", v)
+		if err := check.Port(v); err != nil {
+			c.r.verdict("env/PORT", err)
+		} else if v == "0" {
+			c.r.bad("env/PORT", "0: a service listens on a port of its own, from 1 to 65535")
 		} else {
 			c.r.ok("env/PORT", "%s", v)
 		}
 	}
 	if v, ok := required("MODE"); ok {
-		if what, known := modes[v]; known {
-			c.mode = v
-			c.r.ok("env/MODE", "%s: %s", v, what)
+		if m, err := check.Mode(v); err != nil {
+			c.r.verdict("env/MODE", err)
 		} else {
-			c.r.bad("env/MODE", "%q is not one of imap, imap-, imaps, pop3, pop3-, pop3s", v)
+			c.mode, c.pop3 = m.Name, m.Protocol == "pop3"
+			c.r.ok("env/MODE", "%s: %s", v, m.Text)
 		}
 	}
 	if v, ok := required("CONCURRENCY"); ok {
-		if n, err := strconv.Atoi(v); err != nil || n < 1 {
-			c.r.bad("env/CONCURRENCY", "%q is not a number of at least 1", v)
+		if err := check.AtLeastOne(v); err != nil {
+			c.r.bad("env/CONCURRENCY", "%q is %s", v, err)
 		} else {
 			c.r.ok("env/CONCURRENCY", "%s", v)
 		}
@@ -193,30 +222,36 @@ func (c *checker) env() {
 		}
 	}
 	if v, ok := get("UIDRANGE"); ok && v != "" {
-		if !regexp.MustCompile(`^[0-9]+:[0-9]+$`).MatchString(v) {
-			c.r.bad("env/UIDRANGE", "%q is not base:count", v)
+		if err := check.UIDRange(v); err != nil {
+			c.r.verdict("env/UIDRANGE", err)
 		}
 	} else {
 		c.r.warn("env/UIDRANGE", "empty: every connection's proxy and key process run as one account (a compromised proxy could signal another connection's)")
 	}
 	if v, ok := get("CERT_WARN_DAYS"); ok {
-		if n, err := strconv.Atoi(v); err != nil || n < 0 || n > 3650 || strings.TrimLeft(v, "0123456789") != "" {
-			c.r.bad("env/CERT_WARN_DAYS", "%q is not a number of days from 0 to 3650", v)
+		if _, err := certfile.WarnDaysFrom(c.getenv); err != nil {
+			c.r.verdict("env/CERT_WARN_DAYS", err)
 		} else {
 			c.r.ok("env/CERT_WARN_DAYS", "%s: a certificate that expires within %s days is warned about at start and on each connection", v, v)
 		}
 	}
+	if v, ok := get("PROXYFROM"); ok && v != "" {
+		if err := check.Sources(v); err != nil {
+			c.r.bad("env/PROXYFROM", "%s", err)
+		} else {
+			c.r.ok("env/PROXYFROM", "%s: proxy-server takes the client's address from these load balancers' PROXY header", v)
+		}
+	}
 	if v, ok := required("IMAPD"); ok {
-		c.r.ok("env/IMAPD", "%s", v)
+		if _, _, err := check.ServerAddress(strings.Fields(v)); err != nil {
+			c.r.verdict("env/IMAPD", err)
+		} else {
+			c.r.ok("env/IMAPD", "%s", v)
+		}
 	}
 	if v, ok := required("PATH"); ok {
-		var missing []string
-		for _, p := range []string{"imap-tls-server", "tcpserver", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key", "softlimit", "envdir"} {
-			if _, err := lookPath(p, v); err != nil {
-				missing = append(missing, p)
-			}
-		}
-		if len(missing) > 0 {
+		uses := check.Uses{Service: true, KeyProcess: c.env_["SIGNER"] == "", Balancers: c.env_["PROXYFROM"] != ""}
+		if missing := check.Missing(check.Programs(uses), v); len(missing) > 0 {
 			c.r.bad("env/PATH", "%s not found in %s", strings.Join(missing, ", "), v)
 		} else {
 			c.r.ok("env/PATH", "every program of the chain found in %s", v)
@@ -224,28 +259,9 @@ func (c *checker) env() {
 	}
 }
 
-var modes = map[string]string{
-	"imap":  "IMAP, STARTTLS required",
-	"imap-": "IMAP, STARTTLS offered, plaintext allowed",
-	"imaps": "IMAP, implicit TLS",
-	"pop3":  "POP3, STLS required",
-	"pop3-": "POP3, STLS offered, plaintext allowed",
-	"pop3s": "POP3, implicit TLS",
-}
-
-func lookPath(name, path string) (string, error) {
-	for _, d := range filepath.SplitList(path) {
-		p := filepath.Join(d, name)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", os.ErrNotExist
-}
-
 // program finds one of the suite's programs through env/PATH.
 func (c *checker) program(name string) string {
-	if p, err := lookPath(name, c.env_["PATH"]); err == nil {
+	if p, err := check.LookPath(name, c.env_["PATH"]); err == nil {
 		return p
 	}
 	if p, err := exec.LookPath(name); err == nil {
@@ -263,89 +279,57 @@ func (c *checker) environ() []string {
 	return env
 }
 
-// accounts checks the run file's account, the log's account, and the
-// uid range with setuidgid-chroot, as imap-tls-server does at start.
+// accounts checks the service's account (env/ACCOUNT: the proxy's and
+// the key process's with env/UIDRANGE empty, and the signer's), the
+// log's (env/LOGACCOUNT), and the uid range with setuidgid-chroot, as
+// imap-tls-server does at start.
 func (c *checker) accounts() {
-	run, _ := os.ReadFile(c.path("run"))
-	if m := regexp.MustCompile(`set -- -u ([A-Za-z0-9_][A-Za-z0-9._-]*)`).FindSubmatch(run); m != nil {
-		c.account("run", string(m[1]))
-	} else {
-		c.r.warn("run", "no account (set -- -u ACCOUNT) found: not the run file imap-tls-conf writes")
+	for _, a := range []struct{ name, what string }{
+		{"ACCOUNT", "the account of the signer, and of every connection's proxy with env/UIDRANGE empty"},
+		{"LOGACCOUNT", "the account multilog runs as"},
+	} {
+		if v := c.env_[a.name]; v != "" {
+			c.account("env/"+a.name, v)
+		} else {
+			c.r.bad("env/"+a.name, "missing or empty: %s (imap-tls-conf writes it)", a.what)
+		}
 	}
-	logRun, _ := os.ReadFile(c.path("log/run"))
-	if m := regexp.MustCompile(`setuidgid ([A-Za-z0-9_][A-Za-z0-9._-]*)`).FindSubmatch(logRun); m != nil {
-		c.account("log/run", string(m[1]))
-	} else {
-		c.r.warn("log/run", "no account (setuidgid ACCOUNT) found")
-	}
-	if v := c.env_["UIDRANGE"]; v != "" && regexp.MustCompile(`^[0-9]+:[0-9]+$`).MatchString(v) {
-		cmd := exec.Command(c.program("setuidgid-chroot"), "-r", v, "true")
-		out, err := cmd.CombinedOutput()
-		switch {
+	if v := c.env_["UIDRANGE"]; v != "" && check.UIDRange(v) == nil {
+		var out strings.Builder
+		switch err := check.IDs(c.program("setuidgid-chroot"), []string{"-r", v}, &out); {
 		case err == nil:
 			c.r.ok("env/UIDRANGE", "%s: free of accounts and groups, and covers kernel.pid_max", v)
-		case exitCode(err) == log.ExitUsage:
-			c.r.bad("env/UIDRANGE", "%s refused: %s", v, strings.TrimSpace(string(out)))
 		default:
-			c.r.failed("env/UIDRANGE", "unable to check %s with setuidgid-chroot: %s %s", v, log.Reason(err), strings.TrimSpace(string(out)))
+			c.r.verdict("env/UIDRANGE", fmt.Errorf("%w (%s)", err, strings.TrimSpace(out.String())))
 		}
 	}
 }
 
 func (c *checker) account(what, name string) {
-	u, err := user.Lookup(name)
-	if err != nil {
-		c.r.bad(what, "account %s does not exist: useradd --system --no-create-home --shell /usr/sbin/nologin %s", name, name)
-		return
+	if text, err := check.User(name); err != nil {
+		c.r.verdict(what, err)
+	} else {
+		c.r.ok(what, "%s", text)
 	}
-	if u.Uid == "0" || u.Gid == "0" {
-		c.r.bad(what, "account %s is root (uid %s gid %s): use an unprivileged account", name, u.Uid, u.Gid)
-		return
-	}
-	c.r.ok(what, "account %s (uid %s gid %s)", name, u.Uid, u.Gid)
-}
-
-func exitCode(err error) int {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode()
-	}
-	return -1
 }
 
 // jail: a directory, root's, writable by no one else, empty.
 func (c *checker) jail() {
-	st, err := os.Stat(c.path("jail"))
-	if err != nil {
-		c.r.bad("jail/", "%s", log.Reason(err))
+	jail := c.path("jail")
+	if err := check.Jail(jail); err != nil {
+		c.r.verdict("jail/", err)
 		return
 	}
-	sys, _ := st.Sys().(*syscall.Stat_t)
-	switch {
-	case !st.IsDir():
-		c.r.bad("jail/", "not a directory")
-		return
-	case sys != nil && sys.Uid != 0:
-		c.r.bad("jail/", "owned by uid %d, not root: chown root:root %s", sys.Uid, c.path("jail"))
-	case st.Mode().Perm()&0o022 != 0:
-		c.r.bad("jail/", "writable by others (mode %04o): chmod 755 %s", st.Mode().Perm(), c.path("jail"))
-	}
-	ents, err := os.ReadDir(c.path("jail"))
-	if err != nil {
-		c.r.failed("jail/", "unable to read: %s", log.Reason(err))
+	if err := check.JailSafe(jail); err != nil {
+		c.r.verdict("jail/", err)
 		return
 	}
-	if len(ents) > 0 {
-		c.r.bad("jail/", "not empty (%s, ...): the proxy's whole world must be empty", ents[0].Name())
-		return
-	}
-	if sys != nil && sys.Uid == 0 && st.Mode().Perm()&0o022 == 0 {
-		c.r.ok("jail/", "empty, root's, writable by no one else")
-	}
+	c.r.ok("jail/", "empty, root's, writable by no one else")
 }
 
 // cert: ssl/ root's alone; ssl/stunnel.pem there, root's, readable by
-// no one else; then stunnel-imap-key -c's report, line by line.
+// no one else; then the report of the suite's one certificate loader,
+// line by line, and its verdict, as every key holder will give it.
 func (c *checker) cert() {
 	const name = "ssl/stunnel.pem"
 	if st, err := os.Stat(c.path("ssl")); err == nil {
@@ -362,89 +346,73 @@ func (c *checker) cert() {
 		}
 		return
 	}
-	sys, _ := st.Sys().(*syscall.Stat_t)
-	good := true
-	if sys != nil && sys.Uid != 0 {
-		c.r.bad(name, "owned by uid %d, not root: chown root:root %s", sys.Uid, c.path(name))
-		good = false
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		c.r.bad(name, "readable or writable by others (mode %04o): chmod 400 %s", st.Mode().Perm(), c.path(name))
-		good = false
-	}
-	if good {
+	if err := check.KeyFileSafe(c.path(name)); err != nil {
+		c.r.verdict(name, err)
+	} else {
 		c.r.ok(name, "root's, mode %04o", st.Mode().Perm())
 	}
-	cmd := exec.Command(c.program("stunnel-imap-key"), "-c", "-p", name)
-	cmd.Dir = c.dir
-	cmd.Env = c.environ()
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
-	sc := bufio.NewScanner(&stdout)
-	for sc.Scan() {
-		kind, rest, _ := strings.Cut(sc.Text(), ": ")
-		text := strings.TrimPrefix(rest, name+": ")
-		switch kind {
+	days, err := certfile.WarnDaysFrom(c.getenv)
+	if err != nil {
+		days = certfile.WarnDays // env/CERT_WARN_DAYS is reported on its own
+	}
+	findings, err := check.Cert(c.path(name), name, days, time.Now())
+	for _, f := range findings {
+		switch f.Kind {
 		case "ok":
-			c.r.ok(name, "%s", text)
+			c.r.ok(name, "%s", f.Text)
 		case "warning":
-			c.r.warn(name, "%s", text)
+			c.r.warn(name, "%s", f.Text)
 		case "error":
-			c.r.line("error", name, "%s", text)
+			c.r.line("error", name, "%s", f.Text)
 		}
 	}
-	switch code := exitCode(err); {
+	switch {
 	case err == nil:
-	case code == log.ExitUsage:
-		c.r.errors++
-	case code == log.ExitTemp:
+	case len(findings) == 0:
+		c.r.verdict(name, err)
+	case isTemp(err):
 		c.r.temp++
 	default:
-		c.r.failed(name, "unable to run stunnel-imap-key -c: %s %s", log.Reason(err), strings.TrimSpace(stderr.String()))
+		c.r.errors++
 	}
 }
 
-// server starts env/IMAPD as a connection would (the plaintext session
-// on its stdin and stdout) and reads its greeting.
+// server reaches the server side as a connection would: it connects to
+// env/IMAPD when it is one address (as makesock -c does), or starts it
+// (the plaintext session on its stdin and stdout); then it reads the
+// greeting.
 func (c *checker) server() {
 	const what = "env/IMAPD"
 	argv := strings.Fields(c.env_["IMAPD"])
 	if len(argv) == 0 || c.mode == "" {
 		return
 	}
-	// socat's own log is thrown away in the service (-lf /dev/null: it is
-	// in another grammar); here it says why the server side fails.
+	network, address, err := check.ServerAddress(argv)
+	if err != nil {
+		return // reported with env/
+	}
+	var conn io.ReadWriteCloser
+	var stop func() (why string)
 	shown := argv
-	if filepath.Base(argv[0]) == "socat" {
-		shown = nil
-		for i := 0; i < len(argv); i++ {
-			if argv[i] == "-lf" && i+1 < len(argv) {
-				i++
-				continue
+	if network != "" {
+		conn, stop = c.connect(what, network, address)
+		shown = []string{address}
+	} else {
+		// socat's own log is thrown away in the service (-lf /dev/null: it
+		// is in another grammar); here it says why the server side fails.
+		if filepath.Base(argv[0]) == "socat" {
+			shown = nil
+			for i := 0; i < len(argv); i++ {
+				if argv[i] == "-lf" && i+1 < len(argv) {
+					i++
+					continue
+				}
+				shown = append(shown, argv[i])
 			}
-			shown = append(shown, argv[i])
 		}
+		conn, stop = c.start(what, shown)
 	}
-	path, err := lookPath(shown[0], c.env_["PATH"])
-	if err != nil && !strings.Contains(shown[0], "/") {
-		c.r.bad(what, "%s not found in env/PATH", shown[0])
-		return
-	}
-	if path == "" {
-		path = shown[0]
-	}
-	cmd := exec.Command(path, shown[1:]...)
-	cmd.Args[0] = shown[0]
-	cmd.Dir = c.dir
-	cmd.Env = append(c.environ(), "TCPREMOTEIP=127.0.0.1", "TCPREMOTEPORT=0", "TCPLOCALIP=127.0.0.1", "TCPLOCALPORT="+c.env_["PORT"], "PROTO=TCP")
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		c.r.bad(what, "unable to start %s: %s", shown[0], log.Reason(err))
+	if conn == nil {
 		return
 	}
 	// env/PROXYHEADER yes: every connection's first bytes to the server
@@ -455,11 +423,11 @@ func (c *checker) server() {
 	proxied := c.env_["PROXYHEADER"] == "yes"
 	if proxied {
 		hdr, _ := proxyproto.AppendV2(nil, proxyproto.Header{Version: 2, Local: true})
-		go stdin.Write(hdr)
+		go conn.Write(hdr)
 	}
 	got := make(chan string, 1)
 	go func() {
-		line, _ := bufio.NewReader(io.LimitReader(stdout, 4096)).ReadString('\n')
+		line, _ := bufio.NewReader(io.LimitReader(conn, 4096)).ReadString('\n')
 		got <- strings.TrimRight(line, "\r\n")
 	}()
 	var greeting string
@@ -469,17 +437,7 @@ func (c *checker) server() {
 	case <-time.After(c.timeout):
 		timedOut = true
 	}
-	stdin.Close()
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
-	why := strings.TrimSpace(stderr.String())
+	why := stop()
 	if why != "" {
 		why = ": " + why
 	}
@@ -488,14 +446,17 @@ func (c *checker) server() {
 	if proxied && (timedOut || greeting == "") && !strings.Contains(why, "Connection refused") {
 		why += " (env/PROXYHEADER yes: a PROXY header was sent first; does the server take one from this address? Dovecot: haproxy = yes on its inet_listener, haproxy_trusted_networks; a server that takes none: env/PROXYHEADER empty)"
 	}
-	pop3 := strings.HasPrefix(c.mode, "pop3")
+	started := "started"
+	if network != "" {
+		started = "connected"
+	}
 	switch {
 	case timedOut:
 		c.r.failed(what, "%s sent no greeting within %s%s", shown[0], c.timeout, why)
 	case greeting == "":
 		c.r.failed(what, "%s ended without a greeting%s", shown[0], why)
-	case pop3 && strings.HasPrefix(greeting, "+OK"), !pop3 && (strings.HasPrefix(greeting, "* OK") || strings.HasPrefix(greeting, "* PREAUTH")):
-		if !pop3 && strings.HasPrefix(greeting, "* PREAUTH") && c.mode != "imaps" {
+	case c.pop3 && strings.HasPrefix(greeting, "+OK"), !c.pop3 && (strings.HasPrefix(greeting, "* OK") || strings.HasPrefix(greeting, "* PREAUTH")):
+		if !c.pop3 && strings.HasPrefix(greeting, "* PREAUTH") && c.mode != "imaps" {
 			c.r.bad(what, "greets with PREAUTH: the proxy refuses that on a STARTTLS port (mode %s)", c.mode)
 			return
 		}
@@ -503,8 +464,78 @@ func (c *checker) server() {
 			c.r.ok(what, "greeted after a PROXY v2 header (env/PROXYHEADER yes): %s", log.Clip(greeting, 200))
 			return
 		}
-		c.r.ok(what, "started and greeted: %s", log.Clip(greeting, 200))
+		c.r.ok(what, "%s and greeted: %s", started, log.Clip(greeting, 200))
 	default:
-		c.r.failed(what, "greeted with %q, not a %s greeting", log.Clip(greeting, 200), map[bool]string{true: "POP3", false: "IMAP"}[pop3])
+		c.r.failed(what, "greeted with %q, not a %s greeting", log.Clip(greeting, 200), map[bool]string{true: "POP3", false: "IMAP"}[c.pop3])
 	}
+}
+
+// connect connects to the server's address, a relative unix path from
+// the service directory (where the chain runs). stop closes the
+// connection.
+func (c *checker) connect(what, network, address string) (io.ReadWriteCloser, func() string) {
+	path := address
+	if network == "unix" {
+		if !filepath.IsAbs(path) {
+			path = c.path(path)
+		}
+		if w := check.SocketState(path); w != "" {
+			c.r.failed(what, "%s", strings.Replace(w, path, address, 1))
+			return nil, nil
+		}
+	}
+	conn, err := net.DialTimeout(network, path, c.timeout)
+	if err != nil {
+		c.r.failed(what, "unable to connect to %s: %s", address, log.Reason(err))
+		return nil, nil
+	}
+	conn.SetDeadline(time.Now().Add(c.timeout + time.Second))
+	return conn, func() string { conn.Close(); return "" }
+}
+
+// start starts the server program argv as makesock would (its stdin and
+// stdout the session, the ucspi variables set). stop ends it and returns
+// what it said on stderr.
+func (c *checker) start(what string, argv []string) (io.ReadWriteCloser, func() string) {
+	path, err := check.LookPath(argv[0], c.env_["PATH"])
+	if err != nil && !strings.Contains(argv[0], "/") {
+		c.r.bad(what, "%s not found in env/PATH", argv[0])
+		return nil, nil
+	}
+	if path == "" {
+		path = argv[0]
+	}
+	cmd := exec.Command(path, argv[1:]...)
+	cmd.Args[0] = argv[0]
+	cmd.Dir = c.dir
+	cmd.Env = append(c.environ(), "TCPREMOTEIP=127.0.0.1", "TCPREMOTEPORT=0", "TCPLOCALIP=127.0.0.1", "TCPLOCALPORT="+c.env_["PORT"], "PROTO=TCP")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		c.r.bad(what, "unable to start %s: %s", argv[0], log.Reason(err))
+		return nil, nil
+	}
+	stop := func() string {
+		stdin.Close()
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		return strings.TrimSpace(stderr.String())
+	}
+	return pipes{stdout, stdin}, stop
+}
+
+// pipes is a program's stdout and stdin as one connection.
+type pipes struct {
+	io.Reader
+	io.WriteCloser
 }

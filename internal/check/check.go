@@ -22,6 +22,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -322,3 +323,20 @@ func AtLeastOne(v string) error {
 
 // errorf is a Config error: a statement about the configuration.
 func errorf(format string, args ...any) error { return log.Config(nil, format, args...) }
+
+// User checks an account that a service runs as (env/ACCOUNT,
+// env/LOGACCOUNT): a valid name, an account that exists, not root. Its
+// text says which it is: "account imaptls (uid 998 gid 998)".
+func User(name string) (string, error) {
+	if err := Account(name); err != nil {
+		return "", err
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return "", errorf("account %s does not exist: useradd --system --no-create-home --shell /usr/sbin/nologin %s", name, name)
+	}
+	if u.Uid == "0" || u.Gid == "0" {
+		return "", errorf("account %s is root (uid %s gid %s): use an unprivileged account", name, u.Uid, u.Gid)
+	}
+	return "account " + name + " (uid " + u.Uid + " gid " + u.Gid + ")", nil
+}
