@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -99,4 +100,31 @@ func TestLimit(t *testing.T) {
 
 func listen(t *testing.T) (net.Listener, error) {
 	return net.Listen("unix", filepath.Join(t.TempDir(), "socket"))
+}
+
+// TestUsage: the options read with internal/opt, in its grammar; each
+// mistake is a usage error (exit 100) before anything is opened.
+func TestUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args string
+		want string
+	}{
+		{"", "no -L: the listening socket's descriptor is needed"},
+		{"-L 4", "no -P: no certificate given"},
+		{"-x", "unknown option -x"},
+		{"-L", "missing value after -L"},
+		{"-L four -P 3", `bad value for -L: "four" (not a descriptor number from 0 to 1048575)`},
+		{"-L 4 -P -1", `bad value for -P: "-1" (not a descriptor number from 0 to 1048575)`},
+		{"-L 4 -P 3 -c 0", `bad value for -c: "0" (not a number from 1 to 2147483647)`},
+		{"-L 4 -P 3 -i 0.001", `bad value for -i: "0.001" (seconds from 0.01 to 3600)`},
+		{"-L 4 -P 3 -i 3601", `bad value for -i: "3601" (seconds from 0.01 to 3600)`},
+		{"-L 4 -P 3 extra", `unexpected argument "extra"`},
+	} {
+		var out bytes.Buffer
+		err := run(strings.Fields(tc.args), log.NewTo("stunnel-imap-signer", &out, func(int) {}))
+		var u *log.UsageError
+		if !errors.As(err, &u) || u.Msg != tc.want || u.Synopsis != synopsis {
+			t.Errorf("%q: %#v, want a usage error %q", tc.args, err, tc.want)
+		}
+	}
 }

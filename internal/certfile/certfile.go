@@ -1,7 +1,8 @@
 // Package certfile is the one loader of certificate chains and private
 // keys for imap-tls: the proxy's -p, -P and -d (stunnel-imap) and the key
-// process's (stunnel-imap-key) read their PEM files through it, so that
-// both apply one policy and fail with one exit status per failure.
+// holders (stunnel-imap-key, stunnel-imap-signer) read their PEM files
+// through it, so that all apply one policy and fail with one exit status
+// per failure.
 //
 // The policy:
 //

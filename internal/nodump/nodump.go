@@ -1,6 +1,6 @@
 // Package nodump keeps a process's memory out of core files and out of
-// other processes' reach: the first thing stunnel-imap and
-// stunnel-imap-key do, before any secret is in memory.
+// other processes' reach: the first thing stunnel-imap, stunnel-imap-key
+// and stunnel-imap-signer do, before any secret is in memory.
 package nodump
 
 import (

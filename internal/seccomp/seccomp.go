@@ -1,8 +1,9 @@
-// Package seccomp locks a jailed stunnel-imap process down once it holds
-// everything it needs (its descriptors, its certificate, its TLS config):
-// from then on it can open no file or socket, start no process, and make
-// none of the calls that only an attacker would make, while Go's runtime
-// (threads, timers, netpoll, signals, getrandom) keeps working.
+// Package seccomp locks a jailed process of the suite (the proxy, a key
+// holder) down once it holds everything it needs (its descriptors, its
+// certificate, its TLS config): from then on it can open no file or
+// socket, start no process, and make none of the calls that only an
+// attacker would make, while Go's runtime (threads, timers, netpoll,
+// signals, getrandom) keeps working.
 //
 // The filter is classic BPF assembled by hand (no cgo, no libseccomp) and
 // is installed with seccomp(SECCOMP_SET_MODE_FILTER,
