@@ -116,7 +116,7 @@ func TestServiceCertPolicy(t *testing.T) {
 		s.Svc(t, "-t")
 		deadline := time.Now().Add(20 * time.Second)
 		for {
-			if l := s.LogLines(t); len(l) > n && regexp.MustCompile(`imap-tls-server: fatal: stunnel-imap-key refuses the certificate: not starting$`).MatchString(l[len(l)-1]) {
+			if l := s.LogLines(t); len(l) > n && regexp.MustCompile(`imap-tls-server: fatal: (certificate|private key in) \./ssl/stunnel\.pem `).MatchString(l[len(l)-1]) {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -138,7 +138,7 @@ func TestServiceCertPolicy(t *testing.T) {
 	expired := testkit.NewCert(t, testkit.CertOptions{NotAfter: time.Now().Add(-72 * time.Hour)})
 	install(expired.PEM)
 	date := expired.Leaf.NotAfter.UTC().Format(time.DateOnly)
-	refused(`stunnel-imap-key: fatal: certificate \./ssl/stunnel\.pem expired on ` + date + `$`)
+	refused(`imap-tls-server: fatal: certificate \./ssl/stunnel\.pem expired on ` + date + `$`)
 	logOf(signer, `stunnel-imap-signer: fatal: .*expired on `+date+`$`)
 	check(100, "error: ssl/stunnel.pem: certificate ssl/stunnel.pem expired on "+date)
 
@@ -147,7 +147,7 @@ func TestServiceCertPolicy(t *testing.T) {
 	enc := append(append([]byte{}, good.ChainPEM...), []byte("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n")...)
 	install(enc)
 	refused()
-	logHas(`stunnel-imap-key: fatal: private key in \./ssl/stunnel\.pem is encrypted: store it unencrypted \(root-only, 0400\)$`)
+	logHas(`imap-tls-server: fatal: private key in \./ssl/stunnel\.pem is encrypted: store it unencrypted \(root-only, 0400\)$`)
 	check(100, "error: ssl/stunnel.pem: private key in ssl/stunnel.pem is encrypted")
 
 	// Expiring in 5 days: up, a warning at start and one per connection.
@@ -156,7 +156,7 @@ func TestServiceCertPolicy(t *testing.T) {
 	s.WaitListening(t, s.Port, true)
 	signerUp()
 	sdate := soon.Leaf.NotAfter.UTC().Format(time.DateOnly)
-	logHas(`stunnel-imap-key: warning: \./ssl/stunnel\.pem: certificate for localhost expires on ` + sdate + `, in 5 days: renew it`)
+	logHas(`imap-tls-server: warning: \./ssl/stunnel\.pem: certificate for localhost expires on ` + sdate + `, in 5 days: renew it`)
 	check(0, "warning: ssl/stunnel.pem: certificate for localhost expires on "+sdate)
 	soonCA := filepath.Join(t.TempDir(), "soon-ca.crt")
 	os.WriteFile(soonCA, soon.CAPEM, 0o644)

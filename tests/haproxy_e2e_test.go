@@ -155,7 +155,7 @@ func TestHAProxy(t *testing.T) {
 				var other []string
 				for _, l := range lines {
 					client := strings.HasPrefix(l, "stunnel-imap: info: remote=127.0.0.") && !strings.HasPrefix(l, "stunnel-imap: info: remote=127.0.0.1:")
-					if !client && !strings.HasPrefix(l, "stunnel-imap-key: warning:") { // the key file's start-time check
+					if !client && !strings.HasPrefix(l, "imap-tls-server: warning:") { // the key file's start-time check
 						other = append(other, l)
 					}
 				}

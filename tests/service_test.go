@@ -643,7 +643,7 @@ makesock
 		{"UIDRANGE", "1:2:3", 100, "imap-tls-server: fatal: uid range \"1:2:3\" is not base:count\n"},
 		{"UIDRANGE", "1 -u root:5", 100, "imap-tls-server: fatal: uid range \"1 -u root:5\" is not base:count\n"},
 		{"UIDRANGE", "1:1", 100, "imap-tls-server: fatal: setuidgid-chroot refuses -r 1:1\n"},
-		{"CONCURRENCY", "many", 100, "imap-tls-server: fatal: -c \"many\": not a number of at least 1\n"},
+		{"CONCURRENCY", "many", 100, "imap-tls-server: fatal: bad value for -c: \"many\" (not a number of at least 1)\n"},
 	} {
 		s.WriteEnv(t, "MODE", "imap")
 		s.WriteEnv(t, "UIDRANGE", harness.JailRange)
