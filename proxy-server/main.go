@@ -194,7 +194,25 @@ func remoteOf(h proxyproto.Header, peer netip.AddrPort) netip.AddrPort {
 	if h.Local {
 		return peer
 	}
-	return h.Src
+	src, _ := addrs(h)
+	return netip.AddrPortFrom(src, h.Src.Port())
+}
+
+// addrs are the header's client and server addresses as the chain is to
+// name them. An IPv4-mapped pair (a balancer on a dual-stack IPv6
+// socket: ::ffff:192.0.2.99 to ::ffff:198.51.100.1) becomes plain IPv4,
+// so that the proxy's log, the environment and the PROXY header the
+// proxy sends on (IPv4 then: stunnel-imap -H) all say 192.0.2.99. A
+// mapped address beside a real IPv6 one stays mapped: the header sent
+// on must be IPv6 then (both addresses of a header have one family), so
+// the server (Dovecot's rip=) can only name it ::ffff:192.0.2.99, and
+// the proxy's remote= (TCPREMOTEIP as set here) says the same.
+func addrs(h proxyproto.Header) (src, dst netip.Addr) {
+	src, dst = h.Src.Addr(), h.Dst.Addr()
+	if src.Unmap().Is4() && dst.Unmap().Is4() {
+		return src.Unmap(), dst.Unmap()
+	}
+	return src, dst
 }
 
 // errTimeout: the header did not come in time.
@@ -312,7 +330,7 @@ func closedSoon(fd int, d time.Duration) bool {
 // (TCP or TCP6, as ucspi-tcp-ipv6's tcpserver sets it). TCPREMOTEHOST
 // and TCPREMOTEINFO, the balancer's, are removed.
 func setEnv(env []string, h proxyproto.Header) []string {
-	src, dst := h.Src.Addr().Unmap(), h.Dst.Addr().Unmap()
+	src, dst := addrs(h)
 	proto := "TCP"
 	if !src.Is4() {
 		proto = "TCP6"

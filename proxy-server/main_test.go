@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -159,8 +161,14 @@ func TestProxyServer(t *testing.T) {
 			"TCP 192.0.2.7 40000 198.51.100.1 143 \nhello\n", ""},
 		{"v2 ipv6", trusted, append(v2(t, proxyproto.Header{Src: addr("[2001:db8::7]:40000"), Dst: addr("[2001:db8::1]:993")}), "hello\n"...), 0,
 			"TCP6 2001:db8::7 40000 2001:db8::1 993 \nhello\n", ""},
-		{"v2 mapped ipv4", trusted, append(v2(t, proxyproto.Header{Src: addr("[::ffff:192.0.2.7]:1"), Dst: addr("[2001:db8::1]:993")}), "x\n"...), 0,
-			"TCP 192.0.2.7 1 2001:db8::1 993 \nx\n", ""},
+		// A mapped client beside a real IPv6 server address stays mapped
+		// (TestAddrsAgree says why); a mapped pair becomes IPv4.
+		{"v2 mapped ipv4 to ipv6", trusted, append(v2(t, proxyproto.Header{Src: addr("[::ffff:192.0.2.7]:1"), Dst: addr("[2001:db8::1]:993")}), "x\n"...), 0,
+			"TCP6 ::ffff:192.0.2.7 1 2001:db8::1 993 \nx\n", ""},
+		{"v1 mapped pair", trusted, []byte("PROXY TCP6 ::ffff:192.0.2.7 ::ffff:198.51.100.1 40000 143\r\nx\n"), 0,
+			"TCP 192.0.2.7 40000 198.51.100.1 143 \nx\n", ""},
+		{"v1 ipv6 to mapped", trusted, []byte("PROXY TCP6 2001:db8::7 ::ffff:198.51.100.1 40000 143\r\nx\n"), 0,
+			"TCP6 2001:db8::7 40000 ::ffff:198.51.100.1 143 \nx\n", ""},
 		{"local with data keeps the addresses", trusted, append(append([]byte(nil), localCheck...), "hello\n"...), 0,
 			"TCP 127.0.0.9 5555 127.0.0.1 143 balancer\nhello\n", ""},
 		{"health check: local, then close", trusted, localCheck, 0, "", ""},
@@ -194,6 +202,67 @@ func TestProxyServer(t *testing.T) {
 				t.Errorf("stderr %q, want %q", stderr, c.stderr)
 			}
 		})
+	}
+}
+
+// TestAddrsAgree (issue 19, item 7): whatever the families in the
+// balancer's header, the address proxy-server puts in TCPREMOTEIP (the
+// proxy's remote=, fail2ban's) is the one the PROXY header that
+// stunnel-imap -H builds from the environment names, the address the
+// server logs (Dovecot's rip=). A header has one family for both
+// addresses, so a mapped client beside a real IPv6 server address can
+// only go on as IPv6: then the environment keeps it mapped too.
+func TestAddrsAgree(t *testing.T) {
+	for _, tt := range []struct {
+		src, dst string
+		remote   string // TCPREMOTEIP
+	}{
+		{"192.0.2.99:1", "198.51.100.1:143", "192.0.2.99"},
+		{"[::ffff:192.0.2.99]:1", "[::ffff:198.51.100.1]:143", "192.0.2.99"},
+		{"[::ffff:192.0.2.99]:1", "198.51.100.1:143", "192.0.2.99"},
+		{"[::ffff:192.0.2.99]:1", "[2001:db8::1]:143", "::ffff:192.0.2.99"},
+		{"[::ffff:192.0.2.99]:1", "[::1]:143", "::ffff:192.0.2.99"},
+		{"[2001:db8::7]:1", "[::ffff:198.51.100.1]:143", "2001:db8::7"},
+		{"[2001:db8::7]:1", "[2001:db8::1]:143", "2001:db8::7"},
+	} {
+		in := proxyproto.Header{Src: addr(tt.src), Dst: addr(tt.dst)}
+		env := map[string]string{}
+		for _, kv := range setEnv(nil, in) {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
+		if env["TCPREMOTEIP"] != tt.remote {
+			t.Errorf("%s -> %s: TCPREMOTEIP=%s, want %s", tt.src, tt.dst, env["TCPREMOTEIP"], tt.remote)
+		}
+		if got := remoteOf(in, netip.AddrPort{}).Addr().String(); got != tt.remote {
+			t.Errorf("%s -> %s: -v's remote=%s, want %s", tt.src, tt.dst, got, tt.remote)
+		}
+		// The header sent on, as stunnel-imap -H makes it from the
+		// environment, and the address a server reads from it.
+		var out proxyproto.Header
+		for _, v := range []struct {
+			ip, port string
+			p        *netip.AddrPort
+		}{{"TCPREMOTEIP", "TCPREMOTEPORT", &out.Src}, {"TCPLOCALIP", "TCPLOCALPORT", &out.Dst}} {
+			ip := netip.MustParseAddr(env[v.ip])
+			port, _ := strconv.Atoi(env[v.port])
+			*v.p = netip.AddrPortFrom(ip, uint16(port))
+		}
+		b, err := proxyproto.AppendV2(nil, out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := proxyproto.Parse(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := h.Src.Addr().String(); got != tt.remote {
+			t.Errorf("%s -> %s: the header sent on names %s, the environment %s", tt.src, tt.dst, got, tt.remote)
+		}
+		// PROTO says the family the addresses are in.
+		if proto := map[bool]string{true: "TCP", false: "TCP6"}[netip.MustParseAddr(tt.remote).Is4()]; env["PROTO"] != proto {
+			t.Errorf("%s -> %s: PROTO=%s, want %s", tt.src, tt.dst, env["PROTO"], proto)
+		}
 	}
 }
 
