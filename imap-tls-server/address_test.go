@@ -15,9 +15,8 @@ import (
 // IPv4:port, [IPv6]:port) is connected to by makesock -c, which puts the
 // connection on fd 3 for the rest of the chain: no socketpair, no
 // program, no -makesock_connect_to for the server. With a key process
-// per connection, the -c makesock runs the makesock -d 4 that starts it
-// (the connection first: a server that cannot be reached starts no key
-// process). A path that is a program, or more than one word, keeps the
+// per connection, the -c makesock runs the makesock -d 4 that starts it,
+// which leaves fd 3 to the proxy. A path that is a program, or more than one word, keeps the
 // program form; a socket that does not exist yet is a warning.
 func TestChainAddress(t *testing.T) {
 	fakePath(t)
