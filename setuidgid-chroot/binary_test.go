@@ -640,3 +640,20 @@ func TestAccountFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestSignerUnreachable: -s with nothing to connect to fails (after its
+// 2 s of retries) with one line that names the socket by its absolute
+// path, what to check, and the client; the program never runs.
+func TestSignerUnreachable(t *testing.T) {
+	needRoot(t)
+	account(t, "imaptls")
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := sgc(t, []string{"TCPREMOTEIP=192.0.2.7", "TCPREMOTEPORT=4711"}, dir, "-u", "imaptls", "-s", "4:./signer/socket", statusProg)
+	want := "setuidgid-chroot: fatal: unable to reach the signer at " + dir + "/signer/socket: file does not exist (is the signer service linked and up?); remote=192.0.2.7:4711\n"
+	if r.code != 111 || r.stderr != want || r.stdout != "" {
+		t.Errorf("exit %d stdout %q stderr %q, want 111 and %q", r.code, r.stdout, r.stderr, want)
+	}
+}

@@ -316,7 +316,7 @@ func openOnto(o openSpec) error {
 	switch o.kind {
 	case kindConnect:
 		if fd, err = connectUnix(o.path); err != nil {
-			return log.Temp(err, "connect to %s", o.path)
+			return unreachable(err, o.path, os.LookupEnv)
 		}
 	case kindListen:
 		if fd, err = listenUnix(o.path); err != nil {

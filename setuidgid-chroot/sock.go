@@ -2,9 +2,13 @@ package main
 
 import (
 	"errors"
+	"path"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"imap-tls/log"
 )
 
 // The kinds of descriptor a -o, -s or -l puts on its fd.
@@ -60,6 +64,41 @@ func connectUnix(path string) (int, error) {
 		for unix.Nanosleep(&ts, &ts) == unix.EINTR {
 		}
 	}
+}
+
+// unreachable is -s's failure, as the operator needs it (-s is how each
+// connection's proxy reaches the signer): the socket by its absolute
+// path, the reason, what to check when nothing listens there, and the
+// client whose connection it ends (tcpserver's TCPREMOTEIP and
+// TCPREMOTEPORT, when set):
+//
+//	unable to reach the signer at /etc/imap-tls/signer/socket: connection refused (is the signer service linked and up?); remote=192.0.2.7:4711
+func unreachable(err error, socket string, getenv func(string) (string, bool)) error {
+	why := log.Reason(err)
+	if err == unix.ECONNREFUSED || err == unix.ENOENT {
+		why += " (is the signer service linked and up?)"
+	}
+	if ip, ok := getenv("TCPREMOTEIP"); ok && ip != "" {
+		port, _ := getenv("TCPREMOTEPORT")
+		if strings.IndexByte(ip, ':') >= 0 {
+			ip = "[" + ip + "]"
+		}
+		why += "; remote=" + ip + ":" + port
+	}
+	return log.Temp(errors.New(why), "reach the signer at %s", absPath(socket))
+}
+
+// absPath is p from the working directory (-s runs before any chroot),
+// or p itself when that cannot be known.
+func absPath(p string) string {
+	if strings.HasPrefix(p, "/") {
+		return path.Clean(p)
+	}
+	wd, err := unix.Getwd()
+	if err != nil {
+		return p
+	}
+	return path.Clean(wd + "/" + p)
 }
 
 // listenUnix binds a new close-on-exec unix stream socket to path, mode

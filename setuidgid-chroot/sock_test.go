@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"imap-tls/log"
 )
 
 // TestListenConnect: -l makes a socket only its owner may connect to,
@@ -103,5 +106,44 @@ func TestConnectRetryFD(t *testing.T) {
 	out, _ := exec.Command(sgcBin, "-u", "imaptls", "-s", "4:"+path, statusProg, "fd", "4").CombinedOutput()
 	if string(out) != `fd 4 ok "hi"`+"\n" {
 		t.Errorf("-s 4 to a listener that came late: %q", out)
+	}
+}
+
+// TestUnreachable: -s's failure names the signer's socket by its
+// absolute path, says what to check when nothing listens, and ends with
+// the client's address when tcpserver set it.
+func TestUnreachable(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := func(kv ...string) func(string) (string, bool) {
+		return func(k string) (string, bool) {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1], true
+				}
+			}
+			return "", false
+		}
+	}
+	for _, tt := range []struct {
+		err    error
+		socket string
+		env    func(string) (string, bool)
+		want   string
+	}{
+		{unix.ECONNREFUSED, "/etc/imap-tls/signer/socket", env("TCPREMOTEIP", "192.0.2.7", "TCPREMOTEPORT", "4711"),
+			"unable to reach the signer at /etc/imap-tls/signer/socket: connection refused (is the signer service linked and up?); remote=192.0.2.7:4711"},
+		{unix.ENOENT, "./signer/socket", env(),
+			"unable to reach the signer at " + wd + "/signer/socket: file does not exist (is the signer service linked and up?)"},
+		{unix.EACCES, "../x/./socket", env("TCPREMOTEIP", "2001:db8::7", "TCPREMOTEPORT", "1"),
+			"unable to reach the signer at " + filepath.Join(wd, "../x/socket") + ": permission denied; remote=[2001:db8::7]:1"},
+	} {
+		err := unreachable(tt.err, tt.socket, tt.env)
+		var e *log.Error
+		if !errors.As(err, &e) || e.Code != log.ExitTemp || err.Error() != tt.want {
+			t.Errorf("unreachable(%v, %s) = %v, want exit 111 and %q", tt.err, tt.socket, err, tt.want)
+		}
 	}
 }

@@ -286,7 +286,7 @@ func TestSignerDown(t *testing.T) {
 		t.Errorf("with the signer down the client got %q, want the connection closed", rest)
 	}
 	t.Logf("with the signer down the connection closed after %v", time.Since(start))
-	p.WaitLog(t, `^setuidgid-chroot: fatal: unable to connect to `+regexp.QuoteMeta(sig.Socket)+`: `, 20*time.Second)
+	p.WaitLog(t, `^setuidgid-chroot: fatal: unable to reach the signer at `+regexp.QuoteMeta(sig.Socket)+`: (connection refused|file does not exist) \(is the signer service linked and up\?\); remote=\S+:\d+$`, 20*time.Second)
 	exec.Command("svc", "-u", sig.Dir).Run()
 	sig.WaitReady(t, 3)
 	if n := session(t, p.Addr, cfg); n != "localhost" {
