@@ -384,7 +384,7 @@ func Page(src string, m Meta) (string, error) {
 	w.raw(".nh")
 	w.raw(".ad l")
 	w.raw(".SH NAME")
-	w.text(m.Name + ` \- ` + w.inline(strings.Join(summary.lines, " "), "R"))
+	w.text(esc(m.Name, true) + ` \- ` + w.inline(strings.Join(summary.lines, " "), "R"))
 	w.raw(".SH SYNOPSIS")
 	for _, b := range syn {
 		w.synopsis(b.lines)
@@ -395,7 +395,7 @@ func Page(src string, m Meta) (string, error) {
 	var see []string
 	for _, r := range m.Refs {
 		if r.name != m.Name {
-			see = append(see, ".BR "+r.name+" ("+r.section+")")
+			see = append(see, ".BR "+esc(r.name, true)+" ("+r.section+")")
 		}
 	}
 	if len(see) > 0 {
@@ -764,7 +764,7 @@ var pageLink = regexp.MustCompile(`^\.\./([a-z0-9._-]+)/README\.md(?:#.*)?$`)
 func (w *writer) link(text, url, font string) string {
 	if m := pageLink.FindStringSubmatch(url); m != nil {
 		if sec, ok := w.meta.sectionOf(m[1]); ok && (text == m[1] || text == url) {
-			return `\fB` + esc(m[1], false) + `\f` + font + "(" + sec + ")"
+			return `\fB` + esc(m[1], true) + `\f` + font + "(" + sec + ")"
 		}
 	}
 	return w.inline(text, font)
