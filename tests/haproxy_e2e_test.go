@@ -45,24 +45,7 @@ func superviseService(t *testing.T, pathDir string, args []string, backend []str
 	if err := os.WriteFile(filepath.Join(s.dir, "run"), []byte(run), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("supervise", s.dir)
-	cmd.Stdout, cmd.Stderr = s.out, s.out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.WaitDelay = time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		exec.Command("svc", "-dx", s.dir).Run()
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-		}
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	})
+	harness.Supervise(t, s.dir, s.out)
 	for deadline := time.Now().Add(15 * time.Second); !harness.Listening(s.port); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("service on %d not up: %s", s.port, s.out.String())

@@ -400,7 +400,7 @@ func TestE2EAttackStalledHandshake(t *testing.T) {
 					t.Fatalf("STARTTLS: %q", l)
 				}
 			}
-			rest := c.RestClosed() // hang guard: dialIMAP's 30 s deadline
+			rest := c.RestClosed() // hang guard: DialIMAP's 30 s deadline
 			if rest != "" {
 				t.Errorf("a stalled handshake got %q", rest)
 			}

@@ -189,7 +189,7 @@ func TestE2EBrokenSetup(t *testing.T) {
 			tc.o.Mode, tc.o.Verbose = "imap", true
 			p := harness.StartPipeline(t, tc.o)
 			c := harness.DialIMAP(t, p.Addr)
-			rest := c.RestClosed() // hang guard: dialIMAP's 30 s deadline
+			rest := c.RestClosed() // hang guard: DialIMAP's 30 s deadline
 			if rest != "" {
 				t.Errorf("the client got %q from a pipeline that cannot serve", rest)
 			}

@@ -35,7 +35,7 @@ func StartJail(t *testing.T, dc *Dovecot, o PipelineOpts) *Pipeline {
 // ConnProcs are the processes of one live connection.
 type ConnProcs struct{ Proxy, Key int }
 
-// FindConn is pipeline.findConn among the processes candidates lists.
+// FindConn is Pipeline.FindConn among the processes candidates lists.
 func FindConn(t *testing.T, candidates func() []int, port int, wantKey bool) ConnProcs {
 	t.Helper()
 	env := "TCPREMOTEPORT=" + strconv.Itoa(port)

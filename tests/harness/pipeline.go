@@ -24,11 +24,11 @@ type PipelineOpts struct {
 	Mode string
 	// Backend is the IMAP server's command line, imap-tls-server's last
 	// arguments (makesock's second program): the plaintext IMAP server on
-	// stdin/stdout (e.g. dovecot.LoginCmd()).
+	// stdin/stdout (e.g. Dovecot.LoginCmd()).
 	Backend []string
 	// PEM is the certificate chain and key, imap-tls-server -k PEM (the
 	// key process's default certificate). Empty: a fresh one from
-	// WriteCert, whose CA ends up in pipeline.CA.
+	// WriteCert, whose CA ends up in Pipeline.CA.
 	PEM string
 	// RemovePEM removes PEM once the pipeline listens: a key file gone
 	// after imap-tls-server's start-time check, which every connection
@@ -106,10 +106,10 @@ func StartPipeline(t testing.TB, o PipelineOpts) *Pipeline {
 	NeedRoot(t)
 	Need(t, "tcpserver")
 	if len(o.Backend) == 0 {
-		t.Fatalf("startPipeline: no backend")
+		t.Fatalf("StartPipeline: no backend")
 	}
 	if o.Mode == "" {
-		t.Fatalf("startPipeline: no mode (imap, imap- or imaps)")
+		t.Fatalf("StartPipeline: no mode (imap, imap- or imaps)")
 	}
 	if o.Account == "" {
 		o.Account = "imaptls"

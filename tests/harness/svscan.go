@@ -515,26 +515,38 @@ func StartSigner(t *testing.T) *SignerService {
 	if err := os.WriteFile(filepath.Join(s.Dir, "run"), []byte(run), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s.cmd = exec.Command("supervise", s.Dir)
-	s.cmd.Stdout, s.cmd.Stderr = s.Out, s.Out
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	s.cmd.WaitDelay = time.Second
-	if err := s.cmd.Start(); err != nil {
+	s.cmd = Supervise(t, s.Dir, s.Out)
+	s.WaitReady(t, 1)
+	return s
+}
+
+// Supervise runs the real supervise on the service directory dir (its
+// run file written by the caller), in a process group of its own, with
+// its output (the run file's, after exec 2>&1) in out. When the test
+// ends: svc -dx, then supervise is waited for (10 s, or the test fails),
+// and whatever is left of its group is killed.
+func Supervise(t testing.TB, dir string, out *LockedBuffer) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("supervise", dir)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = time.Second
+	if err := cmd.Start(); err != nil {
 		t.Fatalf("unable to start supervise: %v", err)
 	}
 	t.Cleanup(func() {
-		exec.Command("svc", "-dx", s.Dir).Run()
+		exec.Command("svc", "-dx", dir).Run()
 		done := make(chan struct{})
-		go func() { s.cmd.Wait(); close(done) }()
+		go func() { cmd.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
-			syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-			t.Errorf("supervise did not exit on svc -dx")
+			t.Errorf("supervise %s did not exit on svc -dx", dir)
 		}
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
 	})
-	s.WaitReady(t, 1)
-	return s
+	return cmd
 }
 
 // WaitReady waits for the n-th ready line of the signer's log.
