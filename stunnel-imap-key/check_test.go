@@ -141,4 +141,12 @@ func TestCheckDescriptor(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(out), "ok: descriptor 3: holds 1 certificate, then a private key\n") {
 		t.Errorf("-c -P 3: %v\n%s", err, out)
 	}
+	// Named by its opener: the report says the file's name.
+	f.Seek(0, 0)
+	cmd = exec.Command(bin, "-c", "-P", "3:"+p)
+	cmd.ExtraFiles = []*os.File{f}
+	out, err = cmd.Output()
+	if err != nil || !strings.HasPrefix(string(out), "ok: "+p+": holds 1 certificate, then a private key\n") || strings.Contains(string(out), "descriptor") {
+		t.Errorf("-c -P 3:%s: %v\n%s", p, err, out)
+	}
 }

@@ -40,10 +40,10 @@ func main() {
 }
 
 // synopsis is stunnel-imap-key's usage, after the program name.
-const synopsis = "[ -c ] ( -P fd | -p pemfile | -d certdir ) ..."
+const synopsis = "[ -c ] ( -P fd[:name] | -p pemfile | -d certdir ) ..."
 
-// source is one certificate option, in the order given: -P (fd set),
-// -p or -d (arg set).
+// source is one certificate option, in the order given: -P (fd set,
+// and arg the file's name if given), -p or -d (arg set).
 type source struct {
 	kind byte
 	fd   int
@@ -60,7 +60,7 @@ func run(args []string, l *log.Logger) error {
 	o := opt.New(synopsis)
 	o.Func('P', func(v string) error {
 		s := source{kind: 'P'}
-		if err := opt.FD(0, &s.fd)(v); err != nil {
+		if err := certfile.DescriptorOption(v, &s.fd, &s.arg); err != nil {
 			return err
 		}
 		src = append(src, s)
@@ -127,7 +127,7 @@ func load(src []source) (keyholder.Keys, error) {
 	for _, s := range src {
 		switch s.kind {
 		case 'P':
-			c, err := certfile.Descriptor(s.fd)
+			c, err := certfile.Descriptor(s.fd, s.arg)
 			if err != nil {
 				return nil, err
 			}
@@ -168,7 +168,7 @@ func check(o *opt.Set, src []source, out io.Writer, l *log.Logger) error {
 		name := s.arg
 		switch s.kind {
 		case 'P':
-			name = "descriptor " + strconv.Itoa(s.fd)
+			name = certfile.DescriptorName(s.fd, s.arg)
 			if f = os.NewFile(uintptr(s.fd), name); f == nil {
 				return o.Usage("bad descriptor " + strconv.Itoa(s.fd))
 			}

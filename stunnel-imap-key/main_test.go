@@ -14,7 +14,7 @@ import (
 // go:debug settings (no cgroup lookups in an empty jail).
 func TestBinary(t *testing.T) {
 	bin := testkit.Bin(t, "stunnel-imap-key")
-	usage := "stunnel-imap-key: usage: stunnel-imap-key [ -c ] ( -P fd | -p pemfile | -d certdir ) ...\n"
+	usage := "stunnel-imap-key: usage: stunnel-imap-key [ -c ] ( -P fd[:name] | -p pemfile | -d certdir ) ...\n"
 	for _, tc := range []struct {
 		args   []string
 		code   int

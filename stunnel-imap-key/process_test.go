@@ -344,6 +344,9 @@ func TestKeyProcessUsageAndConfig(t *testing.T) {
 		{"-P 3 extra", k.PEM, 100, "^stunnel-imap-key: fatal: unexpected argument extra\n" + regexp.QuoteMeta(usage) + "$"},
 		{"-P three", nil, 100, "^stunnel-imap-key: fatal: bad value for -P: \"three\" \\(not a descriptor number from 0 to 1048575\\)\n" + regexp.QuoteMeta(usage) + "$"},
 		{"-P 3", []byte("not a pem"), 100, "^stunnel-imap-key: fatal: unable to load certificate from descriptor 3: no PEM data\n$"},
+		// -P fd:name: the file by the name its opener gave, never "descriptor 3".
+		{"-P 3:/etc/imap-tls/ssl/stunnel.pem", []byte("not a pem"), 100, "^stunnel-imap-key: fatal: unable to load certificate /etc/imap-tls/ssl/stunnel.pem: no PEM data\n$"},
+		{"-P 3:", nil, 100, "^stunnel-imap-key: fatal: bad value for -P: \"3:\" \\(no file name after the colon\\)\n" + regexp.QuoteMeta(usage) + "$"},
 		{"-P 3", k.PEM[:len(k.PEM)-40], 100, "^stunnel-imap-key: fatal: unable to load certificate from descriptor 3: no private key\n$"},
 		{"-p /nonexistent/stunnel.pem", nil, 111, "^stunnel-imap-key: fatal: unable to read certificate /nonexistent/stunnel.pem: file does not exist\n$"},
 		{"-d /nonexistent", nil, 111, "^stunnel-imap-key: fatal: unable to read certificate /nonexistent/default.pem: file does not exist\n$"},

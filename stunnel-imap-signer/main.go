@@ -36,6 +36,11 @@ import (
 )
 
 func main() {
-	l := log.New("stunnel-imap-signer")
+	l := log.NewTo("stunnel-imap-signer", os.Stderr, func(code int) {
+		if exitWait != nil {
+			exitWait() // a refused certificate: the fatal line is out
+		}
+		os.Exit(code)
+	})
 	l.Exit(run(os.Args[1:], l))
 }

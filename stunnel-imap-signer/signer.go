@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,7 +24,7 @@ import (
 )
 
 // synopsis is stunnel-imap-signer's usage, after the program name.
-const synopsis = "-L fd -P fd [ -P fd ... ] [ -c max ] [ -i secs ]"
+const synopsis = "-L fd -P fd[:name] [ -P fd[:name] ... ] [ -c max ] [ -i secs ]"
 
 const (
 	// defaultMax bounds the proxies served at once (-c): one goroutine
@@ -35,7 +36,16 @@ const (
 	drainWait = 2 * time.Second
 	// refusedEvery bounds the "limit reached" warnings to one a second.
 	refusedEvery = time.Second
+	// refusedWait is how long a signer whose certificate is refused
+	// waits, watching the file, before it exits for supervise to start
+	// it again: one fatal line a minute while nothing changes, not one
+	// a second; a new file is taken within a second (-i).
+	refusedWait = time.Minute
 )
+
+// exitWait, when set, runs before the signer exits: run sets it when a
+// certificate is refused (main's Logger calls it after the fatal line).
+var exitWait func()
 
 // watched is one -P source: its duplicate descriptor and what fstat said
 // when it was last read.
@@ -67,17 +77,21 @@ type Signer struct {
 
 // run is stunnel-imap-signer: args are its options.
 func run(args []string, l *log.Logger) error {
-	var keyFDs []int
+	type source struct {
+		fd   int
+		name string
+	}
+	var keyFDs []source
 	lfd := -1
 	max := defaultMax
 	interval := time.Second
 	o := opt.New(synopsis)
 	o.Func('P', func(v string) error {
-		var fd int
-		if err := opt.FD(0, &fd)(v); err != nil {
+		var k source
+		if err := certfile.DescriptorOption(v, &k.fd, &k.name); err != nil {
 			return err
 		}
-		keyFDs = append(keyFDs, fd)
+		keyFDs = append(keyFDs, k)
 		return nil
 	})
 	o.FD('L', 0, &lfd)
@@ -104,9 +118,15 @@ func run(args []string, l *log.Logger) error {
 	}
 	s := &Signer{log: l, max: int64(max)}
 	var ks keyholder.Keys
-	for _, fd := range keyFDs {
-		w, c, err := open(fd)
+	for _, k := range keyFDs {
+		w, c, err := open(k.fd, k.name)
 		if err != nil {
+			if w != nil {
+				// Refused: proxies are refused at once, as when no signer
+				// runs, and the fatal line comes at most once a minute.
+				unix.Close(lfd)
+				exitWait = func() { w.waitChange(interval, refusedWait) }
+			}
 			return err
 		}
 		s.files = append(s.files, w)
@@ -135,22 +155,41 @@ func run(args []string, l *log.Logger) error {
 }
 
 // open keeps a duplicate of fd to watch, then loads the PEM from fd
-// through the one loader (which closes fd).
-func open(fd int) (*watched, *tls.Certificate, error) {
-	name := "descriptor " + strconv.Itoa(fd)
+// through the one loader (which closes fd). name is the file's name for
+// the messages ("" for "descriptor N"). A PEM that does not load comes
+// back with its watched duplicate.
+func open(fd int, name string) (*watched, *tls.Certificate, error) {
+	name = certfile.DescriptorName(fd, name)
+	what := name
+	if strings.HasPrefix(name, "descriptor ") {
+		what = "from " + name
+	}
 	d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, log.Temp(err, "read certificate from %s", name)
+		return nil, nil, log.Temp(err, "read certificate %s", what)
 	}
 	w := &watched{fd: d, name: name}
 	if err := unix.Fstat(d, &w.st); err != nil {
-		return nil, nil, log.Temp(err, "read certificate from %s", name)
+		return nil, nil, log.Temp(err, "read certificate %s", what)
 	}
-	c, err := certfile.Descriptor(fd)
+	c, err := certfile.Descriptor(fd, name)
 	if err != nil {
-		return nil, nil, err
+		return w, nil, err
 	}
 	return w, c, nil
+}
+
+// waitChange returns once the file w watches changes (rewritten in
+// place, renamed over or removed) or can no longer be looked at, looking
+// every interval, or after max.
+func (w *watched) waitChange(interval, max time.Duration) {
+	for end := time.Now().Add(max); time.Now().Before(end); {
+		time.Sleep(min(interval, time.Until(end)))
+		var st unix.Stat_t
+		if unix.Fstat(w.fd, &st) != nil || st.Nlink == 0 || changed(&st, &w.st) {
+			return
+		}
+	}
 }
 
 // serve accepts until the listener is closed, then waits for the

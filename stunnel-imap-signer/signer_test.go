@@ -6,8 +6,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -24,7 +26,7 @@ func signerOn(t *testing.T, path string, out *bytes.Buffer) *Signer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, c, err := open(fd)
+	w, c, err := open(fd, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +74,7 @@ func TestCheck(t *testing.T) {
 	b3, _ := os.ReadFile(mustWrite(t, dir, "c"))
 	os.WriteFile(pem+".new", b3, 0o600)
 	os.Rename(pem+".new", pem)
-	if !s.check() || !strings.Contains(out.String(), "was replaced on disk: exiting") {
+	if !s.check() || !strings.Contains(out.String(), "info: certificate "+pem+" was replaced on disk: exiting") {
 		t.Fatalf("replaced: %s", out.String())
 	}
 	if _, err := ln.Accept(); err == nil {
@@ -126,5 +128,64 @@ func TestUsage(t *testing.T) {
 		if !errors.As(err, &u) || u.Msg != tc.want || u.Synopsis != synopsis {
 			t.Errorf("%q: %#v, want a usage error %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestRefused: a certificate the policy refuses is named by the name
+// -P gave it, never "descriptor N"; the listener is closed at once
+// (proxies are refused, as with no signer); and the exit waits, a minute
+// at most, for the file to change, so that supervise's restarts log
+// the refusal once a minute, not once a second.
+func TestRefused(t *testing.T) {
+	dir := t.TempDir()
+	pem, _ := testkit.NewCert(t, testkit.CertOptions{NotAfter: time.Now().Add(-48 * time.Hour)}).Write(t, dir, "expired")
+	fd, err := unix.Open(pem, unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := listen(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lf, err := ln.(*net.UnixListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	lfd, err := unix.Dup(int(lf.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lf.Close()
+	t.Cleanup(func() { exitWait = nil })
+	var out bytes.Buffer
+	err = run([]string{"-i", "0.01", "-L", strconv.Itoa(lfd), "-P", strconv.Itoa(fd) + ":" + pem}, log.NewTo("stunnel-imap-signer", &out, func(int) {}))
+	var e *log.Error
+	if !errors.As(err, &e) || e.Code != 100 || !strings.HasPrefix(e.Error(), "certificate "+pem+" expired on ") {
+		t.Fatalf("run: %v, want certificate %s expired (exit 100)", err, pem)
+	}
+	if _, err := unix.FcntlInt(uintptr(lfd), unix.F_GETFD, 0); err == nil {
+		t.Errorf("the listener (fd %d) is still open while the signer waits", lfd)
+	}
+	if exitWait == nil {
+		t.Fatal("no wait before the exit")
+	}
+	// Unchanged, it waits; rewritten, it returns at once.
+	done := make(chan time.Duration)
+	start := time.Now()
+	go func() { exitWait(); done <- time.Since(start) }()
+	select {
+	case d := <-done:
+		t.Fatalf("exit wait over after %v with the file unchanged", d)
+	case <-time.After(300 * time.Millisecond):
+	}
+	good, _ := os.ReadFile(mustWrite(t, dir, "good"))
+	if err := os.WriteFile(pem, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("exit wait still on 5s after the file changed")
 	}
 }

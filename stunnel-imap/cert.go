@@ -48,7 +48,7 @@ func openCertSource(o *options) (certSource, error) {
 		}
 		return staticSource{c}, nil
 	case o.pemFD >= 0:
-		c, err := certfile.Descriptor(o.pemFD)
+		c, err := certfile.Descriptor(o.pemFD, "")
 		if err != nil {
 			return nil, err
 		}

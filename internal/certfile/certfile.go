@@ -46,6 +46,7 @@ import (
 	"time"
 
 	"imap-tls/internal/keyproto"
+	"imap-tls/internal/opt"
 	"imap-tls/log"
 )
 
@@ -219,15 +220,42 @@ func File(path string) (*tls.Certificate, error) {
 }
 
 // Descriptor reads and parses the PEM on descriptor fd (as
-// setuidgid-chroot -o opens it), and closes fd.
-func Descriptor(fd int) (*tls.Certificate, error) {
-	name := "descriptor " + strconv.Itoa(fd)
+// setuidgid-chroot -o opens it), and closes fd. name is the file's name
+// as its opener knows it, for the messages; empty, they say "from
+// descriptor N" (DescriptorName).
+func Descriptor(fd int, name string) (*tls.Certificate, error) {
+	name = DescriptorName(fd, name)
 	f := os.NewFile(uintptr(fd), name)
 	if f == nil {
 		return nil, log.Temp(errors.New("bad file descriptor"), "read certificate %s", from(name))
 	}
 	defer f.Close()
 	return Read(f, name)
+}
+
+// DescriptorName is how the messages name a PEM on descriptor fd: the
+// file's name when its opener gave it, else "descriptor N".
+func DescriptorName(fd int, name string) string {
+	if name != "" {
+		return name
+	}
+	return "descriptor " + strconv.Itoa(fd)
+}
+
+// DescriptorOption parses the value of a key holder's -P option, "fd"
+// or "fd:name": a descriptor number, and the name of the file open on it
+// (setuidgid-chroot -o fd:path's path), used only to name it in
+// messages. The error says why the value is bad, for internal/opt.
+func DescriptorOption(v string, fd *int, name *string) error {
+	n, rest, named := strings.Cut(v, ":")
+	if err := opt.FD(0, fd)(n); err != nil {
+		return err
+	}
+	if named && rest == "" {
+		return errors.New("no file name after the colon")
+	}
+	*name = rest
+	return nil
 }
 
 // Set is the certificates one process may serve: the first is the

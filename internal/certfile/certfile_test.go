@@ -26,7 +26,7 @@ func load(t *testing.T, c certfiletest.Case) (certfile.Set, int, error) {
 		return certfile.Set{cert}, -1, err
 	case "-P":
 		fd := c.Descriptor(t)
-		cert, err := certfile.Descriptor(fd)
+		cert, err := certfile.Descriptor(fd, "")
 		return certfile.Set{cert}, fd, err
 	case "-d":
 		s, err := certfile.Dir(c.Arg)
@@ -73,7 +73,7 @@ func TestDescriptorClosed(t *testing.T) {
 	os.WriteFile(q, []byte("garbage"), 0o400)
 	for _, path := range []string{p, q} {
 		fd := certfiletest.Case{Arg: path}.Descriptor(t)
-		certfile.Descriptor(fd)
+		certfile.Descriptor(fd, "")
 		if _, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd)); err == nil {
 			t.Errorf("%s: descriptor %d still open", path, fd)
 		}
@@ -180,4 +180,32 @@ func TestParse(t *testing.T) {
 // newPEM is a self-signed certificate for name, valid now.
 func newPEM(t *testing.T, name string) []byte {
 	return testkit.NewCert(t, testkit.CertOptions{Names: []string{name}, SelfSigned: true}).PEM
+}
+
+// TestDescriptorOption: a key holder's -P value, "fd" or "fd:name"; the
+// name only ever names the file in messages (DescriptorName).
+func TestDescriptorOption(t *testing.T) {
+	for _, tc := range []struct {
+		v, name, msg, err string
+		fd                int
+	}{
+		{v: "3", fd: 3, msg: "descriptor 3"},
+		{v: "3:/etc/imap-tls/ssl/stunnel.pem", fd: 3, name: "/etc/imap-tls/ssl/stunnel.pem", msg: "/etc/imap-tls/ssl/stunnel.pem"},
+		{v: "5:a:b", fd: 5, name: "a:b", msg: "a:b"},
+		{v: "3:", err: "no file name after the colon"},
+		{v: "x:/a", err: "not a descriptor number from 0 to 1048575"},
+		{v: "-1", err: "not a descriptor number from 0 to 1048575"},
+	} {
+		fd, name := -1, "unset"
+		err := certfile.DescriptorOption(tc.v, &fd, &name)
+		if tc.err != "" {
+			if err == nil || err.Error() != tc.err {
+				t.Errorf("%q: %v, want %q", tc.v, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || fd != tc.fd || name != tc.name || certfile.DescriptorName(fd, name) != tc.msg {
+			t.Errorf("%q: fd %d name %q (%v), named %q; want %d %q, %q", tc.v, fd, name, err, certfile.DescriptorName(fd, name), tc.fd, tc.name, tc.msg)
+		}
+	}
 }
