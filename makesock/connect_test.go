@@ -243,6 +243,14 @@ func TestConnectNested(t *testing.T) {
 		makesockBin, "-d", "4", "sh", "-c", "fdtool fds; cat <&4; fdtool relay 3",
 		sep, "sh", "-c", "echo inner; fdtool fds")
 	r.want(t, 0, "0 1 2 3 4\ninner\n0 1 2\nABC\n")
+
+	// A failed connect: the inner socketpair lands on 4 alone, fd 3
+	// stays empty, and the reason reaches the proxy through both.
+	down := freeTCP(t, "tcp4", "127.0.0.1")
+	r = runMakesock(t, "", nil, nil, "-c", down,
+		makesockBin, "-d", "4", "sh", "-c", `fdtool fds; echo "$MAKESOCK_ERROR"; cat <&4`,
+		sep, "sh", "-c", "echo inner")
+	r.want(t, 0, "0 1 2 4\nunable to connect to "+down+": connection refused\ninner\n")
 }
 
 // Under a real tcpserver, as in the chain: the client's bytes reach the
