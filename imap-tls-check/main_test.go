@@ -110,7 +110,7 @@ func TestReport(t *testing.T) {
 			"error: env/PATH: envdir, softlimit, tcpserver, makesock, setuidgid-chroot, stunnel-imap, stunnel-imap-key, proxy-server, imap-tls-server not found in /nonexistent\n",
 		}},
 		{"signer", map[string]string{"PATH": "/nonexistent"}, 100, []string{
-			"error: env/PATH: envdir, softlimit, tcpserver, makesock, setuidgid-chroot, stunnel-imap, stunnel-imap-signer, imap-tls-server not found in /nonexistent\n",
+			"error: env/PATH: envdir, softlimit, tcpserver, makesock, setuidgid-chroot, stunnel-imap, stunnel-imap-key, stunnel-imap-signer, imap-tls-server not found in /nonexistent\n",
 		}},
 		{"no socket", map[string]string{"ACCOUNT": "-", "LOGACCOUNT": "", "IMAPD": "./later.sock"}, 100, []string{
 			"error: env/ACCOUNT: missing or empty: ",

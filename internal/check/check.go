@@ -41,7 +41,9 @@ type Uses struct {
 	Balancers  bool // proxy-server after tcpserver (-L, env/PROXYFROM)
 	// Service: the run files of a service directory, beyond the chain:
 	// envdir, softlimit, imap-tls-server, and, unless KeyProcess, the
-	// signer's service (stunnel-imap-signer).
+	// signer's service (stunnel-imap-signer); stunnel-imap-key always,
+	// since service/certbot-deploy-hook checks a renewed certificate
+	// with it (found through env/PATH).
 	Service bool
 }
 
@@ -58,7 +60,7 @@ func Programs(u Uses) []string {
 	for _, p := range suite.Programs {
 		switch p {
 		case "stunnel-imap-key":
-			if !u.KeyProcess {
+			if !u.KeyProcess && !u.Service {
 				continue
 			}
 		case "stunnel-imap-signer":

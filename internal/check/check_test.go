@@ -24,7 +24,7 @@ func TestPrograms(t *testing.T) {
 		{Uses{}, "tcpserver makesock setuidgid-chroot stunnel-imap"},
 		{Uses{KeyProcess: true}, "tcpserver makesock setuidgid-chroot stunnel-imap stunnel-imap-key"},
 		{Uses{Balancers: true}, "tcpserver makesock setuidgid-chroot stunnel-imap proxy-server"},
-		{Uses{Service: true}, "envdir softlimit tcpserver makesock setuidgid-chroot stunnel-imap stunnel-imap-signer imap-tls-server"},
+		{Uses{Service: true}, "envdir softlimit tcpserver makesock setuidgid-chroot stunnel-imap stunnel-imap-key stunnel-imap-signer imap-tls-server"},
 		{Uses{Service: true, KeyProcess: true, Balancers: true}, "envdir softlimit tcpserver makesock setuidgid-chroot stunnel-imap stunnel-imap-key proxy-server imap-tls-server"},
 	} {
 		got := Programs(c.u)
