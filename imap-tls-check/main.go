@@ -243,7 +243,7 @@ func (c *checker) env() {
 		}
 	}
 	if v, ok := required("IMAPD"); ok {
-		if _, _, err := check.ServerAddress(strings.Fields(v)); err != nil {
+		if _, _, err := check.ServerAddress(c.dir, strings.Fields(v)); err != nil {
 			c.r.verdict("env/IMAPD", err)
 		} else {
 			c.r.ok("env/IMAPD", "%s", v)
@@ -387,7 +387,7 @@ func (c *checker) server() {
 	if len(argv) == 0 || c.mode == "" {
 		return
 	}
-	network, address, err := check.ServerAddress(argv)
+	network, address, err := check.ServerAddress(c.dir, argv)
 	if err != nil {
 		return // reported with env/
 	}

@@ -134,8 +134,19 @@ func TestReport(t *testing.T) {
 		}
 	}
 
+	// A program in the service directory, named relative to it (the
+	// chain runs there), checked from elsewhere: run, not connected to.
+	dir := serviceDir(t, map[string]string{"IMAPD": "./greeter -x"})
+	os.WriteFile(filepath.Join(dir, "greeter"), []byte("#!/bin/sh\necho '* OK greeter'\n"), 0o755)
+	for _, imapd := range []string{"./greeter -x", "./greeter"} {
+		os.WriteFile(filepath.Join(dir, "env", "IMAPD"), []byte(imapd+"\n"), 0o644)
+		if out, _, _ := checkDir(t, dir); !strings.Contains(out, "ok: env/IMAPD: started and greeted: * OK greeter\n") {
+			t.Errorf("env/IMAPD %s: not started:\n%s", imapd, out)
+		}
+	}
+
 	// A good one: exit 0, every line ok or a warning.
-	dir := serviceDir(t, map[string]string{"ACCOUNT": "nobody", "LOGACCOUNT": "nobody", "UIDRANGE": ""})
+	dir = serviceDir(t, map[string]string{"ACCOUNT": "nobody", "LOGACCOUNT": "nobody", "UIDRANGE": ""})
 	out, code, fatal := checkDir(t, dir)
 	if code != 0 || fatal != "" || strings.Contains(out, "error:") {
 		t.Errorf("good: exit %d %q:\n%s", code, fatal, out)

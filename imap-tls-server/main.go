@@ -214,7 +214,7 @@ func parse(args []string) (*options, error) {
 	if o.imapd[0] == "" {
 		return nil, log.Config(nil, "empty imapd")
 	}
-	if o.network, o.address, err = check.ServerAddress(o.imapd); err != nil {
+	if o.network, o.address, err = check.ServerAddress("", o.imapd); err != nil {
 		return nil, err
 	}
 	return o, nil

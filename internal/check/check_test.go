@@ -194,7 +194,7 @@ func TestServerAddress(t *testing.T) {
 		{"[fe80::1%eth0]:143", "", "", true},
 		{"./" + strings.Repeat("s", 106), "", "", true},
 	} {
-		network, addr, err := ServerAddress(strings.Fields(c.argv))
+		network, addr, err := ServerAddress("", strings.Fields(c.argv))
 		if network != c.network || addr != c.addr || (err != nil) != c.bad {
 			t.Errorf("%q: %q %q %v", c.argv, network, addr, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -30,8 +31,9 @@ var tcpForm = regexp.MustCompile(`^(\[|[0-9.]+:)`)
 // that exists and is not a socket is a program (/usr/lib/dovecot/imap);
 // one that does not exist yet is a socket whose server is not up (see
 // SocketState). A word shaped like a TCP address that is not a good one
-// is refused (100) rather than run as a program.
-func ServerAddress(argv []string) (network, address string, err error) {
+// is refused (100) rather than run as a program. A relative path is
+// looked at from dir, where the chain runs ("": the current directory).
+func ServerAddress(dir string, argv []string) (network, address string, err error) {
 	if len(argv) != 1 {
 		return "", "", nil
 	}
@@ -44,7 +46,11 @@ func ServerAddress(argv []string) (network, address string, err error) {
 		}
 		return "tcp", w, nil
 	case strings.HasPrefix(w, "/") || strings.HasPrefix(w, "."):
-		st, err := os.Stat(w)
+		p := w
+		if dir != "" && !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		st, err := os.Stat(p)
 		switch {
 		case err == nil && st.Mode()&os.ModeSocket == 0:
 			return "", "", nil // a program
