@@ -15,7 +15,9 @@ import (
 // idea of where a command begins can never drift from the server's.
 
 // phase is where an IMAP session stands before login: whom the proxy
-// waits for, and what the client's next bytes are.
+// waits for, and what the client's next bytes are. With -n imap the
+// phases continuation and literal occur only under TLS: before it the
+// proxy refuses every command with a literal (commandLine).
 type phase int
 
 const (

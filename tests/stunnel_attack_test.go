@@ -250,9 +250,16 @@ func TestE2EAttackStarttlsArguments(t *testing.T) {
 // TestE2EAttackStarttlsInLiteral: "STARTTLS" inside a literal, synchronizing
 // ({n}, after the server's continuation) or not ({n+}), is data: the
 // proxy does not answer it, Dovecot receives it as part of the command,
-// and the session stays in plaintext.
+// and the session stays in plaintext. With -n imap-: with -n imap no
+// literal reaches the server before TLS (issue 21; stunnel-imap's
+// TestPhases and TestE2ELiteralGivenUpLate).
 func TestE2EAttackStarttlsInLiteral(t *testing.T) {
-	d, p, c := rawSession(t)
+	d := harness.StartDovecot(t)
+	p := harness.StartPipeline(t, harness.PipelineOpts{Mode: "imap-", Backend: d.RawLoginCmd()})
+	c := harness.DialIMAP(t, p.Addr)
+	if g := c.Line(); !strings.HasPrefix(g, "* OK") {
+		t.Fatalf("greeting %q", g)
+	}
 	// LITERAL+: all in one write
 	c.Send("a ID (\"name\" {12+}\r\nb STARTTLS\r\n)\r\n")
 	un, tagged := c.Until("a")
