@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"imap-tls/internal/testkit"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,37 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
-)
 
-// ExitCode runs cmd and returns its output and exit status.
-func ExitCode(t *testing.T, cmd *exec.Cmd) (stdout, stderr string, code int) {
-	t.Helper()
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("unable to start %s: %v", cmd.Path, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(60 * time.Second): // a hang guard, not a timing check
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("%s hung: %s", cmd.Path, e.String())
-	}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		code = 0
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		t.Fatalf("unable to run %s: %v", cmd.Path, err)
-	}
-	return o.String(), e.String(), code
-}
+	"imap-tls/internal/testkit"
+)
 
 // RepoRoot is the folder that holds go.mod (the tests run in tests/).
 func RepoRoot(t testing.TB) string { return testkit.RepoRoot(t) }
@@ -178,3 +149,21 @@ func RunBounded(t *testing.T, cmd *exec.Cmd, limit time.Duration) ([]byte, error
 
 // LockedBuffer is testkit's buffer, safe for concurrent writers.
 type LockedBuffer = testkit.LockedBuffer
+
+// ExitCode runs cmd under RunBounded's hang guard (60 s) and returns its
+// output and exit status; it fails the test when cmd cannot run.
+func ExitCode(t *testing.T, cmd *exec.Cmd) (stdout, stderr string, code int) {
+	t.Helper()
+	var e bytes.Buffer
+	cmd.Stderr = &e
+	out, err := RunBounded(t, cmd, 60*time.Second)
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("unable to run %s: %v", cmd.Path, err)
+	}
+	return string(out), e.String(), code
+}

@@ -2,7 +2,6 @@ package harness
 
 import (
 	"fmt"
-	"imap-tls/internal/testkit/memscan"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"imap-tls/internal/testkit/memscan"
 )
 
 // JailRange is the run file's default env/UIDRANGE.
