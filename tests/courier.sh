@@ -155,7 +155,7 @@ start() {
 	command -v openssl >/dev/null 2>&1 || fatal "openssl not found: apt-get install openssl"
 	uid=$(id -u "$mailacct") gid=$(id -g "$mailacct")
 	mkdir -p "$1" || fatal "unable to create $1"
-	dir=$(absdir "$1")
+	dir=$(absdir "$1") || exit 111
 	if [ -f "$dir/authdaemond.pid" ] && kill -0 "$(cat "$dir/authdaemond.pid")" 2>/dev/null; then
 		fatal "an authdaemond is already running in $dir"
 	fi
@@ -199,7 +199,7 @@ EOF
 }
 
 stop() {
-	dir=$(absdir "$1")
+	dir=$(absdir "$1") || exit 111
 	[ -f "$dir/authdaemond.pid" ] || exit 0
 	pid=$(cat "$dir/authdaemond.pid")
 	kill -TERM "$pid" 2>/dev/null
@@ -216,17 +216,17 @@ start) [ $# -eq 1 ] || usage; start "$1" ;;
 stop) [ $# -eq 1 ] || usage; stop "$1" ;;
 imaplogin)
 	[ $# -eq 1 ] || usage
-	dir=$(absdir "$1")
+	dir=$(absdir "$1") || exit 111
 	enter "$dir" sh "$(cd "$(dirname "$0")" && pwd -P)/$(basename "$0")" withconf /etc/courier/imapd \
 		/usr/lib/courier/courier/imaplogin /usr/bin/imapd Maildir
 	;;
 pop3login)
 	[ $# -eq 1 ] || usage
-	dir=$(absdir "$1")
+	dir=$(absdir "$1") || exit 111
 	enter "$dir" sh "$(cd "$(dirname "$0")" && pwd -P)/$(basename "$0")" withconf /etc/courier/pop3d \
 		/usr/lib/courier/courier/courierpop3login /usr/lib/courier/courier/courierpop3d Maildir
 	;;
 withconf) [ $# -ge 2 ] || usage; withconf "$@" ;;
-run) [ $# -ge 2 ] || usage; dir=$(absdir "$1"); shift; enter "$dir" "$@" ;;
+run) [ $# -ge 2 ] || usage; dir=$(absdir "$1") || exit 111; shift; enter "$dir" "$@" ;;
 *) usage ;;
 esac

@@ -7,7 +7,7 @@ mailacct=imaptlsmail
 
 fatal() { echo "$prog: fatal: $*" >&2; exit 111; }
 
-# absdir DIR: DIR as an absolute path (it must exist).
+# absdir DIR: DIR as an absolute path (it must exist): dir=$(absdir DIR) || exit 111
 absdir() { (cd "$1" 2>/dev/null && pwd -P) || fatal "unable to enter $1"; }
 
 # ensure_account: the system account that owns the mail, created when

@@ -56,7 +56,7 @@ start() {
 	ensure_account
 	uid=$(id -u "$mailacct") gid=$(id -g "$mailacct")
 	mkdir -p "$1" || fatal "unable to create $1"
-	dir=$(absdir "$1")
+	dir=$(absdir "$1") || exit 111
 	if [ -f "$dir/run/master.pid" ] && kill -0 "$(cat "$dir/run/master.pid")" 2>/dev/null; then
 		fatal "a dovecot is already running in $dir"
 	fi
@@ -167,7 +167,7 @@ EOF
 }
 
 stop() {
-	dir=$(absdir "$1")
+	dir=$(absdir "$1") || exit 111
 	[ -f "$dir/dovecot.conf" ] || fatal "unable to find $dir/dovecot.conf"
 	pid=
 	[ -f "$dir/run/master.pid" ] && pid=$(cat "$dir/run/master.pid")
@@ -177,7 +177,7 @@ stop() {
 }
 
 imap() {
-	dir=$(absdir "$1")
+	dir=$(absdir "$1") || exit 111
 	user=${2:-alice}
 	case $user in
 	'' | */* | .*) fatal "unable to use user name $user" ;;
@@ -189,7 +189,7 @@ imap() {
 }
 
 login() {
-	dir=$(absdir "$1")
+	dir=$(absdir "$1") || exit 111
 	# shut-down: pass Dovecot's end of file on at once as a half-close
 	# (stdio is a socket under makesock); -t 5: then wait up to 5 s for
 	# the other side's last bytes (socat's default is half a second)
@@ -198,13 +198,13 @@ login() {
 
 # haproxy DIR NAME: socat to the haproxy listener NAME (imap, pop3).
 haproxy() {
-	dir=$(absdir "$1")
+	dir=$(absdir "$1") || exit 111
 	[ -f "$dir/$2-haproxy.port" ] || fatal "unable to find $dir/$2-haproxy.port"
 	exec socat -lf /dev/null -t 5 STDIO,shut-down "TCP:127.0.0.1:$(cat "$dir/$2-haproxy.port")"
 }
 
 pop3login() {
-	dir=$(absdir "$1")
+	dir=$(absdir "$1") || exit 111
 	[ -S "$dir/pop3.sock" ] || fatal "unable to find $dir/pop3.sock: is dovecot-pop3d installed?"
 	exec socat -lf /dev/null -t 5 STDIO,shut-down "UNIX-CONNECT:$dir/pop3.sock"
 }
