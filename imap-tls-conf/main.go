@@ -2,6 +2,11 @@
 // the imap-tls pipeline, in the djbdns *-conf tradition:
 //
 //	imap-tls-conf [ -m mode ] acct logacct dir [ ip [ port ] ]
+//	imap-tls-conf -m mode,mode... acct logacct dir [ ip ]
+//
+// The second form makes a site: one directory, one certificate, one
+// jail, one signer, and a front per mode on the mode's standard port,
+// run by an svscan of its own (service/site).
 //
 // The files are the repository's service/ folder (package service), run
 // files and env/ defaults, written byte for byte; only what differs
@@ -34,11 +39,11 @@ import (
 	"imap-tls/service"
 )
 
-const synopsis = "[ -m mode ] acct logacct dir [ ip [ port ] ]"
+const synopsis = "[ -m mode[,mode...] ] acct logacct dir [ ip [ port ] ]"
 
 // pop3Server is env/IMAPD for a POP3 mode: service/env/IMAPD's default
 // with Dovecot's POP3 listener (its port in service/proxy-port.nft too).
-const pop3Server = "socat -lf /dev/null -t 5 STDIO,shut-down TCP:127.0.0.1:10110"
+const pop3Server = service.POP3Server
 
 func main() {
 	l := log.New("imap-tls-conf")
@@ -58,21 +63,18 @@ type config struct {
 	ip            string
 	port          int
 	mode          suite.Mode
-	binDir        string // where our own executables are, for env/PATH
+	binDir        string       // where our own executables are, for env/PATH
+	fronts        []suite.Mode // a site's modes (-m with more than one); nil: one service
 }
 
 // run parses args, checks them and makes the service directory, printing
 // the next steps to out.
 func run(args []string, out io.Writer) error {
-	var mode *suite.Mode
+	var modes []suite.Mode
 	o := opt.New(synopsis)
-	o.Func('m', func(v string) error {
-		m, ok := suite.ModeNamed(v)
-		if !ok {
-			return errors.New("not " + suite.ModeList())
-		}
-		mode = &m
-		return nil
+	o.Func('m', func(v string) (err error) {
+		modes, err = parseModes(v)
+		return err
 	})
 	args, err := o.Parse(args)
 	if err != nil {
@@ -81,12 +83,18 @@ func run(args []string, out io.Writer) error {
 	if len(args) < 3 || len(args) > 5 {
 		return o.Usage("")
 	}
+	if len(modes) > 1 && len(args) > 4 {
+		return o.Usage("a site of several modes takes no port: each front listens on its mode's (change it in its env/PORT)")
+	}
 	c, err := parse(args)
 	if err != nil {
 		return err
 	}
-	if mode != nil {
-		c.mode = *mode
+	switch {
+	case len(modes) > 1:
+		c.fronts = modes
+	case len(modes) == 1:
+		c.mode = modes[0]
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -99,8 +107,35 @@ func run(args []string, out io.Writer) error {
 	if err := build(c); err != nil {
 		return err
 	}
-	fmt.Fprint(out, nextSteps(c))
+	if c.fronts != nil {
+		fmt.Fprint(out, siteSteps(c))
+	} else {
+		fmt.Fprint(out, nextSteps(c))
+	}
 	return nil
+}
+
+// parseModes reads -m's value: one mode, or several separated by
+// commas for a site, each once and no two on one standard port (imap
+// and imap- both want 143).
+func parseModes(v string) ([]suite.Mode, error) {
+	var modes []suite.Mode
+	for _, name := range strings.Split(v, ",") {
+		m, ok := suite.ModeNamed(name)
+		if !ok {
+			if !strings.Contains(v, ",") {
+				return nil, errors.New("not " + suite.ModeList())
+			}
+			return nil, fmt.Errorf("%q is not %s", name, suite.ModeList())
+		}
+		for _, o := range modes {
+			if o.Port == m.Port {
+				return nil, fmt.Errorf("%s and %s both listen on %d: a site has one front per port", o.Name, m.Name, m.Port)
+			}
+		}
+		modes = append(modes, m)
+	}
+	return modes, nil
 }
 
 // parse checks the arguments: the accounts exist and are not root, the
@@ -147,8 +182,12 @@ func parse(args []string) (*config, error) {
 
 // serverCommand is env/IMAPD: the system Dovecot's login service for
 // the protocol (service/README.md says why).
-func (c *config) serverCommand() string {
-	if c.mode.Protocol == "pop3" {
+func (c *config) serverCommand() string { return server(c.mode) }
+
+// server is env/IMAPD for mode m: the haproxy listener of Dovecot's
+// login service for its protocol, one address that makesock connects to.
+func server(m suite.Mode) string {
+	if m.Protocol == "pop3" {
 		return pop3Server
 	}
 	return service.Default("IMAPD")
@@ -232,6 +271,9 @@ func (c *config) site() map[string]string {
 // directories, then service/'s files as they are, with the site's values
 // in env/ (run last: supervise starts the service when run appears).
 func tree(c *config) []entry {
+	if c.fronts != nil {
+		return siteTree(c)
+	}
 	root := func(path string, mode os.FileMode) entry {
 		return entry{path: path, dir: true, mode: mode}
 	}
@@ -260,6 +302,58 @@ func tree(c *config) []entry {
 			if v, ok := site[name]; ok {
 				data = v + "\n"
 			}
+		}
+		entries = append(entries, entry{path: f.Path, mode: f.Mode, data: data})
+	}
+	return entries
+}
+
+// siteSigner is env/SIGNER of a site: the signer's socket as a front
+// (service/MODE) reaches it.
+const siteSigner = "../signer/socket"
+
+// siteTree lists a site, parents before children: the site's env/
+// (service/site's defaults, with its values), jail/ and ssl/; then in
+// service/ the signer and a front per mode, each with its log, a front
+// with its own env/ (MODE, PORT, IMAPD); the site's run last.
+func siteTree(c *config) []entry {
+	root := func(path string, mode os.FileMode) entry {
+		return entry{path: path, dir: true, mode: mode}
+	}
+	logDir := func(path string) entry {
+		return entry{path: path, dir: true, mode: 0750, uid: c.logacct.uid, gid: c.logacct.gid}
+	}
+	entries := []entry{
+		root("env", 0755),
+		root("jail", 0755),
+		root("ssl", 0700),
+		// svscan's directory: the fronts and the signer, nothing else.
+		root("service", 0755),
+		root("service/signer", 0755),
+		root("service/signer/log", 0755),
+		logDir("service/signer/log/main"),
+	}
+	for _, m := range c.fronts {
+		d := "service/" + m.Name
+		entries = append(entries, root(d, 0755), root(d+"/env", 0755), root(d+"/log", 0755), logDir(d+"/log/main"),
+			entry{path: d + "/env/MODE", mode: 0644, data: m.Name + "\n"},
+			entry{path: d + "/env/PORT", mode: 0644, data: strconv.Itoa(m.Port) + "\n"},
+			entry{path: d + "/env/IMAPD", mode: 0644, data: server(m) + "\n"})
+	}
+	site := c.site()
+	site["SIGNER"] = siteSigner
+	for _, f := range service.SiteFiles() {
+		data := f.Data
+		if name, ok := strings.CutPrefix(f.Path, "env/"); ok {
+			if v, ok := site[name]; ok {
+				data = v + "\n"
+			}
+		}
+		if rest, ok := strings.CutPrefix(f.Path, service.Front+"/"); ok {
+			for _, m := range c.fronts {
+				entries = append(entries, entry{path: "service/" + m.Name + "/" + rest, mode: f.Mode, data: data})
+			}
+			continue
 		}
 		entries = append(entries, entry{path: f.Path, mode: f.Mode, data: data})
 	}
@@ -388,4 +482,32 @@ then: svstat %[1]s %[1]s/signer; logs in %[1]s/log/main/current and %[1]s/signer
 the mode is %[9]s: to change it, write one of %[10]s to %[1]s/env/MODE, then svc -t %[1]s
    (or make the directory with imap-tls-conf -m MODE)
 `, c.dir, c.mode.Text, c.ip, c.port, c.acct.name, c.logacct.name, c.serverCommand(), service.Default("UIDRANGE"), c.mode.Name, strings.Join(names, " "), filepath.Base(c.dir))
+}
+
+// siteSteps is nextSteps for a site: the fronts and their ports, the
+// one link, and how to restart, move or stop a front on its own.
+func siteSteps(c *config) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "imap-tls-conf: made %s: a site of %d fronts on %s, one certificate, one signer, a uid of its own for each connection from %s (env/UIDRANGE; empty: as %s, env/ACCOUNT), logs by %s (env/LOGACCOUNT)\n",
+		c.dir, len(c.fronts), c.ip, service.Default("UIDRANGE"), c.acct.name, c.logacct.name)
+	for _, m := range c.fronts {
+		fmt.Fprintf(&b, "  %s/service/%s: mode %s: %s on port %d, server %s\n", c.dir, m.Name, m.Name, m.Text, m.Port, server(m))
+	}
+	fmt.Fprintf(&b, `next:
+1. put the certificate chain and its key, in one PEM file, in this order:
+   the certificate, its intermediates, the private key (unencrypted);
+   from certbot: cat fullchain.pem privkey.pem; then
+     install -o root -g root -m 400 chain-and-key.pem %[1]s/ssl/stunnel.pem
+   (renewals: service/certbot-deploy-hook %[1]s, see service/README.md)
+2. the servers are Dovecot's haproxy listeners (each front's env/IMAPD;
+   Dovecot's side and the firewall rule: service/README.md)
+3. start it all, the fronts and the signer, with one link:
+     ln -s %[1]s /etc/service/
+   (or in /service/, where svscan looks)
+then: svstat /etc/service/%[2]s %[1]s/service/*; logs in %[1]s/service/MODE/log/main/current
+restart one front (after changing its env/ or the site's): svc -t %[1]s/service/MODE
+   (a port: echo PORT >%[1]s/service/MODE/env/PORT, then svc -t %[1]s/service/MODE)
+stop it all, nothing left running: svc -d /etc/service/%[2]s (start: svc -u)
+`, c.dir, filepath.Base(c.dir))
+	return b.String()
 }

@@ -87,6 +87,8 @@ func TestMakesTheTree(t *testing.T) {
 		{"env/CERT_WARN_DAYS", 0644, 0, 0, false},
 		{"env/PATH", 0644, 0, 0, false},
 		{"env/SIGNER", 0644, 0, 0, false},
+		{"env/LOGSIZE", 0644, 0, 0, false},
+		{"env/LOGCOUNT", 0644, 0, 0, false},
 		{"signer", 0755, 0, 0, true},
 		{"signer/run", 0755, 0, 0, false},
 		{"signer/log", 0755, 0, 0, true},
@@ -150,7 +152,7 @@ func TestMakesTheTree(t *testing.T) {
 		}
 	}
 	logRun, _ := os.ReadFile(filepath.Join(dir, "log/run"))
-	if !strings.Contains(string(logRun), "exec setuidgid \"$LOGACCOUNT\" multilog t \"-* tcpserver: *\" \"+* tcpserver: fatal: *\" \"+* tcpserver: warning: *\" \"+* tcpserver: status: $CONCURRENCY/$CONCURRENCY\" ./main\n") {
+	if !strings.Contains(string(logRun), "exec setuidgid \"$LOGACCOUNT\" multilog t s\"$LOGSIZE\" n\"$LOGCOUNT\" \"-* tcpserver: *\" \"+* tcpserver: fatal: *\" \"+* tcpserver: warning: *\" \"+* tcpserver: status: $CONCURRENCY/$CONCURRENCY\" ./main\n") {
 		t.Errorf("log/run:\n%s", logRun)
 	}
 	for _, f := range []string{"run", "log/run"} {
@@ -207,8 +209,8 @@ func TestRunFile(t *testing.T) {
 			args = append(args, "-s", "./signer/socket", "-C", "./ssl/stunnel.pem")
 		}
 		args = append(args, "-H") // env/PROXYHEADER yes
-		args = append(args, "-j", "./jail", "0.0.0.0", "143",
-			"socat", "-lf", "/dev/null", "-t", "5", "STDIO,shut-down", "TCP:127.0.0.1:10143")
+		// env/IMAPD: one address, Dovecot's haproxy listener (no socat)
+		args = append(args, "-j", "./jail", "0.0.0.0", "143", "127.0.0.1:10143")
 		return "<" + strings.Join(args, "><") + ">\n"
 	}
 	for _, mode := range []string{"imap", "imap-", "imaps", "implicit"} {
@@ -257,8 +259,9 @@ func TestRunFile(t *testing.T) {
 		}
 		return string(out)
 	}
+	// env/LOGSIZE and env/LOGCOUNT: multilog's s and n, before ./main
 	logLine := func(args ...string) string {
-		return "<setuidgid><" + logacct + "><multilog><t><" + strings.Join(args, "><") + ">\n"
+		return "<setuidgid><" + logacct + "><multilog><t><s16777215><n5><" + strings.Join(args, "><") + ">\n"
 	}
 	for _, c := range []struct{ sub, file, want string }{
 		{"signer", "run", "<softlimit><-m><2000000000><setuidgid-chroot><-/><../jail><-u><" + acct + "><-o><3:../ssl/stunnel.pem><-l><4:./socket><stunnel-imap-signer><-P><3><-L><4>\n"},
@@ -307,7 +310,7 @@ func TestRefusals(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{[]string{}, 100, "usage: imap-tls-conf [ -m mode ] acct logacct dir [ ip [ port ] ]"},
+		{[]string{}, 100, "usage: imap-tls-conf [ -m mode[,mode...] ] acct logacct dir [ ip [ port ] ]"},
 		{[]string{acct, logacct}, 100, "usage:"},
 		{[]string{acct, logacct, dir, "1.2.3.4", "143", "x"}, 100, "usage:"},
 		{[]string{"-v", acct, logacct, dir}, 100, "fatal: unknown option -v"},

@@ -35,7 +35,7 @@ func TestWritesTheServiceFolder(t *testing.T) {
 		"env/IP":         "127.0.0.1\n",
 		"env/PORT":       "1995\n",
 		"env/MODE":       "pop3s\n",
-		"env/IMAPD":      "socat -lf /dev/null -t 5 STDIO,shut-down TCP:127.0.0.1:10110\n",
+		"env/IMAPD":      "127.0.0.1:10110\n",
 		"env/PATH":       filepath.Dir(exe) + ":" + string(path),
 	}
 	written := map[string]bool{}

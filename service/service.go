@@ -6,16 +6,35 @@
 // time. imap-tls-conf writes these files byte for byte, and only its
 // per-site values into env/. What each file is, and each default's
 // reason: README.md beside this file.
+//
+// A site (imap-tls-conf -m MODE,MODE...) is made of the files of site/:
+// its run file runs an svscan of its own over the fronts (one per mode,
+// site/service/front/ written as service/MODE/) and the signer, which
+// read the site's env/ (the same defaults, but for FrontSettings) and
+// then their own.
 package service
 
 import (
 	"embed"
 	"io/fs"
+	"slices"
 	"strings"
 )
 
-//go:embed run log/run signer/run signer/log/run env
+//go:embed run log/run signer/run signer/log/run env site
 var files embed.FS
+
+// POP3Server is env/IMAPD for a POP3 mode: env/IMAPD's default with
+// Dovecot's POP3 haproxy listener (proxy-port.nft guards both ports).
+const POP3Server = "127.0.0.1:10110"
+
+// FrontSettings are the settings of a site that each front has in its
+// own env/, not in the site's: its mode, its port, its server.
+var FrontSettings = []string{"MODE", "PORT", "IMAPD"}
+
+// Front is the directory of SiteFiles that imap-tls-conf writes once for
+// each mode, as service/MODE.
+const Front = "service/front"
 
 // File is one file of the service directory.
 type File struct {
@@ -42,6 +61,31 @@ func Files() []File {
 	}
 	for _, p := range runFiles {
 		out = append(out, File{p, 0755, read(p)})
+	}
+	return out
+}
+
+// siteRunFiles are a site's executable files, in the order to write
+// them: the site's own run file last.
+var siteRunFiles = []string{
+	"service/signer/log/run", "service/signer/run",
+	Front + "/log/run", Front + "/run",
+	"run",
+}
+
+// SiteFiles returns a site's files, paths relative to the site: env/
+// (every default but FrontSettings), then the run files, the site's run
+// last. A front's files are under Front.
+func SiteFiles() []File {
+	var out []File
+	for _, f := range Files() {
+		name, ok := strings.CutPrefix(f.Path, "env/")
+		if ok && !slices.Contains(FrontSettings, name) {
+			out = append(out, f)
+		}
+	}
+	for _, p := range siteRunFiles {
+		out = append(out, File{p, 0755, read("site/" + p)})
 	}
 	return out
 }

@@ -1,12 +1,15 @@
 package service
 
 import (
+	"cmp"
 	"io/fs"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -36,6 +39,15 @@ func TestFilesAreTheFolder(t *testing.T) {
 	}
 	if fs := Files(); fs[len(fs)-1].Path != "run" {
 		t.Errorf("the last file is %s, want run (supervise starts it as it appears)", fs[len(fs)-1].Path)
+	}
+	// A site's run files are site/'s, at their paths in the site.
+	for _, f := range SiteFiles() {
+		if f.Mode == 0755 {
+			if _, dup := got["site/"+f.Path]; dup {
+				t.Errorf("site/%s twice", f.Path)
+			}
+			got["site/"+f.Path] = File{"site/" + f.Path, f.Mode, f.Data}
+		}
 	}
 	seen := map[string]bool{}
 	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
@@ -70,7 +82,7 @@ func TestFilesAreTheFolder(t *testing.T) {
 	}
 	for p := range got {
 		if !seen[p] {
-			t.Errorf("%s is in Files(), not in the folder", p)
+			t.Errorf("%s is in Files() or SiteFiles(), not in the folder", p)
 		}
 	}
 	for _, p := range beside {
@@ -99,13 +111,13 @@ func TestEnv(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"ACCOUNT", "LOGACCOUNT", "MODE", "IP", "PORT", "CONCURRENCY", "MEMLIMIT", "UIDRANGE",
-		"GOMAXPROCS", "IMAPD", "PROXYHEADER", "PROXYFROM", "SIGNER", "CERT_WARN_DAYS", "PATH"} {
+		"GOMAXPROCS", "IMAPD", "PROXYHEADER", "PROXYFROM", "SIGNER", "CERT_WARN_DAYS", "PATH", "LOGSIZE", "LOGCOUNT"} {
 		if !env[name] {
 			t.Errorf("env/%s missing", name)
 		}
 	}
 	variable := regexp.MustCompile(`\$\{?([A-Z][A-Z0-9_]*)`)
-	for _, f := range Files() {
+	for _, f := range append(Files(), SiteFiles()...) {
 		if f.Mode != 0755 {
 			continue
 		}
@@ -126,9 +138,17 @@ func TestEnv(t *testing.T) {
 // TestRunFiles: POSIX sh that parses; a service's run file sends its
 // errors to its log (exec 2>&1) and execs envdir; a log's run file does
 // not (its errors would feed its own input); the accounts come from env/,
-// never written into a run file.
+// never written into a run file. The same for a site's run files, but
+// for the site's own, which runs svscan, not an account's program.
 func TestRunFiles(t *testing.T) {
+	var all []File
 	for _, f := range Files() {
+		all = append(all, f)
+	}
+	for _, f := range SiteFiles() {
+		all = append(all, File{"site/" + f.Path, f.Mode, f.Data})
+	}
+	for _, f := range all {
 		if f.Mode != 0755 {
 			continue
 		}
@@ -156,7 +176,11 @@ func TestRunFiles(t *testing.T) {
 		}
 		account := `-u "$ACCOUNT"`
 		if isLog {
-			account = `setuidgid "$LOGACCOUNT" multilog t `
+			// every log keeps env/LOGCOUNT files of env/LOGSIZE bytes
+			account = `setuidgid "$LOGACCOUNT" multilog t s"$LOGSIZE" n"$LOGCOUNT" `
+		}
+		if f.Path == "site/run" {
+			account = "svscan ./service &"
 		}
 		if !strings.Contains(f.Data, account) {
 			t.Errorf("%s lacks %s", f.Path, account)
@@ -167,14 +191,103 @@ func TestRunFiles(t *testing.T) {
 	}
 }
 
-// TestFirewallNamesTheDefaultPorts: the nftables rule guards the ports
-// env/IMAPD's defaults connect to (imap-tls-conf writes 10110 for POP3).
+// TestFirewallNamesTheDefaultPorts: the default servers are one address
+// each on loopback (makesock connects to it: no socat), and the nftables
+// rule guards exactly their ports (imap-tls-conf writes POP3Server for
+// POP3).
 func TestFirewallNamesTheDefaultPorts(t *testing.T) {
 	rule, err := os.ReadFile("proxy-port.nft")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasSuffix(Default("IMAPD"), "TCP:127.0.0.1:10143") || !strings.Contains(string(rule), "tcp dport { 10143, 10110 }") {
-		t.Errorf("env/IMAPD %q and proxy-port.nft disagree:\n%s", Default("IMAPD"), rule)
+	var ports []string
+	for _, server := range []string{Default("IMAPD"), POP3Server} {
+		ap, err := netip.ParseAddrPort(server)
+		if err != nil || !ap.Addr().IsLoopback() || strings.Contains(server, " ") {
+			t.Errorf("default server %q: not one loopback address (%v)", server, err)
+			continue
+		}
+		ports = append(ports, strconv.Itoa(int(ap.Port())))
+	}
+	if want := "tcp dport { " + strings.Join(ports, ", ") + " }"; !strings.Contains(string(rule), want) {
+		t.Errorf("the default servers %q and proxy-port.nft disagree: no %q in\n%s", ports, want, rule)
+	}
+}
+
+// TestSiteFiles: a site's env/ is every default but the front's own
+// settings; each run file reads the site's env/ from where it lies (a
+// path up to the site's root: ../../env from service/MODE), and a front
+// and its log then their own env/; the site's run file stops svscan
+// first, then the services, then their logs.
+func TestSiteFiles(t *testing.T) {
+	env := map[string]bool{}
+	for _, f := range SiteFiles() {
+		if name, ok := strings.CutPrefix(f.Path, "env/"); ok {
+			env[name] = true
+			if slices.Contains(FrontSettings, name) {
+				t.Errorf("the site's env/ holds %s, a front's own setting", name)
+			}
+			continue
+		}
+		up := strings.Repeat("../", strings.Count(f.Path, "/"))
+		envdir := "exec envdir " + cmp.Or(up, "./") + "env "
+		if strings.HasPrefix(f.Path, Front+"/") {
+			envdir += "envdir " + strings.Repeat("../", strings.Count(strings.TrimPrefix(f.Path, Front+"/"), "/")) + "env "
+			envdir = strings.Replace(envdir, "envdir env ", "envdir ./env ", 1)
+		}
+		if !strings.Contains(f.Data, "\n"+envdir+"sh -") {
+			t.Errorf("%s does not read the site's settings as %q:\n%s", f.Path, envdir, f.Data)
+		}
+		for _, p := range regexp.MustCompile(`\.\./[^ ]*(?:jail|ssl/stunnel\.pem)`).FindAllString(f.Data, -1) {
+			if !strings.HasPrefix(p, up) || strings.Count(p, "../") != strings.Count(up, "../") {
+				t.Errorf("%s names %s, not the site's (%s)", f.Path, p, up)
+			}
+		}
+	}
+	for _, f := range Files() {
+		name, ok := strings.CutPrefix(f.Path, "env/")
+		if ok && !env[name] && !slices.Contains(FrontSettings, name) {
+			t.Errorf("the site's env/ lacks %s", name)
+		}
+	}
+	for _, name := range FrontSettings {
+		Default(name) // a default each, for the fronts
+	}
+	if last := SiteFiles()[len(SiteFiles())-1]; last.Path != "run" {
+		t.Errorf("the last file is %s, want the site's run", last.Path)
+	}
+	site := read("site/run")
+	order := []string{"svscan ./service &", `kill -TERM "$svscan"`, `wait "$svscan"`, "svc -dx ./service/*/\n",
+		"waitgone ./service/*/\n", "svc -dx ./service/*/log/\n", "waitgone ./service/*/log/\n", "exit 0", "trap stop TERM"}
+	at := 0
+	for _, s := range order {
+		i := strings.Index(site[at:], s)
+		if i < 0 {
+			t.Errorf("site/run: no %q after byte %d (want, in order: %q)", s, at, order)
+			break
+		}
+		at += i + len(s)
+	}
+}
+
+// lineBytes is a connection's line in the log as multilog keeps it: the
+// longest of stunnel-imap's info lines measured (service/README.md), with
+// its TAI64N label.
+const lineBytes = 320
+
+// TestLogRetention: env/LOGSIZE and env/LOGCOUNT are values multilog
+// takes, and keep at least 14 days at 10 connections a minute: right
+// after a rotation multilog holds LOGCOUNT-1 old files, each at least
+// LOGSIZE-2000 bytes (it ends a file at a line end within 2000 bytes of
+// the size), and an empty current.
+func TestLogRetention(t *testing.T) {
+	size, err1 := strconv.Atoi(Default("LOGSIZE"))
+	count, err2 := strconv.Atoi(Default("LOGCOUNT"))
+	if err1 != nil || err2 != nil || size < 4096 || size > 16777215 || count < 2 {
+		t.Fatalf("env/LOGSIZE %q env/LOGCOUNT %q: multilog takes s4096 to s16777215 and n2 or more", Default("LOGSIZE"), Default("LOGCOUNT"))
+	}
+	kept := (count - 1) * (size - 2000) / lineBytes
+	if want := 14 * 24 * 60 * 10; kept < want {
+		t.Errorf("env/LOGSIZE %d env/LOGCOUNT %d keep %d lines of %d bytes, want %d (14 days at 10 a minute)", size, count, kept, lineBytes, want)
 	}
 }

@@ -611,15 +611,13 @@ func TestServiceChain(t *testing.T) {
 	want := func(mode, ids string) string {
 		return strings.Join(strings.Fields(`
 tcpserver -R -H -l 0 -c 500 -v 0.0.0.0 143
-makesock
+makesock -c 127.0.0.1:10143
   makesock -d 4
     setuidgid-chroot -/ ./jail `+ids+`
       stunnel-imap -n `+mode+` -F 3 -K 4 -H
   -makesock_connect_to
     setuidgid-chroot -/ ./jail `+ids+` -o 3:./ssl/stunnel.pem
-      stunnel-imap-key -P 3
--makesock_connect_to
-  socat -lf /dev/null -t 5 STDIO,shut-down TCP:127.0.0.1:10143`), "\n") + "\n"
+      stunnel-imap-key -P 3`), "\n") + "\n"
 	}
 	for _, mode := range []string{"imap", "imap-", "imaps"} {
 		s := &harness.Service{Dir: dir}
@@ -672,7 +670,7 @@ func TestServiceConfRefuses(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, "imap-tls-conf: usage: imap-tls-conf [ -m mode ] acct logacct dir [ ip [ port ] ]\n"},
+		{nil, "imap-tls-conf: usage: imap-tls-conf [ -m mode[,mode...] ] acct logacct dir [ ip [ port ] ]\n"},
 		{[]string{"root", harness.ServiceLogAcct, svcDir}, "imap-tls-conf: fatal: acct root is root"},
 		{[]string{harness.ServiceAcct, "nosuchaccount", svcDir}, "imap-tls-conf: fatal: logacct nosuchaccount does not exist"},
 		{[]string{harness.ServiceAcct, harness.ServiceLogAcct, dir}, "imap-tls-conf: fatal: " + dir + " exists"},
