@@ -1,0 +1,196 @@
+package tests
+
+// A private network namespace for the tests that need the real ports
+// (143, 993, 110, 995 and Dovecot's 10143, 10110), addresses of their
+// own, or a firewall: nothing they do reaches the host's network or its
+// nftables. The tests of the shipped Dovecot drop-in and fail2ban jail
+// (dovecot_dropin_test.go, fail2ban_ban_test.go) run their services in
+// one.
+
+import (
+	"bufio"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"imap-tls/tests/harness"
+)
+
+// netNS is a network namespace held open by a sleeping process; its
+// commands run in it through nsenter.
+type netNS struct {
+	pid int // the holder, in the namespace
+}
+
+// startNetNS makes a network namespace with lo up and addrs (CIDR, e.g.
+// 192.0.2.5/32) added to lo. It goes when the test ends, with the last
+// process in it.
+func startNetNS(t *testing.T, addrs ...string) *netNS {
+	t.Helper()
+	harness.NeedRoot(t)
+	harness.Need(t, "unshare", "nsenter", "ip")
+	script := `set -e
+ip link set lo up
+for a; do ip addr add "$a" dev lo; done
+echo up
+exec sleep 3600`
+	cmd := exec.Command("unshare", append([]string{"-n", "sh", "-c", script, "sh"}, addrs...)...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr harness.LockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("unable to start unshare: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	up := make(chan string, 1)
+	go func() {
+		l, _ := bufio.NewReader(out).ReadString('\n')
+		up <- l
+	}()
+	select {
+	case l := <-up:
+		if l != "up\n" {
+			t.Fatalf("unable to set up a network namespace: %q %s", l, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no network namespace after 20 s: %s", stderr.String())
+	}
+	return &netNS{pid: cmd.Process.Pid}
+}
+
+// Command is args run in the namespace (nsenter execs args: the pid is
+// args[0]'s).
+func (n *netNS) Command(args ...string) *exec.Cmd {
+	return exec.Command("nsenter", append([]string{"-t", strconv.Itoa(n.pid), "-n", "--"}, args...)...)
+}
+
+// Run runs args in the namespace (60 s hang guard) and returns its
+// stdout, its stderr and its exit code; it fails the test when args
+// cannot run.
+func (n *netNS) Run(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	return harness.ExitCode(t, n.Command(args...))
+}
+
+// Listeners are the namespace's listening TCP sockets, "ADDR:PORT"
+// (IPv6 in brackets), from its /proc/PID/net/tcp and tcp6: without
+// connecting, which would start a session.
+func (n *netNS) Listeners() []string {
+	var out []string
+	for _, f := range []string{"tcp", "tcp6"} {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", n.pid, f))
+		for _, line := range strings.Split(string(b), "\n") {
+			fs := strings.Fields(line)
+			if len(fs) < 4 || fs[3] != "0A" {
+				continue
+			}
+			hexIP, hexPort, ok := strings.Cut(fs[1], ":")
+			raw, err := hex.DecodeString(hexIP)
+			port, err2 := strconv.ParseUint(hexPort, 16, 16)
+			if !ok || err != nil || err2 != nil || len(raw)%4 != 0 {
+				continue
+			}
+			// /proc prints the address as 32-bit words in host order
+			// (little-endian here).
+			for i := 0; i < len(raw); i += 4 {
+				raw[i], raw[i+1], raw[i+2], raw[i+3] = raw[i+3], raw[i+2], raw[i+1], raw[i]
+			}
+			out = append(out, net.JoinHostPort(net.IP(raw).String(), strconv.Itoa(int(port))))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Listening reports whether a socket listens on port in the namespace,
+// on any address.
+func (n *netNS) Listening(port int) bool {
+	for _, l := range n.Listeners() {
+		if strings.HasSuffix(l, ":"+strconv.Itoa(port)) {
+			return true
+		}
+	}
+	return false
+}
+
+// nsFront is one front to make with imap-tls-conf in a namespace.
+type nsFront struct {
+	Dir  string
+	Mode string
+	IP   string
+	Port int
+	Env  map[string]string // env/ files to write over imap-tls-conf's
+}
+
+// startFronts makes each front with imap-tls-conf (-m Mode, the test
+// accounts, Dir, IP, Port), puts pem in its ssl/stunnel.pem, writes its
+// Env, and runs svscan on them in the namespace, each front's log/ by
+// multilog into Dir/log/main/current as in production. It returns once
+// every front listens; at the end of the test the tree is taken down
+// (svscan, then svc -dx) and nothing may be left running.
+func startFronts(t *testing.T, n *netNS, pem string, fronts ...nsFront) *harness.SvscanTree {
+	t.Helper()
+	harness.Need(t, "svscan", "supervise", "svc", "multilog", "softlimit", "envdir", "setuidgid", "tcpserver")
+	harness.EnsureAccount(t, harness.ServiceAcct)
+	harness.EnsureAccount(t, harness.ServiceLogAcct)
+	key, err := os.ReadFile(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := harness.Bin(t, "imap-tls-conf")
+	tr := &harness.SvscanTree{Root: t.TempDir(), Out: &harness.LockedBuffer{}}
+	for i, f := range fronts {
+		out, err := exec.Command(conf, "-m", f.Mode, harness.ServiceAcct, harness.ServiceLogAcct, f.Dir, f.IP, strconv.Itoa(f.Port)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("imap-tls-conf -m %s ... %s: %v: %s", f.Mode, f.Dir, err, out)
+		}
+		if err := os.WriteFile(filepath.Join(f.Dir, "ssl", "stunnel.pem"), key, 0o400); err != nil {
+			t.Fatal(err)
+		}
+		s := &harness.Service{Dir: f.Dir, Port: f.Port, Mode: f.Mode}
+		for k, v := range f.Env {
+			s.WriteEnv(t, k, v)
+		}
+		if err := os.Symlink(f.Dir, filepath.Join(tr.Root, "front"+strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := f.Env["SIGNER"]; !ok || v != "" {
+			// the signer, a service of its own, linked beside its front
+			if err := os.Symlink(filepath.Join(f.Dir, "signer"), filepath.Join(tr.Root, "front"+strconv.Itoa(i)+"-signer")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tr.Services = append(tr.Services, s)
+	}
+	tr.Cmd = n.Command("svscan", tr.Root)
+	tr.Cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"}
+	tr.Cmd.Stdout, tr.Cmd.Stderr = tr.Out, tr.Out
+	tr.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	tr.Cmd.WaitDelay = time.Second
+	if err := tr.Cmd.Start(); err != nil {
+		t.Fatalf("unable to start svscan: %v", err)
+	}
+	t.Cleanup(func() { tr.Stop(t) })
+	for _, s := range tr.Services {
+		deadline := time.Now().Add(20 * time.Second)
+		for !n.Listening(s.Port) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not listening on port %d after 20 s; log:\n%s", s.Dir, s.Port, strings.Join(s.LogLines(t), "\n"))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return tr
+}
