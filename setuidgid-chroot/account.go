@@ -28,30 +28,70 @@ type entry struct {
 // lines, comments and NIS compat lines (+, -) are skipped; any other line
 // that does not have the right shape is an error, since a half-understood
 // account database is no base for dropping privilege.
+//
+// It runs once per connection: the fields are found in place, and only
+// each entry's name is copied (splitting every line into strings cost
+// more than the rest of the tool's own work).
 func parseDB(data []byte, file string, fields int) ([]entry, error) {
-	var out []entry
-	for n, raw := range bytes.Split(data, []byte("\n")) {
-		line := string(bytes.TrimSuffix(raw, []byte("\r")))
-		if line == "" || line[0] == '#' || line[0] == '+' || line[0] == '-' {
+	out := make([]entry, 0, bytes.Count(data, []byte("\n"))+1)
+	for n := 0; len(data) > 0 || n == 0; n++ {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 || line[0] == '#' || line[0] == '+' || line[0] == '-' {
 			continue
 		}
-		f := strings.Split(line, ":")
-		if len(f) != fields || f[0] == "" {
+		// where fields 0 to 3 start and end; k counts the fields
+		var start, end [4]int
+		k := 0
+		for i, from := 0, 0; i <= len(line); i++ {
+			if i < len(line) && line[i] != ':' {
+				continue
+			}
+			if k < len(start) {
+				start[k], end[k] = from, i
+			}
+			k++
+			from = i + 1
+		}
+		if k != fields || end[0] == 0 {
 			return nil, fmt.Errorf("malformed line %d in %s", n+1, file)
 		}
-		id, err := parseID(f[2])
-		if err != nil {
+		id, ok := parseIDBytes(line[start[2]:end[2]])
+		if !ok {
 			return nil, fmt.Errorf("malformed id on line %d in %s", n+1, file)
 		}
-		e := entry{name: f[0], id: id}
+		e := entry{name: string(line[:end[0]]), id: id}
 		if fields == 7 {
-			if e.gid, err = parseID(f[3]); err != nil {
+			if e.gid, ok = parseIDBytes(line[start[3]:end[3]]); !ok {
 				return nil, fmt.Errorf("malformed gid on line %d in %s", n+1, file)
 			}
 		}
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// parseIDBytes is parseID for a field in place: decimal digits only, at
+// most 4294967294.
+func parseIDBytes(b []byte) (uint32, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		if v = v*10 + uint64(c-'0'); v >= 0xffffffff {
+			return 0, false
+		}
+	}
+	return uint32(v), true
 }
 
 // parseID parses a decimal uid or gid. 4294967295 is (uid_t)-1, which the
