@@ -63,7 +63,12 @@ func main() {
 	if err == nil && print {
 		err = printChain(os.Stdout, chain)
 	} else if err == nil {
-		err = execChain(chain)
+		if ip, port, ok := chainAddress(chain); ok {
+			err = bindable(ip, port)
+		}
+		if err == nil {
+			err = execChain(chain)
+		}
 	}
 	logger.Exit(err)
 }
