@@ -20,6 +20,7 @@ import (
 	"imap-tls/internal/nodump"
 	"imap-tls/internal/opt"
 	"imap-tls/internal/seccomp"
+	"imap-tls/internal/suite"
 	"imap-tls/log"
 )
 
@@ -30,7 +31,8 @@ const (
 	// defaultMax bounds the proxies served at once (-c): one goroutine
 	// and one descriptor each, a few kB. Beyond it a proxy is refused
 	// (its connection ends with a log line) and the signer logs it.
-	defaultMax = 4096
+	// imap-tls-check holds env/CONCURRENCY to it.
+	defaultMax = suite.SignerMax
 	// drainWait is how long a signer whose file was replaced waits for
 	// the sessions in progress before it exits anyway.
 	drainWait = 2 * time.Second
