@@ -36,7 +36,7 @@ func TestChainAddress(t *testing.T) {
 			"stunnel-imap -n " + mode + " -F 3 -K 4 " + strings.Join(extra, " "),
 			"-makesock_connect_to",
 			"setuidgid-chroot -/ ./jail -r 5:6 -o 3:./ssl/stunnel.pem",
-			"stunnel-imap-key -P 3",
+			"stunnel-imap-key -P 3:./ssl/stunnel.pem",
 		}
 	}
 	signerSide := []string{

@@ -11,7 +11,7 @@
 //	      stunnel-imap -n MODE -F 3 -K 4 [proxy options]
 //	  -makesock_connect_to
 //	    setuidgid-chroot -/ JAIL IDS -o 3:PEM [-o 5:PEM2 ...]
-//	      stunnel-imap-key -P 3 [-P 5 ...]
+//	      stunnel-imap-key -P 3:PEM [-P 5:PEM2 ...]
 //	-makesock_connect_to IMAPD...
 //
 // With -s socket instead of -k, the keys are the signer's (a service of
@@ -65,6 +65,9 @@ func main() {
 	} else if err == nil {
 		if ip, port, ok := chainAddress(chain); ok {
 			err = bindable(ip, port)
+		}
+		if err == nil {
+			err = guard(os.Args[1:]) // with -H: the server's PROXY port kept to root (firewall.go)
 		}
 		if err == nil {
 			err = execChain(chain)
@@ -333,7 +336,7 @@ func (o *options) proxySide() []string {
 			fd = 4 + i // then 5, 6, ...: 4 stays free, as the pages have always shown it
 		}
 		c = append(c, "-o", strconv.Itoa(fd)+":"+p)
-		key = append(key, "-P", strconv.Itoa(fd))
+		key = append(key, "-P", strconv.Itoa(fd)+":"+p) // the file's name, for the key process's messages
 	}
 	return append(c, key...)
 }

@@ -81,7 +81,7 @@ func TestChain(t *testing.T) {
 			"stunnel-imap -n imap -F 3 -K 4",
 			"-makesock_connect_to",
 			"setuidgid-chroot -/ ./jail -r 2000000000:4194304 -o 3:./ssl/stunnel.pem",
-			"stunnel-imap-key -P 3",
+			"stunnel-imap-key -P 3:./ssl/stunnel.pem",
 			"-makesock_connect_to " + imapd,
 		}},
 		// imaps, the fixed account, SNI files, proxy and tcpserver
@@ -94,7 +94,7 @@ func TestChain(t *testing.T) {
 			"stunnel-imap -n imaps -F 3 -K 4 -T 5 -t 0.5 -A 60 -q",
 			"-makesock_connect_to",
 			"setuidgid-chroot -/ ./jail -u imaptls -o 3:./ssl/stunnel.pem -o 5:./ssl/mail.example.org.pem",
-			"stunnel-imap-key -P 3 -P 5",
+			"stunnel-imap-key -P 3:./ssl/stunnel.pem -P 5:./ssl/mail.example.org.pem",
 			"-makesock_connect_to imapd -x",
 		}},
 		{"-x -n imap- -r 5:6 -j ./jail -k ./ssl/stunnel.pem -v -- 0 143 imapd", []string{
@@ -105,7 +105,7 @@ func TestChain(t *testing.T) {
 			"stunnel-imap -n imap- -F 3 -K 4 -v",
 			"-makesock_connect_to",
 			"setuidgid-chroot -/ ./jail -r 5:6 -o 3:./ssl/stunnel.pem",
-			"stunnel-imap-key -P 3",
+			"stunnel-imap-key -P 3:./ssl/stunnel.pem",
 			"-makesock_connect_to imapd",
 		}},
 	} {

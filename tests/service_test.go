@@ -617,7 +617,7 @@ makesock -c 127.0.0.1:10143
       stunnel-imap -n `+mode+` -F 3 -K 4 -H
   -makesock_connect_to
     setuidgid-chroot -/ ./jail `+ids+` -o 3:./ssl/stunnel.pem
-      stunnel-imap-key -P 3`), "\n") + "\n"
+      stunnel-imap-key -P 3:./ssl/stunnel.pem`), "\n") + "\n"
 	}
 	for _, mode := range []string{"imap", "imap-", "imaps"} {
 		s := &harness.Service{Dir: dir}
