@@ -35,16 +35,29 @@ import (
 const synopsis = "[ -/ dir ] ( -u account | -U | -r base:count ) [ -o fd:path ]... [ -s fd:socket ]... [ -l fd:socket ]... prog [ arg ... ]"
 
 // One thread does every step that acts on credentials, and the exec: see
-// drop. Locking in init keeps main on the process's main thread (the
-// thread group leader), so the exec has no leader to take over either.
+// drop. The tool runs from init, not from main: the runtime runs every
+// init on the process's main thread (the thread group leader), with the
+// main goroutine locked to it, and unlocks it only before main.main
+// (runtime.main). So the whole drop and the exec happen on that one
+// thread, and the exec has no leader to take over, without
+// runtime.LockOSThread, which starts the runtime's template thread: one
+// more thread per run, about 28k instructions and a few page faults
+// (tests/bench/startcost.md). execFD checks that it is still the thread
+// that dropped the credentials, and refuses to exec otherwise.
 func init() {
-	runtime.LockOSThread()
-}
-
-func main() {
+	if testBinary {
+		return // go test: the tests call the functions themselves
+	}
 	l := log.New("setuidgid-chroot")
 	l.Exit(run(os.Args[1:]))
 }
+
+// testBinary is set by a variable's initializer in the tests, which runs
+// before any init function: the test binary must not run the tool.
+var testBinary bool
+
+// main is never reached: init has exec'd prog or exited.
+func main() {}
 
 // openSpec is one -o, -s or -l fd:path (kind is the option's letter:
 // kindOpen, kindConnect, kindListen).
@@ -181,6 +194,7 @@ func run(args []string) error {
 	if err := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{Cur: 0, Max: 0}); err != nil {
 		return log.Temp(err, "set core size limit to 0")
 	}
+	dropper := unix.Gettid()
 	if err := dropBounding(); err != nil {
 		return err
 	}
@@ -194,8 +208,9 @@ func run(args []string) error {
 		return log.Temp(err, "set no_new_privs")
 	}
 
-	// 6. Exec from the descriptor, environment unchanged.
-	return execFD(progFD, c.argv)
+	// 6. Exec from the descriptor, environment unchanged, on the thread
+	// that dropped the credentials.
+	return execFD(progFD, c.argv, dropper)
 }
 
 func findTarget(c *config) (target, error) {
@@ -532,9 +547,13 @@ func joinIDs(ids []uint32) string {
 	return strings.Join(s, ",")
 }
 
-// execFD is execveat(fd, "", argv, environ, AT_EMPTY_PATH); it returns
-// only on failure.
-func execFD(fd int, argv []string) error {
+// errThread says why execFD refused: credentials are per thread, and
+// prog would get those of the thread that execs.
+var errThread = errors.New("not on the thread that dropped privileges")
+
+// execFD is execveat(fd, "", argv, environ, AT_EMPTY_PATH) from thread
+// tid, the one that dropped the credentials; it returns only on failure.
+func execFD(fd int, argv []string, tid int) error {
 	cargv, err := cStrings(argv)
 	if err != nil {
 		return log.Perm(err, "run %s", argv[0])
@@ -544,6 +563,11 @@ func execFD(fd int, argv []string) error {
 		return log.Perm(err, "run %s", argv[0])
 	}
 	empty := []byte{0}
+	// Never seen: init runs locked to the main thread, and that lock is
+	// the guarantee; this check is the tripwire, should that ever change.
+	if unix.Gettid() != tid {
+		return log.Temp(errThread, "run %s", argv[0])
+	}
 	_, _, errno := unix.Syscall6(unix.SYS_EXECVEAT, uintptr(fd),
 		uintptr(unsafe.Pointer(&empty[0])),
 		uintptr(unsafe.Pointer(&cargv[0])),

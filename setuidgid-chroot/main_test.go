@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"imap-tls/log"
 )
 
@@ -272,9 +274,20 @@ func TestFindProg(t *testing.T) {
 // execveat; execFD says so, exit 100, before any system call. (The
 // environment cannot hold one: setenv refuses it.)
 func TestExecFDNul(t *testing.T) {
-	err := execFD(-1, []string{"prog", "a\x00b"})
+	err := execFD(-1, []string{"prog", "a\x00b"}, unix.Gettid())
 	var e *log.Error
 	if !errors.As(err, &e) || e.Code != log.ExitUsage || err.Error() != "unable to run prog: argument or environment holds a NUL byte" {
 		t.Errorf("execFD: %v, want exit 100 and unable to run prog: argument or environment holds a NUL byte", err)
+	}
+}
+
+// TestExecFDThread: execFD refuses to exec from any thread but the one
+// that dropped the credentials (the tripwire behind init's lock), exit
+// 111, before the exec.
+func TestExecFDThread(t *testing.T) {
+	err := execFD(-1, []string{"prog"}, unix.Gettid()+1)
+	var e *log.Error
+	if !errors.As(err, &e) || e.Code != log.ExitTemp || err.Error() != "unable to run prog: not on the thread that dropped privileges" {
+		t.Errorf("execFD: %v, want exit 111 and unable to run prog: not on the thread that dropped privileges", err)
 	}
 }
