@@ -1,0 +1,310 @@
+package tests
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"imap-tls/tests/harness"
+)
+
+// TestSite: a site made by `imap-tls-conf -m imap,imaps,pop3,pop3s`,
+// linked once into the directory of the real svscan, as an administrator
+// does (`ln -s /etc/imap-tls /etc/service/`), with test ports on
+// 127.0.0.1 instead of 143, 993, 110 and 995 (each front's env/PORT) and
+// a private Dovecot behind, reached as the site's default server is: one
+// address, Dovecot's haproxy listener (env/IMAPD), which makesock
+// connects to itself, with a PROXY header (env/PROXYHEADER yes).
+//
+//   - the one link brings up all four fronts and the signer, and each
+//     serves a login to a real client (Python's imaplib, poplib), with
+//     no socat in a session's chain and the client's address in
+//     Dovecot's log (rip=);
+//   - every log keeps env/LOGCOUNT files of env/LOGSIZE bytes;
+//   - svc -t of one front restarts only it: the other fronts', the
+//     signer's and the logs' pids stay the same;
+//   - svc -d of the link leaves no process of the site: none with its
+//     directory (or one below) as cwd in /proc, but the link's own
+//     supervise; svc -u brings it all back.
+func TestSite(t *testing.T) {
+	t.Parallel() // independent: own directories, ports, Dovecot and svscan
+	harness.NeedRoot(t)
+	harness.Need(t, "svscan", "supervise", "svc", "svok", "svstat", "multilog", "softlimit", "envdir", "setuidgid", "tcpserver",
+		"/usr/lib/dovecot/pop3-login")
+	harness.EnsureAccount(t, harness.ServiceAcct)
+	harness.EnsureAccount(t, harness.ServiceLogAcct)
+	conf := harness.Bin(t, "imap-tls-conf")
+	for _, p := range []string{"imap-tls-server", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key", "stunnel-imap-signer"} {
+		if filepath.Dir(harness.Bin(t, p)) != filepath.Dir(conf) {
+			t.Fatalf("%s is not next to imap-tls-conf", p)
+		}
+	}
+	dc := harness.StartDovecot(t)
+	haproxyPort := func(proto string) string {
+		b, err := os.ReadFile(filepath.Join(dc.Dir, proto+"-haproxy.port"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+
+	// Traversable by everyone down to the site, as /etc is.
+	top := t.TempDir()
+	for _, d := range []string{filepath.Dir(top), top} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	site := filepath.Join(top, "imap-tls")
+	if out, err := exec.Command(conf, "-m", "imap,imaps,pop3,pop3s", harness.ServiceAcct, harness.ServiceLogAcct, site, "127.0.0.1").CombinedOutput(); err != nil {
+		t.Fatalf("imap-tls-conf: %v: %s", err, out)
+	}
+	pem, ca := harness.WriteCert(t, top)
+	key, err := os.ReadFile(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(site, "ssl", "stunnel.pem"), key, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	fronts := map[string]*harness.Service{}
+	modes := []string{"imap", "imaps", "pop3", "pop3s"}
+	for _, m := range modes {
+		s := &harness.Service{Dir: filepath.Join(site, "service", m), Port: harness.Port(t), Mode: m}
+		proto := m[:4]
+		imapd, err := os.ReadFile(filepath.Join(s.Dir, "env", "IMAPD"))
+		if want := "127.0.0.1:10" + map[string]string{"imap": "143", "pop3": "110"}[proto] + "\n"; err != nil || string(imapd) != want {
+			t.Errorf("%s/env/IMAPD = %q, want the default %q", m, imapd, want)
+		}
+		s.WriteEnv(t, "PORT", strconv.Itoa(s.Port))
+		s.WriteEnv(t, "IMAPD", "127.0.0.1:"+haproxyPort(proto))
+		fronts[m] = s
+	}
+
+	// The one link, in the directory the real svscan scans.
+	root := filepath.Join(top, "service")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(root, "imap-tls")
+	if err := os.Symlink(site, link); err != nil {
+		t.Fatal(err)
+	}
+	svscan := exec.Command("svscan", root)
+	svscan.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"}
+	out := &harness.LockedBuffer{}
+	svscan.Stdout, svscan.Stderr = out, out
+	svscan.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	svscan.WaitDelay = time.Second
+	if err := svscan.Start(); err != nil {
+		t.Fatalf("unable to start svscan: %v", err)
+	}
+	pgid := svscan.Process.Pid
+	t.Cleanup(func() {
+		// svscan first, then the site (its run file stops what it started)
+		syscall.Kill(pgid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { svscan.Wait(); close(done) }()
+		<-done
+		exec.Command("svc", "-dx", link).Run()
+		deadline := time.Now().Add(20 * time.Second)
+		for len(harness.ProcessGroup(pgid, false)) > 0 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if left := harness.ProcessGroup(pgid, false); len(left) > 0 {
+			t.Errorf("processes left after svc -dx of the site: %s", harness.Describe(left))
+			syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+	})
+	for _, m := range modes {
+		fronts[m].WaitUp(t)
+	}
+	signer := filepath.Join(site, "service", "signer")
+	logs := func() string {
+		var all []string
+		for _, m := range modes {
+			all = append(all, m+": "+strings.Join(fronts[m].LogLines(t), "\n"))
+		}
+		b, _ := os.ReadFile(filepath.Join(signer, "log", "main", "current"))
+		return strings.Join(all, "\n") + "\nsigner: " + string(b) + "\nsvscan: " + out.String()
+	}
+
+	// Every front serves a login, to the real clients.
+	tr := &harness.SvscanTree{CA: ca, Dovecot: dc}
+	serve := func() {
+		t.Helper()
+		for _, m := range []string{"imap", "imaps"} {
+			tr.Python(t, fronts[m])
+		}
+		for m, how := range map[string]string{"pop3": "stls", "pop3s": "implicit"} {
+			r := harness.RunPoplib(t, fronts[m].Port, ca, how, logs)
+			if !strings.HasPrefix(r.Pass, "+OK") || r.Count < 3 || !strings.HasPrefix(r.Quit, "+OK") {
+				t.Errorf("poplib on %s: %+v", m, r)
+			}
+		}
+	}
+	serve()
+	for _, m := range modes {
+		fronts[m].WaitConnLines(t, 1)
+	}
+	harness.WaitDovecotLog(t, dc, `imap-login: Info: Login: user=<alice>.*rip=127\.0\.0\.1`)
+	harness.WaitDovecotLog(t, dc, `pop3-login: Info: Login: user=<alice>.*rip=127\.0\.0\.1`)
+	// The longest connection line, with its label: the arithmetic of
+	// env/LOGSIZE and env/LOGCOUNT in service/README.md.
+	longest := 0
+	for _, m := range modes {
+		for _, l := range fronts[m].LogLines(t) {
+			if harness.ConnLine.MatchString(l) {
+				longest = max(longest, len(l)+1)
+			}
+		}
+	}
+	t.Logf("the longest connection line in the logs: %d bytes with its newline", longest)
+
+	// A held session: makesock connects to Dovecot itself, no socat.
+	c := fronts["imaps"].Login(t, ca)
+	tcpserver := fronts["imaps"].Pid(t)
+	var chain []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		chain = nil
+		for _, p := range harness.Descendants(tcpserver) {
+			if st := harness.ProcStat(p); len(st) > 0 {
+				chain = append(chain, harness.Cmdline(p))
+			}
+		}
+		if len(chain) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if joined := strings.Join(chain, "\n"); !strings.Contains(joined, "stunnel-imap") || strings.Contains(joined, "socat") {
+		t.Errorf("a session's processes under tcpserver: want stunnel-imap and no socat:\n%s", joined)
+	}
+	c.Cmd("z", "LOGOUT")
+	c.Close()
+
+	// Every log keeps env/LOGCOUNT files of env/LOGSIZE bytes.
+	for _, d := range []string{fronts["imap"].Dir, fronts["pop3s"].Dir, signer} {
+		pid, err := svstatPid(filepath.Join(d, "log"))
+		if err != nil || pid == 0 {
+			t.Fatalf("%s/log: not up (%v)", d, err)
+		}
+		if argv := harness.ArgvOf(pid); len(argv) < 4 || argv[0] != "multilog" || argv[1] != "t" || argv[2] != "s16777215" || argv[3] != "n5" {
+			t.Errorf("%s/log runs %q, want multilog t s16777215 n5 ...", d, argv)
+		}
+	}
+
+	// svc -t of one front restarts it alone.
+	pids := map[string]int{}
+	for _, d := range append(siteDirs(site, modes), signer) {
+		pid, err := svstatPid(d)
+		if err != nil || pid == 0 {
+			t.Fatalf("%s: not up (%v)", d, err)
+		}
+		pids[d] = pid
+	}
+	fronts["imaps"].Restart(t)
+	for d, pid := range pids {
+		now, _ := svstatPid(d)
+		if d == fronts["imaps"].Dir {
+			if now == pid {
+				t.Errorf("svc -t %s: still pid %d", d, pid)
+			}
+			continue
+		}
+		if now != pid {
+			t.Errorf("svc -t of imaps changed %s: pid %d, now %d", d, pid, now)
+		}
+	}
+	tr.Python(t, fronts["imaps"])
+
+	// svc -d of the link: nothing of the site left, but the link's own
+	// supervise (its parent the svscan of /etc/service).
+	if out, err := exec.Command("svc", "-d", link).CombinedOutput(); err != nil {
+		t.Fatalf("svc -d %s: %v %s", link, err, out)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if pid, err := svstatPid(link); err == nil && pid == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("svc -d %s: still up after 30 s:\n%s", link, logs())
+		}
+	}
+	if left := siteProcesses(site, pgid); len(left) > 0 {
+		t.Errorf("svc -d of the site left: %s", strings.Join(left, "; "))
+	}
+	for _, m := range modes {
+		if harness.Listening(fronts[m].Port) {
+			t.Errorf("%s: port %d still listening after svc -d", m, fronts[m].Port)
+		}
+	}
+
+	// svc -u brings it all back.
+	if out, err := exec.Command("svc", "-u", link).CombinedOutput(); err != nil {
+		t.Fatalf("svc -u %s: %v %s", link, err, out)
+	}
+	for _, m := range modes {
+		fronts[m].WaitListening(t, fronts[m].Port, true)
+	}
+	serve()
+}
+
+// siteDirs are the services a site's svscan runs (its fronts) and
+// their logs.
+func siteDirs(site string, modes []string) []string {
+	var dirs []string
+	for _, m := range modes {
+		d := filepath.Join(site, "service", m)
+		dirs = append(dirs, d, filepath.Join(d, "log"))
+	}
+	return append(dirs, filepath.Join(site, "service", "signer", "log"))
+}
+
+// svstatPid is the pid svstat reports for dir, 0 when it is down.
+func svstatPid(dir string) (int, error) {
+	out, err := exec.Command("svstat", dir).CombinedOutput()
+	if err != nil {
+		return 0, err
+	}
+	_, rest, ok := strings.Cut(string(out), ": up (pid ")
+	if !ok {
+		return 0, nil
+	}
+	n, _ := strings.CutSuffix(strings.Fields(rest)[0], ")")
+	return strconv.Atoi(n)
+}
+
+// siteProcesses are the live processes whose working directory is site
+// or below it (/proc/PID/cwd), but the supervise of the link, which
+// svscan of pgid runs in site itself: each as "pid comm cwd".
+func siteProcesses(site string, pgid int) []string {
+	real, err := filepath.EvalSymlinks(site)
+	if err != nil {
+		real = site
+	}
+	var left []string
+	for _, pid := range harness.AllPids() {
+		cwd, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
+		if err != nil || (cwd != real && !strings.HasPrefix(cwd, real+"/")) {
+			continue
+		}
+		st := harness.ProcStat(pid)
+		if len(st) < 2 {
+			continue
+		}
+		comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+		name := strings.TrimSpace(string(comm))
+		if cwd == real && name == "supervise" && st[1] == strconv.Itoa(pgid) {
+			continue
+		}
+		left = append(left, strconv.Itoa(pid)+" "+name+" "+cwd+" ("+harness.Cmdline(pid)+")")
+	}
+	slices.Sort(left)
+	return left
+}
