@@ -45,20 +45,20 @@ func parseDB(data []byte, file string, fields int) ([]entry, error) {
 		if len(line) == 0 || line[0] == '#' || line[0] == '+' || line[0] == '-' {
 			continue
 		}
-		// where fields 0 to 3 start and end; k counts the fields
-		var start, end [4]int
-		k := 0
-		for i, from := 0, 0; i <= len(line); i++ {
-			if i < len(line) && line[i] != ':' {
-				continue
-			}
-			if k < len(start) {
-				start[k], end[k] = from, i
-			}
-			k++
-			from = i + 1
+		if bytes.Count(line, []byte(":"))+1 != fields {
+			return nil, fmt.Errorf("malformed line %d in %s", n+1, file)
 		}
-		if k != fields || end[0] == 0 {
+		// where fields 0 to 3 start and end (there are at least 4)
+		var start, end [4]int
+		for k, from := 0, 0; k < len(start); k++ {
+			i := bytes.IndexByte(line[from:], ':')
+			if i < 0 {
+				i = len(line) - from
+			}
+			start[k], end[k] = from, from+i
+			from += i + 1
+		}
+		if end[0] == 0 {
 			return nil, fmt.Errorf("malformed line %d in %s", n+1, file)
 		}
 		id, ok := parseIDBytes(line[start[2]:end[2]])

@@ -297,12 +297,16 @@ func readFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer unix.Close(fd)
-	var out []byte
 	// 4 KiB holds /etc/passwd on most machines in one read; a larger
 	// buffer would cost this short-lived process page faults, not reads.
-	buf := make([]byte, 4<<10)
+	// The reads go straight into the result: a buffer on the stack made
+	// the runtime grow (copy) the goroutine's stack on every run.
+	out := make([]byte, 0, 4<<10)
 	for {
-		n, err := unix.Read(fd, buf)
+		if len(out) == cap(out) {
+			out = slices.Grow(out, len(out))
+		}
+		n, err := unix.Read(fd, out[len(out):cap(out)])
 		if err == unix.EINTR {
 			continue
 		}
@@ -312,7 +316,7 @@ func readFile(path string) ([]byte, error) {
 		if n == 0 {
 			return out, nil
 		}
-		out = append(out, buf[:n]...)
+		out = out[:len(out)+n]
 		if len(out) > 64<<20 {
 			return nil, errors.New("file is larger than 64 MB")
 		}
