@@ -33,6 +33,7 @@ var cryptoAllowed = map[string]string{
 	"internal/certfile":              "the one certificate loader: parses chains and private keys",
 	"stunnel-imap-key":               "the key process: holds the keys it loads",
 	"stunnel-imap-signer":            "the signer: holds the keys it loads",
+	"imap-tls-check":                 "a TLS client, unverified, that reads the greeting through a running implicit-TLS front (live.go); it holds no key",
 	"internal/testkit":               "test support: makes certificates",
 	"internal/testkit/memscan":       "test support: finds a private key's bytes in a process's memory",
 	"internal/certfile/certfiletest": "test support: the loader's table of bad certificates",
