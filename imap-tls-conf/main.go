@@ -474,7 +474,8 @@ next:
    from certbot: cat fullchain.pem privkey.pem; then
      install -o root -g root -m 400 chain-and-key.pem %[1]s/ssl/stunnel.pem
    (renewals: service/certbot-deploy-hook, see service/README.md)
-2. point %[1]s/env/IMAPD at your stdio server (now: %[7]s)
+2. %[1]s/env/IMAPD names the server (now: %[7]s, Dovecot's haproxy
+   listener, see service/README.md): an address, or a stdio server's command
 3. check it: imap-tls-check %[1]s
 4. start it and its signer: ln -s %[1]s /etc/service/; ln -s %[1]s/signer /etc/service/%[11]s-signer
    (or in /service/, where svscan looks)
