@@ -16,7 +16,7 @@ import (
 
 // beside are the files an operator installs next to the service
 // directory, not in it: in this folder, not embedded.
-var beside = []string{"certbot-deploy-hook", "fail2ban/imap-tls.conf", "fail2ban/imap-tls.local", "proxy-port.nft"}
+var beside = []string{"certbot-deploy-hook", "dovecot/99-imap-tls.conf", "fail2ban/imap-tls.conf", "fail2ban/imap-tls.local", "proxy-port.nft"}
 
 // gitMode is a file's mode as git keeps it: executable or not.
 func gitMode(m fs.FileMode) fs.FileMode {
