@@ -33,9 +33,9 @@ import (
 func (c *checker) live() {
 	c.portAgrees()
 	c.memStarts()
-	front := c.svstat("svstat", c.dir, "")
+	front := c.svstat("svstat", c.dir)
 	if front.running {
-		c.svstat("svstat log/", c.path("log"), "the service's log: ")
+		c.svstat("svstat log/", c.path("log"))
 	}
 	if sock := c.env_["SIGNER"]; sock != "" {
 		c.signer(sock, front.running)
@@ -106,10 +106,10 @@ type svState struct {
 
 var svstatLine = regexp.MustCompile(`^[^:]*: (up \(pid (\d+)\) (\d+) seconds|down (\d+) seconds|supervise not running|unable to .*)`)
 
-// svstat runs daemontools' svstat on dir and reports it under what
-// (prefix before its words), an error when supervise runs and the
-// service is not up.
-func (c *checker) svstat(what, dir, prefix string) svState {
+// svstat runs daemontools' svstat on dir and reports it under what: an
+// error when supervise runs and the service is not up, a warning when
+// no supervise runs (not linked yet).
+func (c *checker) svstat(what, dir string) svState {
 	st := svState{dir: dir}
 	prog, err := check.LookPath("svstat", c.env_["PATH"])
 	if err != nil {
@@ -124,13 +124,13 @@ func (c *checker) svstat(what, dir, prefix string) svState {
 	m := svstatLine.FindStringSubmatch(text)
 	switch {
 	case m == nil || strings.HasPrefix(m[1], "unable") || m[1] == "supervise not running":
-		c.r.warn(what, "%s%s: supervise not running: link %s into /etc/service (svscan's directory) to run it; its live state is not checked", prefix, c.shown(dir), c.abs(dir))
+		c.r.warn(what, "supervise not running: link %s into /etc/service (svscan's directory) to run it; its live state is not checked", c.abs(dir))
 	case m[2] != "":
 		st.running, st.pid, st.seconds = true, atoi(m[2]), atoi(m[3])
-		c.r.ok(what, "%s%s", prefix, st.text)
+		c.r.ok(what, "%s", st.text)
 	default:
 		st.running, st.seconds = true, atoi(m[4])
-		c.r.failed(what, "%s%s: svc -u %s", prefix, st.text, c.abs(dir))
+		c.r.failed(what, "%s: svc -u %s", st.text, c.abs(dir))
 	}
 	return st
 }
@@ -164,9 +164,9 @@ func (c *checker) signer(sock string, frontRunning bool) {
 		path = c.path(path)
 	}
 	dir := filepath.Dir(path)
-	st := c.svstat("svstat signer", dir, "the signer: ")
+	st := c.svstat("svstat "+c.shown(dir)+"/", dir)
 	if st.running {
-		c.svstat("svstat signer log", filepath.Join(dir, "log"), "the signer's log: ")
+		c.svstat("svstat "+c.shown(dir)+"/log/", filepath.Join(dir, "log"))
 	}
 	notRunning := func(why string) {
 		fix := "link " + c.abs(dir) + " into /etc/service (or svc -u it)"
