@@ -124,8 +124,9 @@ func run(l *log.Logger, args []string, env []string) error {
 		return err
 	}
 	getenv := func(k string) string {
+		k += "="
 		for i := len(env) - 1; i >= 0; i-- {
-			if v, ok := strings.CutPrefix(env[i], k+"="); ok {
+			if v, ok := strings.CutPrefix(env[i], k); ok {
 				return v
 			}
 		}
@@ -137,7 +138,7 @@ func run(l *log.Logger, args []string, env []string) error {
 		return nil
 	}
 	deadline := time.Now().Add(o.timeout)
-	h, err := readHeader(fdReader(0, deadline))
+	h, err := readHeader(fdReader(0, deadline), fdPeek(0))
 	switch {
 	case errors.Is(err, io.EOF) && h.Version == 0:
 		return nil // closed before its first byte: a port probe, a check
@@ -240,8 +241,15 @@ func headerError(err error) string {
 // more bytes than proxyproto.Need says the header still needs: the
 // client's first bytes, maybe in the same segment, stay in the socket
 // for the next program. Version is 0 when not a byte came.
-func readHeader(read func([]byte) (int, error)) (proxyproto.Header, error) {
-	var b []byte
+//
+// peek, when not nil, copies into its argument what has arrived and not
+// been read yet, without taking it (fdPeek: MSG_PEEK on a socket). Then
+// as much of the header as has arrived is asked for at once (reach):
+// one read for a header that came in one segment, as a balancer sends
+// it, instead of a poll and a read for each byte of a v1 line, or three
+// for v2.
+func readHeader(read func([]byte) (int, error), peek func([]byte) int) (proxyproto.Header, error) {
+	var b, arrived []byte
 	for {
 		n, err := proxyproto.Need(b)
 		if err != nil {
@@ -254,6 +262,12 @@ func readHeader(read func([]byte) (int, error)) (proxyproto.Header, error) {
 			}
 			return h, err
 		}
+		if peek != nil {
+			if arrived == nil {
+				arrived = make([]byte, proxyproto.MaxV2)
+			}
+			n = reach(b, n, arrived[:peek(arrived)])
+		}
 		buf := make([]byte, n-len(b))
 		k, err := read(buf)
 		if k > len(buf) {
@@ -265,6 +279,42 @@ func readHeader(read func([]byte) (int, error)) (proxyproto.Header, error) {
 				return proxyproto.Header{Version: 1}, err
 			}
 			return proxyproto.Header{}, err
+		}
+	}
+}
+
+// reach is how many bytes of the header can be asked for now: b has
+// been read, Need asks for n in all, next has arrived after b. Need is
+// asked again of each longer prefix it would have asked for in turn, as
+// long as next holds it, so that the reads take exactly what a read of
+// n bytes at a time would take, and never a byte past the header's end
+// (nor past where Need finds it bad).
+func reach(b []byte, n int, next []byte) int {
+	c := append(b[:len(b):len(b)], next...)
+	for n <= len(c) {
+		m, err := proxyproto.Need(c[:n])
+		if err != nil || m == n {
+			break
+		}
+		n = m
+	}
+	return n
+}
+
+// fdPeek copies into b what has arrived on socket fd and is not read yet,
+// without taking it, and says how much; 0 when nothing has, and for
+// anything but a socket (a pipe, a file: read as it comes).
+func fdPeek(fd int) func([]byte) int {
+	return func(b []byte) int {
+		for {
+			n, _, err := unix.Recvfrom(fd, b, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil || n < 0 {
+				return 0
+			}
+			return n
 		}
 	}
 }
@@ -335,26 +385,22 @@ func setEnv(env []string, h proxyproto.Header) []string {
 	if !src.Is4() {
 		proto = "TCP6"
 	}
-	set := map[string]string{
-		"PROTO":         proto,
-		"TCPREMOTEIP":   src.String(),
-		"TCPREMOTEPORT": strconv.Itoa(int(h.Src.Port())),
-		"TCPLOCALIP":    dst.String(),
-		"TCPLOCALPORT":  strconv.Itoa(int(h.Dst.Port())),
-	}
-	drop := map[string]bool{"TCPREMOTEHOST": true, "TCPREMOTEINFO": true}
-	out := make([]string, 0, len(env)+len(set))
+	out := make([]string, 0, len(env)+5)
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
-		if _, ok := set[k]; ok || drop[k] {
+		switch k {
+		case "PROTO", "TCPREMOTEIP", "TCPREMOTEPORT", "TCPLOCALIP", "TCPLOCALPORT", // set below
+			"TCPREMOTEHOST", "TCPREMOTEINFO": // dropped: they were the balancer's
 			continue
 		}
 		out = append(out, kv)
 	}
-	for _, k := range []string{"PROTO", "TCPREMOTEIP", "TCPREMOTEPORT", "TCPLOCALIP", "TCPLOCALPORT"} {
-		out = append(out, k+"="+set[k])
-	}
-	return out
+	return append(out,
+		"PROTO="+proto,
+		"TCPREMOTEIP="+src.String(),
+		"TCPREMOTEPORT="+strconv.Itoa(int(h.Src.Port())),
+		"TCPLOCALIP="+dst.String(),
+		"TCPLOCALPORT="+strconv.Itoa(int(h.Dst.Port())))
 }
 
 func execChild(child []string, env []string) error {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,9 +31,12 @@ type exact struct {
 	in    []byte
 	taken int
 	chunk int // at most this many bytes per read (0: no limit)
+	ahead int // peek sees at most this many bytes past taken (0: all)
+	reads int
 }
 
 func (e *exact) read(b []byte) (int, error) {
+	e.reads++
 	if e.taken == len(e.in) {
 		return 0, io.EOF
 	}
@@ -43,6 +47,15 @@ func (e *exact) read(b []byte) (int, error) {
 	n = copy(b[:n], e.in[e.taken:])
 	e.taken += n
 	return n, nil
+}
+
+// peek copies what has arrived past what was taken, as MSG_PEEK does.
+func (e *exact) peek(b []byte) int {
+	rest := e.in[e.taken:]
+	if e.ahead > 0 && len(rest) > e.ahead {
+		rest = rest[:e.ahead]
+	}
+	return copy(b, rest)
 }
 
 func v2(t testing.TB, h proxyproto.Header) []byte {
@@ -63,13 +76,24 @@ func TestReadHeaderExact(t *testing.T) {
 			TLVs: []proxyproto.TLV{proxyproto.SSL(proxyproto.ClientSSL, 0)}}),
 	} {
 		for _, chunk := range []int{0, 1, 7} {
-			e := &exact{in: append(append([]byte(nil), hdr...), client...), chunk: chunk}
-			h, err := readHeader(e.read)
-			if err != nil || h.Local {
-				t.Fatalf("%q: %+v %v", hdr, h, err)
-			}
-			if e.taken != len(hdr) {
-				t.Errorf("%q chunk %d: took %d bytes, the header has %d", hdr, chunk, e.taken, len(hdr))
+			// without peeking, peeking at all that came, at 5 bytes of it
+			for _, ahead := range []int{-1, 0, 5} {
+				e := &exact{in: append(append([]byte(nil), hdr...), client...), chunk: chunk, ahead: ahead}
+				peek := e.peek
+				if ahead < 0 {
+					peek = nil
+				}
+				h, err := readHeader(e.read, peek)
+				if err != nil || h.Local {
+					t.Fatalf("%q: %+v %v", hdr, h, err)
+				}
+				if e.taken != len(hdr) {
+					t.Errorf("%q chunk %d ahead %d: took %d bytes, the header has %d", hdr, chunk, ahead, e.taken, len(hdr))
+				}
+				// what arrived whole is read in one go
+				if chunk == 0 && ahead == 0 && e.reads != 1 {
+					t.Errorf("%q: %d reads with the whole header there, want 1", hdr, e.reads)
+				}
 			}
 		}
 	}
@@ -87,9 +111,20 @@ func FuzzReadHeader(f *testing.F) {
 			chunk = -chunk
 		}
 		e := &exact{in: in, chunk: chunk}
-		h, err := readHeader(e.read)
+		h, err := readHeader(e.read, nil)
 		if e.taken > proxyproto.MaxV2 {
 			t.Fatalf("took %d bytes", e.taken)
+		}
+		// peeking changes how many reads, never what is said, nor what
+		// a header that is accepted takes (a refused one may take a few
+		// bytes more or less: the connection is closed then)
+		for _, ahead := range []int{0, chunk%9 + 1} {
+			p := &exact{in: in, chunk: chunk, ahead: ahead}
+			hp, errp := readHeader(p.read, p.peek)
+			if (err == nil) != (errp == nil) || err != nil && (headerError(err) != headerError(errp) || errp.Error() != err.Error()) ||
+				!reflect.DeepEqual(hp, h) || err == nil && p.taken != e.taken {
+				t.Fatalf("peeking %d ahead: took %d, %+v, %v; without: took %d, %+v, %v", ahead, p.taken, hp, errp, e.taken, h, err)
+			}
 		}
 		if err != nil {
 			return
