@@ -154,10 +154,10 @@ func TestDovecotDropInConfig(t *testing.T) {
 // directory, a passwd-file user, Maildir) runs in a network namespace
 // of its own, listening on 143, 993, 110 and 995; the drop-in goes in
 // by the documented one-liner (install, doveadm reload), after which
-// Dovecot listens only on 127.0.0.1:10143 and 127.0.0.1:10110. Four
-// fronts made by imap-tls-conf with their defaults (env/IMAPD to
-// those ports, PROXYHEADER yes, the signer) serve 143, 993, 110 and
-// 995 there: curl logs in on each from 192.0.2.5 under Debian's
+// Dovecot listens only on 127.0.0.1:10143 and 127.0.0.1:10110. A site
+// made by imap-tls-conf -m imap,imaps,pop3,pop3s with its defaults
+// (env/IMAPD those ports, PROXYHEADER yes, the signer) serves 143, 993,
+// 110 and 995 there: curl logs in on each from 192.0.2.5 under Debian's
 // disable_plaintext_auth = yes, and Dovecot logs rip=192.0.2.5 and
 // secured for IMAP and POP3. A header without the TLS flag gets
 // LOGINDISABLED and its LOGIN refused: the flag is what lets the
@@ -272,16 +272,7 @@ userdb {
 	checkDropInSettings(t, doveconfAll(t, conf))
 
 	pem, ca := harness.WriteCert(t, t.TempDir(), "192.0.2.1")
-	site := filepath.Join(dir, "site")
-	var fronts []nsFront
-	for _, f := range []struct {
-		mode string
-		port int
-	}{{"imap", 143}, {"imaps", 993}, {"pop3", 110}, {"pop3s", 995}} {
-		fronts = append(fronts, nsFront{Dir: filepath.Join(site, f.mode), Mode: f.mode, IP: "0", Port: f.port})
-	}
-	os.Mkdir(site, 0o755)
-	startFronts(t, n, pem, fronts...)
+	startSite(t, n, pem, filepath.Join(dir, "imap-tls"), []string{"imap", "imaps", "pop3", "pop3s"}, nil, nil)
 	for _, url := range []string{"imap://192.0.2.1:143/", "imaps://192.0.2.1:993/", "pop3://192.0.2.1:110/", "pop3s://192.0.2.1:995/"} {
 		out, errOut, code := n.Run(t, "curl", "-sS", "--max-time", "20", "--ssl-reqd", "--cacert", ca,
 			"--interface", "192.0.2.5", "-u", "alice:secret", url)

@@ -70,24 +70,26 @@ func f2bConf(t *testing.T, root string) string {
 // TestFail2banJailLogpath: the jail, read by Debian's fail2ban-client
 // (its -d dump, no server), enables imap-tls with the shipped filter,
 // nftables-multiport on 143, 993, 110 and 995, loopback ignored, and
-// finds the log of every front whatever the site's layout: a site that
-// is one service (DIR/log/main/current), a site with a front per
-// subdirectory (DIR/FRONT/log/main/current), and sites made as several
-// directories (/etc/imap-tls-993); not a log of another program.
+// finds the log of every front whatever the layout: a site (a log per
+// front, SITE/service/MODE/log/main/current) and service directories of
+// one mode each (DIR/log/main/current, as /etc/imap-tls-993); no other
+// file.
 func TestFail2banJailLogpath(t *testing.T) {
 	harness.Need(t, "fail2ban-client")
 	root := t.TempDir()
 	want := []string{
-		"etc/imap-tls/log/main/current",
-		"etc/imap-tls/imap/log/main/current",
-		"etc/imap-tls/pop3s/log/main/current",
-		"etc/imap-tls/signer/log/main/current", // matched, never a match of the filter
+		"etc/imap-tls/service/imap/log/main/current",
+		"etc/imap-tls/service/imaps/log/main/current",
+		"etc/imap-tls/service/pop3/log/main/current",
+		"etc/imap-tls/service/pop3s/log/main/current",
+		"etc/imap-tls/service/signer/log/main/current", // read, never a match of the filter
 		"etc/imap-tls-993/log/main/current",
-		"etc/imap-tls-995/pop3s/log/main/current",
+		"etc/imap-tls-pop3s/log/main/current",
 	}
 	other := []string{
-		"etc/imap-tls/log/main/@400000006752b3e00c1e2a34.s", // multilog's rotated files: read before they went
-		"etc/imap-tls/imap/env/PORT",
+		"etc/imap-tls/service/imap/log/main/@400000006752b3e00c1e2a34.s", // multilog's old files: read while they were current
+		"etc/imap-tls/service/imap/env/PORT",
+		"etc/imap-tls-993/signer/log/main/current", // the signer of one mode's directory: never a match
 		"etc/dovecot/log/main/current",
 	}
 	for _, f := range append(append([]string{}, want...), other...) {
@@ -134,10 +136,10 @@ func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }
 
 // TestFail2banBan: a real ban, everything in a network namespace of its
 // own (nothing on the host's firewall). A site of two fronts made by
-// imap-tls-conf and run by svscan there, STARTTLS on 143 (the site's own
-// directory) and implicit TLS on 993 (a front in a subdirectory), each
-// logged by multilog as in production, in front of a private Dovecot
-// that refuses wrong passwords; Debian's fail2ban-server runs there
+// imap-tls-conf (-m imap,imaps) and run by svscan there through one
+// link, STARTTLS on 143 and implicit TLS on 993, each logged by multilog
+// as in production, in front of a private Dovecot that refuses wrong
+// passwords; Debian's fail2ban-server runs there
 // with the shipped jail and filter (only the log paths moved under the
 // test's directory). Clients come from addresses of their own on lo:
 // 127.0.0.1 fails five times and is ignored (ignoreip); 192.0.2.5 fails
@@ -162,10 +164,9 @@ func TestFail2banBan(t *testing.T) {
 	}
 	site := filepath.Join(root, "etc", "imap-tls")
 	pem, ca := harness.WriteCert(t, t.TempDir(), "192.0.2.1", "127.0.0.1")
-	env := map[string]string{"IMAPD": strings.Join(dc.LoginCmd(), " "), "PROXYHEADER": ""}
-	startFronts(t, n, pem,
-		nsFront{Dir: site, Mode: "imap", IP: "0", Port: 143, Env: env},
-		nsFront{Dir: filepath.Join(site, "imaps"), Mode: "imaps", IP: "0", Port: 993, Env: env})
+	// Dovecot's login service on its unix socket (no PROXY header: the
+	// client's address is not what this test is about)
+	startSite(t, n, pem, site, []string{"imap", "imaps"}, map[string]string{"PROXYHEADER": ""}, map[string]string{"IMAPD": dc.Socket})
 
 	conf := f2bConf(t, root)
 	var f2bOut harness.LockedBuffer
@@ -250,13 +251,13 @@ func TestFail2banBan(t *testing.T) {
 		c.Stdin = strings.NewReader("a LOGIN alice secret\r\nb LOGOUT\r\n")
 		out, err := harness.RunBounded(t, c, 30*time.Second)
 		if err != nil || !strings.Contains(string(out), "a NO [PRIVACYREQUIRED]") {
-			t.Fatalf("plaintext LOGIN from %s: %v: %q", src, err, out)
+			t.Fatalf("plaintext LOGIN from %s: %v: %q; log:\n%s", src, err, out, strings.Join((&harness.Service{Dir: filepath.Join(site, "service", "imap")}).LogLines(t), "\n"))
 		}
 	}
 	lines := func(re string) int {
 		rx := regexp.MustCompile(re)
 		n := 0
-		for _, d := range []string{site, filepath.Join(site, "imaps")} {
+		for _, d := range []string{filepath.Join(site, "service", "imap"), filepath.Join(site, "service", "imaps")} {
 			s := &harness.Service{Dir: d}
 			for _, l := range s.LogLines(t) {
 				if rx.MatchString(l) {

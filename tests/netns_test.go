@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -188,6 +189,84 @@ func startFronts(t *testing.T, n *netNS, pem string, fronts ...nsFront) *harness
 		for !n.Listening(s.Port) {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: not listening on port %d after 20 s; log:\n%s", s.Dir, s.Port, strings.Join(s.LogLines(t), "\n"))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return tr
+}
+
+// siteFrontPorts are the standard ports of a site's fronts.
+var siteFrontPorts = map[string]int{"imap": 143, "imaps": 993, "pop3": 110, "pop3s": 995}
+
+// startSite makes a site with imap-tls-conf -m MODES (the test
+// accounts, site, every address), puts pem in its ssl/stunnel.pem,
+// writes env into the site's env/ and frontEnv into each front's, and
+// runs svscan in the namespace on one link to it, as production does
+// (`ln -s /etc/imap-tls /etc/service/`): the site's run file starts its
+// fronts on their standard ports, the signer and their logs by multilog
+// (SITE/service/MODE/log/main/current). It returns once every front
+// listens; at the end of the test the tree is taken down (svscan, then
+// svc -dx of the link: the site's run file stops the rest) and nothing
+// may be left running.
+func startSite(t *testing.T, n *netNS, pem, site string, modes []string, env, frontEnv map[string]string) *harness.SvscanTree {
+	t.Helper()
+	harness.Need(t, "svscan", "supervise", "svc", "svok", "multilog", "softlimit", "envdir", "setuidgid", "tcpserver")
+	harness.EnsureAccount(t, harness.ServiceAcct)
+	harness.EnsureAccount(t, harness.ServiceLogAcct)
+	key, err := os.ReadFile(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(harness.Bin(t, "imap-tls-conf"), "-m", strings.Join(modes, ","), harness.ServiceAcct, harness.ServiceLogAcct, site, "0").CombinedOutput()
+	if err != nil {
+		t.Fatalf("imap-tls-conf -m %s ... %s: %v: %s", strings.Join(modes, ","), site, err, out)
+	}
+	if err := os.WriteFile(filepath.Join(site, "ssl", "stunnel.pem"), key, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	s := &harness.Service{Dir: site}
+	for k, v := range env {
+		s.WriteEnv(t, k, v)
+	}
+	for _, m := range modes {
+		f := &harness.Service{Dir: filepath.Join(site, "service", m)}
+		for k, v := range frontEnv {
+			f.WriteEnv(t, k, v)
+		}
+	}
+	tr := &harness.SvscanTree{Root: t.TempDir(), Out: &harness.LockedBuffer{}, Services: []*harness.Service{s}}
+	if err := os.Symlink(site, filepath.Join(tr.Root, filepath.Base(site))); err != nil {
+		t.Fatal(err)
+	}
+	tr.Cmd = n.Command("svscan", tr.Root)
+	tr.Cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"}
+	tr.Cmd.Stdout, tr.Cmd.Stderr = tr.Out, tr.Out
+	tr.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	tr.Cmd.WaitDelay = time.Second
+	if err := tr.Cmd.Start(); err != nil {
+		t.Fatalf("unable to start svscan: %v", err)
+	}
+	t.Cleanup(func() { tr.Stop(t) })
+	for _, m := range modes {
+		port := siteFrontPorts[m]
+		deadline := time.Now().Add(20 * time.Second)
+		for !n.Listening(port) {
+			if time.Now().After(deadline) {
+				f := &harness.Service{Dir: filepath.Join(site, "service", m)}
+				t.Fatalf("%s: not listening on port %d after 20 s; log:\n%s\nsvscan:\n%s", f.Dir, port, strings.Join(f.LogLines(t), "\n"), tr.Out.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// The fronts listen before the signer may be ready: a connection
+	// then finds no signer and is closed.
+	if v, ok := env["SIGNER"]; !ok || v != "" {
+		signer := &harness.Service{Dir: filepath.Join(site, "service", "signer")}
+		deadline := time.Now().Add(20 * time.Second)
+		for !slices.ContainsFunc(signer.LogLines(t), func(l string) bool { return strings.Contains(l, "stunnel-imap-signer: info: ready") }) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the site's signer is not ready after 20 s; log:\n%s", strings.Join(signer.LogLines(t), "\n"))
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
