@@ -35,7 +35,7 @@ func (c *checker) live() {
 	c.memStarts()
 	front := c.svstat("svstat", c.dir)
 	if front.running {
-		c.svstat("svstat log/", c.path("log"))
+		c.svstat("log/", c.path("log"))
 	}
 	if sock := c.env_["SIGNER"]; sock != "" {
 		c.signer(sock, front.running)
@@ -158,15 +158,15 @@ func (c *checker) abs(dir string) string {
 // signer's first frame (ready) read, then the channel closed before any
 // request, which the signer ends quietly (keyproto.Gone: no log line).
 func (c *checker) signer(sock string, frontRunning bool) {
-	const what = "signer"
+	const what = "env/SIGNER"
 	path := sock
 	if !filepath.IsAbs(path) {
 		path = c.path(path)
 	}
 	dir := filepath.Dir(path)
-	st := c.svstat("svstat "+c.shown(dir)+"/", dir)
+	st := c.svstat(c.shown(dir)+"/", dir)
 	if st.running {
-		c.svstat("svstat "+c.shown(dir)+"/log/", filepath.Join(dir, "log"))
+		c.svstat(c.shown(dir)+"/log/", filepath.Join(dir, "log"))
 	}
 	notRunning := func(why string) {
 		fix := "link " + c.abs(dir) + " into /etc/service (or svc -u it)"
@@ -184,7 +184,7 @@ func (c *checker) signer(sock string, frontRunning bool) {
 	}
 	switch st, why := probeSigner(path, c.timeout); st {
 	case signerAnswers:
-		c.r.ok(what, "answers on %s", sock)
+		c.r.ok(what, "the signer answers on %s", sock)
 	case signerAbsent:
 		notRunning(why)
 	case signerNotSocket:
@@ -248,24 +248,37 @@ func (c *checker) listens(front svState) bool {
 	}
 	what := "env/PORT"
 	addr := hostPort(ip, port)
-	ls, err := portholder.Holding(ip, port)
-	if err != nil {
-		c.r.failed(what, "unable to read the listening sockets: %s", log.Reason(err))
-		return false
-	}
 	var others []portholder.Listener
 	ours := 0
-	for _, l := range ls {
-		mine := false
-		for _, p := range l.Procs {
-			if front.pid != 0 && (p.Pid == front.pid || parentOf(p.Pid) == front.pid) {
-				mine = true
+	// A service just started (svc -t, a restart after a failure) may
+	// not listen yet: while svstat says up and nothing holds the
+	// address, look again for up to -t's time, with svstat's new pid.
+	for deadline := time.Now().Add(c.timeout); ; {
+		ls, err := portholder.Holding(ip, port)
+		if err != nil {
+			c.r.failed(what, "unable to read the listening sockets: %s", log.Reason(err))
+			return false
+		}
+		others, ours = nil, 0
+		for _, l := range ls {
+			mine := false
+			for _, p := range l.Procs {
+				if front.pid != 0 && (p.Pid == front.pid || parentOf(p.Pid) == front.pid) {
+					mine = true
+				}
+			}
+			if mine {
+				ours++
+			} else {
+				others = append(others, l)
 			}
 		}
-		if mine {
-			ours++
-		} else {
-			others = append(others, l)
+		if len(ls) > 0 || front.pid == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+		if now := svstatOf(front.dir); now.pid != 0 {
+			front.pid = now.pid
 		}
 	}
 	switch {
