@@ -180,7 +180,7 @@ func svstatOf(dir string) svState {
 	if m := svstatLine.FindStringSubmatch(text); m != nil && m[2] != "" {
 		st.running, st.pid, st.seconds = true, atoi(m[2]), atoi(m[3])
 	}
-	if strings.Contains(st.text, "unable to chdir") || strings.Contains(st.text, "supervise not running") {
+	if strings.Contains(st.text, "unable to chdir") || strings.Contains(st.text, "unable to open supervise/ok") || strings.Contains(st.text, "supervise not running") {
 		st.text = "supervise not running"
 	}
 	return st
