@@ -19,8 +19,9 @@
 #   sh tests/bench/startcost.sh [ program ... ]     (as root; a table on stdout)
 #
 # Each program runs as the chain runs it (imap-tls-server -x prints the
-# chain), with GOMAXPROCS=1 as env/GOMAXPROCS sets it, and stops where its
-# step ends:
+# chain), in a connection's environment (service/env's variables, as
+# envdir sets them, and tcpserver's; GOMAXPROCS=1 among them), and stops
+# where its step ends:
 #
 #   floor              a static Go program whose main only execs: what
 #                      the runtime alone costs
@@ -182,7 +183,20 @@ done
 
 printf 'PROXY TCP4 192.0.2.1 192.0.2.2 40000 143\r\n' >"$work/header"
 
-export GOMAXPROCS=1 TCPREMOTEIP=127.0.0.1 TCPREMOTEPORT=40000 TCPLOCALIP=127.0.0.1 TCPLOCALPORT=143 PROTO=TCP
+# The environment of every measured program is a connection's in the
+# service, nothing of the caller's: envdir's (service/env as shipped:
+# the first line of each file, an empty file unsets) and tcpserver's.
+# Its size counts: each variable costs a Go program about 3k
+# instructions (the runtime's copy, the os package's map, the exec).
+for v in $(env | sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p'); do
+	[ "$v" = PATH ] || unset "$v" 2>/dev/null || :
+done
+for f in service/env/*; do
+	v=$(sed -n '1{s/[[:space:]]*$//;p;}' "$f")
+	[ -n "$v" ] && export "${f##*/}=$v"
+done
+export PROTO=TCP TCPLOCALIP=127.0.0.1 TCPLOCALPORT=143 TCPLOCALHOST=0 TCPREMOTEIP=127.0.0.1 TCPREMOTEPORT=40000
+[ "$GOMAXPROCS" = 1 ] || die "service/env/GOMAXPROCS is not 1: the figures assume it"
 
 # cmd NAME: the command line of a measure, with $B the binaries' folder
 cmd() {
