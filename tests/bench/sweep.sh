@@ -331,6 +331,10 @@ if [ -f tests/bench/analysis-signer.md ]; then
 	echo
 	cat tests/bench/analysis-signer.md
 fi
+if [ -f tests/bench/startcost.md ]; then
+	echo
+	cat tests/bench/startcost.md # sh tests/bench/startcost.sh's figures, by hand
+fi
 echo
 echo "Reproduce: \`sh tests/bench/sweep.sh DIR >section.md\` (as root, after \`sh redo.do\`); SWEEP_ROUNDS,"
 echo "SWEEP_SECS, SWEEP_LEVELS, SWEEP_HELD, SWEEP_SYSTEMS as in its header. The signer's log of this run:"
