@@ -106,6 +106,8 @@ func TestBenchLoadgenRefuses(t *testing.T) {
 		{"-a", "127.0.0.1:1", "-d", "1s", "-n", "3"},
 		{"-a", "127.0.0.1:1", "-c", "0"},
 		{"-a", "127.0.0.1:1", "-hold", "1", "-holdat", "greeting"},
+		// SELECT is IMAP's: a POP3 session has no mailbox to open
+		{"-a", "127.0.0.1:1", "-pop3", "-hold", "1", "-holdat", "select"},
 	} {
 		_, errOut, code := harness.ExitCode(t, exec.Command(lg, args...))
 		if code != 100 || !strings.Contains(errOut, "loadgen: usage: loadgen -a host:port") {
@@ -348,11 +350,13 @@ func TestBenchRound(t *testing.T) {
 	}
 }
 
-// TestBenchScript runs bench.sh itself in its quick mode on two systems
-// and checks the report it writes.
+// TestBenchScript runs bench.sh itself in its quick mode on two systems,
+// and on two of issue 20's (tests/bench/dovecot-tls.sh: Dovecot's own
+// STARTTLS and imap-tls in front of the same Dovecot), and checks the
+// report it writes.
 func TestBenchScript(t *testing.T) {
 	harness.NeedRoot(t)
-	harness.Need(t, "tcpserver", "openssl", "go")
+	harness.Need(t, "tcpserver", "openssl", "go", "dovecot", "doveadm", "socat", "python3")
 	binDir := filepath.Dir(harness.Bin(t, "imap-tls-server"))
 	for _, p := range []string{"makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key", "stunnel-imap-signer"} {
 		harness.Bin(t, p)
@@ -360,7 +364,7 @@ func TestBenchScript(t *testing.T) {
 	harness.EnsureAccount(t, "imaptls")
 	report := filepath.Join(t.TempDir(), "BENCHMARKS.md")
 	cmd := exec.Command("sh", filepath.Join(harness.RepoRoot(t), "tests/bench/bench.sh"))
-	cmd.Env = append(os.Environ(), "BENCH_QUICK=1", "BENCH_OUT="+report, "BENCH_SYSTEMS=plain chain-starttls", "IMAPTLS_BIN="+binDir)
+	cmd.Env = append(os.Environ(), "BENCH_QUICK=1", "BENCH_OUT="+report, "BENCH_SYSTEMS=plain chain-starttls dovecot-starttls tls-dovecot-starttls", "IMAPTLS_BIN="+binDir)
 	_, errOut, code := harness.ExitCode(t, cmd)
 	if code != 0 {
 		t.Fatalf("bench.sh exited %d: %s", code, errOut)
@@ -382,14 +386,52 @@ func TestBenchScript(t *testing.T) {
 		"chain-starttls (starttls): imap-tls-server -1 -c 200 -b 100 -n imap -r 2000000000:4194304 -j $W/jail -s $W/signer/socket 127.0.0.1 0 $W/fakeimapd -s 1M\n",
 		"\ntcpserver -R -H -l 0 -c 200 -b 100 -1 127.0.0.1 0 makesock setuidgid-chroot -/ $W/jail -r 2000000000:4194304 -s 4:$W/signer/socket stunnel-imap -n imap -F 3 -K 4 -makesock_connect_to $W/fakeimapd -s 1M\n",
 		"| **the run file's chain**, STARTTLS (from imap-tls-server -x; the signer answers) | `makesock setuidgid-chroot -/ $W/jail -r 2000000000:4194304 -s 4:$W/signer/socket stunnel-imap -n imap -F 3 -K 4 -makesock_connect_to $W/fakeimapd` |",
-		"| the chain with a key process per connection (-k, env/SIGNER empty), STARTTLS | `makesock makesock -d 4 setuidgid-chroot -/ $W/jail -r 2000000000:4194304 stunnel-imap -n imap -F 3 -K 4 -makesock_connect_to setuidgid-chroot -/ $W/jail -r 2000000000:4194304 -o 3:$W/ssl/localhost.pem stunnel-imap-key -P 3 -makesock_connect_to $W/fakeimapd` |",
+		"| the chain with a key process per connection (-k, env/SIGNER empty), STARTTLS | `makesock makesock -d 4 setuidgid-chroot -/ $W/jail -r 2000000000:4194304 stunnel-imap -n imap -F 3 -K 4 -makesock_connect_to setuidgid-chroot -/ $W/jail -r 2000000000:4194304 -o 3:$W/ssl/localhost.pem stunnel-imap-key -P 3:$W/ssl/localhost.pem -makesock_connect_to $W/fakeimapd` |",
 		"## Start-up cost of each link, on its own",
 		"## The machine",
 		"## How to reproduce",
+		// issue 20: the same Dovecot (ssl = required) with its own
+		// STARTTLS and behind imap-tls's default chain: makesock -c
+		// to its haproxy = yes listener, with a PROXY header (-H)
+		"## imap-tls in front of Dovecot, against Dovecot's own TLS (issue 20)",
+		"\ntls-dovecot-starttls: tcpserver -R -H -l 0 -c 200 -b 100 -1 127.0.0.1 0 makesock -c 127.0.0.1:$HAPROXYPORT setuidgid-chroot -/ $W/jail -r 2000000000:4194304 -s 4:$W/signer/socket stunnel-imap -n imap -F 3 -K 4 -H\n",
+		"\nssl = required\n",
+		"\n| c=8 sessions/s, STARTTLS | ",
+		"\n| memory per held session (INBOX selected), STARTTLS | ",
+		"### CPU per session by program",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
+	}
+	// A held session (logged in, INBOX selected) is the proxy and
+	// Dovecot's imap process through imap-tls (imap-login hands the
+	// plaintext connection over and exits), imap-login (which keeps the
+	// TLS) and imap with Dovecot's own; every session succeeded, and
+	// each figure is there.
+	num := `[0-9]+\.[0-9]+`
+	for _, row := range []string{
+		`\| Dovecot's own TLS, STARTTLS \| (` + num + ` \| ){4}(` + num + `|—) \| (` + num + `) \| imap,imap-login \| 0 \|\n`,
+		`\| \*\*imap-tls \+ Dovecot, STARTTLS\*\* \| (` + num + ` \| ){4}(` + num + `|—) \| (` + num + `) \| imap,stunnel-imap \| 0 \|\n`,
+	} {
+		m := regexp.MustCompile(row).FindStringSubmatch(md)
+		if m == nil {
+			t.Errorf("report lacks a row like %s:\n%s", row, md)
+		} else if pss, _ := strconv.ParseFloat(m[3], 64); pss <= 0 {
+			t.Errorf("PSS per held session is not positive: %q", m[0])
+		}
+	}
+	// the targets are judged, one way or the other, on measured figures
+	for _, target := range []string{"at least 0.9×: ", "at most +1 ms: ", "at most 1.1×: "} {
+		if !regexp.MustCompile(regexp.QuoteMeta(target) + `(met|\*\*not met\*\*) \|`).MatchString(md) {
+			t.Errorf("report does not judge the target %q:\n%s", target, md)
+		}
+	}
+	// how quiet the machine was: uptime before and after, and the
+	// run's length, filled in
+	if !regexp.MustCompile(`How quiet the machine was: load \(uptime\) before the run: .*load average: .*; after it: .*load average: `).MatchString(md) ||
+		!strings.Contains(md, "\n- the run took ") || strings.Contains(md, "@LOAD_AFTER@") || strings.Contains(md, "@ELAPSED@") {
+		t.Errorf("report does not say the load before and after the run, or how long it took:\n%s", md)
 	}
 	// the chain without its key process is gone from the figures (the
 	// analysis after "How to reproduce" tells its history)

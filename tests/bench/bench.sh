@@ -11,7 +11,7 @@
 #
 # Environment:
 #   IMAPTLS_BIN    where the suite's binaries are (default: bin/ at the root)
-#   BENCH_ROUNDS   rounds per figure, the median is kept (default 5)
+#   BENCH_ROUNDS   rounds per figure, the median is kept (default 3)
 #   BENCH_SECS     length of a sessions/s round in seconds (default 3)
 #   BENCH_SIZE     size of the bulk FETCH's message (default 64M)
 #   BENCH_OUT      the report to write (default BENCHMARKS.md at the root)
@@ -20,6 +20,9 @@
 #                  file's, 2000000000:4194304)
 #   BENCH_PROFILE  0 to skip the perf profile of the chain (default 1)
 #   BENCH_QUICK    1: one short round of everything, for the tests
+#   BENCH_DOVECOT  0 to skip tests/bench/dovecot-tls.sh (issue 20: imap-tls
+#                  in front of Dovecot against Dovecot's own TLS; its own
+#                  DOVECOT_* variables; needs dovecot-imapd and socat)
 #   BENCH_SWEEP    0 to skip tests/bench/sweep.sh (issue 14's figures and
 #                  pictures; its own SWEEP_* variables)
 #
@@ -37,7 +40,9 @@ BIN=${IMAPTLS_BIN:-$root/bin}
 # imap-tls-server and every program of its chain find the next one here.
 PATH=$BIN:$PATH
 export PATH
-ROUNDS=${BENCH_ROUNDS:-5}
+# The defaults keep a whole run (these tables, dovecot-tls.sh's, sweep.sh's)
+# within 15 minutes on a quiet 2-core machine; the run says how long it took.
+ROUNDS=${BENCH_ROUNDS:-3}
 SECS=${BENCH_SECS:-3}
 SIZE=${BENCH_SIZE:-64M}
 OUT=${BENCH_OUT:-$root/BENCHMARKS.md}
@@ -57,6 +62,11 @@ die() { echo "bench: fatal: $*" >&2; exit 111; }
 for p in tcpserver openssl go awk; do
 	command -v $p >/dev/null 2>&1 || die "unable to find $p: install ucspi-tcp, openssl, Go 1.26"
 done
+
+# How quiet the machine was: uptime before the first measurement and
+# after the last, in the report; and how long the run took.
+load_before=$(uptime | sed 's/^ *//')
+t_start=$(date +%s)
 
 work=$(mktemp -d /tmp/imaptls-bench.XXXXXX) || die "unable to make a temporary directory"
 servers=
@@ -348,7 +358,16 @@ failed=
 systems | while read -r id rest; do
 	case " ${BENCH_SYSTEMS:-$id} " in *" $id "*) echo "$id $rest" ;; esac
 done >"$work/systems"
-[ -s "$work/systems" ] || die "no system to measure: BENCH_SYSTEMS=${BENCH_SYSTEMS:-}"
+# Issue 20's systems (tests/bench/dovecot-tls.sh) share the ids'
+# namespace: BENCH_SYSTEMS may name only those.
+dovecot_ids='dovecot-plain dovecot-starttls dovecot-implicit tls-dovecot-starttls tls-dovecot-implicit socat-dovecot-starttls'
+run_dovecot=no
+if [ "${BENCH_DOVECOT:-1}" = 1 ]; then
+	for id in $dovecot_ids; do
+		case " ${BENCH_SYSTEMS:-$id} " in *" $id "*) run_dovecot=yes ;; esac
+	done
+fi
+[ -s "$work/systems" ] || [ $run_dovecot = yes ] || die "no system to measure: BENCH_SYSTEMS=${BENCH_SYSTEMS:-}"
 [ $have_chain = yes ] && start_signer "$BIN"
 say "measuring $(wc -l <"$work/systems") systems, $ROUNDS rounds of ${SECS}s each, interleaved"
 
@@ -400,6 +419,23 @@ while read -r id mode cmd; do
 	stop_server
 done <"$work/systems"
 
+t_main=$(date +%s)
+
+# Issue 20: imap-tls in front of Dovecot against Dovecot doing TLS itself,
+# on one private Dovecot (tests/bench/dovecot-tls.sh, its own section).
+: >"$work/dovecot.md"
+if [ $run_dovecot = yes ]; then
+	if command -v dovecot >/dev/null 2>&1 && command -v socat >/dev/null 2>&1; then
+		IMAPTLS_BIN=$BIN BENCH_RANGE=$RANGE sh tests/bench/dovecot-tls.sh >"$work/dovecot.md" || {
+			say "warning: tests/bench/dovecot-tls.sh failed"
+			failed="$failed dovecot-tls"
+		}
+	else
+		say "warning: dovecot-imapd or socat is not installed (apt-get install dovecot-imapd socat): no Dovecot rows"
+	fi
+fi
+t_dovecot=$(date +%s)
+
 # Start-up cost of each link on its own: N runs in a row, each with its
 # input at end of file, so that each program starts, does its set-up,
 # sees EOF and exits: wall time per run, and CPU time per run (perf stat
@@ -445,6 +481,8 @@ if [ $have_chain = yes ]; then
 fi
 [ -n "$STUNNEL" ] && startup "stunnel 5, implicit, inetd mode, and fakeimapd" "$STUNNEL $work/stunnel-implicit.conf"
 [ -n "$TLSWRAPPER" ] && startup "tlswrapper and fakeimapd" "$TLSWRAPPER -f $PEM $FAKE"
+
+t_startup=$(date +%s)
 
 # Where the chain's CPU time goes: a system-wide perf profile while
 # loadgen drives the run file's STARTTLS chain at concurrency 8, by
@@ -506,6 +544,8 @@ if [ "$PROFILE" = 1 ] && [ $have_chain = yes ] && command -v perf >/dev/null 2>&
 	fi
 fi
 
+t_profile=$(date +%s)
+
 # The report.
 machine() {
 	echo "- $(nproc) cores: $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)"
@@ -514,7 +554,9 @@ machine() {
 	for p in ucspi-tcp stunnel4 tlswrapper openssl; do
 		v=$(dpkg-query -W -f '${Version}' $p 2>/dev/null) && echo "- $p $v"
 	done
-	echo "- load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "- uptime before the run: $load_before"
+	echo "- uptime after the run: @LOAD_AFTER@"
+	echo "- the run took @ELAPSED@"
 }
 {
 	echo "# Benchmarks"
@@ -523,8 +565,14 @@ machine() {
 	echo "side by side in one run on one machine by \`sh redo.do bench\` (tests/bench/bench.sh),"
 	echo "on $(date -u '+%Y-%m-%d %H:%M UTC')."
 	echo
+	echo "How quiet the machine was: load (uptime) before the run: $load_before; after it: @LOAD_AFTER@."
+	echo
 	awk -v rounds="$ROUNDS" -v secs="$SECS" -v size="$SIZE" -v hold="$HOLD" -f tests/bench/report.awk "$work/results"
 	echo
+	if [ -s "$work/dovecot.md" ]; then
+		cat "$work/dovecot.md"
+		echo
+	fi
 	echo "## Start-up cost of each link, on its own"
 	echo
 	echo "Each command run $EXECN times in a row from sh, its input at end of file, so that it"
@@ -555,10 +603,11 @@ machine() {
 	echo "## How to reproduce"
 	echo
 	echo '```'
-	echo "sh redo.do bench     # installs stunnel4, tlswrapper and linux-perf if missing, builds bin/, runs tests/bench/bench.sh"
+	echo "sh redo.do bench     # installs stunnel4, tlswrapper, linux-perf, dovecot-imapd and socat if missing, builds bin/, runs tests/bench/bench.sh"
 	echo '```'
 	echo
-	echo "Tunables: BENCH_ROUNDS (default 5), BENCH_SECS (3), BENCH_SIZE (64M), BENCH_OUT, BENCH_PROFILE=0,"
+	echo "Tunables: BENCH_ROUNDS (default 3), BENCH_SECS (3), BENCH_SIZE (64M), BENCH_OUT, BENCH_PROFILE=0, BENCH_DOVECOT=0"
+	echo "(no Dovecot section; its own DOVECOT_ROUNDS, DOVECOT_SECS, DOVECOT_CPUN, DOVECOT_HOLD: tests/bench/dovecot-tls.sh), BENCH_SWEEP=0 (no sweep.sh; under bench.sh its SWEEP_SECS defaults to 1.5),"
 	echo "BENCH_SYSTEMS (ids, as below), BENCH_RANGE (setuidgid-chroot -r's range, default the run file's"
 	echo "2000000000:4194304). The CPU figures and the profile need perf (Debian: linux-perf);"
 	echo "without it those columns stay empty."
@@ -599,9 +648,16 @@ machine() {
 	# the SVG pictures next to $OUT.
 	if [ "$QUICK" != 1 ] && [ "${BENCH_SWEEP:-1}" = 1 ]; then
 		echo
-		IMAPTLS_BIN=$BIN BENCH_RANGE=$RANGE sh tests/bench/sweep.sh "$(dirname "$OUT")" || say "warning: sweep.sh failed"
+		# (1.5 s per figure instead of sweep.sh's own 2: the 15 minutes)
+		IMAPTLS_BIN=$BIN BENCH_RANGE=$RANGE SWEEP_SECS=${SWEEP_SECS:-1.5} sh tests/bench/sweep.sh "$(dirname "$OUT")" || say "warning: sweep.sh failed"
 	fi
 } >"$work/report.md" || die "unable to write the report"
-cp "$work/report.md" "$OUT.tmp" && mv -f "$OUT.tmp" "$OUT" || die "unable to write $OUT"
+t_end=$(date +%s)
+load_after=$(uptime | sed 's/^ *//')
+# mins SECONDS: "M min S s"
+mins() { echo "$(($1 / 60)) min $(($1 % 60)) s"; }
+elapsed="$(mins $((t_end - t_start))) (the systems' tables $(mins $((t_main - t_start))), Dovecot $(mins $((t_dovecot - t_main))), start-up $(mins $((t_startup - t_dovecot))), profile $(mins $((t_profile - t_startup))), sweep $(mins $((t_end - t_profile))))"
+say "the run took $elapsed; uptime before: $load_before; after: $load_after"
+sed -e "s|@LOAD_AFTER@|$load_after|g" -e "s|@ELAPSED@|$elapsed|g" "$work/report.md" >"$OUT.tmp" && mv -f "$OUT.tmp" "$OUT" || die "unable to write $OUT"
 say "wrote $OUT"
 [ -z "$failed" ] || die "unable to measure:$failed"

@@ -5,7 +5,7 @@
 //
 //	loadgen -a host:port [ -m starttls|implicit|plain ] [ -c conc ]
 //	        [ -d duration | -n count ] [ -r rounds ] [ -fetch ]
-//	        [ -hold n [ -holdfor duration ] [ -holdat login|handshake ] ]
+//	        [ -hold n [ -holdfor duration ] [ -holdat login|select|handshake ] ]
 //	        [ -T timeout ]
 //
 // Every session comes from its own loopback source address (127.0.x.y,
@@ -24,7 +24,10 @@
 // summed over the sessions. With -hold n, n sessions are opened to after
 // LOGIN (-c at a time), "held=n" is printed, and they are kept for
 // -holdfor; then each sends a NOOP, which must be answered, and LOGOUT,
-// and "answered=n" is printed once all have. With -holdat handshake they are held just before
+// and "answered=n" is printed once all have. With -holdat select they
+// also select INBOX before they are held (IMAP only: a mail client's
+// idle session, whose server has opened the mailbox). With -holdat
+// handshake they are held just before
 // the TLS handshake instead (after the greeting in STARTTLS and plain
 // mode, once connected in implicit mode), where every process a
 // connection starts is still there, then run to LOGOUT once released.
@@ -52,7 +55,7 @@ import (
 	"imap-tls/log"
 )
 
-const synopsis = "-a host:port [ -m starttls|implicit|plain ] [ -pop3 ] [ -c conc ] [ -d duration | -n count ] [ -r rounds ] [ -fetch ] [ -hold n [ -holdfor duration ] [ -holdat login|handshake ] ] [ -T timeout ]"
+const synopsis = "-a host:port [ -m starttls|implicit|plain ] [ -pop3 ] [ -c conc ] [ -d duration | -n count ] [ -r rounds ] [ -fetch ] [ -hold n [ -holdfor duration ] [ -holdat login|select|handshake ] ] [ -T timeout ]"
 
 func main() {
 	l := log.New("loadgen")
@@ -93,7 +96,7 @@ func run(args []string, out io.Writer, l *log.Logger) error {
 	fs.BoolVar(&c.fetch, "fetch", false, "SELECT INBOX and FETCH 1 BODY[] in each session")
 	fs.IntVar(&c.hold, "hold", 0, "open this many sessions, print held=N, keep them -holdfor, then NOOP (after login) and LOGOUT on each, answered=N")
 	fs.DurationVar(&c.holdFor, "holdfor", 5*time.Second, "how long -hold keeps its sessions")
-	fs.StringVar(&c.holdAt, "holdat", "login", "where -hold keeps its sessions: after login, or before the handshake")
+	fs.StringVar(&c.holdAt, "holdat", "login", "where -hold keeps its sessions: after login, after SELECT INBOX, or before the handshake")
 	fs.DurationVar(&c.timeout, "T", 30*time.Second, "deadline of one session (a hang guard)")
 	fs.StringVar(&c.user, "u", "bench", "LOGIN user name")
 	fs.StringVar(&c.pass, "p", "secret", "LOGIN password")
@@ -108,8 +111,10 @@ func run(args []string, out io.Writer, l *log.Logger) error {
 		return &log.UsageError{Synopsis: synopsis, Msg: "no address: -a host:port"}
 	case c.mode != "starttls" && c.mode != "implicit" && c.mode != "plain":
 		return &log.UsageError{Synopsis: synopsis, Msg: "unknown mode " + c.mode}
-	case c.holdAt != "login" && c.holdAt != "handshake":
+	case c.holdAt != "login" && c.holdAt != "select" && c.holdAt != "handshake":
 		return &log.UsageError{Synopsis: synopsis, Msg: "unknown hold point " + c.holdAt}
+	case c.holdAt == "select" && c.pop3:
+		return &log.UsageError{Synopsis: synopsis, Msg: "-holdat select is IMAP only"}
 	case c.conc < 1 || c.rounds < 1 || c.count < 0 || c.dur < 0 || c.hold < 0 || c.timeout <= 0:
 		return &log.UsageError{Synopsis: synopsis, Msg: "counts and durations must be positive"}
 	case c.dur > 0 && c.count > 0:
@@ -332,13 +337,14 @@ func hold(c *config, out io.Writer) error {
 			return log.Temp(err, "log out a held session")
 		}
 	}
-	if c.holdAt == "login" {
+	if c.holdAt != "handshake" {
 		fmt.Fprintf(out, "answered=%d\n", c.hold) // NOOP, then LOGOUT, on every one
 	}
 	return nil
 }
 
-// holder pauses a session after LOGIN, or before the handshake.
+// holder pauses a session after LOGIN (or after SELECT INBOX), or before
+// the handshake.
 type holder struct {
 	held    chan<- error
 	release <-chan struct{}
@@ -438,10 +444,12 @@ func session(c *config, h *holder) (t timing, err error) {
 	if err := p.login(conn, r, c.user, c.pass); err != nil {
 		return t, err
 	}
-	if c.fetch {
+	if c.fetch || h != nil && c.holdAt == "select" {
 		if err := p.open(conn, r); err != nil {
 			return t, err
 		}
+	}
+	if c.fetch {
 		fs := time.Now()
 		n, err := p.fetch(conn, r)
 		if err != nil {
@@ -454,7 +462,8 @@ func session(c *config, h *holder) (t timing, err error) {
 		}
 	}
 	pause("login")
-	if h != nil && c.holdAt == "login" {
+	pause("select")
+	if h != nil && c.holdAt != "handshake" {
 		// Held all that time: the session must still answer.
 		if err := p.noop(conn, r); err != nil {
 			return t, fmt.Errorf("after the hold: %w", err)
