@@ -22,7 +22,7 @@
 #   BENCH_QUICK    1: one short round of everything, for the tests
 #   BENCH_DOVECOT  0 to skip tests/bench/dovecot-tls.sh (issue 20: imap-tls
 #                  in front of Dovecot against Dovecot's own TLS; its own
-#                  DOVECOT_* variables; needs dovecot-imapd and socat)
+#                  DOVECOT_* variables; needs dovecot-imapd, socat, nftables)
 #   BENCH_SWEEP    0 to skip tests/bench/sweep.sh (issue 14's figures and
 #                  pictures; its own SWEEP_* variables)
 #
@@ -425,13 +425,13 @@ t_main=$(date +%s)
 # on one private Dovecot (tests/bench/dovecot-tls.sh, its own section).
 : >"$work/dovecot.md"
 if [ $run_dovecot = yes ]; then
-	if command -v dovecot >/dev/null 2>&1 && command -v socat >/dev/null 2>&1; then
+	if command -v dovecot >/dev/null 2>&1 && command -v socat >/dev/null 2>&1 && command -v nft >/dev/null 2>&1; then
 		IMAPTLS_BIN=$BIN BENCH_RANGE=$RANGE sh tests/bench/dovecot-tls.sh >"$work/dovecot.md" || {
 			say "warning: tests/bench/dovecot-tls.sh failed"
 			failed="$failed dovecot-tls"
 		}
 	else
-		say "warning: dovecot-imapd or socat is not installed (apt-get install dovecot-imapd socat): no Dovecot rows"
+		say "warning: dovecot-imapd, socat or nftables is not installed (apt-get install dovecot-imapd socat nftables): no Dovecot rows"
 	fi
 fi
 t_dovecot=$(date +%s)
@@ -603,7 +603,7 @@ machine() {
 	echo "## How to reproduce"
 	echo
 	echo '```'
-	echo "sh redo.do bench     # installs stunnel4, tlswrapper, linux-perf, dovecot-imapd and socat if missing, builds bin/, runs tests/bench/bench.sh"
+	echo "sh redo.do bench     # installs stunnel4, tlswrapper, linux-perf, dovecot-imapd, socat and nftables if missing, builds bin/, runs tests/bench/bench.sh"
 	echo '```'
 	echo
 	echo "Tunables: BENCH_ROUNDS (default 3), BENCH_SECS (3), BENCH_SIZE (64M), BENCH_OUT, BENCH_PROFILE=0, BENCH_DOVECOT=0"

@@ -12,7 +12,9 @@
 #   tls-dovecot-starttls   imap-tls (-n imap) in front of Dovecot's haproxy = yes
 #                          listener, as the shipped service runs it: env/IMAPD
 #                          one address (makesock -c), env/PROXYHEADER yes (-H),
-#                          the signer (env/SIGNER), GOMAXPROCS=1
+#                          the signer (env/SIGNER), GOMAXPROCS=1; with -H
+#                          imap-tls-server loads the nftables rule that keeps
+#                          the haproxy port to root (removed at the end)
 #   tls-dovecot-implicit   the same with -n imaps
 #   socat-dovecot-starttls the same as tls-dovecot-starttls with the server
 #                          side as it was before makesock -c: socat to the
@@ -71,16 +73,20 @@ for id in $all; do
 done
 [ -n "$systems" ] || die "no system to measure: BENCH_SYSTEMS=${BENCH_SYSTEMS:-}"
 
-for p in tcpserver openssl go awk python3 socat dovecot doveadm imap-tls-server stunnel-imap-signer; do
-	command -v $p >/dev/null 2>&1 || die "unable to find $p: apt-get install ucspi-tcp-ipv6 openssl python3 socat dovecot-imapd, and sh redo.do"
+for p in tcpserver openssl go awk python3 socat dovecot doveadm nft imap-tls-server stunnel-imap-signer; do
+	command -v $p >/dev/null 2>&1 || die "unable to find $p: apt-get install ucspi-tcp-ipv6 openssl python3 socat dovecot-imapd nftables, and sh redo.do"
 done
 
 work=$(mktemp -d /tmp/imaptls-dovecot.XXXXXX) || die "unable to make a temporary directory"
 pids=
 dovecot_up=
+HP=
 cleanup() {
 	for p in $pids; do kill "$p" 2>/dev/null; done
 	[ -n "$dovecot_up" ] && sh tests/dovecot.sh stop "$work/dovecot" >/dev/null 2>&1
+	# imap-tls-server -H's rule for this run's haproxy port (its own
+	# chain, internal/firewall), and nothing else of the table
+	[ -n "$HP" ] && nft delete chain inet imaptls "proxyport_$HP" >/dev/null 2>&1
 	sleep 0.2
 	rm -rf "$work"
 }
