@@ -12,7 +12,7 @@
 # Environment:
 #   IMAPTLS_BIN    where the suite's binaries are (default: bin/ at the root)
 #   BENCH_ROUNDS   rounds per figure, the median is kept (default 3)
-#   BENCH_SECS     length of a sessions/s round in seconds (default 3)
+#   BENCH_SECS     length of a sessions/s round in seconds (default 2.5)
 #   BENCH_SIZE     size of the bulk FETCH's message (default 64M)
 #   BENCH_OUT      the report to write (default BENCHMARKS.md at the root)
 #   BENCH_SYSTEMS  the systems to measure, by id (default: all installed)
@@ -43,7 +43,7 @@ export PATH
 # The defaults keep a whole run (these tables, dovecot-tls.sh's, sweep.sh's)
 # within 15 minutes on a quiet 2-core machine; the run says how long it took.
 ROUNDS=${BENCH_ROUNDS:-3}
-SECS=${BENCH_SECS:-3}
+SECS=${BENCH_SECS:-2.5}
 SIZE=${BENCH_SIZE:-64M}
 OUT=${BENCH_OUT:-$root/BENCHMARKS.md}
 RANGE=${BENCH_RANGE:-2000000000:4194304}
@@ -62,6 +62,10 @@ die() { echo "bench: fatal: $*" >&2; exit 111; }
 for p in tcpserver openssl go awk; do
 	command -v $p >/dev/null 2>&1 || die "unable to find $p: install ucspi-tcp, openssl, Go 1.26"
 done
+
+# Estimated from short runs of each part with these defaults: the
+# tables about 5 minutes, dovecot-tls.sh about 3, sweep.sh about 6.
+[ "$QUICK" = 1 ] || say "a whole run with the defaults takes about 14 minutes on a quiet 2-core machine; uptime now: $(uptime | sed 's/^ *//')"
 
 # How quiet the machine was: uptime before the first measurement and
 # after the last, in the report; and how long the run took.
@@ -606,7 +610,7 @@ machine() {
 	echo "sh redo.do bench     # installs stunnel4, tlswrapper, linux-perf, dovecot-imapd, socat and nftables if missing, builds bin/, runs tests/bench/bench.sh"
 	echo '```'
 	echo
-	echo "Tunables: BENCH_ROUNDS (default 3), BENCH_SECS (3), BENCH_SIZE (64M), BENCH_OUT, BENCH_PROFILE=0, BENCH_DOVECOT=0"
+	echo "Tunables: BENCH_ROUNDS (default 3), BENCH_SECS (2.5), BENCH_SIZE (64M), BENCH_OUT, BENCH_PROFILE=0, BENCH_DOVECOT=0"
 	echo "(no Dovecot section; its own DOVECOT_ROUNDS, DOVECOT_SECS, DOVECOT_CPUN, DOVECOT_HOLD: tests/bench/dovecot-tls.sh), BENCH_SWEEP=0 (no sweep.sh; under bench.sh its SWEEP_SECS defaults to 1.5),"
 	echo "BENCH_SYSTEMS (ids, as below), BENCH_RANGE (setuidgid-chroot -r's range, default the run file's"
 	echo "2000000000:4194304). The CPU figures and the profile need perf (Debian: linux-perf);"

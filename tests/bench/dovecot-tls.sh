@@ -39,7 +39,7 @@
 #   IMAPTLS_BIN     the suite's binaries (default bin/ at the root)
 #   DOVECOT_ROUNDS  rounds, the median is kept (default 3)
 #   DOVECOT_SECS    seconds per c=1 and per c=8 figure (default 3)
-#   DOVECOT_CPUN    sessions per CPU profile, one profile a round (default 300)
+#   DOVECOT_CPUN    sessions per CPU profile, one profile a round (default 200)
 #   DOVECOT_HOLD    sessions held at once for the memory figure (default 50)
 #   BENCH_SYSTEMS   ids to measure (default all; bench.sh's variable: ids
 #                   of its other systems are ignored here)
@@ -54,7 +54,7 @@ PATH=$BIN:$PATH
 export PATH
 ROUNDS=${DOVECOT_ROUNDS:-3}
 SECS=${DOVECOT_SECS:-3}
-CPUN=${DOVECOT_CPUN:-300}
+CPUN=${DOVECOT_CPUN:-200}
 HOLD=${DOVECOT_HOLD:-50}
 RANGE=${BENCH_RANGE:-2000000000:4194304}
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
