@@ -30,7 +30,7 @@ import (
 	"imap-tls/log"
 )
 
-const synopsis = "[ -t secs ] dir"
+const synopsis = "[ -s ] [ -t secs ] dir"
 
 func main() {
 	l := log.New("imap-tls-check")
@@ -81,7 +81,9 @@ func (r *report) line(kind, what, format string, args ...any) {
 
 func run(args []string, out io.Writer) error {
 	timeout := 5 * time.Second
+	statusView := false
 	s := opt.New(synopsis)
+	s.Flag('s', &statusView) // status.go
 	s.Func('t', func(v string) error {
 		var d time.Duration
 		if err := opt.Seconds(&d)(v); err != nil || d > time.Hour {
@@ -104,6 +106,9 @@ func run(args []string, out io.Writer) error {
 		}
 		return log.Temp(err, "read %s", filepath.Join(dir, "run"))
 	}
+	if statusView {
+		return status(dir, out, timeout)
+	}
 	r := &report{w: out}
 	c := &checker{r: r, dir: dir, timeout: timeout}
 	c.env()
@@ -111,6 +116,8 @@ func run(args []string, out io.Writer) error {
 	c.jail()
 	c.cert()
 	c.server()
+	c.live()     // live.go
+	c.firewall() // firewall.go
 	switch {
 	case r.errors > 0:
 		return log.Config(nil, "%d %s in %s", r.errors, plural(r.errors, "error"), dir)
@@ -208,15 +215,15 @@ func (c *checker) env() {
 	if v, ok := required("CONCURRENCY"); ok {
 		if err := check.AtLeastOne(v); err != nil {
 			c.r.bad("env/CONCURRENCY", "%q is %s", v, err)
+		} else if n, _ := strconv.Atoi(v); c.env_["SIGNER"] != "" && check.SignerLimit(n) != nil {
+			c.r.bad("env/CONCURRENCY", "%s", check.SignerLimit(n))
 		} else {
 			c.r.ok("env/CONCURRENCY", "%s", v)
 		}
 	}
 	if v, ok := required("MEMLIMIT"); ok {
-		if n, err := strconv.ParseInt(v, 10, 64); err != nil || n < 1 {
-			c.r.bad("env/MEMLIMIT", "%q is not a number of bytes", v)
-		} else if n < 1300000000 {
-			c.r.warn("env/MEMLIMIT", "%s: a Go program does not start under softlimit -m below about 1.25 GB (test it: softlimit -m %s makesock true -makesock_connect_to true)", v, v)
+		if err := check.MemLimit(v); err != nil {
+			c.r.bad("env/MEMLIMIT", "%s", err)
 		} else {
 			c.r.ok("env/MEMLIMIT", "%s", v)
 		}
