@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"imap-tls/internal/firewall"
 )
 
 // beside are the files an operator installs next to the service
@@ -193,24 +195,31 @@ func TestRunFiles(t *testing.T) {
 
 // TestFirewallNamesTheDefaultPorts: the default servers are one address
 // each on loopback (makesock connects to it: no socat), and the nftables
-// rule guards exactly their ports (imap-tls-conf writes POP3Server for
-// POP3).
+// rule guards exactly them (imap-tls-conf writes POP3Server for POP3):
+// its lines, comments aside, are what the service loads for them
+// (internal/firewall, imap-tls-server -H), spelled once.
 func TestFirewallNamesTheDefaultPorts(t *testing.T) {
 	rule, err := os.ReadFile("proxy-port.nft")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ports []string
+	var servers []netip.AddrPort
 	for _, server := range []string{Default("IMAPD"), POP3Server} {
 		ap, err := netip.ParseAddrPort(server)
 		if err != nil || !ap.Addr().IsLoopback() || strings.Contains(server, " ") {
 			t.Errorf("default server %q: not one loopback address (%v)", server, err)
 			continue
 		}
-		ports = append(ports, strconv.Itoa(int(ap.Port())))
+		servers = append(servers, ap)
 	}
-	if want := "tcp dport { " + strings.Join(ports, ", ") + " }"; !strings.Contains(string(rule), want) {
-		t.Errorf("the default servers %q and proxy-port.nft disagree: no %q in\n%s", ports, want, rule)
+	var lines []string
+	for _, l := range strings.SplitAfter(string(rule), "\n") {
+		if l != "\n" && l != "" && !strings.HasPrefix(l, "#") {
+			lines = append(lines, l)
+		}
+	}
+	if got, want := strings.Join(lines, ""), firewall.Rules(servers); got != want {
+		t.Errorf("proxy-port.nft's rules are not what the service loads for the default servers %v:\n%s\nwant:\n%s", servers, got, want)
 	}
 }
 
