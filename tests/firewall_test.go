@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -173,6 +174,82 @@ func TestFirewallService(t *testing.T) {
 	}
 	if n.Listening(1143) {
 		t.Errorf("without nft: listening on 1143")
+	}
+	if after := hostTables(t); after != before {
+		t.Errorf("the host's nftables tables changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// TestFirewallForgedHeader: the attack the rule stops, with a real
+// Dovecot (tests/dovecot.sh: haproxy = yes on 127.0.0.1:10143, trusted
+// from loopback) in a network namespace. Before any rule, uid 65534
+// connects to 10143, sends a PROXY header naming 203.0.113.66 and logs
+// in: Dovecot records rip=203.0.113.66 (the forgery works, so the test
+// can fail). A front with the defaults then starts (its start loads the
+// rule): a client of 192.0.2.5 logs in through it (rip=192.0.2.5, the
+// chain's connection, root's, passes), and the same forgery from uid
+// 65534, naming 203.0.113.67, is refused: Dovecot never logs that
+// address.
+func TestFirewallForgedHeader(t *testing.T) {
+	harness.NeedRoot(t)
+	harness.Need(t, "nft", "socat", "setpriv", "curl", "dovecot", "doveadm")
+	before := hostTables(t)
+	n := startNetNS(t, "192.0.2.1/32", "192.0.2.5/32")
+	dir, err := os.MkdirTemp("/tmp", "imaptls-fwdovecot-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(harness.RepoRoot(t), "tests", "dovecot.sh")
+	start := n.Command("sh", script, "start", dir)
+	start.Env = append(os.Environ(), "DOVECOT_IMAP_HAPROXY_PORT=10143", "DOVECOT_POP3_HAPROXY_PORT=10110")
+	out, err := harness.RunBounded(t, start, 60*time.Second)
+	if err != nil {
+		t.Fatalf("dovecot.sh start: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		exec.Command("sh", script, "stop", dir).Run()
+		os.RemoveAll(dir)
+	})
+	doveLog := func() string { b, _ := os.ReadFile(filepath.Join(dir, "dovecot.log")); return string(b) }
+	forge := func(addr string) string {
+		c := n.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "socat", "-T", "5", "STDIO", "TCP:127.0.0.1:10143")
+		c.Stdin = strings.NewReader("PROXY TCP4 " + addr + " 127.0.0.1 40000 143\r\na LOGIN alice secret\r\nb LOGOUT\r\n")
+		out, _, _ := harness.ExitCode(t, c)
+		return out
+	}
+	waitLog := func(re string) bool {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if regexp.MustCompile(re).MatchString(doveLog()) {
+				return true
+			}
+		}
+		return false
+	}
+	// (until Dovecot's auth process is ready: "Waiting for authentication
+	// process to respond" before)
+	out = nil
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(string(out), "a OK") && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		out = []byte(forge("203.0.113.66"))
+	}
+	if !strings.Contains(string(out), "a OK") || !waitLog(`Login: user=<alice>, .*rip=203\.0\.113\.66`) {
+		t.Fatalf("without the rule, a forged header from uid 65534 did not log in (the test proves nothing): %q\n%s", out, doveLog())
+	}
+
+	pem, ca := harness.WriteCert(t, t.TempDir(), "192.0.2.1")
+	site := t.TempDir()
+	os.Chmod(site, 0o755)
+	startFronts(t, n, pem, nsFront{Dir: filepath.Join(site, "imap"), Mode: "imap", IP: "192.0.2.1", Port: 143})
+	out2, errOut, code := n.Run(t, "curl", "-sS", "--max-time", "20", "--ssl-reqd", "--cacert", ca,
+		"--interface", "192.0.2.5", "-u", "alice:secret", "imap://192.0.2.1:143/")
+	if code != 0 || !strings.Contains(out2, "INBOX") || !waitLog(`Login: user=<alice>, .*rip=192\.0\.2\.5`) {
+		t.Errorf("a login through the front: exit %d: %s%s\n%s", code, out2, errOut, doveLog())
+	}
+	if out := forge("203.0.113.67"); out != "" {
+		t.Errorf("with the rule, uid 65534 still got an answer: %q", out)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if strings.Contains(doveLog(), "203.0.113.67") {
+		t.Errorf("with the rule, Dovecot logged the forged address:\n%s", doveLog())
 	}
 	if after := hostTables(t); after != before {
 		t.Errorf("the host's nftables tables changed:\nbefore:\n%s\nafter:\n%s", before, after)
