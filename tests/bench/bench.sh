@@ -64,8 +64,8 @@ for p in tcpserver openssl go awk; do
 done
 
 # Estimated from short runs of each part with these defaults: the
-# tables about 5 minutes, dovecot-tls.sh about 3, sweep.sh about 6.
-[ "$QUICK" = 1 ] || say "a whole run with the defaults takes about 14 minutes on a quiet 2-core machine; uptime now: $(uptime | sed 's/^ *//')"
+# tables about 5 minutes, dovecot-tls.sh about 3, sweep.sh about 5.5.
+[ "$QUICK" = 1 ] || say "a whole run with the defaults takes about 13 to 14 minutes on a quiet 2-core machine; uptime now: $(uptime | sed 's/^ *//')"
 
 # How quiet the machine was: uptime before the first measurement and
 # after the last, in the report; and how long the run took.
@@ -611,7 +611,7 @@ machine() {
 	echo '```'
 	echo
 	echo "Tunables: BENCH_ROUNDS (default 3), BENCH_SECS (2.5), BENCH_SIZE (64M), BENCH_OUT, BENCH_PROFILE=0, BENCH_DOVECOT=0"
-	echo "(no Dovecot section; its own DOVECOT_ROUNDS, DOVECOT_SECS, DOVECOT_CPUN, DOVECOT_HOLD: tests/bench/dovecot-tls.sh), BENCH_SWEEP=0 (no sweep.sh; under bench.sh its SWEEP_SECS defaults to 1.5),"
+	echo "(no Dovecot section; its own DOVECOT_ROUNDS, DOVECOT_SECS, DOVECOT_CPUN, DOVECOT_HOLD: tests/bench/dovecot-tls.sh), BENCH_SWEEP=0 (no sweep.sh; under bench.sh its SWEEP_SECS defaults to 1.25),"
 	echo "BENCH_SYSTEMS (ids, as below), BENCH_RANGE (setuidgid-chroot -r's range, default the run file's"
 	echo "2000000000:4194304). The CPU figures and the profile need perf (Debian: linux-perf);"
 	echo "without it those columns stay empty."
@@ -652,8 +652,8 @@ machine() {
 	# the SVG pictures next to $OUT.
 	if [ "$QUICK" != 1 ] && [ "${BENCH_SWEEP:-1}" = 1 ]; then
 		echo
-		# (1.5 s per figure instead of sweep.sh's own 2: the 15 minutes)
-		IMAPTLS_BIN=$BIN BENCH_RANGE=$RANGE SWEEP_SECS=${SWEEP_SECS:-1.5} sh tests/bench/sweep.sh "$(dirname "$OUT")" || say "warning: sweep.sh failed"
+		# (1.25 s per figure instead of sweep.sh's own 2: the 15 minutes)
+		IMAPTLS_BIN=$BIN BENCH_RANGE=$RANGE SWEEP_SECS=${SWEEP_SECS:-1.25} sh tests/bench/sweep.sh "$(dirname "$OUT")" || say "warning: sweep.sh failed"
 	fi
 } >"$work/report.md" || die "unable to write the report"
 t_end=$(date +%s)

@@ -38,7 +38,7 @@
 # Environment:
 #   IMAPTLS_BIN     the suite's binaries (default bin/ at the root)
 #   DOVECOT_ROUNDS  rounds, the median is kept (default 3)
-#   DOVECOT_SECS    seconds per c=1 and per c=8 figure (default 3)
+#   DOVECOT_SECS    seconds per c=1 and per c=8 figure (default 2)
 #   DOVECOT_CPUN    sessions per CPU profile, one profile a round (default 200)
 #   DOVECOT_HOLD    sessions held at once for the memory figure (default 50)
 #   BENCH_SYSTEMS   ids to measure (default all; bench.sh's variable: ids
@@ -53,7 +53,7 @@ BIN=${IMAPTLS_BIN:-$root/bin}
 PATH=$BIN:$PATH
 export PATH
 ROUNDS=${DOVECOT_ROUNDS:-3}
-SECS=${DOVECOT_SECS:-3}
+SECS=${DOVECOT_SECS:-2}
 CPUN=${DOVECOT_CPUN:-200}
 HOLD=${DOVECOT_HOLD:-50}
 RANGE=${BENCH_RANGE:-2000000000:4194304}
