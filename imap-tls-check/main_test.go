@@ -155,8 +155,8 @@ func TestReport(t *testing.T) {
 
 func TestUsage(t *testing.T) {
 	for _, c := range []struct{ args, msg string }{
-		{"", "imap-tls-check: usage: imap-tls-check [ -t secs ] dir\n"},
-		{"-x d", "imap-tls-check: fatal: unknown option -x\nimap-tls-check: usage: imap-tls-check [ -t secs ] dir\n"},
+		{"", "imap-tls-check: usage: imap-tls-check [ -s ] [ -t secs ] dir\n"},
+		{"-x d", "imap-tls-check: fatal: unknown option -x\nimap-tls-check: usage: imap-tls-check [ -s ] [ -t secs ] dir\n"},
 		{"-t", "imap-tls-check: fatal: missing value after -t\n"},
 		{"-t 0 d", "imap-tls-check: fatal: bad value for -t: \"0\" (not a number of seconds from 0 to 3600)\n"},
 		{"-t 3601 d", "imap-tls-check: fatal: bad value for -t: \"3601\" (not a number of seconds from 0 to 3600)\n"},
