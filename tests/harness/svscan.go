@@ -150,11 +150,17 @@ func (s *Service) WaitUp(t *testing.T) {
 	}
 }
 
-// bindFailed reports whether the last line of the log is tcpserver's
-// failure to bind.
+// bindFailed reports whether the last line of the log is a failure to
+// bind: imap-tls-server's own try before it execs tcpserver ("unable
+// to bind 127.0.0.1:143: address already used (held by ...)"), or
+// tcpserver's.
 func (s *Service) bindFailed(t *testing.T) bool {
 	lines := s.LogLines(t)
-	return len(lines) > 0 && strings.Contains(lines[len(lines)-1], "tcpserver: fatal: unable to bind")
+	if len(lines) == 0 {
+		return false
+	}
+	last := lines[len(lines)-1]
+	return strings.Contains(last, "imap-tls-server: fatal: unable to bind ") || strings.Contains(last, "tcpserver: fatal: unable to bind")
 }
 
 // Stop takes the tree down in the daemontools order: svscan first (or it
