@@ -68,7 +68,7 @@ func TestCheck(t *testing.T) {
 		{"out of order", write("order.pem", interPEM, leafPEM, good.KeyPEM), "", 100,
 			[]string{"warning: certificate 2 does not sign certificate 1", "error: the private key matches certificate 2, not 1: put that one first", "error: unable to load certificate FILE: private key does not match the certificate"}, "", ""},
 		{"no intermediate", write("leafonly.pem", leafPEM, good.KeyPEM), "", 0,
-			[]string{"warning: no intermediate certificate after the leaf: clients that do not already hold its issuer (CN=imap-tls test intermediate CA) refuse it; append it (certbot: fullchain.pem, not cert.pem)"}, "error",
+			[]string{"warning: no intermediate certificate after the leaf: if its issuer (CN=imap-tls test intermediate CA) is an intermediate, as with every public CA, append it (certbot: fullchain.pem, not cert.pem), or clients that do not already hold it refuse the chain; a leaf issued directly by a root the clients trust (a private CA) needs none"}, "error",
 			"stunnel-imap-key: warning: FILE: no intermediate certificate after the leaf"},
 		{"self-signed", write("self.pem", other.PEM), "", 0,
 			[]string{"ok: the leaf is self-signed"}, "warning", ""},

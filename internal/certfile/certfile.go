@@ -123,14 +123,24 @@ func Parse(data []byte, name string) (*tls.Certificate, error) {
 	if !ok || !pub.Equal(key.Public()) {
 		return nil, bad("private key does not match the certificate")
 	}
-	t := time.Now()
-	if t.After(leaf.NotAfter) {
-		return nil, log.Config(nil, "certificate %s expired on %s", from(name), leaf.NotAfter.UTC().Format(time.DateOnly))
-	}
-	if t.Before(leaf.NotBefore) {
-		return nil, log.Config(nil, "certificate %s is not valid before %s", from(name), leaf.NotBefore.UTC().Format(time.DateTime)+" UTC")
+	if err := Valid(leaf, name, time.Now()); err != nil {
+		return nil, err
 	}
 	return &tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// Valid is the policy's clock: a leaf that has expired at now, or is not
+// valid yet, is refused (*log.Error, 100), in the words Parse uses. A
+// process that keeps a certificate loaded (the signer) asks it again as
+// time passes.
+func Valid(leaf *x509.Certificate, name string, now time.Time) error {
+	if now.After(leaf.NotAfter) {
+		return log.Config(nil, "certificate %s expired on %s", from(name), leaf.NotAfter.UTC().Format(time.DateOnly))
+	}
+	if now.Before(leaf.NotBefore) {
+		return log.Config(nil, "certificate %s is not valid before %s", from(name), leaf.NotBefore.UTC().Format(time.DateTime)+" UTC")
+	}
+	return nil
 }
 
 // parseKey reads PKCS #8, PKCS #1 or SEC 1, as crypto/tls does, and

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/tls"
+	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"imap-tls/internal/certfile"
 	"imap-tls/internal/certfile/certfiletest"
@@ -207,5 +209,63 @@ func TestDescriptorOption(t *testing.T) {
 		if err != nil || fd != tc.fd || name != tc.name || certfile.DescriptorName(fd, name) != tc.msg {
 			t.Errorf("%q: fd %d name %q (%v), named %q; want %d %q, %q", tc.v, fd, name, err, certfile.DescriptorName(fd, name), tc.fd, tc.name, tc.msg)
 		}
+	}
+}
+
+// TestCheckChain: the warning about a missing intermediate says when
+// appending one applies (the file cannot tell whether the leaf's issuer
+// is an intermediate or a root the clients trust), and is not given when
+// the issuer is in the file (an intermediate, or the root itself) or the
+// leaf is self-signed.
+func TestCheckChain(t *testing.T) {
+	byRoot := testkit.NewCert(t, testkit.CertOptions{})
+	byInter := testkit.NewCert(t, testkit.CertOptions{Intermediate: true})
+	self := testkit.NewCert(t, testkit.CertOptions{SelfSigned: true})
+	leafOnly := func(c *testkit.Cert) []byte {
+		return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Leaf.Raw}), c.KeyPEM...)
+	}
+	const warn = "warning: no intermediate certificate after the leaf: if its issuer (CN=imap-tls test CA) is an intermediate, as with every public CA, append it (certbot: fullchain.pem, not cert.pem), or clients that do not already hold it refuse the chain; a leaf issued directly by a root the clients trust (a private CA) needs none"
+	for _, tc := range []struct {
+		name string
+		pem  []byte
+		want string // a finding, or "" for none that names an intermediate
+	}{
+		{"a leaf issued by a root, alone", byRoot.PEM, warn},
+		{"a leaf issued by a root, the root appended", bytes.Join([][]byte{byRoot.ChainPEM, byRoot.CAPEM, byRoot.KeyPEM}, nil), "ok: certificate 2 (root): subject CN=imap-tls test CA"},
+		{"a leaf and its intermediate", byInter.PEM, "ok: certificate 2 (intermediate): subject CN=imap-tls test intermediate CA"},
+		{"a leaf without its intermediate", leafOnly(byInter), strings.ReplaceAll(warn, "CN=imap-tls test CA", "CN=imap-tls test intermediate CA")},
+		{"self-signed", self.PEM, "ok: the leaf is self-signed: clients must trust it as it is"},
+	} {
+		findings, err := certfile.Check(bytes.NewReader(tc.pem), "a.pem", 14, time.Now())
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		found, warned := false, false
+		for _, f := range findings {
+			found = found || strings.HasPrefix(f.String(), tc.want)
+			warned = warned || (f.Kind == "warning" && strings.Contains(f.Text, "intermediate"))
+		}
+		if !found || (warned != (tc.want == warn || strings.HasPrefix(tc.want, "warning:"))) {
+			t.Errorf("%s: findings %q, want %q and an intermediate warning only with it", tc.name, findings, tc.want)
+		}
+	}
+}
+
+// TestValid: the policy's clock, as the signer asks it of a certificate
+// it keeps loaded: the moment after NotAfter it is refused, in Parse's
+// words.
+func TestValid(t *testing.T) {
+	c := testkit.NewCert(t, testkit.CertOptions{SelfSigned: true})
+	var le *log.Error
+	if err := certfile.Valid(c.Leaf, "a.pem", c.Leaf.NotAfter); err != nil {
+		t.Errorf("at NotAfter: %v", err)
+	}
+	err := certfile.Valid(c.Leaf, "a.pem", c.Leaf.NotAfter.Add(time.Second))
+	if want := "certificate a.pem expired on " + c.Leaf.NotAfter.UTC().Format(time.DateOnly); err == nil || err.Error() != want || !errors.As(err, &le) || le.Code != log.ExitUsage {
+		t.Errorf("after NotAfter: %v, want %q (100)", err, want)
+	}
+	err = certfile.Valid(c.Leaf, "", c.Leaf.NotBefore.Add(-time.Second))
+	if err == nil || !strings.HasPrefix(err.Error(), "certificate ") || !strings.Contains(err.Error(), "is not valid before") {
+		t.Errorf("before NotBefore: %v", err)
 	}
 }

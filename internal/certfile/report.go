@@ -210,7 +210,9 @@ func describe(data []byte, warnDays int, now time.Time) []Finding {
 		case len(certs) == 1 && leaf.CheckSignatureFrom(leaf) == nil:
 			add("ok", "the leaf is self-signed: clients must trust it as it is")
 		case len(certs) == 1:
-			add("warning", "no intermediate certificate after the leaf: clients that do not already hold its issuer (%s) refuse it; append it (certbot: fullchain.pem, not cert.pem)", dn(leaf.Issuer.String()))
+			// Whether the issuer is an intermediate or a root the clients
+			// trust is not in the file: say when appending applies.
+			add("warning", "no intermediate certificate after the leaf: if its issuer (%s) is an intermediate, as with every public CA, append it (certbot: fullchain.pem, not cert.pem), or clients that do not already hold it refuse the chain; a leaf issued directly by a root the clients trust (a private CA) needs none", dn(leaf.Issuer.String()))
 		}
 		if keyDER != nil && !encrypted {
 			if k, err := parseKey(keyDER); err == nil {
