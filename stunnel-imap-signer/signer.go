@@ -75,6 +75,10 @@ type Signer struct {
 	mu       sync.Mutex
 	lastWarn time.Time
 	refused  int
+	// stop is why the signer stopped serving (a certificate the policy
+	// now refuses), or nil: serve returns it, for the fatal line and
+	// exit 100.
+	stop error
 }
 
 // run is stunnel-imap-signer: args are its options.
@@ -224,7 +228,9 @@ func (s *Signer) serve() error {
 	case <-time.After(drainWait):
 		s.log.Info("%d session(s) still open after %v: exiting anyway", s.active.Load(), drainWait)
 	}
-	return nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stop
 }
 
 // session is one proxy: the key process's protocol, exactly once.
@@ -250,17 +256,32 @@ func (s *Signer) limitReached() {
 }
 
 // watch checks the certificate files every interval: rewritten in place,
-// they are read again; replaced, the signer stops accepting and exits.
+// they are read again; replaced, the signer stops accepting and exits;
+// expired while served, the signer stops accepting and exits 100.
 func (s *Signer) watch(interval time.Duration) {
 	for range time.Tick(interval) {
-		if s.check() {
+		if s.check(time.Now()) {
 			return
 		}
 	}
 }
 
-// check is one round of watch; true once the signer is stopping.
-func (s *Signer) check() bool {
+// check is one round of watch at now; true once the signer is stopping.
+func (s *Signer) check(now time.Time) bool {
+	// A certificate served is held to the policy's clock as it was at
+	// start: one that expires while served is refused as it would be at
+	// start, at once, so that the service is seen down (the run file
+	// checks the file before it starts the signer again) rather than up
+	// and giving every client a certificate it refuses.
+	for i, k := range *s.keys.Load() {
+		if err := certfile.Valid(k.Cert.Leaf, s.files[i].name, now); err != nil {
+			s.mu.Lock()
+			s.stop = err
+			s.mu.Unlock()
+			s.ln.Close()
+			return true
+		}
+	}
 	sts := make([]unix.Stat_t, len(s.files))
 	reread := false
 	for i, w := range s.files {

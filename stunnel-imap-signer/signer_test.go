@@ -55,7 +55,7 @@ func TestCheck(t *testing.T) {
 	}
 	s.ln = ln
 	first := leafOf(s)
-	if s.check() || leafOf(s) != first {
+	if s.check(time.Now()) || leafOf(s) != first {
 		t.Fatalf("unchanged: stopped or reloaded: %s", out.String())
 	}
 
@@ -63,22 +63,58 @@ func TestCheck(t *testing.T) {
 	if err := os.WriteFile(pem, b2[:len(b2)/2], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if s.check() || leafOf(s) != first || !strings.Contains(out.String(), "does not load, still serving the old one") {
+	if s.check(time.Now()) || leafOf(s) != first || !strings.Contains(out.String(), "does not load, still serving the old one") {
 		t.Fatalf("half written: %s", out.String())
 	}
 	os.WriteFile(pem, b2, 0o600)
-	if s.check() || leafOf(s) == first || !strings.Contains(out.String(), "info: certificates read again: 1") {
+	if s.check(time.Now()) || leafOf(s) == first || !strings.Contains(out.String(), "info: certificates read again: 1") {
 		t.Fatalf("rewritten in place: %s", out.String())
 	}
 
 	b3, _ := os.ReadFile(mustWrite(t, dir, "c"))
 	os.WriteFile(pem+".new", b3, 0o600)
 	os.Rename(pem+".new", pem)
-	if !s.check() || !strings.Contains(out.String(), "info: certificate "+pem+" was replaced on disk: exiting") {
+	if !s.check(time.Now()) || !strings.Contains(out.String(), "info: certificate "+pem+" was replaced on disk: exiting") {
 		t.Fatalf("replaced: %s", out.String())
 	}
 	if _, err := ln.Accept(); err == nil {
 		t.Errorf("the listener still accepts after the replacement")
+	}
+}
+
+// TestExpiresWhileServed: a certificate that expires while the signer
+// serves it is refused as at start, at once: the listener is closed
+// (proxies are refused, and imap-tls-check sees it), serve returns the
+// policy's error naming the file (the fatal line, exit 100), and no line
+// is logged until then.
+func TestExpiresWhileServed(t *testing.T) {
+	dir := t.TempDir()
+	c := testkit.NewCert(t, testkit.CertOptions{NotAfter: time.Now().Add(time.Hour)})
+	pem, _ := c.Write(t, dir, "a")
+	var out bytes.Buffer
+	s := signerOn(t, pem, &out)
+	ln, err := listen(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ln = ln
+	if s.check(c.Leaf.NotAfter) {
+		t.Fatalf("stopped while still valid: %s", out.String())
+	}
+	if !s.check(c.Leaf.NotAfter.Add(time.Second)) {
+		t.Fatalf("still serving an expired certificate: %s", out.String())
+	}
+	if _, err := ln.Accept(); err == nil {
+		t.Errorf("the listener still accepts after the expiry")
+	}
+	err = s.serve()
+	var le *log.Error
+	want := "certificate " + pem + " expired on " + c.Leaf.NotAfter.UTC().Format(time.DateOnly)
+	if !errors.As(err, &le) || le.Code != log.ExitUsage || err.Error() != want {
+		t.Errorf("serve: %v, want %q (exit 100)", err, want)
+	}
+	if out.Len() != 0 {
+		t.Errorf("logged before the fatal line: %s", out.String())
 	}
 }
 
