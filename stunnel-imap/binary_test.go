@@ -30,6 +30,12 @@ func fileOf(t *testing.T, c net.Conn) *os.File {
 // what the client end received.
 func runBinary(t *testing.T, args []string, extra ...*os.File) (int, string, string) {
 	t.Helper()
+	return runBinaryEnv(t, nil, args, extra...)
+}
+
+// runBinaryEnv is runBinary with env added to the environment.
+func runBinaryEnv(t *testing.T, env []string, args []string, extra ...*os.File) (int, string, string) {
+	t.Helper()
 	cTest, cProc := socketpair(t)
 	defer cTest.Close()
 	f := fileOf(t, cProc)
@@ -38,6 +44,7 @@ func runBinary(t *testing.T, args []string, extra ...*os.File) (int, string, str
 	var stderr bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = f, f, &stderr
 	cmd.ExtraFiles = extra
+	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

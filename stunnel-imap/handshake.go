@@ -114,6 +114,7 @@ func (s *session) handshake(pre []byte) bool {
 		return false
 	}
 	s.state = tc.ConnectionState()
+	s.tlsIn, s.tlsDone = s.in.Load(), time.Now()
 	s.client = tc
 	s.cr = bufio.NewReaderSize(tc, 4096)
 	s.tlsOn = true
@@ -121,6 +122,23 @@ func (s *session) handshake(pre []byte) bool {
 		s.info("tls %s %s", tlsVersion(s.state), tls.CipherSuiteName(s.state.CipherSuite))
 	}
 	return true
+}
+
+// rejectedAfterHandshake warns of a client that closed soon after a
+// completed handshake without sending a byte in TLS: clients that check
+// the certificate only once the handshake is done (mbsync, mpop,
+// neomutt) close just so when they refuse it, with no alert. "Soon" is
+// within -T of the handshake: a client's own check takes no longer than
+// a handshake.
+func (s *session) rejectedAfterHandshake() {
+	if !s.tlsOn || s.loggedIn || s.in.Load() != s.tlsIn || (s.end != endClientEOF && s.end != endClientError) {
+		return
+	}
+	if time.Since(s.tlsDone) > s.cfg.handshakeTimeout {
+		return
+	}
+	s.warn("client closed after the tls handshake without a command: it probably rejected the certificate (expired/untrusted/wrong name?); served %s; sni=%s",
+		servedText(s.served), field(s.sni))
 }
 
 func tlsVersion(st tls.ConnectionState) string {

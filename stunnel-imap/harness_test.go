@@ -76,6 +76,7 @@ type setup struct {
 	logs      *testkit.LockedBuffer
 	ready     func() error
 	warnDays  int // config.certWarnDays: 0, no expiry warning
+	down      down
 }
 
 func start(t *testing.T, su setup) *harness {
@@ -106,6 +107,7 @@ func start(t *testing.T, su setup) *harness {
 		grace:            2 * time.Second,
 		ready:            su.ready,
 		certWarnDays:     su.warnDays,
+		down:             su.down,
 	}
 	h := &harness{t: t, client: cTest, rawCli: cTest, server: sTest, logs: logs, done: make(chan *session, 1)}
 	go func() { h.done <- serve(cfg, cProxy, sProxy) }()
@@ -226,6 +228,15 @@ func (h *harness) step(st step) bool {
 		h.server.Close()
 	case 'k':
 		h.client.Close()
+	case 'l': // the client reads one line, whatever it says
+		h.client.SetReadDeadline(time.Now().Add(guard))
+		b := make([]byte, 1)
+		for b[0] != '\n' {
+			if _, err := io.ReadFull(h.client, b); err != nil {
+				t.Errorf("client read: %v", err)
+				return false
+			}
+		}
 	case 'x':
 		return h.expectEnd("client", h.client, true)
 	case 'X':

@@ -55,6 +55,10 @@ func yesno(b bool) string {
 	return "no"
 }
 
+// maxReason bounds the log line's reason (an address and a system
+// error: a unix socket's path is at most 107 bytes).
+const maxReason = 300
+
 // logEnd writes the session's one info line.
 func (s *session) logEnd() {
 	if s.cfg.verbosity < 0 {
@@ -70,9 +74,15 @@ func (s *session) logEnd() {
 	if s.authFailed > 0 {
 		auth += fmt.Sprintf(" authfail=%d", s.authFailed)
 	}
-	s.cfg.log.Info("remote=%s mode=%s starttls=%s tls=%s cipher=%s sni=%s auth=%s in=%d out=%d warnings=%d duration=%.3fs end=%s",
+	// reason="...", why the server side or the key holder failed, only
+	// when known; before end=, so that end= stays the line's last field.
+	reason := ""
+	if s.reason != "" {
+		reason = fmt.Sprintf(" reason=%q", log.Clip(s.reason, maxReason))
+	}
+	s.cfg.log.Info("remote=%s mode=%s starttls=%s tls=%s cipher=%s sni=%s auth=%s in=%d out=%d warnings=%d duration=%.3fs%s end=%s",
 		s.cfg.remote, s.cfg.mode.Name, yesno(s.starttls), tlsVersion(s.state), cipher, field(s.sni), auth,
-		s.in.Load(), s.out.Load(), s.warnings.count, time.Since(s.start).Seconds(), s.end)
+		s.in.Load(), s.out.Load(), s.warnings.count, time.Since(s.start).Seconds(), reason, s.end)
 }
 
 // info writes a -v info line, with the client's address as warn does.

@@ -143,15 +143,24 @@ func run(l *log.Logger, args []string) error {
 		return err
 	}
 
+	// What the programs before this one could not connect (down.go):
+	// the server (makesock -c) or the key holder (setuidgid-chroot -s).
+	// Its descriptor is then closed, or the runtime's own: never touched.
+	down := downFromEnv(os.Getenv, o.keyFD >= 0)
+
 	// The certificate first: a bad one ends the process (100) before a
 	// byte reaches the client.
-	src, err := openCertSource(o)
-	if err != nil {
+	var src certSource
+	if down.keyHolder != "" {
+		src = downSource{down.keyHolder}
+	} else if src, err = openCertSource(o); err != nil {
 		return err
 	}
 
-	server, err := fileConn(o.serverFD)
-	if err != nil {
+	var server net.Conn
+	if down.server != "" {
+		server = goneConn()
+	} else if server, err = fileConn(o.serverFD); err != nil {
 		return log.Temp(err, "use descriptor %d for the server", o.serverFD)
 	}
 	client, err := clientConn()
@@ -170,6 +179,7 @@ func run(l *log.Logger, args []string) error {
 		certWarnDays:     warnDays,
 		remote:           remoteAddr(),
 		proxy:            proxy,
+		down:             down,
 	}
 
 	// LOCK-DOWN POINT: every descriptor is open, the TLS configuration is

@@ -97,5 +97,12 @@ func (s *session) sendProxyHeader() bool {
 		return false
 	}
 	s.server.SetWriteDeadline(time.Now().Add(s.cfg.commandTimeout))
-	return s.toServer(b)
+	if _, err := s.server.Write(b); err != nil {
+		// The server went before the header (a server program that
+		// exited): the client is told, as for a missing greeting.
+		s.reason = "unable to send the proxy header to the server: " + log.Reason(err)
+		s.bye(endReason(true, err), s.unavailableLine())
+		return false
+	}
+	return true
 }

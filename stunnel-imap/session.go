@@ -89,6 +89,9 @@ type config struct {
 	// proxy, with -H, are the addresses of the PROXY header the server
 	// gets first (proxyheader.go); nil: no header.
 	proxy *proxyAddrs
+	// down says why the server or the key holder is not there at all
+	// (down.go); zero: both are.
+	down down
 }
 
 // maxResponse bounds one server response before login.
@@ -140,6 +143,7 @@ type session struct {
 	loggedIn   bool      // the server accepted a login or greeted PREAUTH
 	authFailed int       // the server's refusals of a login (LOGIN, AUTHENTICATE, PASS, APOP, AUTH)
 	end        ending    // how the session ended: the log line's end= (end.go); running until then
+	reason     string    // why the server side or the key holder failed, when known: the log line's reason=
 
 	// What the log line tells.
 	starttls bool
@@ -148,6 +152,8 @@ type session struct {
 	offered  offered           // the ClientHello's versions and suites, for a failed handshake
 	served   *x509.Certificate // the leaf chosen for this handshake
 	certSent bool              // the certificate went out: a failure is the client refusing it
+	tlsIn    int64             // in= when the handshake completed: the client's bytes before TLS
+	tlsDone  time.Time         // when the handshake completed
 	in, out  atomic.Int64
 	start    time.Time
 	warnings warnings
@@ -170,6 +176,7 @@ func serve(cfg *config, client, server net.Conn) *session {
 	}
 	s.part = parts[cfg.mode.Protocol](s)
 	s.run()
+	s.rejectedAfterHandshake()
 	s.logEnd()
 	return s
 }
@@ -177,6 +184,10 @@ func serve(cfg *config, client, server net.Conn) *session {
 func (s *session) run() {
 	defer s.raw.Close()
 	defer s.server.Close()
+	if s.cfg.down != (down{}) {
+		s.peerDown()
+		return
+	}
 	if s.cfg.mode.Policy == suite.Implicit {
 		if !s.certReady() {
 			return
@@ -196,16 +207,16 @@ func (s *session) run() {
 	}
 	s.beforeLogin()
 	if s.end != running {
-		if s.fatal == nil {
-			s.finish()
-		}
+		s.finish()
 		return
 	}
 	s.relay()
 }
 
-// certReady waits for cfg.ready, if any; on failure the session ends
-// with nothing said to the client, and the process exits 111.
+// certReady waits for cfg.ready, if any; on failure the session ends,
+// and the process exits 111. With implicit TLS nothing can be said to
+// the client (no handshake without the key holder); beforeLogin tells a
+// STARTTLS client.
 func (s *session) certReady() bool {
 	if s.cfg.ready == nil {
 		return true
@@ -227,6 +238,7 @@ func (s *session) beforeLogin() {
 	s.setDeadline(time.Now().Add(s.cfg.commandTimeout)) // for the greeting
 	s.readServer()
 	if !s.tlsOn && !s.certReady() {
+		s.bye(endKeyHolderFailed, s.unavailableLine())
 		return
 	}
 	timer := time.NewTimer(s.cfg.commandTimeout)
@@ -353,6 +365,14 @@ func (s *session) serverFailed(r result) {
 	if r.err == line.ErrTooLong {
 		s.warn("server sent a response over %d bytes before authentication", maxResponse)
 		s.bye(endServerError, "Server error")
+		return
+	}
+	if s.part.waiting() == waitingGreeting && !s.clientGone {
+		// No greeting: the client is told (in TLS with implicit TLS,
+		// where the handshake came first), and the log says why. A
+		// part of a greeting is no greeting: not passed on.
+		s.reason = serverGone(r.err)
+		s.bye(endReason(true, r.err), s.unavailableLine())
 		return
 	}
 	// What the server sent before it went is passed on.

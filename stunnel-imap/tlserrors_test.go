@@ -107,7 +107,7 @@ func TestCertNotRejected(t *testing.T) {
 // certificate within the warning days; none with 0 days or a later one.
 func TestCertExpiringWarning(t *testing.T) {
 	soon := testkit.NewCert(t, testkit.CertOptions{Names: []string{"imap.test"}, SelfSigned: true, NotAfter: time.Now().Add(5*24*time.Hour + time.Hour)})
-	c, err := certfile.Parse(soon.PEM, "soon")
+	cert, err := certfile.Parse(soon.PEM, "soon")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,10 +115,12 @@ func TestCertExpiringWarning(t *testing.T) {
 		days int
 		want bool
 	}{{14, true}, {5, false}, {0, false}, {6, true}} {
-		h := start(t, setup{mode: modeImplicit, src: staticSource{c}, warnDays: tc.days})
-		h.run([]step{handshakeWith(soon.ClientConfig("imap.test")), s(serverGreeting), C(serverGreeting)})
+		h := start(t, setup{mode: modeImplicit, src: staticSource{cert}, warnDays: tc.days})
+		// A command, so that the session is no rejection after the
+		// handshake (whose warning would count too).
+		h.run([]step{handshakeWith(soon.ClientConfig("imap.test")), s(serverGreeting), C(serverGreeting), c("a NOOP\r\n"), S("a NOOP\r\n"), s("a OK\r\n"), C("a OK\r\n")})
 		sess := h.ended("client-eof")
-		line := "warning: certificate for imap.test expires on " + c.Leaf.NotAfter.UTC().Format(time.DateOnly) + ", in 5 days: renew it (CERT_WARN_DAYS="
+		line := "warning: certificate for imap.test expires on " + cert.Leaf.NotAfter.UTC().Format(time.DateOnly) + ", in 5 days: renew it (CERT_WARN_DAYS="
 		if got := strings.Contains(h.logs.String(), line); got != tc.want {
 			t.Errorf("%d days: warning %v, want %v:\n%s", tc.days, got, tc.want, h.logs)
 		}

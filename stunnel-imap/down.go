@@ -1,0 +1,124 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"time"
+
+	"imap-tls/internal/suite"
+	"imap-tls/log"
+)
+
+// This file is a session whose server or key holder is not there: the
+// program before this one could not connect it (makesock -c sets
+// MAKESOCK_ERROR, setuidgid-chroot -s sets SIGNER_ERROR, each with the
+// reason, and leaves that descriptor closed), or the server went before
+// its greeting. The client is told, never left with a bare end of file:
+// IMAP's BYE in place of the greeting (RFC 9051 §7.1.5) with
+// [UNAVAILABLE] (RFC 5530), POP3's -ERR with [SYS/TEMP] (RFC 3206).
+
+// The variables that say a descriptor is not there, and why.
+const (
+	serverErrorVar    = "MAKESOCK_ERROR" // makesock -c: the server's fd (-F)
+	keyHolderErrorVar = "SIGNER_ERROR"   // setuidgid-chroot -s: the key holder's fd (-K)
+)
+
+// unavailable is the text the client reads: fixed, never the internal
+// address or the reason (those are the log's).
+const unavailable = "Mail server unavailable, try again later"
+
+// down is why the server or the key holder is not there ("": it is).
+type down struct{ server, keyHolder string }
+
+// downFromEnv reads the variables; SIGNER_ERROR counts only with -K.
+func downFromEnv(getenv func(string) string, keyHolder bool) down {
+	d := down{server: getenv(serverErrorVar)}
+	if keyHolder {
+		d.keyHolder = getenv(keyHolderErrorVar)
+	}
+	return d
+}
+
+// downSource serves no certificate: the key holder is not there.
+type downSource struct{ why string }
+
+func (d downSource) certificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return nil, errors.New(d.why)
+}
+
+// goneConn stands for a server that is not there: reads end at once,
+// writes fail. It holds no descriptor.
+func goneConn() net.Conn {
+	c, peer := net.Pipe()
+	peer.Close()
+	return c
+}
+
+// unavailableLine is the protocol's last word to a client whose server
+// or key holder is not there (part.bye adds "* BYE " or "-ERR ").
+func (s *session) unavailableLine() string {
+	if s.cfg.mode.Protocol == "pop3" {
+		return "[SYS/TEMP] " + unavailable
+	}
+	return "[UNAVAILABLE] " + unavailable
+}
+
+// peerDown runs a session whose server or key holder is not there.
+// Without the key holder no handshake is possible: a TLS client (implicit
+// TLS) gets crypto/tls's internal_error alert, the one thing a TLS
+// server can say without a certificate; a STARTTLS client the BYE (-ERR)
+// in plaintext, in place of the greeting. Without the server: the BYE
+// after the handshake (implicit TLS) or in place of the greeting.
+func (s *session) peerDown() {
+	d := s.cfg.down
+	if d.keyHolder != "" {
+		s.reason = d.keyHolder
+		if s.cfg.mode.Policy == suite.Implicit {
+			s.refuseHandshake()
+		} else {
+			s.bye(endKeyHolderFailed, s.unavailableLine())
+		}
+		s.end = endKeyHolderFailed
+		s.finish()
+		return
+	}
+	s.reason = d.server
+	if s.cfg.mode.Policy == suite.Implicit {
+		if !s.certReady() {
+			return
+		}
+		if !s.handshake(nil) {
+			s.finish()
+			return
+		}
+	}
+	s.bye(endServerError, s.unavailableLine())
+	s.finish()
+}
+
+// refuseHandshake reads the client's ClientHello (under -T) and answers
+// it with an alert: there is no certificate, and crypto/tls then sends
+// internal_error.
+func (s *session) refuseHandshake() {
+	cfg := s.cfg.tls.Clone()
+	cfg.GetCertificate = downSource{s.cfg.down.keyHolder}.certificate
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		s.sni = hello.ServerName
+		return nil, nil
+	}
+	s.raw.SetDeadline(time.Now().Add(s.cfg.handshakeTimeout))
+	tls.Server(s.raw, cfg).Handshake()
+}
+
+// serverGone is the log's reason for a server that went before its
+// greeting. A server program (makesock's second program) that exited
+// gives an end of file here: its exit status is not known to the proxy
+// (makesock exec'd into the proxy's chain, so nobody waits for it).
+func serverGone(err error) string {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "server closed the connection before its greeting"
+	}
+	return "unable to read the server's greeting: " + log.Reason(err)
+}
