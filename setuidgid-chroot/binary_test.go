@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -641,19 +642,43 @@ func TestAccountFiles(t *testing.T) {
 	}
 }
 
-// TestSignerUnreachable: -s with nothing to connect to fails (after its
-// 2 s of retries) with one line that names the socket by its absolute
-// path, what to check, and the client; the program never runs.
+// TestSignerUnreachable: -s with nothing to connect to (after its 2 s of
+// retries) warns in one line that names the socket by its absolute
+// path, what to check, and the client; then the program runs as before
+// (the drop, no_new_privs), with that descriptor closed and the reason,
+// without the client, in $SIGNER_ERROR, so that it can tell its client.
+// A stale $SIGNER_ERROR is gone when -s connects.
 func TestSignerUnreachable(t *testing.T) {
 	needRoot(t)
-	account(t, "imaptls")
+	n, _ := account(t, "imaptls")
+	uid := strconv.Itoa(n)
 	dir, err := filepath.EvalSymlinks(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := sgc(t, []string{"TCPREMOTEIP=192.0.2.7", "TCPREMOTEPORT=4711"}, dir, "-u", "imaptls", "-s", "4:./signer/socket", statusProg)
-	want := "setuidgid-chroot: fatal: unable to reach the signer at " + dir + "/signer/socket: file does not exist (is the signer service linked and up?); remote=192.0.2.7:4711\n"
-	if r.code != 111 || r.stderr != want || r.stdout != "" {
-		t.Errorf("exit %d stdout %q stderr %q, want 111 and %q", r.code, r.stdout, r.stderr, want)
+	env := []string{"TCPREMOTEIP=192.0.2.7", "TCPREMOTEPORT=4711", "SIGNER_ERROR=stale"}
+	// statusprog's runtime holds fds 3 and 4 itself: a shell looks at
+	// fd 4 (the exec closes the runtime's).
+	sh := `if [ -e /proc/self/fd/4 ]; then echo fd 4 open; else echo fd 4 closed; fi; echo "SIGNER_ERROR=$SIGNER_ERROR"`
+	r := sgc(t, env, dir, "-u", "imaptls", "-s", "4:./signer/socket", statusProg, "ids", "exec", "/bin/sh", "-c", sh)
+	want := "setuidgid-chroot: warning: unable to reach the signer at " + dir + "/signer/socket: file does not exist (is the signer service linked and up?); remote=192.0.2.7:4711\n"
+	envWant := "\nfd 4 closed\nSIGNER_ERROR=unable to reach the signer at " + dir + "/signer/socket: file does not exist (is the signer service linked and up?)\n"
+	if r.code != 0 || r.stderr != want || !strings.HasPrefix(r.stdout, "ids uid="+uid+","+uid+","+uid+" ") ||
+		!strings.Contains(r.stdout, " nnp=1\n") || !strings.HasSuffix(r.stdout, envWant) {
+		t.Errorf("exit %d stdout %q stderr %q, want 0, the drop, fd 4 closed, %q and %q", r.code, r.stdout, r.stderr, envWant, want)
+	}
+
+	// Connected: no warning, and no $SIGNER_ERROR at all.
+	if err := os.Mkdir(filepath.Join(dir, "signer"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", filepath.Join(dir, "signer", "socket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	r = sgc(t, env, dir, "-u", "imaptls", "-s", "4:./signer/socket", statusProg, "read", "/proc/self/environ")
+	if r.code != 0 || r.stderr != "" || strings.Contains(r.stdout, "SIGNER_ERROR") {
+		t.Errorf("connected: exit %d stdout %q stderr %q, want 0, no line, no SIGNER_ERROR", r.code, r.stdout, r.stderr)
 	}
 }

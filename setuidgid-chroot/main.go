@@ -159,7 +159,12 @@ func run(args []string) error {
 	}
 
 	// 2. -o, -s, -l: each file or socket onto exactly its descriptor,
-	// while privileged.
+	// while privileged. A -s that cannot connect leaves its descriptor
+	// closed and says why in $SIGNER_ERROR (sock.go); a stale value
+	// from our own environment is no failure of this run.
+	if _, ok := os.LookupEnv(signerErrorVar); ok {
+		os.Unsetenv(signerErrorVar)
+	}
 	for _, o := range c.opens {
 		if err := openOnto(o); err != nil {
 			return err
@@ -335,7 +340,8 @@ func openOnto(o openSpec) error {
 	switch o.kind {
 	case kindConnect:
 		if fd, err = connectUnix(o.path); err != nil {
-			return unreachable(err, o.path, os.LookupEnv)
+			signerDown(o, err)
+			return nil
 		}
 	case kindListen:
 		if fd, err = listenUnix(o.path); err != nil {

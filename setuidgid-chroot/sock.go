@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"os"
 	"path"
 	"strings"
 	"time"
@@ -86,6 +87,29 @@ func unreachable(err error, socket string, getenv func(string) (string, bool)) e
 		why += "; remote=" + ip + ":" + port
 	}
 	return log.Temp(errors.New(why), "reach the signer at %s", absPath(socket))
+}
+
+// signerErrorVar tells prog that a -s could not connect: its value is
+// the failure's text, without the client's address ("unable to reach the
+// signer at /etc/imap-tls/signer/socket: connection refused (is the
+// signer service linked and up?)"), and that -s's descriptor is closed.
+// stunnel-imap then tells its client (* BYE [UNAVAILABLE] in place of
+// the greeting, or a TLS alert with implicit TLS), as it does for
+// makesock -c's MAKESOCK_ERROR, instead of a bare end of file.
+const signerErrorVar = "SIGNER_ERROR"
+
+// signerDown is -s's failure: a warning that names the socket, the
+// reason and the client; the descriptor closed (one inherited on that
+// number would pass for the signer; one of this process's own is closed
+// by the exec); $SIGNER_ERROR set. Everything else goes on as before:
+// the jail, the drop, the exec.
+func signerDown(o openSpec, err error) {
+	log.New("setuidgid-chroot").Warning("%s", unreachable(err, o.path, os.LookupEnv).Error())
+	if flags, e := unix.FcntlInt(uintptr(o.fd), unix.F_GETFD, 0); e == nil && flags&unix.FD_CLOEXEC == 0 {
+		unix.Close(o.fd)
+	}
+	noClient := func(string) (string, bool) { return "", false }
+	os.Setenv(signerErrorVar, unreachable(err, o.path, noClient).Error())
 }
 
 // absPath is p from the working directory (-s runs before any chroot),
