@@ -205,8 +205,12 @@ func TestServerAddress(t *testing.T) {
 	if w := SocketState("./imap.sock"); w != "" {
 		t.Errorf("a socket: %q", w)
 	}
-	if w := SocketState("./later.sock"); !strings.Contains(w, "does not exist yet") {
+	if w := SocketState("./later.sock"); w != "server socket ./later.sock does not exist yet: is the server up? (every connection fails until it is)" {
 		t.Errorf("no socket: %q", w)
+	}
+	// Ambiguous: a program mistyped, or a socket not up yet: both said.
+	if w := SocketState("/nonexistent/imapd"); w != "server socket /nonexistent/imapd does not exist yet: is the server up? (every connection fails until it is); if /nonexistent/imapd is meant as a program: no such file" {
+		t.Errorf("no such file: %q", w)
 	}
 	if w := SocketState("./imapd"); w != "server socket ./imapd is not a socket" {
 		t.Errorf("a file: %q", w)

@@ -68,11 +68,21 @@ func ServerAddress(dir string, argv []string) (network, address string, err erro
 // SocketState says what is not yet right with a unix server socket at
 // path ("" when it is a socket): a start warns with it (the server may
 // simply not be up yet), imap-tls-check too.
+//
+// A path that does not exist is read as a socket, so that a server that
+// comes up after the service needs no restart; but /usr/lib/dovecot/imapd
+// mistyped is as likely as a socket: a name without "sock" in it gets
+// the other reading too, so that whoever meant a program reads that it
+// is not there.
 func SocketState(path string) string {
 	st, err := os.Stat(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return "server socket " + path + " does not exist yet: is the server up? (every connection fails until it is)"
+		w := "server socket " + path + " does not exist yet: is the server up? (every connection fails until it is)"
+		if !strings.Contains(filepath.Base(path), "sock") {
+			w += "; if " + path + " is meant as a program: no such file"
+		}
+		return w
 	case err != nil:
 		return "server socket " + path + ": " + log.Reason(err)
 	case st.Mode()&os.ModeSocket == 0:
