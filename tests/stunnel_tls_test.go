@@ -162,15 +162,23 @@ func dialer() *net.Dialer {
 
 // TestE2EBrokenSetup: a pipeline that cannot serve (the PEM file
 // removed after imap-tls-server checked it at start; the backend
-// missing; the backend gone before its greeting) gives the
-// client an empty connection and its end, says why in one line of the
-// program that failed, exits with that program's status, and leaves no
-// process behind.
+// missing; the backend gone before its greeting) tells the client
+// `* BYE [UNAVAILABLE]` in place of the greeting, never a bare end of
+// file, says why in the log (the program that failed, and the proxy's
+// reason=), exits with that program's status, and leaves no process
+// behind.
+//
+// A missing backend, /nonexistent/imapd, is ambiguous: a program
+// mistyped, or a unix socket whose server is not up yet. It is read as a
+// socket (makesock -c), so that a server that comes up later needs no
+// restart; the start's warning names both readings, each connection's
+// line says what failed, and the client is told.
 func TestE2EBrokenSetup(t *testing.T) {
 	fake := []string{"sh", "-c", harness.FakeStarttlsBackend}
 	const (
 		noPEM = `^setuidgid-chroot: fatal: unable to open /\S+/server\.pem: file does not exist$`
-		gone  = `^stunnel-imap: info: .* tls=none .* in=0 out=0 .* end=server-eof$`
+		gone  = `^stunnel-imap: info: .* tls=none .* in=0 out=62 .* reason="server closed the connection before its greeting" end=server-eof$`
+		bye   = "* BYE [UNAVAILABLE] Mail server unavailable, try again later\r\n"
 	)
 	for _, tc := range []struct {
 		name   string
@@ -179,9 +187,13 @@ func TestE2EBrokenSetup(t *testing.T) {
 		status int      // tcpserver -v's raw wait status of the connection
 	}{
 		{"pem removed after the start", harness.PipelineOpts{Backend: fake, RemovePEM: true},
-			[]string{noPEM, `^stunnel-imap: info: .* tls=none .* end=key-process-failed$`, `^stunnel-imap: fatal: unable to use the key holder: `}, 111 << 8},
+			[]string{noPEM, `^stunnel-imap: info: .* tls=none .* out=62 .* end=key-process-failed$`, `^stunnel-imap: fatal: unable to use the key holder: `}, 111 << 8},
 		{"missing backend", harness.PipelineOpts{Backend: []string{"/nonexistent/imapd"}},
-			[]string{`^makesock: fatal: unable to run /nonexistent/imapd: file does not exist$`}, 111 << 8},
+			[]string{
+				`^imap-tls-server: warning: server socket /nonexistent/imapd does not exist yet: is the server up\? \(every connection fails until it is\); if /nonexistent/imapd is meant as a program: no such file$`,
+				`^makesock: warning: unable to connect to /nonexistent/imapd: file does not exist; remote=127\.0\.0\.1:\d+$`,
+				`^stunnel-imap: info: .* tls=none .* in=0 out=62 .* reason="unable to connect to /nonexistent/imapd: file does not exist" end=server-error$`,
+			}, 0},
 		{"backend gone before its greeting", harness.PipelineOpts{Backend: []string{"sh", "-c", "exit 0"}},
 			[]string{gone}, 0},
 	} {
@@ -190,8 +202,8 @@ func TestE2EBrokenSetup(t *testing.T) {
 			p := harness.StartPipeline(t, tc.o)
 			c := harness.DialIMAP(t, p.Addr)
 			rest := c.RestClosed() // hang guard: DialIMAP's 30 s deadline
-			if rest != "" {
-				t.Errorf("the client got %q from a pipeline that cannot serve", rest)
+			if rest != bye {
+				t.Errorf("the client got %q from a pipeline that cannot serve, want %q", rest, bye)
 			}
 			for _, l := range tc.lines {
 				p.WaitLog(t, l, 15*time.Second)
