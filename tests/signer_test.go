@@ -242,9 +242,10 @@ func TestSignerOneSignature(t *testing.T) {
 // TestSignerDown: the signer killed while a connection waits for its
 // handshake ends that connection cleanly (the handshake fails, the proxy
 // exits 0 with its log line); supervise starts a new signer, which
-// serves the next connection. With the signer's service down, a
-// connection ends with setuidgid-chroot's one line, and the service is
-// back with svc -u.
+// serves the next connection. With the signer's service down, the
+// client is told (* BYE [UNAVAILABLE] in place of the greeting),
+// setuidgid-chroot's warning names the socket and the proxy's line the
+// reason, and the service is back with svc -u.
 func TestSignerDown(t *testing.T) {
 	dc := harness.StartDovecot(t)
 	sig := harness.StartSigner(t)
@@ -275,18 +276,21 @@ func TestSignerDown(t *testing.T) {
 	}
 	t.Logf("signer %d killed, %d serves", old, now)
 
-	// Down: the connection ends at once, with one line saying why.
+	// Down: the connection ends at once, the client told, the log
+	// saying why.
 	exec.Command("svc", "-d", sig.Dir).Run()
 	harness.WaitGone(t, now, "the signer after svc -d")
 	d := harness.DialIMAP(t, p.Addr)
 	start := time.Now()
 	rest, _ := d.Rest()
 	d.Close()
-	if rest != "" {
-		t.Errorf("with the signer down the client got %q, want the connection closed", rest)
+	if want := "* BYE [UNAVAILABLE] Mail server unavailable, try again later\r\n"; rest != want {
+		t.Errorf("with the signer down the client got %q, want %q", rest, want)
 	}
 	t.Logf("with the signer down the connection closed after %v", time.Since(start))
-	p.WaitLog(t, `^setuidgid-chroot: fatal: unable to reach the signer at `+regexp.QuoteMeta(sig.Socket)+`: (connection refused|file does not exist) \(is the signer service linked and up\?\); remote=\S+:\d+$`, 20*time.Second)
+	reach := `unable to reach the signer at ` + regexp.QuoteMeta(sig.Socket) + `: (connection refused|file does not exist) \(is the signer service linked and up\?\)`
+	p.WaitLog(t, `^setuidgid-chroot: warning: `+reach+`; remote=\S+:\d+$`, 20*time.Second)
+	p.WaitLog(t, `^stunnel-imap: info: .* reason="`+reach+`" end=key-process-failed$`, 20*time.Second)
 	exec.Command("svc", "-u", sig.Dir).Run()
 	sig.WaitReady(t, 3)
 	if n := session(t, p.Addr, cfg); n != "localhost" {
