@@ -265,7 +265,7 @@ func (s *Service) LogLines(t *testing.T) []string {
 }
 
 // ConnLine is stunnel-imap's line for one connection, with its fields.
-var ConnLine = regexp.MustCompile(`stunnel-imap: info: remote=127\.0\.0\.1:\d+ mode=\S+ starttls=(yes|no) tls=\S+ cipher=\S+ .*auth=(yes|no) in=\d+ out=\d+ warnings=\d+ duration=\S+ end=\S+`)
+var ConnLine = regexp.MustCompile(`stunnel-imap: info: remote=127\.0\.0\.1:\d+ mode=\S+ starttls=(yes|no) tls=\S+ cipher=\S+ .*auth=(yes|no) in=\d+ out=\d+ warnings=\d+ duration=\S+ (?:reason=".*" )?end=\S+`)
 
 // ConnLines counts stunnel-imap's one-per-connection info lines.
 func (s *Service) ConnLines(t *testing.T) int {
