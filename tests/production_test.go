@@ -258,7 +258,10 @@ const doveLog = "/var/log/dovecot-imap-tls-test.log"
 // already by redo.do's test target, on this host: running it would at
 // best change nothing and needs the network; each package it names is
 // checked to be installed instead) and the Go download (Go is here: the
-// test is built with it). Every other line runs word for word.
+// test is built with it). Every other line runs word for word, `sh
+// redo.do install` in a copy of the checkout with IMAPTLS_BIN set in its
+// environment (the line unchanged): it installs the programs under test
+// instead of building them again.
 func runProductionBlock(t *testing.T) *prodSite {
 	t.Helper()
 	harness.NeedRoot(t)
@@ -509,6 +512,26 @@ func TestProduction(t *testing.T) {
 	n := site.ns
 	if !strings.Contains(site.out["imap-tls-check"], "firewall") {
 		t.Errorf("imap-tls-check said nothing of the firewall rule:\n%s", site.out["imap-tls-check"])
+	}
+
+	// Every path under /usr/local the section names is one install put
+	// there (Go's /usr/local/go aside).
+	b, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	section, _, _ := strings.Cut(string(b)[strings.Index(string(b), "## Running it for real\n")+1:], "\n## ")
+	paths := regexp.MustCompile(`/usr/local/[A-Za-z0-9._/-]*[A-Za-z0-9_]`).FindAllString(section, -1)
+	if len(paths) < 5 {
+		t.Errorf("README's production section names %d paths under /usr/local: %q", len(paths), paths)
+	}
+	for _, p := range paths {
+		if p == "/usr/local/go" {
+			continue
+		}
+		if _, err := os.Stat(n.Path(p)); err != nil {
+			t.Errorf("README's production section names %s, which sh redo.do install did not make: %v", p, err)
+		}
 	}
 
 	out, err := site.logins(t, "127.0.0.5")
