@@ -139,7 +139,7 @@ func TestServiceCertPolicy(t *testing.T) {
 	install(expired.PEM)
 	date := expired.Leaf.NotAfter.UTC().Format(time.DateOnly)
 	refused(`imap-tls-server: fatal: certificate \./ssl/stunnel\.pem expired on ` + date + `$`)
-	logOf(signer, `stunnel-imap-signer: fatal: .*expired on `+date+`$`)
+	logOf(signer, ` run: fatal: unable to start the signer: certificate \.\./ssl/stunnel\.pem expired on `+date+`: down until the file is fixed and svc -u `+regexp.QuoteMeta(signer.Dir)+`$`)
 	check(100, "error: ssl/stunnel.pem: certificate ssl/stunnel.pem expired on "+date)
 
 	// An encrypted key: the same.
@@ -154,6 +154,7 @@ func TestServiceCertPolicy(t *testing.T) {
 	soon := testkit.NewCert(t, testkit.CertOptions{NotAfter: time.Now().Add(5*24*time.Hour + time.Hour)})
 	install(soon.PEM)
 	s.WaitListening(t, s.Port, true)
+	signer.Svc(t, "-u") // down since its run file refused the expired one
 	signerUp()
 	sdate := soon.Leaf.NotAfter.UTC().Format(time.DateOnly)
 	logHas(`imap-tls-server: warning: \./ssl/stunnel\.pem: certificate for localhost expires on ` + sdate + `, in 5 days: renew it`)

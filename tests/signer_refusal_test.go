@@ -110,8 +110,8 @@ func TestSignerRefusal(t *testing.T) {
 		expired := testkit.NewCert(t, testkit.CertOptions{NotAfter: time.Now().Add(-48 * time.Hour)})
 		day := expired.Leaf.NotAfter.UTC().Format(time.DateOnly)
 		replace(t, expired.PEM)
-		line := waitLog(t, signerLog, `signer/run: fatal: `)
-		want := "signer/run: fatal: unable to start the signer: certificate ../ssl/stunnel.pem expired on " + day + ": down until the file is fixed and svc -u " + signerDir
+		line := waitLog(t, signerLog, ` run: fatal: `)
+		want := "run: fatal: unable to start the signer: certificate ../ssl/stunnel.pem expired on " + day + ": down until the file is fixed and svc -u " + signerDir
 		if !strings.HasSuffix(line, want) {
 			t.Errorf("the log: %q, want ...%q", line, want)
 		}
@@ -175,10 +175,18 @@ func TestSignerRefusal(t *testing.T) {
 		waitDown(t)
 		t.Logf("the signer's log:\n%s", must(os.ReadFile(signerLog)))
 		r := refusals()[before:]
-		if len(r) != 2 || !strings.Contains(r[1], "signer/run: fatal: unable to start the signer: certificate ../ssl/stunnel.pem expired on "+day) {
+		if len(r) != 2 || !strings.Contains(r[1], "run: fatal: unable to start the signer: certificate ../ssl/stunnel.pem expired on "+day) {
 			t.Errorf("refusal lines: want the signer's and its run file's, once each:\n%s", strings.Join(r, "\n"))
 		}
 		told(t)
+		// Every line of the signer's log in the suite's grammar, the run
+		// file's own among them.
+		grammar := regexp.MustCompile(`^@[0-9a-f]{24} [a-z0-9-]+: (info|warning|fatal): `)
+		for _, l := range strings.Split(strings.TrimSpace(string(must(os.ReadFile(signerLog)))), "\n") {
+			if !grammar.MatchString(l) {
+				t.Errorf("the signer's log: a line in another grammar: %q", l)
+			}
+		}
 	})
 }
 
