@@ -69,7 +69,7 @@ func policyText(m suite.Mode) string {
 }
 
 // memStarts runs one program of the chain under env/MEMLIMIT as the run
-// file does (softlimit -m), when MEMLIMIT passed check.MemLimit: the Go
+// file does (softlimit -d), when MEMLIMIT passed check.MemLimit: the Go
 // runtime's reservations move between versions, and a limit above the
 // floor can still be one the runtime will not start under.
 func (c *checker) memStarts() {
@@ -82,7 +82,7 @@ func (c *checker) memStarts() {
 	if err1 != nil || err2 != nil {
 		return // reported with env/PATH
 	}
-	cmd := exec.Command(softlimit, "-m", v, prog, "-h")
+	cmd := exec.Command(softlimit, "-d", v, prog, "-h")
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -91,7 +91,7 @@ func (c *checker) memStarts() {
 	// reserve its memory exits 2, or dies on a signal (-1).
 	if err != nil && (code == 2 || code == -1) {
 		first, _, _ := strings.Cut(strings.TrimSpace(out.String()), "\n")
-		c.r.bad("env/MEMLIMIT", "%s: stunnel-imap does not start under softlimit -m %s (%s): choose another value, e.g. 2000000000", v, v, log.Clip(first, 200))
+		c.r.bad("env/MEMLIMIT", "%s: stunnel-imap does not start under softlimit -d %s (%s): raise it", v, v, log.Clip(first, 200))
 	}
 }
 

@@ -23,7 +23,7 @@ func TestLiveSettings(t *testing.T) {
 		t.Errorf("exit %d, want 100:\n%s", code, out)
 	}
 	for _, w := range []string{
-		"error: env/MEMLIMIT: 50 is below 900000000 bytes: softlimit -m sets the address space as well as the data limit",
+		"error: env/MEMLIMIT: 50 is below what a Go program needs to start (80000000 bytes of data, softlimit -d): raise it\n",
 		"error: env/CONCURRENCY: 5000 is above the signer's limit of 4096 proxies at once",
 		"warning: env/PORT: 143 is the standard port of imap (IMAP, STARTTLS required), not of mode imaps (IMAP, implicit TLS, port 993): clients that connect to 143 expect a plaintext greeting and STARTTLS\n",
 		"warning: svstat: supervise not running: link " + dir + " into /etc/service (svscan's directory) to run it; its live state is not checked\n",

@@ -79,6 +79,7 @@ func TestMakesTheTree(t *testing.T) {
 		{"env/MODE", 0644, 0, 0, false},
 		{"env/CONCURRENCY", 0644, 0, 0, false},
 		{"env/MEMLIMIT", 0644, 0, 0, false},
+		{"env/SIGNERMEMLIMIT", 0644, 0, 0, false},
 		{"env/UIDRANGE", 0644, 0, 0, false},
 		{"env/GOMAXPROCS", 0644, 0, 0, false},
 		{"env/IMAPD", 0644, 0, 0, false},
@@ -128,7 +129,7 @@ func TestMakesTheTree(t *testing.T) {
 	if len(ents) != 1 {
 		t.Errorf("the parent holds %v, want only the service directory", ents)
 	}
-	envs := map[string]string{"ACCOUNT": acct, "LOGACCOUNT": logacct, "IP": "127.0.0.1", "PORT": "1143", "MODE": "imap", "CONCURRENCY": "500", "MEMLIMIT": "2000000000", "UIDRANGE": "2000000000:4194304", "GOMAXPROCS": "1"}
+	envs := map[string]string{"ACCOUNT": acct, "LOGACCOUNT": logacct, "IP": "127.0.0.1", "PORT": "1143", "MODE": "imap", "CONCURRENCY": "500", "MEMLIMIT": "100000000", "UIDRANGE": "2000000000:4194304", "GOMAXPROCS": "1"}
 	for k, v := range envs {
 		b, _ := os.ReadFile(filepath.Join(dir, "env", k))
 		if string(b) != v+"\n" {
@@ -143,7 +144,7 @@ func TestMakesTheTree(t *testing.T) {
 		t.Errorf("env/PATH = %q, want %s first and /usr/bin in it", b, filepath.Dir(exe))
 	}
 	runFile, _ := os.ReadFile(filepath.Join(dir, "run"))
-	for _, s := range []string{"exec 2>&1\n", "exec envdir ./env ", "softlimit -m \"$MEMLIMIT\"",
+	for _, s := range []string{"exec 2>&1\n", "exec envdir ./env ", "softlimit -d \"$MEMLIMIT\"",
 		"set -- -u \"$ACCOUNT\"\n", "set -- -r \"$UIDRANGE\"\n",
 		"set -- \"$@\" -s \"$SIGNER\" -C ./ssl/stunnel.pem\n", "set -- \"$@\" -k ./ssl/stunnel.pem\n",
 		"imap-tls-server -V -n \"$MODE\" -c \"$CONCURRENCY\" \"$@\" -j ./jail \"$IP\" \"$PORT\" $IMAPD\n"} {
@@ -186,6 +187,10 @@ func TestRunFile(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(fake, "softlimit"), []byte("#!/bin/sh\nprintf '<%s>' softlimit \"$@\"; echo\n"), 0755); err != nil {
 		t.Fatal(err)
 	}
+	// imap-tls-server -M NAME, before softlimit: GOMEMLIMIT's value.
+	if err := os.WriteFile(filepath.Join(fake, "imap-tls-server"), []byte("#!/bin/sh\necho 20000000\n"), 0755); err != nil {
+		t.Fatal(err)
+	}
 	// envdir is the real one, so the env/ files are read as supervise would.
 	envdir, err := exec.LookPath("envdir")
 	if err != nil {
@@ -203,7 +208,7 @@ func TestRunFile(t *testing.T) {
 		return string(out)
 	}
 	front := func(mode string, ids ...string) string {
-		args := []string{"softlimit", "-m", "2000000000", "imap-tls-server", "-V", "-n", mode, "-c", "500"}
+		args := []string{"softlimit", "-d", "100000000", "imap-tls-server", "-V", "-n", mode, "-c", "500"}
 		args = append(args, ids...)
 		if len(ids) < 3 { // the default: the signer
 			args = append(args, "-s", "./signer/socket", "-C", "./ssl/stunnel.pem")

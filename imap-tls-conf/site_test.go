@@ -145,6 +145,8 @@ func TestSiteFront(t *testing.T) {
 	for _, p := range []string{"softlimit", "setuidgid"} {
 		os.WriteFile(filepath.Join(fake, p), []byte("#!/bin/sh\nprintf '<%s>' "+p+" \"$@\"; echo\n"), 0755)
 	}
+	// imap-tls-server -M NAME, before softlimit: GOMEMLIMIT's value.
+	os.WriteFile(filepath.Join(fake, "imap-tls-server"), []byte("#!/bin/sh\necho 20000000\n"), 0755)
 	envdir, err := exec.LookPath("envdir")
 	if err != nil {
 		t.Fatal("envdir not found: apt-get install daemontools")
@@ -162,7 +164,7 @@ func TestSiteFront(t *testing.T) {
 		return string(out)
 	}
 	front := func(mode, port, server string, extra ...string) string {
-		args := append([]string{"softlimit", "-m", "2000000000", "imap-tls-server", "-V", "-n", mode, "-c", "500",
+		args := append([]string{"softlimit", "-d", "100000000", "imap-tls-server", "-V", "-n", mode, "-c", "500",
 			"-r", "2000000000:4194304", "-s", "../signer/socket", "-C", "../../ssl/stunnel.pem", "-H"}, extra...)
 		args = append(args, "-j", "../../jail", "0.0.0.0", port, server)
 		return "<" + strings.Join(args, "><") + ">\n"

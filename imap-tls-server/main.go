@@ -59,7 +59,14 @@ const maxPEMs = 1000
 var logger = log.New("imap-tls-server")
 
 func main() {
+	if name, ok := memArgs(os.Args[1:]); ok {
+		logger.Exit(memLimit(name, os.Stdout)) // -M NAME: the data limit, before softlimit (limits.go)
+		return
+	}
 	chain, print, err := run(os.Args[1:])
+	if err == nil && !print {
+		err = dataLimit() // the data limit this process, and so the chain, runs under
+	}
 	if err == nil && print {
 		err = printChain(os.Stdout, chain)
 	} else if err == nil {

@@ -103,11 +103,11 @@ func TestLive(t *testing.T) {
 	t.Run("memory limit", func(t *testing.T) {
 		s.WriteEnv(t, "MEMLIMIT", "50")
 		defer func() {
-			s.WriteEnv(t, "MEMLIMIT", "2000000000")
+			s.WriteEnv(t, "MEMLIMIT", "100000000")
 			s.WaitUp(t)
 		}()
 		out, code := liveCheck(t, s.Dir)
-		want := "error: env/MEMLIMIT: 50 is below 900000000 bytes: softlimit -m sets the address space as well as the data limit, and a Go program reserves about 900 MB of address space at start, so no program of the chain would start (write 900000000 or more)\n"
+		want := "error: env/MEMLIMIT: 50 is below what a Go program needs to start (80000000 bytes of data, softlimit -d): raise it\n"
 		if code != 100 || !strings.Contains(out, want) {
 			t.Errorf("exit %d, want 100 and %q:\n%s", code, want, out)
 		}

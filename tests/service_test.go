@@ -251,26 +251,27 @@ func TestServiceControl(t *testing.T) {
 	s.WaitListening(t, old, false)
 	s.Session(t, tr.CA)
 
-	// Under a limit of 100 MB (softlimit -m) a Go program cannot start:
-	// imap-tls-server, the first one, runs under it too, so the service
-	// does not start at all (no tcpserver, nothing listens), and the Go
-	// runtime's complaint is in the log. Back to the default, it works
-	// again.
+	// Under a data limit of 50 bytes nothing can start, a Go program
+	// least of all: the run file asks imap-tls-server -M before
+	// softlimit, so the service does not start at all (no tcpserver,
+	// nothing listens), and the log says why, with the fix. Back to the
+	// default, it works again.
 	def, _ := os.ReadFile(filepath.Join(s.Dir, "env", "MEMLIMIT"))
-	s.WriteEnv(t, "MEMLIMIT", "100000000")
+	s.WriteEnv(t, "MEMLIMIT", "50")
 	s.Svc(t, "-t")
 	s.WaitListening(t, s.Port, false)
 	if c, err := net.DialTimeout("tcp", s.Addr(), 5*time.Second); err == nil {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		if rest, _ := io.ReadAll(c); strings.HasPrefix(string(rest), "* OK") {
-			t.Errorf("under softlimit -m 100000000 the pipeline still greeted: %q", rest)
+			t.Errorf("under env/MEMLIMIT 50 the pipeline still greeted: %q", rest)
 		}
 		c.Close()
 	}
+	const refused = "imap-tls-server: fatal: env/MEMLIMIT 50 is below what a Go program needs to start (80000000 bytes of data, softlimit -d): raise it"
 	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(strings.Join(s.LogLines(t), "\n"), "fatal error") {
+	for !strings.Contains(strings.Join(s.LogLines(t), "\n"), refused) {
 		if time.Now().After(deadline) {
-			t.Fatalf("under softlimit -m 100000000: no Go runtime fatal error in the log:\n%s", strings.Join(s.LogLines(t), "\n"))
+			t.Fatalf("under env/MEMLIMIT 50: no %q in the log:\n%s", refused, strings.Join(s.LogLines(t), "\n"))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -11,13 +11,13 @@ import (
 )
 
 func TestMemLimit(t *testing.T) {
-	for _, ok := range []string{strconv.Itoa(MinMemLimit), "2000000000"} {
+	for _, ok := range []string{strconv.Itoa(MinMemLimit), "100000000", "2000000000"} {
 		if err := MemLimit(ok); err != nil {
 			t.Errorf("MemLimit(%s): %v", ok, err)
 		}
 	}
 	for v, want := range map[string]string{
-		"50":                               "50 is below 900000000 bytes: softlimit -m sets the address space",
+		"50":                               "50 is below what a Go program needs to start (80000000 bytes of data, softlimit -d): raise it",
 		strconv.Itoa(MinMemLimit - 1):      "is below",
 		"x":                                `"x" is not a number of bytes`,
 		"-5":                               "is not a number of bytes",
@@ -26,6 +26,15 @@ func TestMemLimit(t *testing.T) {
 		if err := MemLimit(v); err == nil || !strings.Contains(err.Error(), want) || !isConfig(err) {
 			t.Errorf("MemLimit(%s) = %v, want a configuration error with %q", v, err, want)
 		}
+	}
+}
+
+func TestGoMemLimit(t *testing.T) {
+	if got := GoMemLimit("100000000"); got != "20000000" {
+		t.Errorf("GoMemLimit(100000000) = %s, want 20000000", got)
+	}
+	if got := GoMemLimit(strconv.Itoa(MinMemLimit)); got != "4000000" {
+		t.Errorf("GoMemLimit(MinMemLimit) = %s, want 4000000", got)
 	}
 }
 
