@@ -269,7 +269,7 @@ func TestRunFile(t *testing.T) {
 		return "<setuidgid><" + logacct + "><multilog><t><s16777215><n5><" + strings.Join(args, "><") + ">\n"
 	}
 	for _, c := range []struct{ sub, file, want string }{
-		{"signer", "run", "<softlimit><-m><2000000000><setuidgid-chroot><-/><../jail><-u><" + acct + "><-o><3:../ssl/stunnel.pem><-l><4:./socket><stunnel-imap-signer><-P><3><-L><4>\n"},
+		{"signer", "run", "<softlimit><-d><200000000><setuidgid-chroot><-/><../jail><-u><" + acct + "><-o><3:../ssl/stunnel.pem><-l><4:./socket><stunnel-imap-signer><-P><3><-L><4>\n"},
 		{"log", "run", logLine("-* tcpserver: *", "+* tcpserver: fatal: *", "+* tcpserver: warning: *", "+* tcpserver: status: 500/500", "./main")},
 		{"signer/log", "run", logLine("./main")},
 	} {
@@ -278,7 +278,7 @@ func TestRunFile(t *testing.T) {
 		}
 	}
 	os.WriteFile(filepath.Join(dir, "env/UIDRANGE"), []byte("2000000000:4194304\n"), 0644)
-	if got, want := runIn("signer", "run"), "<softlimit><-m><2000000000><setuidgid-chroot><-/><../jail><-r><2000000000:4194304><-o>"; !strings.HasPrefix(got, want) {
+	if got, want := runIn("signer", "run"), "<softlimit><-d><200000000><setuidgid-chroot><-/><../jail><-r><2000000000:4194304><-o>"; !strings.HasPrefix(got, want) {
 		t.Errorf("signer/run with env/UIDRANGE:\n got %q\nwant %q...", got, want)
 	}
 }

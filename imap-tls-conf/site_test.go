@@ -188,7 +188,7 @@ func TestSiteFront(t *testing.T) {
 		t.Errorf("service/imaps/run with env/SIGNER empty: %q", got)
 	}
 	for sub, want := range map[string]string{
-		"service/signer":     "<softlimit><-m><2000000000><setuidgid-chroot><-/><../../jail><-r><2000000000:4194304><-o><3:../../ssl/stunnel.pem><-l><4:./socket><stunnel-imap-signer><-P><3><-L><4>\n",
+		"service/signer":     "<softlimit><-d><200000000><setuidgid-chroot><-/><../../jail><-r><2000000000:4194304><-o><3:../../ssl/stunnel.pem><-l><4:./socket><stunnel-imap-signer><-P><3><-L><4>\n",
 		"service/signer/log": "<setuidgid><" + logacct + "><multilog><t><s16777215><n5><./main>\n",
 		"service/imaps/log":  "<setuidgid><" + logacct + "><multilog><t><s16777215><n5><-* tcpserver: *><+* tcpserver: fatal: *><+* tcpserver: warning: *><+* tcpserver: status: 500/500><./main>\n",
 		"service/pop3/log":   "<setuidgid><" + logacct + "><multilog><t><s16777215><n5><-* tcpserver: *><+* tcpserver: fatal: *><+* tcpserver: warning: *><+* tcpserver: status: 40/40><./main>\n",
