@@ -100,11 +100,13 @@ func TestE2ECertRenewal(t *testing.T) {
 }
 
 // TestE2EBadCert: a PEM that holds no usable certificate and key is
-// reported (a fatal line) before any byte reaches the client; the
-// client sees only the end of the connection. The bad file replaces a
-// good one once the service runs (imap-tls-server refuses a missing or
-// empty one at start): the key process, which reads it for each
-// connection, refuses it, and the proxy ends without a byte.
+// reported (a fatal line) before the server's greeting reaches the
+// client; a STARTTLS client reads * BYE [UNAVAILABLE] in its place, an
+// implicit-TLS client only the end of the connection (no handshake is
+// possible). The bad file replaces a good one once the service runs
+// (imap-tls-server refuses a missing or empty one at start): the key
+// process, which reads it for each connection, refuses it, and the
+// proxy ends.
 func TestE2EBadCert(t *testing.T) {
 	for _, tc := range []struct{ name, content string }{
 		{"garbage", "this is not a certificate\n"},
@@ -135,8 +137,12 @@ func TestE2EBadCert(t *testing.T) {
 				c := harness.DialIMAP(t, p.Addr)
 				rest, _ := c.Rest()
 				c.Close()
-				if rest != "" {
-					t.Errorf("mode %q: the client got %q from a proxy without a usable certificate", mode, rest)
+				want := ""
+				if mode == "imap" {
+					want = "* BYE [UNAVAILABLE] Mail server unavailable, try again later\r\n"
+				}
+				if rest != want {
+					t.Errorf("mode %q: the client got %q from a proxy without a usable certificate, want %q", mode, rest, want)
 				}
 				// the key process refuses the file (exit 100), the
 				// proxy ends for want of it
