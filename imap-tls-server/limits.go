@@ -64,7 +64,7 @@ func dataLimitOf(cur uint64) error {
 		return nil
 	}
 	if err := check.MemLimit(strconv.FormatUint(cur, 10)); err != nil {
-		return log.Config(nil, "the data limit (softlimit -d) %s", err)
+		return log.Config(nil, "the data limit %s", err)
 	}
 	return nil
 }

@@ -50,7 +50,7 @@ func TestDataLimit(t *testing.T) {
 		}
 	}
 	err := dataLimitOf(check.MinMemLimit - 1)
-	if want := "the data limit (softlimit -d) 79999999 is below what a Go program needs to start"; err == nil || !strings.HasPrefix(err.Error(), want) || !isConfig(err) {
+	if want := "the data limit 79999999 is below what a Go program needs to start"; err == nil || !strings.HasPrefix(err.Error(), want) || !isConfig(err) {
 		t.Errorf("dataLimitOf(MinMemLimit-1) = %v, want %q", err, want)
 	}
 	// The test's own limit (none, or a large one): no refusal.
