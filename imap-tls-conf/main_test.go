@@ -191,6 +191,17 @@ func TestRunFile(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(fake, "imap-tls-server"), []byte("#!/bin/sh\necho 20000000\n"), 0755); err != nil {
 		t.Fatal(err)
 	}
+	// signer/run's check before the signer (stunnel-imap-key -c: a
+	// stand-in that wants exactly that file, quiet when it is fine;
+	// $REFUSE makes it warn, then refuse as the policy does) and its
+	// svc -o on a refusal (a stand-in that prints its argv).
+	if err := os.WriteFile(filepath.Join(fake, "stunnel-imap-key"), []byte("#!/bin/sh\ntest \"$*\" = \"-c -p ../ssl/stunnel.pem\" || { echo \"stunnel-imap-key: fatal: called with $*\" >&2; exit 111; }\n"+
+		"test -z \"$REFUSE\" || { echo \"stunnel-imap-key: warning: $3: certificate for x expires ...\" >&2; echo \"stunnel-imap-key: fatal: certificate $3 expired on 2026-12-01\" >&2; exit 100; }\n"), 0755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(fake, "svc"), []byte("#!/bin/sh\nprintf '<%s>' svc \"$@\"; echo\n"), 0755); err != nil {
+		t.Fatal(err)
+	}
 	// envdir is the real one, so the env/ files are read as supervise would.
 	envdir, err := exec.LookPath("envdir")
 	if err != nil {
@@ -269,7 +280,7 @@ func TestRunFile(t *testing.T) {
 		return "<setuidgid><" + logacct + "><multilog><t><s16777215><n5><" + strings.Join(args, "><") + ">\n"
 	}
 	for _, c := range []struct{ sub, file, want string }{
-		{"signer", "run", "<softlimit><-d><200000000><setuidgid-chroot><-/><../jail><-u><" + acct + "><-o><3:../ssl/stunnel.pem><-l><4:./socket><stunnel-imap-signer><-P><3><-L><4>\n"},
+		{"signer", "run", "<softlimit><-d><200000000><setuidgid-chroot><-/><../jail><-u><" + acct + "><-o><3:../ssl/stunnel.pem><-l><4:./socket><stunnel-imap-signer><-P><3:../ssl/stunnel.pem><-L><4>\n"},
 		{"log", "run", logLine("-* tcpserver: *", "+* tcpserver: fatal: *", "+* tcpserver: warning: *", "+* tcpserver: status: 500/500", "./main")},
 		{"signer/log", "run", logLine("./main")},
 	} {
@@ -280,6 +291,18 @@ func TestRunFile(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "env/UIDRANGE"), []byte("2000000000:4194304\n"), 0644)
 	if got, want := runIn("signer", "run"), "<softlimit><-d><200000000><setuidgid-chroot><-/><../jail><-r><2000000000:4194304><-o>"; !strings.HasPrefix(got, want) {
 		t.Errorf("signer/run with env/UIDRANGE:\n got %q\nwant %q...", got, want)
+	}
+	// A certificate the check refuses: one line naming the file and the
+	// way back, svc -o on the signer's own directory, exit 100; the
+	// signer is not started.
+	cmd := exec.Command("sh", "run")
+	cmd.Dir = filepath.Join(dir, "signer")
+	cmd.Env = []string{"PATH=" + filepath.Dir(envdir) + ":/usr/bin:/bin", "REFUSE=1"}
+	out, err := cmd.CombinedOutput()
+	want := "<svc><-o><.>\n"
+	line := "run: fatal: unable to start the signer: certificate ../ssl/stunnel.pem expired on 2026-12-01: down until the file is fixed and svc -u " + filepath.Join(dir, "signer") + "\n"
+	if code := cmd.ProcessState.ExitCode(); code != 100 || string(out) != line+want {
+		t.Errorf("signer/run, the certificate refused: exit %d (%v), want 100;\n got %q\nwant %q", code, err, out, line+want)
 	}
 }
 

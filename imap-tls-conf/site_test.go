@@ -147,6 +147,8 @@ func TestSiteFront(t *testing.T) {
 	}
 	// imap-tls-server -M NAME, before softlimit: GOMEMLIMIT's value.
 	os.WriteFile(filepath.Join(fake, "imap-tls-server"), []byte("#!/bin/sh\necho 20000000\n"), 0755)
+	// the signer's run file checks the site's certificate first: fine.
+	os.WriteFile(filepath.Join(fake, "stunnel-imap-key"), []byte("#!/bin/sh\ntest \"$*\" = \"-c -p ../../ssl/stunnel.pem\"\n"), 0755)
 	envdir, err := exec.LookPath("envdir")
 	if err != nil {
 		t.Fatal("envdir not found: apt-get install daemontools")
@@ -188,7 +190,7 @@ func TestSiteFront(t *testing.T) {
 		t.Errorf("service/imaps/run with env/SIGNER empty: %q", got)
 	}
 	for sub, want := range map[string]string{
-		"service/signer":     "<softlimit><-d><200000000><setuidgid-chroot><-/><../../jail><-r><2000000000:4194304><-o><3:../../ssl/stunnel.pem><-l><4:./socket><stunnel-imap-signer><-P><3><-L><4>\n",
+		"service/signer":     "<softlimit><-d><200000000><setuidgid-chroot><-/><../../jail><-r><2000000000:4194304><-o><3:../../ssl/stunnel.pem><-l><4:./socket><stunnel-imap-signer><-P><3:../../ssl/stunnel.pem><-L><4>\n",
 		"service/signer/log": "<setuidgid><" + logacct + "><multilog><t><s16777215><n5><./main>\n",
 		"service/imaps/log":  "<setuidgid><" + logacct + "><multilog><t><s16777215><n5><-* tcpserver: *><+* tcpserver: fatal: *><+* tcpserver: warning: *><+* tcpserver: status: 500/500><./main>\n",
 		"service/pop3/log":   "<setuidgid><" + logacct + "><multilog><t><s16777215><n5><-* tcpserver: *><+* tcpserver: fatal: *><+* tcpserver: warning: *><+* tcpserver: status: 40/40><./main>\n",
