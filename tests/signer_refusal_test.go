@@ -160,6 +160,51 @@ func TestSignerRefusal(t *testing.T) {
 		}
 	})
 
+	// The renewal's way back: certbot's deploy hook installs a good
+	// certificate over a refused one and brings the signer up, with no
+	// svc -u by hand.
+	t.Run("refused, then the deploy hook", func(t *testing.T) {
+		expired := testkit.NewCert(t, testkit.CertOptions{NotAfter: time.Now().Add(-48 * time.Hour)})
+		replace(t, expired.PEM)
+		waitDown(t)
+		renewed := testkit.NewCert(t, testkit.CertOptions{})
+		lineage := t.TempDir()
+		os.WriteFile(filepath.Join(lineage, "fullchain.pem"), renewed.ChainPEM, 0o644)
+		os.WriteFile(filepath.Join(lineage, "privkey.pem"), renewed.KeyPEM, 0o600)
+		hook, err := filepath.Abs(filepath.Join("..", "service", "certbot-deploy-hook"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("sh", hook, s.Dir)
+		cmd.Env = append(os.Environ(), "RENEWED_LINEAGE="+lineage)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("certbot-deploy-hook: %v: %s", err, out)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(svstat(), ": up (pid ") {
+			if time.Now().After(deadline) {
+				t.Fatalf("svstat 20 s after the deploy hook: %q, want up", svstat())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		ca := filepath.Join(t.TempDir(), "ca.crt")
+		os.WriteFile(ca, renewed.CAPEM, 0o644)
+		deadline = time.Now().Add(20 * time.Second)
+		for {
+			c := harness.DialIMAP(t, s.Addr())
+			greeting := c.Line()
+			c.Close()
+			if strings.HasPrefix(greeting, "* OK") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("greeting 20 s after the deploy hook: %q", greeting)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		s.Session(t, ca)
+	})
+
 	t.Run("expires while served", func(t *testing.T) {
 		soon := testkit.NewCert(t, testkit.CertOptions{NotAfter: time.Now().Add(6 * time.Second)})
 		day := soon.Leaf.NotAfter.UTC().Format(time.DateOnly)
