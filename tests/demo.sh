@@ -5,14 +5,21 @@
 #                           `sh redo.do` has built bin/; `sh redo.do
 #                           demo` does both)
 #
-# It makes a temporary directory with two service directories (made by
-# bin/imap-tls-conf), a self-signed certificate, and a private Dovecot
-# (tests/dovecot.sh: user alice, password secret, three messages); runs
-# svscan on 127.0.0.1:1143 (IMAP, STARTTLS required), 127.0.0.1:1993
-# (IMAP, implicit TLS), 127.0.0.1:1110 (POP3, STLS required) and
-# 127.0.0.1:1995 (POP3, implicit TLS) in the foreground; prints commands
-# to try. Ctrl-C (or TERM) stops everything it started and removes the
-# tree.
+# It makes a temporary directory with one site (made by bin/imap-tls-conf
+# -m imap,imaps,pop3,pop3s: a front per mode, one signer, one
+# certificate, self-signed here) linked into a directory that svscan
+# scans, as a user links /etc/imap-tls into /etc/service, and a private
+# Dovecot (tests/dovecot.sh: user alice, password secret, three
+# messages) whose haproxy listeners are the fronts' env/IMAPD (an
+# address: makesock connects to it itself). It serves 127.0.0.1:1143
+# (IMAP, STARTTLS required), 127.0.0.1:1993 (IMAP, implicit TLS),
+# 127.0.0.1:1110 (POP3, STLS required) and 127.0.0.1:1995 (POP3,
+# implicit TLS) in the foreground; prints commands to try. Each front
+# loads, as it starts, the nftables rule that keeps Dovecot's PROXY port
+# to root (table inet imaptls, chain proxyport_PORT); without nft the
+# site's env/PROXYFIREWALL is no (and the demo says why). Ctrl-C (or
+# TERM) stops everything it started, removes the chains it caused (and
+# the table, when that leaves it empty) and the tree.
 #
 # Environment:
 #   DEMO_CHECK=1        start, run three real clients once, stop; exit 0
@@ -87,6 +94,17 @@ if [ -n "$check" ]; then
 fi
 pkgs=$(for p in $pkgs; do echo "$p"; done | sort -u | tr '\n' ' ' | sed 's/ $//')
 [ -z "$pkgs" ] || fatal "missing Debian packages: $pkgs: run: apt-get install $pkgs" 100
+# nft: the fronts load the firewall rule for Dovecot's PROXY ports with
+# it; without it (or without nf_tables in the kernel) the demo runs
+# without the rule, and says why.
+nftwhy=
+if [ "$backend" = dovecot ]; then
+	if ! command -v nft >/dev/null 2>&1; then
+		nftwhy="nftables not installed (no nft)"
+	elif ! e=$(nft list tables 2>&1 >/dev/null); then
+		nftwhy="nft cannot list the tables: $(echo "$e" | head -n 1)"
+	fi
+fi
 
 # up PORT: true when something answers an IMAP greeting there.
 up() {
@@ -108,6 +126,35 @@ chmod 0755 "$work"
 say "tree: $work"
 svscan_pid=
 stopped=
+site=$work/imap-tls
+fwports= # Dovecot's PROXY ports whose chains the fronts load
+fwbefore= # of those, the chains that were there before the demo
+
+# unfirewall: delete the chains the fronts loaded for this demo (not one
+# that was there before it), then the table when nothing is left in it;
+# say what it did.
+unfirewall() {
+	[ -n "$fwports" ] || return 0
+	gone=
+	for hp in $fwports; do
+		case " $fwbefore " in *" $hp "*)
+			say "firewall: left chain inet imaptls proxyport_$hp: it was there before the demo"
+			continue ;;
+		esac
+		nft list chain inet imaptls "proxyport_$hp" >/dev/null 2>&1 || continue
+		if nft delete chain inet imaptls "proxyport_$hp"; then
+			gone="$gone proxyport_$hp"
+		else
+			say "warning: unable to delete chain inet imaptls proxyport_$hp"
+		fi
+	done
+	table=
+	if nft list table inet imaptls >/dev/null 2>&1 && ! nft list table inet imaptls | grep -q '^[[:space:]]*chain '; then
+		nft delete table inet imaptls && table=" and the table inet imaptls, empty now"
+	fi
+	[ -n "$gone$table" ] && say "firewall: removed the chains the demo caused:${gone:- none}$table"
+	return 0
+}
 
 # stop: everything this script started, in order, then check nothing is
 # left; safe to call twice.
@@ -116,20 +163,15 @@ stop() {
 	stopped=1
 	trap '' INT TERM HUP
 	say "stopping"
-	# svscan first, or it would start a new supervise for a service whose
-	# supervise just left; then each service and its logger, the
-	# daemontools way
+	# svscan first, or it would start a new supervise for the site whose
+	# supervise just left; then the site, the daemontools way: its run
+	# file stops its own svscan, every front, the signer and their logs
 	if [ -n "$svscan_pid" ]; then
 		kill -TERM "$svscan_pid" 2>/dev/null
 		wait "$svscan_pid" 2>/dev/null
 	fi
 	if [ -d "$work/service" ]; then
-		for s in "$work"/service/*; do
-			svc -dx "$s" 2>/dev/null
-		done
-		for s in "$work"/service/*; do
-			svc -dx "$s/log" 2>/dev/null
-		done
+		svc -dx "$work/service/imap-tls" 2>/dev/null
 	fi
 	if [ -n "$svscan_pid" ]; then
 		# svscan led its own process group: what is left in it are live
@@ -137,14 +179,15 @@ stop() {
 		i=0
 		while pgrep -g "$svscan_pid" >/dev/null 2>&1; do
 			i=$((i + 1))
-			[ $i -eq 30 ] && kill -TERM -- "-$svscan_pid" 2>/dev/null
-			[ $i -eq 50 ] && kill -KILL -- "-$svscan_pid" 2>/dev/null
-			[ $i -ge 70 ] && break
+			[ $i -eq 100 ] && kill -TERM -- "-$svscan_pid" 2>/dev/null
+			[ $i -eq 120 ] && kill -KILL -- "-$svscan_pid" 2>/dev/null
+			[ $i -ge 140 ] && break
 			sleep 0.1
 		done
 	fi
 	[ -f "$work/dovecot/dovecot.conf" ] && sh "$here/dovecot.sh" stop "$work/dovecot"
 	[ -d "$work/courier" ] && sh "$here/courier.sh" stop "$work/courier"
+	unfirewall
 	left=
 	[ -n "$svscan_pid" ] && left=$(pgrep -g "$svscan_pid" 2>/dev/null | tr '\n' ' ')
 	[ -f "$work/dovecot/run/master.pid" ] && kill -0 "$(cat "$work/dovecot/run/master.pid")" 2>/dev/null &&
@@ -179,52 +222,61 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
 	fatal "unable to make a certificate with openssl"
 chmod 0644 "$work/cert.pem"
 
-# Two service directories from the same command: STARTTLS and implicit TLS.
-mkdir "$work/service" || fatal "unable to create $work/service"
-"$bin/imap-tls-conf" imaptls imaptlslog "$work/service/starttls" 127.0.0.1 "$p1" >/dev/null ||
-	fatal "unable to make the STARTTLS service"
-"$bin/imap-tls-conf" imaptls imaptlslog "$work/service/implicit" 127.0.0.1 "$p2" >/dev/null ||
-	fatal "unable to make the implicit-TLS service"
-echo imaps >"$work/service/implicit/env/MODE" # on 993 imap-tls-conf writes it itself
-# And two for POP3: STLS required, and implicit TLS.
-"$bin/imap-tls-conf" imaptls imaptlslog "$work/service/pop3" 127.0.0.1 "$p3" >/dev/null ||
-	fatal "unable to make the POP3 service"
-"$bin/imap-tls-conf" imaptls imaptlslog "$work/service/pop3s" 127.0.0.1 "$p4" >/dev/null ||
-	fatal "unable to make the POP3 implicit-TLS service"
-echo pop3 >"$work/service/pop3/env/MODE"
-echo pop3s >"$work/service/pop3s/env/MODE"
-for s in starttls implicit pop3 pop3s; do
-	d=$work/service/$s
-	proto=imap
-	case $s in pop3*) proto=pop3 ;; esac
-	# Dovecot's login service on its loopback port with haproxy = yes:
-	# the proxy's PROXY header (env/PROXYHEADER yes) gives it the
-	# client's address (rip= in its log). shut-down: pass Dovecot's end
-	# of file on at once (socat's STDIO does not shut down a socket
-	# otherwise, and waits -t seconds)
-	[ "$backend" = dovecot ] &&
-		echo "socat -t 5 STDIO,shut-down TCP:127.0.0.1:$(cat "$work/dovecot/$proto-haproxy.port")" >"$d/env/IMAPD"
-	if [ "$backend" = courier ]; then
-		# Courier's own stdio login servers, in their namespace (they
-		# are not installed): imaplogin /usr/bin/imapd Maildir, or
-		# courierpop3login courierpop3d Maildir
-		login=imaplogin
-		case $s in pop3*) login=pop3login ;; esac
-		echo "sh $here/courier.sh $login $work/courier" >"$d/env/IMAPD"
-		# the client's address reaches Courier as TCPREMOTEIP; a PROXY
-		# header would reach it as a command
-		echo no >"$d/env/PROXYHEADER"
-	fi
-	echo 10 >"$d/env/CONCURRENCY"
-	cat "$work/cert.pem" "$work/key.pem" >"$d/ssl/stunnel.pem" && chmod 0400 "$d/ssl/stunnel.pem" ||
-		fatal "unable to install $d/ssl/stunnel.pem"
-	# the service's signer is a service of its own, beside it
-	ln -s "$d/signer" "$work/service/$s-signer" || fatal "unable to link $d/signer"
-done
+# One site, as a user makes it: a front per mode, one signer, one
+# certificate; its fronts on the demo's ports.
+"$bin/imap-tls-conf" -m imap,imaps,pop3,pop3s imaptls imaptlslog "$site" 127.0.0.1 >/dev/null ||
+	fatal "unable to make the site $site"
+s1=$site/service/imap
+s2=$site/service/imaps
+s3=$site/service/pop3
+s4=$site/service/pop3s
+echo "$p1" >"$s1/env/PORT" && echo "$p2" >"$s2/env/PORT" &&
+	echo "$p3" >"$s3/env/PORT" && echo "$p4" >"$s4/env/PORT" ||
+	fatal "unable to write the fronts' env/PORT"
+echo 10 >"$site/env/CONCURRENCY" || fatal "unable to write $site/env/CONCURRENCY"
+if [ "$backend" = dovecot ]; then
+	# Dovecot's login services on their loopback ports with haproxy =
+	# yes: each front's env/IMAPD is the address, which makesock connects
+	# to itself; the proxy's PROXY header (env/PROXYHEADER yes, the
+	# site's default) gives Dovecot the client's address (rip= in its
+	# log)
+	imaphp=$(cat "$work/dovecot/imap-haproxy.port") && pop3hp=$(cat "$work/dovecot/pop3-haproxy.port") ||
+		fatal "unable to read Dovecot's haproxy ports in $work/dovecot"
+	for s in "$s1" "$s2"; do echo "127.0.0.1:$imaphp" >"$s/env/IMAPD" || fatal "unable to write $s/env/IMAPD"; done
+	for s in "$s3" "$s4"; do echo "127.0.0.1:$pop3hp" >"$s/env/IMAPD" || fatal "unable to write $s/env/IMAPD"; done
+	# Dovecot trusts a PROXY header by its source address alone: each
+	# front, as it starts, loads the nftables rule that keeps the port to
+	# root (the chain's makesock). Written here either way, so that a
+	# PROXYFIREWALL in the demo's own environment does not decide it.
+	if [ -z "$nftwhy" ]; then
+		fwports="$imaphp $pop3hp"
+		for hp in $fwports; do
+			nft list chain inet imaptls "proxyport_$hp" >/dev/null 2>&1 && fwbefore="$fwbefore $hp"
+		done
+		echo yes >"$site/env/PROXYFIREWALL"
+	else
+		say "warning: $nftwhy: $site/env/PROXYFIREWALL is no: no firewall rule keeps Dovecot's PROXY ports ($imaphp, $pop3hp) to root (apt-get install nftables)"
+		echo no >"$site/env/PROXYFIREWALL"
+	fi || fatal "unable to write $site/env/PROXYFIREWALL"
+else
+	# Courier's own stdio login servers, in their namespace (they are
+	# not installed): imaplogin /usr/bin/imapd Maildir, or
+	# courierpop3login courierpop3d Maildir
+	for s in "$s1" "$s2"; do echo "sh $here/courier.sh imaplogin $work/courier" >"$s/env/IMAPD" || fatal "unable to write $s/env/IMAPD"; done
+	for s in "$s3" "$s4"; do echo "sh $here/courier.sh pop3login $work/courier" >"$s/env/IMAPD" || fatal "unable to write $s/env/IMAPD"; done
+	# the client's address reaches Courier as TCPREMOTEIP; a PROXY
+	# header would reach it as a command
+	: >"$site/env/PROXYHEADER" || fatal "unable to write $site/env/PROXYHEADER"
+fi
+cat "$work/cert.pem" "$work/key.pem" >"$site/ssl/stunnel.pem" && chmod 0400 "$site/ssl/stunnel.pem" ||
+	fatal "unable to install $site/ssl/stunnel.pem"
 rm -f "$work/key.pem"
 
-# svscan in its own session and process group, so that stop() can find
-# every process it left behind.
+# Up, all of it, with one link, as into /etc/service; svscan in its own
+# session and process group, so that stop() can find every process it
+# left behind.
+mkdir "$work/service" && ln -s "$site" "$work/service/imap-tls" ||
+	fatal "unable to link $site into $work/service"
 setsid svscan "$work/service" </dev/null >"$work/svscan.log" 2>&1 &
 svscan_pid=$!
 
@@ -233,17 +285,13 @@ until up "$p1" && listening "$p2" && up "$p3" && listening "$p4"; do
 	i=$((i + 1))
 	if [ $i -ge 60 ]; then
 		say "the services did not come up; their logs:"
-		tail -n 5 "$work"/service/*/log/main/current >&2 2>/dev/null
+		tail -n 5 "$work/svscan.log" "$site"/service/*/log/main/current >&2 2>/dev/null
 		exit 111
 	fi
 	sleep 0.5
 done
 
 cafile=$work/cert.pem
-s1=$work/service/starttls
-s2=$work/service/implicit
-s3=$work/service/pop3
-s4=$work/service/pop3s
 
 if [ -n "$check" ]; then
 	failed=0
@@ -290,6 +338,43 @@ print(n, m, s)
 	out=$(timeout 20 curl -sS --ssl-reqd --cacert "$cafile" "pop3://alice:secret@127.0.0.1:$p3/2" 2>&1)
 	if echo "$out" | grep -q '^Subject: seed message 2'; then ok "curl --ssl-reqd pop3:// on $p3"; else bad "curl pop3:// on $p3: $out"; fi
 
+	# Under the fronts, during a session: the chain's programs, and no
+	# socat (env/IMAPD is an address: makesock connects to it itself; or
+	# Courier's login program). svscan leads its own session.
+	out=$(timeout 20 python3 -c '
+import imaplib, poplib, ssl, subprocess, sys
+ca, p1, p3, sid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+c = imaplib.IMAP4("127.0.0.1", p1); c.starttls(ctx); c.login("alice", "secret"); c.select("INBOX")
+d = poplib.POP3("127.0.0.1", p3); d.stls(ctx); d.user("alice"); d.pass_("secret"); d.stat()
+ps = subprocess.run(["ps", "-o", "comm=", "-s", sid], capture_output=True, text=True).stdout.split()
+c.logout(); d.quit()
+print(" ".join(sorted(set(ps))), "stunnel-imap=%d" % ps.count("stunnel-imap"))
+' "$cafile" "$p1" "$p3" "$svscan_pid" 2>&1)
+	case " $out " in
+	*" socat "*) bad "a socat under the fronts during a session: $out" ;;
+	*" stunnel-imap=2 "* | *" stunnel-imap=[3-9] "*) ok "no socat under the fronts during an IMAP and a POP3 session (${out% stunnel-imap=*})" ;;
+	*) bad "two sessions held, but not two stunnel-imap under the fronts: $out" ;;
+	esac
+
+	if [ -n "$fwports" ]; then
+		# the rule the fronts loaded: only root may connect to Dovecot's
+		# PROXY ports; another account's connection is reset
+		for hp in $fwports; do
+			if nft list chain inet imaptls "proxyport_$hp" 2>/dev/null | grep -q "tcp dport $hp meta skuid != 0 .*reject"; then
+				if ! listening "$hp"; then
+					bad "firewall: root cannot reach Dovecot's PROXY port $hp either"
+				elif setuidgid imaptlsmail socat -T 2 /dev/null "TCP:127.0.0.1:$hp,connect-timeout=2" 2>/dev/null; then
+					bad "firewall: imaptlsmail reached Dovecot's PROXY port $hp"
+				else
+					ok "firewall: chain inet imaptls proxyport_$hp keeps Dovecot's PROXY port $hp to root (root's connection taken, imaptlsmail's refused)"
+				fi
+			else
+				bad "firewall: no chain inet imaptls proxyport_$hp with its rule: $(nft list chain inet imaptls "proxyport_$hp" 2>&1 | tr '\n' ' ')"
+			fi
+		done
+	fi
+
 	sleep 0.5
 	n=$(cat "$s1/log/main/current" "$s2/log/main/current" "$s3/log/main/current" "$s4/log/main/current" 2>/dev/null | grep -c '^@4000')
 	if [ "$n" -ge 8 ] && ! grep -q secret "$s1/log/main/current" "$s2/log/main/current" "$s3/log/main/current" "$s4/log/main/current"; then
@@ -323,14 +408,25 @@ print(n, m, s)
 	exit $failed
 fi
 
+if [ -n "$fwports" ]; then
+	firewall="  firewall: only root may connect to Dovecot's PROXY ports ($imaphp, $pop3hp):
+            nft list table inet imaptls   (chains proxyport_$imaphp, proxyport_$pop3hp;
+            removed when the demo stops)"
+elif [ "$backend" = dovecot ]; then
+	firewall="  firewall: none ($nftwhy: env/PROXYFIREWALL is no)"
+else
+	firewall="  no PROXY header: Courier reads the client's address from TCPREMOTEIP"
+fi
 cat <<EOF
 
-imap-tls demo: running under svscan ($work/service)
-  127.0.0.1:$p1  STARTTLS required   ($s1)
-  127.0.0.1:$p2  implicit TLS        ($s2)
-  127.0.0.1:$p3  POP3, STLS required ($s3)
-  127.0.0.1:$p4  POP3, implicit TLS  ($s4)
+imap-tls demo: a site under svscan ($work/service/imap-tls -> $site)
+  127.0.0.1:$p1  IMAP, STARTTLS required  ($s1)
+  127.0.0.1:$p2  IMAP, implicit TLS       ($s2)
+  127.0.0.1:$p3  POP3, STLS required      ($s3)
+  127.0.0.1:$p4  POP3, implicit TLS       ($s4)
+  one signer ($site/service/signer), one certificate ($site/ssl/stunnel.pem)
   behind them: a private $server, user alice, password secret, 3 messages
+$firewall
 
 Try, from another terminal:
 
@@ -364,9 +460,12 @@ Logs (one line per connection, tai64n stamps):
   tail -F $s1/log/main/current | tai64nlocal
   tail -F $s2/log/main/current | tai64nlocal
   tail -F $s3/log/main/current $s4/log/main/current | tai64nlocal
-Control: svstat $s1; svc -t $s1 (restart); edit $s1/env/PORT, then svc -t $s1
+  the signer's: $site/service/signer/log/main/current
+Control: svstat $work/service/imap-tls $site/service/*
+  one front: svc -t $s1 (restart it alone); edit $s1/env/PORT, then svc -t $s1
+  the whole site: svc -t $work/service/imap-tls
 
-Ctrl-C stops everything (svscan, supervise, tcpserver, $server) and removes $work.
+Ctrl-C stops everything (svscan, the site, tcpserver, $server) and removes $work.
 EOF
 
 # Wait for Ctrl-C or TERM; wait returns early when a trapped signal comes.
