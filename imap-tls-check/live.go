@@ -32,13 +32,14 @@ import (
 // now is an error of exit 111; a port held by another program, 100.
 func (c *checker) live() {
 	c.portAgrees()
-	c.memStarts()
+	c.memStarts("MEMLIMIT", "stunnel-imap")
 	front := c.svstat("svstat", c.dir)
 	if front.running {
 		c.svstat("log/", c.path("log"))
 	}
 	if sock := c.env_["SIGNER"]; sock != "" {
-		c.signer(sock, front.running)
+		c.memStarts("SIGNERMEMLIMIT", "stunnel-imap-signer")
+		c.signer(sock, c.dir, front.running)
 	}
 	if c.listens(front) {
 		c.front()
@@ -68,17 +69,18 @@ func policyText(m suite.Mode) string {
 	return "a plaintext greeting and " + m.StartTLS
 }
 
-// memStarts runs one program of the chain under env/MEMLIMIT as the run
-// file does (softlimit -d), when MEMLIMIT passed check.MemLimit: the Go
-// runtime's reservations move between versions, and a limit above the
-// floor can still be one the runtime will not start under.
-func (c *checker) memStarts() {
-	v := c.env_["MEMLIMIT"]
-	if check.MemLimit(v) != nil {
+// memStarts runs a program under env/NAME as its run file does
+// (softlimit -d), when the value passed check.MemLimit: the Go runtime's
+// reservations move between versions, and a limit above the floor can
+// still be one the runtime will not start under. MEMLIMIT: stunnel-imap,
+// one of the chain; SIGNERMEMLIMIT: stunnel-imap-signer.
+func (c *checker) memStarts(name, program string) {
+	v := c.env_[name]
+	if !c.want(name) || check.MemLimit(v) != nil {
 		return
 	}
 	softlimit, err1 := check.LookPath("softlimit", c.env_["PATH"])
-	prog, err2 := check.LookPath("stunnel-imap", c.env_["PATH"])
+	prog, err2 := check.LookPath(program, c.env_["PATH"])
 	if err1 != nil || err2 != nil {
 		return // reported with env/PATH
 	}
@@ -87,11 +89,11 @@ func (c *checker) memStarts() {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	code := check.ExitCode(err)
-	// 100 is stunnel-imap's usage: it started. A Go runtime that cannot
+	// 100 is the program's usage: it started. A Go runtime that cannot
 	// reserve its memory exits 2, or dies on a signal (-1).
 	if err != nil && (code == 2 || code == -1) {
 		first, _, _ := strings.Cut(strings.TrimSpace(out.String()), "\n")
-		c.r.bad("env/MEMLIMIT", "%s: stunnel-imap does not start under softlimit -d %s (%s): raise it", v, v, log.Clip(first, 200))
+		c.r.bad("env/"+name, "%s: %s does not start under softlimit -d %s (%s): raise it", v, program, v, log.Clip(first, 200))
 	}
 }
 
@@ -124,15 +126,54 @@ func (c *checker) svstat(what, dir string) svState {
 	m := svstatLine.FindStringSubmatch(text)
 	switch {
 	case m == nil || strings.HasPrefix(m[1], "unable") || m[1] == "supervise not running":
-		c.r.warn(what, "supervise not running: link %s into /etc/service (svscan's directory) to run it; its live state is not checked", c.abs(dir))
+		c.r.warn(what, "supervise not running: %s; its live state is not checked", c.linkFix(dir))
 	case m[2] != "":
 		st.running, st.pid, st.seconds = true, atoi(m[2]), atoi(m[3])
 		c.r.ok(what, "%s", st.text)
 	default:
 		st.running, st.seconds = true, atoi(m[4])
-		c.r.failed(what, "%s: svc -u %s", st.text, c.abs(dir))
+		if refusal := runRefusal(dir); refusal != "" {
+			// Held down by its own run file (signer/run's svc -o): svc -u
+			// alone fails again until the file is fixed.
+			c.r.failed(what, "%s: its log says: %s", st.text, refusal)
+		} else {
+			c.r.failed(what, "%s: svc -u %s", st.text, c.abs(dir))
+		}
 	}
 	return st
+}
+
+// runRefusal is the last line of dir's log when it is its run file's
+// refusal to start (` run: fatal: `, as signer/run writes it for a
+// certificate it refuses, with the way back), its timestamp removed;
+// else "".
+func runRefusal(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "log", "main", "current"))
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	last := lines[len(lines)-1]
+	if !strings.Contains(" "+last, " run: fatal: ") {
+		return ""
+	}
+	if _, rest, ok := strings.Cut(last, " "); ok && strings.HasPrefix(last, "@") {
+		last = rest
+	}
+	return log.Clip(last, 600)
+}
+
+// linkFix says how a service directory comes to run under supervise:
+// linked into svscan's directory; within a site (its fronts, its
+// signer), by the site's own svscan, once the site is linked.
+func (c *checker) linkFix(dir string) string {
+	if c.site == "" || filepath.Clean(dir) == filepath.Clean(c.site) {
+		return "link " + c.abs(dir) + " into /etc/service (svscan's directory) to run it"
+	}
+	if c.siteDown {
+		return "the site is not running (svstat above)"
+	}
+	return "the site's svscan runs it: link " + c.abs(c.site) + " into /etc/service (or svc -u it)"
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
@@ -157,11 +198,13 @@ func (c *checker) abs(dir string) string {
 // the socket, connected to as a proxy's setuidgid-chroot does: the
 // signer's first frame (ready) read, then the channel closed before any
 // request, which the signer ends quietly (keyproto.Gone: no log line).
-func (c *checker) signer(sock string, frontRunning bool) {
+// sock is env/SIGNER, relative to base (where the chain runs: the
+// service directory, or a site's front).
+func (c *checker) signer(sock, base string, frontRunning bool) {
 	const what = "env/SIGNER"
 	path := sock
 	if !filepath.IsAbs(path) {
-		path = c.path(path)
+		path = filepath.Join(base, path)
 	}
 	dir := filepath.Dir(path)
 	st := c.svstat(c.shown(dir)+"/", dir)
@@ -170,11 +213,16 @@ func (c *checker) signer(sock string, frontRunning bool) {
 	}
 	notRunning := func(why string) {
 		fix := "link " + c.abs(dir) + " into /etc/service (or svc -u it)"
+		if c.site != "" {
+			fix = c.linkFix(dir)
+		}
 		switch {
+		case st.running && st.pid == 0 && runRefusal(dir) != "":
+			fix = "its run file refused to start it (" + c.shown(dir) + "/ above: fix the file, then svc -u " + c.abs(dir) + ")"
 		case st.running && st.pid == 0:
 			fix = "svc -u " + c.abs(dir)
 		case st.running:
-			fix = "its log says: " + lastLine(filepath.Join(dir, "log", "main", "current"), "stunnel-imap-signer: ")
+			fix = "its log says: " + lastLine(filepath.Join(dir, "log", "main", "current"), "stunnel-imap-signer: ", " run: fatal: ")
 		}
 		if !frontRunning && !st.running {
 			c.r.warn(what, "the signer is not running (%s: %s): %s", sock, why, fix)
@@ -192,7 +240,7 @@ func (c *checker) signer(sock string, frontRunning bool) {
 	case signerForbidden:
 		c.r.warn(what, "unable to connect to %s: %s (the socket is root's: run imap-tls-check as root)", sock, why)
 	default:
-		c.r.failed(what, "%s accepts but does not answer: %s; its log says: %s", sock, why, lastLine(filepath.Join(dir, "log", "main", "current"), "stunnel-imap-signer: "))
+		c.r.failed(what, "%s accepts but does not answer: %s; its log says: %s", sock, why, lastLine(filepath.Join(dir, "log", "main", "current"), "stunnel-imap-signer: ", " run: fatal: "))
 	}
 }
 
@@ -362,6 +410,10 @@ func (c *checker) front() {
 		return
 	}
 	addr := dialAddress(c.env_["IP"], atoi(c.env_["PORT"]))
+	var mark int64 // the log's end before this session: its reason= is after it
+	if fi, err := os.Stat(c.path("log/main/current")); err == nil {
+		mark = fi.Size()
+	}
 	raw, err := net.DialTimeout("tcp", addr, c.timeout)
 	if err != nil {
 		c.r.failed(what, "unable to connect to %s: %s", addr, log.Reason(err))
@@ -393,6 +445,13 @@ func (c *checker) front() {
 			why = log.Reason(err)
 		}
 		c.r.failed(what, "%s: no greeting through the chain (%s); the log says: %s", addr, why, c.lastSessionLine())
+	case strings.HasPrefix(line, "* BYE") || strings.HasPrefix(line, "-ERR"):
+		// stunnel-imap's word in place of the greeting (* BYE
+		// [UNAVAILABLE], -ERR [SYS/TEMP]): the server side or the signer
+		// cannot be reached; its log line, written when it closes, says
+		// why (reason=).
+		io.Copy(io.Discard, io.LimitReader(conn, 64<<10))
+		c.r.failed(what, "%s: the client is told %q in place of the greeting: the proxy cannot reach the server or the signer; the log says: %s", addr, log.Clip(line, 200), c.lastReason(mark))
 	case !good:
 		c.r.failed(what, "%s greeted through the chain with %q", addr, log.Clip(line, 200))
 	default:
@@ -407,6 +466,30 @@ func (c *checker) front() {
 func (c *checker) lastSessionLine() string {
 	time.Sleep(100 * time.Millisecond) // the chain's last words reach multilog
 	return lastLine(c.path("log/main/current"), ": fatal: ", ": warning: ")
+}
+
+// reasonField is a log line's reason= (Go-quoted) and its end=.
+var reasonField = regexp.MustCompile(`reason="(?:[^"\\]|\\.)*"(?: end=\S+)?`)
+
+// lastReason is the front log's last reason= (with its end=) after
+// mark (the log's size before the session; all of it when multilog has
+// started a new file since), once the session's line is there (up to a
+// second); else its last fatal or warning line.
+func (c *checker) lastReason(mark int64) string {
+	path := c.path("log/main/current")
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if b, err := os.ReadFile(path); err == nil {
+			if int64(len(b)) >= mark {
+				b = b[mark:]
+			}
+			if all := reasonField.FindAllString(string(b), -1); len(all) > 0 {
+				return log.Clip(all[len(all)-1], 600)
+			}
+		}
+		if time.Now().After(deadline) {
+			return lastLine(path, ": fatal: ", ": warning: ")
+		}
+	}
 }
 
 // lastLine is the last line of a multilog file that holds one of subs

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,6 +29,7 @@ import (
 	"imap-tls/internal/opt"
 	"imap-tls/internal/proxyproto"
 	"imap-tls/log"
+	"imap-tls/service"
 )
 
 const synopsis = "[ -s ] [ -t secs ] dir"
@@ -42,6 +44,12 @@ type report struct {
 	w      io.Writer
 	errors int // configuration errors: exit 100
 	temp   int // could not check, or failed now: exit 111
+	// A site (site.go): prefix names the front a line is about
+	// ("imaps: "); seen holds the lines written, so that a finding the
+	// fronts share (the firewall of one server address) is written,
+	// and counted, once.
+	prefix string
+	seen   map[string]bool
 }
 
 func (r *report) ok(what, format string, args ...any) { r.line("ok", what, format, args...) }
@@ -49,12 +57,14 @@ func (r *report) warn(what, format string, args ...any) {
 	r.line("warning", what, format, args...)
 }
 func (r *report) bad(what, format string, args ...any) {
-	r.errors++
-	r.line("error", what, format, args...)
+	if r.line("error", what, format, args...) {
+		r.errors++
+	}
 }
 func (r *report) failed(what, format string, args ...any) {
-	r.temp++
-	r.line("error", what, format, args...)
+	if r.line("error", what, format, args...) {
+		r.temp++
+	}
 }
 
 // verdict reports a check's error as its code says: an error in the
@@ -73,10 +83,19 @@ func isTemp(err error) bool {
 	return errors.As(err, &e) && e.Code == log.ExitTemp
 }
 
-// line writes one finding, on one line, bounded as every log line is.
-func (r *report) line(kind, what, format string, args ...any) {
+// line writes one finding, on one line, bounded as every log line is;
+// false when a site's report has written that line already.
+func (r *report) line(kind, what, format string, args ...any) bool {
 	msg := strings.NewReplacer("\n", " ", "\r", " ").Replace(fmt.Sprintf(format, args...))
-	fmt.Fprintf(r.w, "%s: %s: %s\n", kind, what, log.Clip(msg, log.MaxLine-100))
+	text := fmt.Sprintf("%s: %s%s: %s\n", kind, r.prefix, what, log.Clip(msg, log.MaxLine-100))
+	if r.seen != nil {
+		if r.seen[text] {
+			return false
+		}
+		r.seen[text] = true
+	}
+	fmt.Fprint(r.w, text)
+	return true
 }
 
 func run(args []string, out io.Writer) error {
@@ -110,14 +129,18 @@ func run(args []string, out io.Writer) error {
 		return status(dir, out, timeout)
 	}
 	r := &report{w: out}
-	c := &checker{r: r, dir: dir, timeout: timeout}
-	c.env()
-	c.accounts()
-	c.jail()
-	c.cert()
-	c.server()
-	c.live()     // live.go
-	c.firewall() // firewall.go
+	if isSite(dir) {
+		checkSite(r, dir, timeout) // site.go
+	} else {
+		c := &checker{r: r, dir: dir, timeout: timeout}
+		c.env()
+		c.accounts()
+		c.jail()
+		c.cert()
+		c.server()
+		c.live()     // live.go
+		c.firewall() // firewall.go
+	}
 	switch {
 	case r.errors > 0:
 		return log.Config(nil, "%d %s in %s", r.errors, plural(r.errors, "error"), dir)
@@ -136,15 +159,36 @@ func plural(n int, s string) string {
 
 type checker struct {
 	r       *report
-	dir     string
+	dir     string // the service directory: where the chain runs
 	timeout time.Duration
 	env_    map[string]string // env/, first lines, as envdir reads them
 	files   map[string]bool   // env/'s files, empty ones too
 	mode    string
 	pop3    bool
+	// A site (site.go): site is its directory. The site's own checker
+	// has dir == site and checks the shared settings; a front's has
+	// front (its name) and dir == site/service/front, reads the site's
+	// env/ under its own, and checks its own settings (own).
+	site, frontName string
+	own             map[string]bool
+	siteDown        bool // no supervise runs the site's run: nor its fronts
 }
 
 func (c *checker) path(p string) string { return filepath.Join(c.dir, p) }
+
+// want: whether this checker reports the setting name. A service: all
+// of them. A site: the shared ones, once; a front: its own (MODE, PORT,
+// IMAPD, and any other its env/ sets over the site's).
+func (c *checker) want(name string) bool {
+	front := slices.Contains(service.FrontSettings, name)
+	switch {
+	case c.frontName != "":
+		return front || c.own[name]
+	case c.site != "":
+		return !front
+	}
+	return true
+}
 
 // getenv is the service's environment as envdir makes it: env/ over
 // this process's own.
@@ -161,27 +205,54 @@ func (c *checker) getenv(name string) string {
 func (c *checker) env() {
 	c.env_ = map[string]string{}
 	c.files = map[string]bool{}
-	ents, err := os.ReadDir(c.path("env"))
-	if err != nil {
-		c.r.failed("env/", "unable to read: %s", log.Reason(err))
-		return
+	c.own = map[string]bool{}
+	layers := []string{c.path("env")}
+	if c.frontName != "" {
+		// envdir ../../env envdir ./env: the site's, then the front's
+		// own over it (the site's is reported once, before the fronts).
+		layers = []string{filepath.Join(c.site, "env"), c.path("env")}
 	}
-	for _, e := range ents {
-		b, err := os.ReadFile(c.path("env/" + e.Name()))
+	for i, dir := range layers {
+		own := i == len(layers)-1
+		ents, err := os.ReadDir(dir)
 		if err != nil {
-			c.r.failed("env/"+e.Name(), "unable to read: %s", log.Reason(err))
+			if own {
+				c.r.failed("env/", "unable to read: %s", log.Reason(err))
+				return
+			}
 			continue
 		}
-		c.files[e.Name()] = true
-		first, _, _ := strings.Cut(string(b), "\n")
-		first = strings.TrimRight(first, " \t")
-		if len(b) > 0 {
-			c.env_[e.Name()] = first
+		for _, e := range ents {
+			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil {
+				if own {
+					c.r.failed("env/"+e.Name(), "unable to read: %s", log.Reason(err))
+				}
+				continue
+			}
+			c.files[e.Name()] = true
+			c.own[e.Name()] = own
+			first, _, _ := strings.Cut(string(b), "\n")
+			first = strings.TrimRight(first, " \t")
+			if len(b) > 0 {
+				c.env_[e.Name()] = first
+			} else {
+				delete(c.env_, e.Name())
+			}
 		}
 	}
-	get := func(name string) (string, bool) { v, ok := c.env_[name]; return v, ok }
+	get := func(name string) (string, bool) {
+		if !c.want(name) {
+			return "", false
+		}
+		v, ok := c.env_[name]
+		return v, ok
+	}
 	required := func(name string) (string, bool) {
 		v, ok := get(name)
+		if !c.want(name) {
+			return "", false
+		}
 		if !ok || v == "" {
 			c.r.bad("env/"+name, "missing or empty: imap-tls-conf writes it")
 			return "", false
@@ -228,11 +299,22 @@ func (c *checker) env() {
 			c.r.ok("env/MEMLIMIT", "%s", v)
 		}
 	}
+	// The signer's data limit (signer/run's softlimit -d), where a
+	// signer serves this service.
+	if c.env_["SIGNER"] != "" {
+		if v, ok := required("SIGNERMEMLIMIT"); ok {
+			if err := check.MemLimit(v); err != nil {
+				c.r.bad("env/SIGNERMEMLIMIT", "%s", err)
+			} else {
+				c.r.ok("env/SIGNERMEMLIMIT", "%s", v)
+			}
+		}
+	}
 	if v, ok := get("UIDRANGE"); ok && v != "" {
 		if err := check.UIDRange(v); err != nil {
 			c.r.verdict("env/UIDRANGE", err)
 		}
-	} else {
+	} else if c.want("UIDRANGE") {
 		c.r.warn("env/UIDRANGE", "empty: every connection's proxy and key process run as one account (a compromised proxy could signal another connection's)")
 	}
 	if v, ok := get("CERT_WARN_DAYS"); ok {

@@ -51,7 +51,7 @@ func serviceDir(t *testing.T, settings map[string]string) string {
 	env := map[string]string{
 		"IP": "127.0.0.1", "PORT": "143", "MODE": "imap", "CONCURRENCY": "40", "MEMLIMIT": "2000000000",
 		"UIDRANGE": "", "IMAPD": "./imap.sock", "PATH": filepath.Join(dir, "bin"), "ACCOUNT": "root", "LOGACCOUNT": "root",
-		"SIGNER": "./signer/socket", "PROXYFROM": "", "PROXYHEADER": "",
+		"SIGNER": "./signer/socket", "SIGNERMEMLIMIT": "200000000", "PROXYFROM": "", "PROXYHEADER": "",
 	}
 	for k, v := range settings {
 		env[k] = v
@@ -111,6 +111,15 @@ func TestReport(t *testing.T) {
 		}},
 		{"signer", map[string]string{"PATH": "/nonexistent"}, 100, []string{
 			"error: env/PATH: envdir, softlimit, tcpserver, makesock, setuidgid-chroot, stunnel-imap, stunnel-imap-key, stunnel-imap-signer, imap-tls-server not found in /nonexistent\n",
+		}},
+		{"signer memory", map[string]string{"SIGNERMEMLIMIT": "50"}, 100, []string{
+			"error: env/SIGNERMEMLIMIT: 50 is below what a Go program needs to start (80000000 bytes of data, softlimit -d): raise it\n",
+		}},
+		{"signer memory missing", map[string]string{"SIGNERMEMLIMIT": "-"}, 100, []string{
+			"error: env/SIGNERMEMLIMIT: missing or empty: imap-tls-conf writes it\n",
+		}},
+		{"no signer, no signer memory", map[string]string{"SIGNER": "", "SIGNERMEMLIMIT": "-", "ACCOUNT": "nobody", "LOGACCOUNT": "nobody"}, 0, []string{
+			"ok: env/MEMLIMIT: ",
 		}},
 		{"no socket", map[string]string{"ACCOUNT": "-", "LOGACCOUNT": "", "IMAPD": "./later.sock"}, 100, []string{
 			"error: env/ACCOUNT: missing or empty: ",
