@@ -637,7 +637,7 @@ func TestCourierDemo(t *testing.T) {
 		t.Errorf("DEMO_BACKEND=courier DEMO_CHECK=1 demo.sh: %v\n%s", err, s)
 	}
 	for _, want := range []string{"ok: openssl s_client -starttls imap", "ok: curl --ssl-reqd imap://", "ok: python3 imaplib",
-		"ok: python3 poplib", "ok: curl --ssl-reqd pop3://", "ok: Courier's log lines"} {
+		"ok: python3 poplib", "ok: curl --ssl-reqd pop3://", "ok: no socat under the fronts", "ok: Courier's log lines"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("the demo's check lacks %q:\n%s", want, s)
 		}

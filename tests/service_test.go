@@ -432,7 +432,10 @@ func TestServiceConcurrency(t *testing.T) {
 // TestServiceDemo runs tests/demo.sh twice on free ports: in its check
 // mode (start everything, pass three real clients, stop), and as a user
 // would, in the foreground, serving a client until Ctrl-C (SIGINT to its
-// process group). Both times nothing may be left running or on disk.
+// process group). Both times nothing may be left running or on disk, and
+// the demo's site (its env/PROXYFIREWALL its own, whatever TestMain's
+// PROXYFIREWALL=no) loads the firewall rule for its private Dovecot's two
+// PROXY ports where nft works, and removes those two chains at the end.
 func TestServiceDemo(t *testing.T) {
 	t.Parallel() // independent: own directories, ports, Dovecot and svscan
 	harness.NeedRoot(t)
@@ -483,9 +486,24 @@ func TestServiceDemo(t *testing.T) {
 			return nil
 		}
 	}
+	nftWorks := exec.Command("nft", "list", "tables").Run() == nil
 	nothingLeft := func(t *testing.T, out string, ports ...int) {
 		if !strings.Contains(out, "nothing left running") {
 			t.Errorf("demo.sh did not say it stopped everything:\n%s", out)
+		}
+		if nftWorks {
+			m := regexp.MustCompile(`firewall: removed the chains the demo caused: (proxyport_\d+) (proxyport_\d+)\n`).FindStringSubmatch(out)
+			if m == nil {
+				t.Errorf("demo.sh did not say it removed its two firewall chains:\n%s", out)
+				m = []string{""}
+			}
+			for _, c := range m[1:] {
+				if err := exec.Command("nft", "list", "chain", "inet", "imaptls", c).Run(); err == nil {
+					t.Errorf("chain inet imaptls %s still there after the demo", c)
+				}
+			}
+		} else if !strings.Contains(out, "PROXYFIREWALL is no") {
+			t.Errorf("demo.sh without a working nft did not say env/PROXYFIREWALL is no:\n%s", out)
 		}
 		m := regexp.MustCompile(`tree: (\S+)`).FindStringSubmatch(out)
 		if m == nil {
@@ -518,6 +536,15 @@ func TestServiceDemo(t *testing.T) {
 		}
 		if !strings.Contains(out.String(), "all checks passed") {
 			t.Errorf("demo.sh:\n%s", out.String())
+		}
+		want := []string{"ok: no socat under the fronts during an IMAP and a POP3 session", "ok: Dovecot's log: rip=127.0.0.1 and secured"}
+		if n := strings.Count(out.String(), "ok: firewall: chain inet imaptls proxyport_"); nftWorks && n != 2 {
+			t.Errorf("the demo's check: %d firewall chains that refuse another account, want 2 (IMAP's and POP3's):\n%s", n, out.String())
+		}
+		for _, w := range want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("the demo's check lacks %q:\n%s", w, out.String())
+			}
 		}
 		nothingLeft(t, out.String(), p1, p2)
 		t.Logf("demo.sh:\n%s", out.String())
