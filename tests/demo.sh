@@ -22,19 +22,25 @@
 # the table, when that leaves it empty) and the tree.
 #
 # Environment:
-#   DEMO_CHECK=1        start, run three real clients once, stop; exit 0
-#                       when all worked, 1 when one failed
+#   DEMO_CHECK=1        start, run the real clients once (openssl,
+#                       curl, imaplib, poplib), check the fronts' logs,
+#                       Dovecot's (rip=, secured), that no socat runs
+#                       under the fronts during a session, and the
+#                       firewall rule (another account is refused), stop;
+#                       exit 0 when all worked, 1 when one failed
 #   DEMO_STARTTLS_PORT  default 1143
 #   DEMO_IMPLICIT_PORT  default 1993
 #   DEMO_POP3_PORT      default 1110
 #   DEMO_POP3S_PORT     default 1995
 #   DEMO_KEEP=1         keep the tree (logs) after stopping
 #   DEMO_BACKEND        dovecot (the default) or courier: Courier's
-#                       imaplogin and pop3login behind the services instead
+#                       imaplogin and pop3login behind the fronts instead
 #                       (tests/courier.sh: Debian's packages unpacked, never
 #                       installed, fetched into /var/cache/imap-tls-test/courier
 #                       the first time; user alice, password secret, three
-#                       messages); the same client commands work
+#                       messages; env/IMAPD courier.sh's command line,
+#                       env/PROXYHEADER empty, no firewall rule); the
+#                       same client commands work
 #   IMAPTLS_BIN         where the programs are (default: bin/)
 #
 # Exit codes: 0 done, 1 a check failed, 100 usage or missing pieces,
