@@ -449,8 +449,9 @@ func (c *checker) front() {
 		// stunnel-imap's word in place of the greeting (* BYE
 		// [UNAVAILABLE], -ERR [SYS/TEMP]): the server side or the signer
 		// cannot be reached; its log line, written when it closes, says
-		// why (reason=).
+		// why (reason=); it waits for this end to close first.
 		io.Copy(io.Discard, io.LimitReader(conn, 64<<10))
+		conn.Close()
 		c.r.failed(what, "%s: the client is told %q in place of the greeting: the proxy cannot reach the server or the signer; the log says: %s", addr, log.Clip(line, 200), c.lastReason(mark))
 	case !good:
 		c.r.failed(what, "%s greeted through the chain with %q", addr, log.Clip(line, 200))
@@ -473,11 +474,11 @@ var reasonField = regexp.MustCompile(`reason="(?:[^"\\]|\\.)*"(?: end=\S+)?`)
 
 // lastReason is the front log's last reason= (with its end=) after
 // mark (the log's size before the session; all of it when multilog has
-// started a new file since), once the session's line is there (up to a
-// second); else its last fatal or warning line.
+// started a new file since), once the session's line is there (up to
+// two seconds); else its last fatal or warning line.
 func (c *checker) lastReason(mark int64) string {
 	path := c.path("log/main/current")
-	for deadline := time.Now().Add(time.Second); ; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if b, err := os.ReadFile(path); err == nil {
 			if int64(len(b)) >= mark {
 				b = b[mark:]
