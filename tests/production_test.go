@@ -510,8 +510,12 @@ func (s *prodSite) logins(t *testing.T, src string) (string, error) {
 func TestProduction(t *testing.T) {
 	site := runProductionBlock(t)
 	n := site.ns
-	if !strings.Contains(site.out["imap-tls-check"], "firewall") {
-		t.Errorf("imap-tls-check said nothing of the firewall rule:\n%s", site.out["imap-tls-check"])
+	// the check proved the rule the fronts loaded, for both of
+	// Dovecot's ports
+	for _, port := range []string{"10143", "10110"} {
+		if !strings.Contains(site.out["imap-tls-check"], "ok: firewall: uid 65534 refused at 127.0.0.1:"+port+" ") {
+			t.Errorf("imap-tls-check did not prove the firewall rule for 127.0.0.1:%s:\n%s", port, site.out["imap-tls-check"])
+		}
 	}
 
 	// Every path under /usr/local the section names is one install put
