@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -37,26 +36,10 @@ func TestCheckSite(t *testing.T) {
 		"/usr/lib/dovecot/pop3-login")
 	harness.EnsureAccount(t, harness.ServiceAcct)
 	harness.EnsureAccount(t, harness.ServiceLogAcct)
-	dc := harness.StartDovecot(t)
-	haproxyPort := func(proto string) string {
-		b, err := os.ReadFile(filepath.Join(dc.Dir, proto+"-haproxy.port"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.TrimSpace(string(b))
-	}
-	top := t.TempDir()
-	for _, d := range []string{filepath.Dir(top), top} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	site := filepath.Join(top, "imap-tls")
-	if out, err := exec.Command(harness.Bin(t, "imap-tls-conf"), "-m", "imap,imaps,pop3,pop3s", harness.ServiceAcct, harness.ServiceLogAcct, site, "127.0.0.1").CombinedOutput(); err != nil {
-		t.Fatalf("imap-tls-conf: %v: %s", err, out)
-	}
-	pemPath, _ := harness.WriteCert(t, top)
-	good, err := os.ReadFile(pemPath)
+	st := harness.MakeSite(t, "imap", "imaps", "pop3", "pop3s")
+	site, fronts, modes, dc := st.Dir, st.Fronts, st.Modes, st.Dovecot
+	haproxyPort := func(proto string) string { return st.HAProxyPort(t, proto) }
+	good, err := os.ReadFile(st.PEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,65 +51,10 @@ func TestCheckSite(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	install(good)
-	modes := []string{"imap", "imaps", "pop3", "pop3s"}
-	fronts := map[string]*harness.Service{}
-	for _, m := range modes {
-		s := &harness.Service{Dir: filepath.Join(site, "service", m), Port: harness.Port(t), Mode: m}
-		s.WriteEnv(t, "PORT", strconv.Itoa(s.Port))
-		s.WriteEnv(t, "IMAPD", "127.0.0.1:"+haproxyPort(m[:4]))
-		fronts[m] = s
-	}
-	root := filepath.Join(top, "service")
-	if err := os.Mkdir(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	link := filepath.Join(root, "imap-tls")
-	if err := os.Symlink(site, link); err != nil {
-		t.Fatal(err)
-	}
-	svscan := exec.Command("svscan", root)
-	svscan.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"}
-	svOut := &harness.LockedBuffer{}
-	svscan.Stdout, svscan.Stderr = svOut, svOut
-	svscan.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	svscan.WaitDelay = time.Second
-	if err := svscan.Start(); err != nil {
-		t.Fatalf("unable to start svscan: %v", err)
-	}
-	pgid := svscan.Process.Pid
-	t.Cleanup(func() {
-		syscall.Kill(pgid, syscall.SIGTERM)
-		svscan.Wait()
-		exec.Command("svc", "-dx", link).Run()
-		deadline := time.Now().Add(20 * time.Second)
-		for len(harness.ProcessGroup(pgid, false)) > 0 && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		if left := harness.ProcessGroup(pgid, false); len(left) > 0 {
-			t.Errorf("processes left after svc -dx of the site: %s", harness.Describe(left))
-			syscall.Kill(-pgid, syscall.SIGKILL)
-		}
-	})
-	for _, m := range modes {
-		fronts[m].WaitUp(t)
-	}
+	st.Start(t)
 	signerDir := filepath.Join(site, "service", "signer")
 	signerLog := filepath.Join(signerDir, "log", "main", "current")
-	readies := func() int {
-		b, _ := os.ReadFile(signerLog)
-		return strings.Count(string(b), "stunnel-imap-signer: info: ready")
-	}
-	waitReady := func(n int) {
-		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); readies() < n; time.Sleep(50 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				b, _ := os.ReadFile(signerLog)
-				t.Fatalf("the site's signer is not ready after 20 s; log:\n%s", b)
-			}
-		}
-	}
-	waitReady(1)
+	harness.WaitSignerReady(t, signerDir, 1)
 	grammar := regexp.MustCompile(`^(ok|warning|error): (\S+: )?\S+: `)
 	check := func(t *testing.T) (string, int) {
 		t.Helper()
@@ -227,12 +155,12 @@ func TestCheckSite(t *testing.T) {
 	t.Run("signer refused", func(t *testing.T) {
 		expired := testkit.NewCert(t, testkit.CertOptions{NotAfter: time.Now().Add(-48 * time.Hour)})
 		day := expired.Leaf.NotAfter.UTC().Format(time.DateOnly)
-		before := readies()
+		before := harness.SignerReadies(signerDir)
 		install(expired.PEM)
 		exec.Command("svc", "-t", signerDir).Run()
 		line := waitLog(t, signerLog, ` run: fatal: `)
 		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			if pid, _ := svstatPid(signerDir); pid == 0 {
+			if pid, _ := harness.SvstatPid(signerDir); pid == 0 {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -264,7 +192,7 @@ func TestCheckSite(t *testing.T) {
 		if out, err := exec.Command("svc", "-u", signerDir).CombinedOutput(); err != nil {
 			t.Fatalf("svc -u: %v %s", err, out)
 		}
-		waitReady(before + 1)
+		harness.WaitSignerReady(t, signerDir, before+1)
 		if out, code := check(t); code != 0 || !strings.Contains(out, "ok: env/SIGNER: the signer answers on ../signer/socket\n") {
 			t.Errorf("after the fix and svc -u: exit %d:\n%s", code, out)
 		}

@@ -15,11 +15,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -176,13 +174,7 @@ func startFronts(t *testing.T, n *netNS, pem string, fronts ...nsFront) *harness
 		tr.Services = append(tr.Services, s)
 	}
 	tr.Cmd = n.Command("svscan", tr.Root)
-	tr.Cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"}
-	tr.Cmd.Stdout, tr.Cmd.Stderr = tr.Out, tr.Out
-	tr.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	tr.Cmd.WaitDelay = time.Second
-	if err := tr.Cmd.Start(); err != nil {
-		t.Fatalf("unable to start svscan: %v", err)
-	}
+	harness.RunSvscan(t, tr.Cmd, tr.Out)
 	t.Cleanup(func() { tr.Stop(t) })
 	for _, s := range tr.Services {
 		deadline := time.Now().Add(20 * time.Second)
@@ -240,13 +232,7 @@ func startSite(t *testing.T, n *netNS, pem, site string, modes []string, env, fr
 		t.Fatal(err)
 	}
 	tr.Cmd = n.Command("svscan", tr.Root)
-	tr.Cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"}
-	tr.Cmd.Stdout, tr.Cmd.Stderr = tr.Out, tr.Out
-	tr.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	tr.Cmd.WaitDelay = time.Second
-	if err := tr.Cmd.Start(); err != nil {
-		t.Fatalf("unable to start svscan: %v", err)
-	}
+	harness.RunSvscan(t, tr.Cmd, tr.Out)
 	t.Cleanup(func() { tr.Stop(t) })
 	for _, m := range modes {
 		port := siteFrontPorts[m]
@@ -262,14 +248,7 @@ func startSite(t *testing.T, n *netNS, pem, site string, modes []string, env, fr
 	// The fronts listen before the signer may be ready: a connection
 	// then finds no signer and is closed.
 	if v, ok := env["SIGNER"]; !ok || v != "" {
-		signer := &harness.Service{Dir: filepath.Join(site, "service", "signer")}
-		deadline := time.Now().Add(20 * time.Second)
-		for !slices.ContainsFunc(signer.LogLines(t), func(l string) bool { return strings.Contains(l, "stunnel-imap-signer: info: ready") }) {
-			if time.Now().After(deadline) {
-				t.Fatalf("the site's signer is not ready after 20 s; log:\n%s", strings.Join(signer.LogLines(t), "\n"))
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		harness.WaitSignerReady(t, filepath.Join(site, "service", "signer"), 1)
 	}
 	return tr
 }

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -39,92 +38,18 @@ func TestSite(t *testing.T) {
 		"/usr/lib/dovecot/pop3-login")
 	harness.EnsureAccount(t, harness.ServiceAcct)
 	harness.EnsureAccount(t, harness.ServiceLogAcct)
-	conf := harness.Bin(t, "imap-tls-conf")
-	for _, p := range []string{"imap-tls-server", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key", "stunnel-imap-signer"} {
-		if filepath.Dir(harness.Bin(t, p)) != filepath.Dir(conf) {
-			t.Fatalf("%s is not next to imap-tls-conf", p)
-		}
-	}
-	dc := harness.StartDovecot(t)
-	haproxyPort := func(proto string) string {
-		b, err := os.ReadFile(filepath.Join(dc.Dir, proto+"-haproxy.port"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.TrimSpace(string(b))
-	}
-
-	// Traversable by everyone down to the site, as /etc is.
-	top := t.TempDir()
-	for _, d := range []string{filepath.Dir(top), top} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	site := filepath.Join(top, "imap-tls")
-	if out, err := exec.Command(conf, "-m", "imap,imaps,pop3,pop3s", harness.ServiceAcct, harness.ServiceLogAcct, site, "127.0.0.1").CombinedOutput(); err != nil {
-		t.Fatalf("imap-tls-conf: %v: %s", err, out)
-	}
-	pem, ca := harness.WriteCert(t, top)
-	key, err := os.ReadFile(pem)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(site, "ssl", "stunnel.pem"), key, 0o400); err != nil {
-		t.Fatal(err)
-	}
-	fronts := map[string]*harness.Service{}
-	modes := []string{"imap", "imaps", "pop3", "pop3s"}
+	harness.ConfBin(t)
+	st := harness.MakeSite(t, "imap", "imaps", "pop3", "pop3s")
+	site, fronts, modes, dc, ca := st.Dir, st.Fronts, st.Modes, st.Dovecot, st.CA
 	for _, m := range modes {
-		s := &harness.Service{Dir: filepath.Join(site, "service", m), Port: harness.Port(t), Mode: m}
-		proto := m[:4]
-		imapd, err := os.ReadFile(filepath.Join(s.Dir, "env", "IMAPD"))
-		if want := "127.0.0.1:10" + map[string]string{"imap": "143", "pop3": "110"}[proto] + "\n"; err != nil || string(imapd) != want {
+		imapd, err := os.ReadFile(filepath.Join(fronts[m].Dir, "env", "IMAPD"))
+		if want := "127.0.0.1:10" + map[string]string{"imap": "143", "pop3": "110"}[m[:4]] + "\n"; err != nil || string(imapd) != want {
 			t.Errorf("%s/env/IMAPD = %q, want the default %q", m, imapd, want)
 		}
-		s.WriteEnv(t, "PORT", strconv.Itoa(s.Port))
-		s.WriteEnv(t, "IMAPD", "127.0.0.1:"+haproxyPort(proto))
-		fronts[m] = s
 	}
-
 	// The one link, in the directory the real svscan scans.
-	root := filepath.Join(top, "service")
-	if err := os.Mkdir(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	link := filepath.Join(root, "imap-tls")
-	if err := os.Symlink(site, link); err != nil {
-		t.Fatal(err)
-	}
-	svscan := exec.Command("svscan", root)
-	svscan.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"}
-	out := &harness.LockedBuffer{}
-	svscan.Stdout, svscan.Stderr = out, out
-	svscan.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	svscan.WaitDelay = time.Second
-	if err := svscan.Start(); err != nil {
-		t.Fatalf("unable to start svscan: %v", err)
-	}
-	pgid := svscan.Process.Pid
-	t.Cleanup(func() {
-		// svscan first, then the site (its run file stops what it started)
-		syscall.Kill(pgid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { svscan.Wait(); close(done) }()
-		<-done
-		exec.Command("svc", "-dx", link).Run()
-		deadline := time.Now().Add(20 * time.Second)
-		for len(harness.ProcessGroup(pgid, false)) > 0 && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		if left := harness.ProcessGroup(pgid, false); len(left) > 0 {
-			t.Errorf("processes left after svc -dx of the site: %s", harness.Describe(left))
-			syscall.Kill(-pgid, syscall.SIGKILL)
-		}
-	})
-	for _, m := range modes {
-		fronts[m].WaitUp(t)
-	}
+	st.Start(t)
+	link, out, pgid := st.Link, st.Out, st.Svscan.Process.Pid
 	signer := filepath.Join(site, "service", "signer")
 	logs := func() string {
 		var all []string
@@ -190,7 +115,7 @@ func TestSite(t *testing.T) {
 
 	// Every log keeps env/LOGCOUNT files of env/LOGSIZE bytes.
 	for _, d := range []string{fronts["imap"].Dir, fronts["pop3s"].Dir, signer} {
-		pid, err := svstatPid(filepath.Join(d, "log"))
+		pid, err := harness.SvstatPid(filepath.Join(d, "log"))
 		if err != nil || pid == 0 {
 			t.Fatalf("%s/log: not up (%v)", d, err)
 		}
@@ -202,7 +127,7 @@ func TestSite(t *testing.T) {
 	// svc -t of one front restarts it alone.
 	pids := map[string]int{}
 	for _, d := range append(siteDirs(site, modes), signer) {
-		pid, err := svstatPid(d)
+		pid, err := harness.SvstatPid(d)
 		if err != nil || pid == 0 {
 			t.Fatalf("%s: not up (%v)", d, err)
 		}
@@ -210,7 +135,7 @@ func TestSite(t *testing.T) {
 	}
 	fronts["imaps"].Restart(t)
 	for d, pid := range pids {
-		now, _ := svstatPid(d)
+		now, _ := harness.SvstatPid(d)
 		if d == fronts["imaps"].Dir {
 			if now == pid {
 				t.Errorf("svc -t %s: still pid %d", d, pid)
@@ -229,7 +154,7 @@ func TestSite(t *testing.T) {
 		t.Fatalf("svc -d %s: %v %s", link, err, out)
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if pid, err := svstatPid(link); err == nil && pid == 0 {
+		if pid, err := harness.SvstatPid(link); err == nil && pid == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -264,20 +189,6 @@ func siteDirs(site string, modes []string) []string {
 		dirs = append(dirs, d, filepath.Join(d, "log"))
 	}
 	return append(dirs, filepath.Join(site, "service", "signer", "log"))
-}
-
-// svstatPid is the pid svstat reports for dir, 0 when it is down.
-func svstatPid(dir string) (int, error) {
-	out, err := exec.Command("svstat", dir).CombinedOutput()
-	if err != nil {
-		return 0, err
-	}
-	_, rest, ok := strings.Cut(string(out), ": up (pid ")
-	if !ok {
-		return 0, nil
-	}
-	n, _ := strings.CutSuffix(strings.Fields(rest)[0], ")")
-	return strconv.Atoi(n)
 }
 
 // siteProcesses are the live processes whose working directory is site

@@ -241,36 +241,7 @@ func TestToldRejectedMbsync(t *testing.T) {
 	ca := otherCA(t)
 	for _, s := range tr.Services {
 		waitSigner(t, s)
-		ssl := "STARTTLS"
-		if s.Mode == "imaps" {
-			ssl = "IMAPS"
-		}
-		local := t.TempDir()
-		for _, d := range []string{"cur", "new", "tmp"} {
-			os.MkdirAll(filepath.Join(local, "INBOX", d), 0o700)
-		}
-		conf := filepath.Join(local, "mbsyncrc")
-		os.WriteFile(conf, []byte(fmt.Sprintf(`IMAPAccount remote
-Host localhost
-Port %d
-User alice
-Pass secret
-SSLType %s
-CertificateFile %s
-
-IMAPStore remote
-Account remote
-
-MaildirStore local
-Path %s/
-Inbox %s/INBOX
-
-Channel inbox
-Far :remote:INBOX
-Near :local:INBOX
-Sync Pull
-SyncState *
-`, s.Port, ssl, ca, local, local)), 0o600)
+		conf := harness.MbsyncConf(s, ca, t.TempDir(), "Pull")
 		skip := len(s.LogLines(t))
 		cmd := exec.Command("mbsync", "-c", conf, "inbox")
 		var stderr strings.Builder

@@ -42,8 +42,20 @@
 // Service trees under the real svscan (svscan.go): StartServices makes
 // service directories with imap-tls-conf in front of a private Dovecot
 // and runs svscan on them; a Service's methods read its log, write env/,
-// run svc and real clients (SvscanTree.Python, OpenSSL, Curl, Mbsync).
-// StartSigner runs one signer under supervise.
+// run svc and real clients (SvscanTree.Python, OpenSSL, Curl, Mbsync;
+// MbsyncConf writes mbsync's file for a service).
+// StartSigner runs one signer under supervise. RunSvscan starts an
+// svscan command (perhaps in a network namespace) the one way: clean
+// PATH, its own process group; SvstatPid reads svstat; ConfBin is
+// imap-tls-conf, failing unless the suite's programs are next to it.
+//
+// A site under the real svscan (site.go): MakeSite makes one with
+// `imap-tls-conf -m MODES` in front of a private Dovecot, a free port
+// per front and the test certificate; Site.Start writes each front's
+// env/PORT and env/IMAPD (Dovecot's haproxy listener, HAProxyPort),
+// links the site once into svscan's directory and waits for the fronts.
+// WaitSignerReady waits for a signer service's nth "ready" log line
+// (SignerReadies counts them).
 //
 // Clients (client.go): IMAPClient (DialIMAP, DialFrom: raw bytes in,
 // lines out, STARTTLS and TLS), Login, SClient (openssl s_client),

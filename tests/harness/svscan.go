@@ -56,12 +56,7 @@ func StartServices(t *testing.T, specs ...ServiceSpec) *SvscanTree {
 	Need(t, "svscan", "supervise", "svc", "svok", "multilog", "softlimit", "envdir", "setuidgid", "tcpserver", "socat")
 	EnsureAccount(t, ServiceAcct)
 	EnsureAccount(t, ServiceLogAcct)
-	conf := Bin(t, "imap-tls-conf")
-	for _, p := range []string{"imap-tls-server", "makesock", "setuidgid-chroot", "stunnel-imap", "stunnel-imap-key", "stunnel-imap-signer"} {
-		if filepath.Dir(Bin(t, p)) != filepath.Dir(conf) {
-			t.Fatalf("%s is not next to imap-tls-conf", p)
-		}
-	}
+	conf := ConfBin(t)
 	dc := StartDovecot(t)
 	// Traversable by everyone down to the service directories, as /etc
 	// is: so that what keeps acct from the key is the service's own modes.
@@ -108,13 +103,7 @@ func StartServices(t *testing.T, specs ...ServiceSpec) *SvscanTree {
 		tr.Services = append(tr.Services, s)
 	}
 	tr.Cmd = exec.Command("svscan", tr.Root)
-	tr.Cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"}
-	tr.Cmd.Stdout, tr.Cmd.Stderr = tr.Out, tr.Out
-	tr.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	tr.Cmd.WaitDelay = time.Second // supervise and the rest hold its output
-	if err := tr.Cmd.Start(); err != nil {
-		t.Fatalf("unable to start svscan: %v", err)
-	}
+	RunSvscan(t, tr.Cmd, tr.Out)
 	t.Cleanup(func() { tr.Stop(t) })
 	for _, s := range tr.Services {
 		s.WaitUp(t)
@@ -407,36 +396,8 @@ func (tr *SvscanTree) Mbsync(t *testing.T, s *Service) {
 	id := "mbsync-" + s.Mode + "-" + strconv.Itoa(s.Port)
 	msg := bytes.ReplaceAll(NewMessage(id), []byte("\r\n"), []byte("\n"))
 	dir := t.TempDir()
-	tls := "STARTTLS"
-	if s.Mode == "imaps" {
-		tls = "IMAPS"
-	}
 	sync := func(local string) {
-		for _, d := range []string{"cur", "new", "tmp"} {
-			os.MkdirAll(filepath.Join(local, "INBOX", d), 0o700)
-		}
-		conf := filepath.Join(local, "mbsyncrc")
-		os.WriteFile(conf, []byte(fmt.Sprintf(`IMAPAccount remote
-Host localhost
-Port %d
-User alice
-Pass secret
-SSLType %s
-CertificateFile %s
-
-IMAPStore remote
-Account remote
-
-MaildirStore local
-Path %s/
-Inbox %s/INBOX
-
-Channel inbox
-Far :remote:INBOX
-Near :local:INBOX
-Sync Pull Push New
-SyncState *
-`, s.Port, tls, tr.CA, local, local)), 0o600)
+		conf := MbsyncConf(s, tr.CA, local, "Pull Push New")
 		cmd := []string{"mbsync", "-q", "-c", conf, "inbox"}
 		RunClient(t, "mbsync", 90*time.Second, nil, cmd...)
 	}
@@ -466,6 +427,43 @@ SyncState *
 	if got := tuid.ReplaceAll(found, nil); !bytes.Equal(got, msg) {
 		t.Fatalf("mbsync: the message came back as %d bytes, not the %d pushed:\n%.400s", len(got), len(msg), got)
 	}
+}
+
+// MbsyncConf makes local a Maildir (INBOX's cur, new and tmp) and
+// writes local/mbsyncrc for alice on the service's port (SSLType
+// STARTTLS, IMAPS for imaps), trusting ca, one channel "inbox" with
+// Sync sync; it returns the file's path.
+func MbsyncConf(s *Service, ca, local, sync string) string {
+	ssl := "STARTTLS"
+	if s.Mode == "imaps" {
+		ssl = "IMAPS"
+	}
+	for _, d := range []string{"cur", "new", "tmp"} {
+		os.MkdirAll(filepath.Join(local, "INBOX", d), 0o700)
+	}
+	conf := filepath.Join(local, "mbsyncrc")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`IMAPAccount remote
+Host localhost
+Port %d
+User alice
+Pass secret
+SSLType %s
+CertificateFile %s
+
+IMAPStore remote
+Account remote
+
+MaildirStore local
+Path %s/
+Inbox %s/INBOX
+
+Channel inbox
+Far :remote:INBOX
+Near :local:INBOX
+Sync %s
+SyncState *
+`, s.Port, ssl, ca, local, local, sync)), 0o600)
+	return conf
 }
 
 // Restart is svc -t, waiting for the new tcpserver to listen.
