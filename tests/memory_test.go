@@ -16,7 +16,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -372,48 +371,20 @@ func envValue(t *testing.T, dir, name string) string {
 // svPid is the pid svstat gives for a service directory.
 func svPid(t *testing.T, dir string) int {
 	t.Helper()
-	out, _ := exec.Command("svstat", dir).CombinedOutput()
-	m := regexp.MustCompile(`up \(pid (\d+)\)`).FindSubmatch(out)
-	if m == nil {
-		t.Fatalf("svstat %s: %s", dir, out)
+	pid, err := harness.SvstatPid(dir)
+	if err != nil || pid == 0 {
+		t.Fatalf("svstat %s: not up (%v)", dir, err)
 	}
-	n, _ := strconv.Atoi(string(m[1]))
-	return n
+	return pid
 }
 
-// descendants are the processes under pid (any depth) named comm.
+// descendants are the live processes under pid (any depth,
+// harness.Descendants) named comm.
 func descendants(pid int, comm string) map[int]bool {
-	parent := map[int]int{}
-	name := map[int]string{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
-		i := strings.LastIndexByte(string(b), ')')
-		f := strings.Fields(string(b[i+1:]))
-		if i < 0 || len(f) < 2 {
-			continue
-		}
-		parent[p], _ = strconv.Atoi(f[1])
-		name[p] = string(b[strings.IndexByte(string(b), '(')+1 : i])
-	}
 	out := map[int]bool{}
-	for p := range parent {
-		if name[p] != comm {
-			continue
-		}
-		for q := parent[p]; q > 1; q = parent[q] {
-			if q == pid {
-				out[p] = true
-				break
-			}
+	for _, p := range harness.Descendants(pid) {
+		if b, _ := os.ReadFile("/proc/" + strconv.Itoa(p) + "/comm"); strings.TrimSpace(string(b)) == comm {
+			out[p] = true
 		}
 	}
 	return out
