@@ -128,15 +128,7 @@ func TestCheckSite(t *testing.T) {
 		holder := strings.TrimSpace(string(comm)) + " pid " + strconv.Itoa(os.Getpid())
 		skip := len(s.LogLines(t))
 		s.Svc(t, "-u")
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			lines := s.LogLines(t)
-			if len(lines) > skip && strings.Contains(strings.Join(lines[skip:], "\n"), "unable to bind "+s.Addr()) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no bind failure in the log after 20 s:\n%s", strings.Join(lines, "\n"))
-			}
-		}
+		s.WaitLog(t, skip, regexp.QuoteMeta("unable to bind "+s.Addr()))
 		out, code := check(t)
 		want := "error: imap: env/PORT: " + s.Addr() + " is held by " + holder + ": stop it, or give this service another env/PORT\n"
 		if code != 100 || !strings.Contains(out, want) {

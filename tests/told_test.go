@@ -62,26 +62,6 @@ func wantTold(t *testing.T, what, got, line string) {
 	}
 }
 
-// waitServiceLog waits (20 s) for a line of the service's log matching
-// re, after the first skip lines, and returns it.
-func waitServiceLog(t *testing.T, s *harness.Service, skip int, re string) string {
-	t.Helper()
-	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		lines := s.LogLines(t)
-		for _, l := range lines[min(skip, len(lines)):] {
-			if rx.MatchString(l) {
-				return l
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no line matching %q in %s's log:\n%s", re, filepath.Base(s.Dir), strings.Join(lines, "\n"))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // waitSigner waits (20 s) until the service's signer answers on its
 // socket: StartServices waits for the fronts only, and svscan may start
 // the signer's service seconds later.
@@ -131,8 +111,8 @@ func TestToldServerDown(t *testing.T) {
 		skip := len(s.LogLines(t))
 		wantTold(t, s.Mode+" wrong port", python(t, "imap", s.Mode, s.Port, tr.CA), toldIMAP)
 		why := regexp.QuoteMeta(fmt.Sprintf("unable to connect to 127.0.0.1:%d: connection refused", wrong))
-		waitServiceLog(t, s, skip, `makesock: warning: `+why+`; remote=127\.0\.0\.1:\d+$`)
-		waitServiceLog(t, s, skip, `stunnel-imap: info: remote=127\.0\.0\.1:\d+ mode=`+s.Mode+` .* reason="`+why+`" end=server-error$`)
+		s.WaitLog(t, skip, `makesock: warning: `+why+`; remote=127\.0\.0\.1:\d+$`)
+		s.WaitLog(t, skip, `stunnel-imap: info: remote=127\.0\.0\.1:\d+ mode=`+s.Mode+` .* reason="`+why+`" end=server-error$`)
 	}
 
 	// Dovecot stopped.
@@ -146,7 +126,7 @@ func TestToldServerDown(t *testing.T) {
 		skip := len(s.LogLines(t))
 		wantTold(t, s.Mode+" Dovecot stopped", python(t, "imap", s.Mode, s.Port, tr.CA), toldIMAP)
 		why := `unable to connect to ` + regexp.QuoteMeta(dc.Socket) + `: (connection refused|file does not exist)`
-		waitServiceLog(t, s, skip, `stunnel-imap: info: .* mode=`+s.Mode+` .* reason="`+why+`" end=server-error$`)
+		s.WaitLog(t, skip, `stunnel-imap: info: .* mode=`+s.Mode+` .* reason="`+why+`" end=server-error$`)
 	}
 	// Behind socat: the proxy learns only that the server side closed
 	// (socat's exit status is nobody's to read: makesock exec'd on).
@@ -155,7 +135,7 @@ func TestToldServerDown(t *testing.T) {
 		s.Restart(t)
 		skip := len(s.LogLines(t))
 		wantTold(t, s.Mode+" Dovecot stopped, socat", python(t, "imap", s.Mode, s.Port, tr.CA), toldIMAP)
-		waitServiceLog(t, s, skip, `stunnel-imap: info: .* mode=`+s.Mode+` .* reason="(server closed the connection before its greeting|unable to read the server's greeting: [^"]*)" end=server-(eof|error)$`)
+		s.WaitLog(t, skip, `stunnel-imap: info: .* mode=`+s.Mode+` .* reason="(server closed the connection before its greeting|unable to read the server's greeting: [^"]*)" end=server-(eof|error)$`)
 	}
 }
 
@@ -198,8 +178,8 @@ func TestToldSignerDown(t *testing.T) {
 			wantTold(t, "imap with the signer down", got, toldIMAP)
 		}
 		reach := `unable to reach the signer at \S+/signer/socket: (connection refused|file does not exist) \(is the signer service linked and up\?\)`
-		waitServiceLog(t, s, skip, `setuidgid-chroot: warning: `+reach+`; remote=127\.0\.0\.1:\d+$`)
-		waitServiceLog(t, s, skip, `stunnel-imap: info: .* mode=`+s.Mode+` .* reason="`+reach+`" end=key-process-failed$`)
+		s.WaitLog(t, skip, `setuidgid-chroot: warning: `+reach+`; remote=127\.0\.0\.1:\d+$`)
+		s.WaitLog(t, skip, `stunnel-imap: info: .* mode=`+s.Mode+` .* reason="`+reach+`" end=key-process-failed$`)
 		exec.Command("svc", "-u", signer).Run()
 	}
 }
@@ -251,9 +231,9 @@ func TestToldRejectedMbsync(t *testing.T) {
 			t.Fatalf("mbsync with another CA succeeded: %s", out)
 		}
 		t.Logf("mbsync (%s): %v: %s%s", s.Mode, err, out, stderr.String())
-		line := waitServiceLog(t, s, skip, rejected)
+		line := s.WaitLog(t, skip, rejected)
 		t.Logf("%s: %s", s.Mode, line)
-		waitServiceLog(t, s, skip, `stunnel-imap: info: .* mode=`+s.Mode+` .* sni=localhost auth=no in=\d+ out=\d+ warnings=1 .* end=client-(eof|error)$`)
+		s.WaitLog(t, skip, `stunnel-imap: info: .* mode=`+s.Mode+` .* sni=localhost auth=no in=\d+ out=\d+ warnings=1 .* end=client-(eof|error)$`)
 	}
 }
 

@@ -41,7 +41,8 @@
 //
 // Service trees under the real svscan (svscan.go): StartServices makes
 // service directories with imap-tls-conf in front of a private Dovecot
-// and runs svscan on them; a Service's methods read its log, write env/,
+// and runs svscan on them; a Service's methods read its log (LogLines,
+// WaitLog: a line after the first skip), write env/,
 // run svc and real clients (SvscanTree.Python, OpenSSL, Curl, Mbsync;
 // MbsyncConf writes mbsync's file for a service).
 // StartSigner runs one signer under supervise. RunSvscan starts an

@@ -256,6 +256,27 @@ func (s *Service) LogLines(t *testing.T) []string {
 // ConnLine is stunnel-imap's line for one connection, with its fields.
 var ConnLine = regexp.MustCompile(`stunnel-imap: info: remote=127\.0\.0\.1:\d+ mode=\S+ starttls=(yes|no) tls=\S+ cipher=\S+ .*auth=(yes|no) in=\d+ out=\d+ warnings=\d+ duration=\S+ (?:reason=".*" )?end=\S+`)
 
+// WaitLog waits (20 s) for a line of the service's log matching re,
+// after its first skip lines, and returns it; it fails the test with
+// the log.
+func (s *Service) WaitLog(t *testing.T, skip int, re string) string {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		lines := s.LogLines(t)
+		for _, l := range lines[min(skip, len(lines)):] {
+			if rx.MatchString(l) {
+				return l
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no line matching %q in %s's log:\n%s", re, filepath.Base(s.Dir), strings.Join(lines, "\n"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // ConnLines counts stunnel-imap's one-per-connection info lines.
 func (s *Service) ConnLines(t *testing.T) int {
 	n := 0
