@@ -124,6 +124,23 @@ func (n *netNS) Listening(port int) bool {
 	return false
 }
 
+// waitListening waits (20 s) until port listens in the namespace; it
+// fails the test with the service's log and what more says then.
+func (n *netNS) waitListening(t *testing.T, s *harness.Service, port int, more func() string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !n.Listening(port) {
+		if time.Now().After(deadline) {
+			extra := ""
+			if more != nil {
+				extra = more()
+			}
+			t.Fatalf("%s: not listening on port %d after 20 s; log:\n%s%s", s.Dir, port, strings.Join(s.LogLines(t), "\n"), extra)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // nsFront is one front to make with imap-tls-conf in a namespace.
 type nsFront struct {
 	Dir  string
@@ -177,13 +194,7 @@ func startFronts(t *testing.T, n *netNS, pem string, fronts ...nsFront) *harness
 	harness.RunSvscan(t, tr.Cmd, tr.Out)
 	t.Cleanup(func() { tr.Stop(t) })
 	for _, s := range tr.Services {
-		deadline := time.Now().Add(20 * time.Second)
-		for !n.Listening(s.Port) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not listening on port %d after 20 s; log:\n%s", s.Dir, s.Port, strings.Join(s.LogLines(t), "\n"))
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		n.waitListening(t, s, s.Port, nil)
 	}
 	return tr
 }
@@ -235,15 +246,8 @@ func startSite(t *testing.T, n *netNS, pem, site string, modes []string, env, fr
 	harness.RunSvscan(t, tr.Cmd, tr.Out)
 	t.Cleanup(func() { tr.Stop(t) })
 	for _, m := range modes {
-		port := siteFrontPorts[m]
-		deadline := time.Now().Add(20 * time.Second)
-		for !n.Listening(port) {
-			if time.Now().After(deadline) {
-				f := &harness.Service{Dir: filepath.Join(site, "service", m)}
-				t.Fatalf("%s: not listening on port %d after 20 s; log:\n%s\nsvscan:\n%s", f.Dir, port, strings.Join(f.LogLines(t), "\n"), tr.Out.String())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		f := &harness.Service{Dir: filepath.Join(site, "service", m)}
+		n.waitListening(t, f, siteFrontPorts[m], func() string { return "\nsvscan:\n" + tr.Out.String() })
 	}
 	// The fronts listen before the signer may be ready: a connection
 	// then finds no signer and is closed.
