@@ -1,36 +1,7 @@
 // Command mdman writes a program's man page from its README.md page, so
-// that every fact is spelled once: the page in the program's folder is
-// the source, the man page a build product. `sh redo.do install` runs it
-// for every program of the suite; nothing else does.
-//
-//	mdman [ -d date ] [ -r name:section ]... name section page.md
-//
-// It reads page.md and writes the man page (man(7) macros, with tbl for
-// tables) on stdout:
-//
-//   - the title (`# name`, which must be name) and the first paragraph
-//     become NAME ("name \- summary");
-//   - the indented block(s) at the top of `## Interface` become SYNOPSIS,
-//     the rest of Interface (and any further paragraph of the summary)
-//     DESCRIPTION;
-//   - every other `##` section keeps its place, its title in capitals
-//     (Options: OPTIONS, Exit codes: EXIT STATUS, Environment:
-//     ENVIRONMENT, Example: EXAMPLES, ...); `###` and deeper become
-//     subsections;
-//   - SEE ALSO names the programs given with -r (name's own excepted),
-//     and a link to one of their pages becomes "name(section)".
-//
-// -d date goes in the page's footer (redo.do gives the page's last commit
-// date; none: no date, so that the same page always makes the same file).
-// A page without its title, summary or synopsis is refused (exit 100): a
-// program's page is what `man` shows, so it must have them. The Markdown
-// read is the subset the pages use: headings, paragraphs, indented and
-// fenced code, bullet and numbered lists (nested, with code and tables in
-// them), pipe tables, `code`, **strong**, *emphasis*, [links](url) and
-// backslash escapes.
-//
-// A Go program rather than an awk script: the nested lists, tables and
-// escaping want a parser with unit tests, and the build has Go already.
+// that every fact is spelled once; `sh redo.do install` runs it for every
+// program of the suite. What it reads and writes, its options and exit
+// codes: README.md beside this file.
 package main
 
 import (
