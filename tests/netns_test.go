@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -53,6 +54,15 @@ exec sleep 3600`
 		t.Fatalf("unable to start unshare: %v", err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitUp(t, out, &stderr, "a network namespace")
+	return &netNS{pid: cmd.Process.Pid}
+}
+
+// waitUp waits, at most 20 s, for the "up" line of a namespace's
+// unshare script on out, and fails the test with the script's stderr
+// otherwise; what names the namespace in the message.
+func waitUp(t *testing.T, out io.Reader, stderr *harness.LockedBuffer, what string) {
+	t.Helper()
 	up := make(chan string, 1)
 	go func() {
 		l, _ := bufio.NewReader(out).ReadString('\n')
@@ -61,12 +71,11 @@ exec sleep 3600`
 	select {
 	case l := <-up:
 		if l != "up\n" {
-			t.Fatalf("unable to set up a network namespace: %q %s", l, stderr.String())
+			t.Fatalf("unable to set up %s: %q %s", what, l, stderr.String())
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatalf("no network namespace after 20 s: %s", stderr.String())
+		t.Fatalf("no %s after 20 s: %s", what, stderr.String())
 	}
-	return &netNS{pid: cmd.Process.Pid}
 }
 
 // Command is args run in the namespace (nsenter execs args: the pid is

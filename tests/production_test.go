@@ -89,19 +89,7 @@ exec sleep 3600`
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	up := make(chan string, 1)
-	go func() {
-		l, _ := bufio.NewReader(out).ReadString('\n')
-		up <- l
-	}()
-	select {
-	case l := <-up:
-		if l != "up\n" {
-			t.Fatalf("unable to set up the namespace (unshare -m -n, overlays on /etc, /usr/local, /run, /var): %q %s", l, stderr.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("no namespace after 20 s: %s", stderr.String())
-	}
+	waitUp(t, out, &stderr, "the namespace (unshare -m -n, overlays on /etc, /usr/local, /run, /var)")
 	n.mnt, err = os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", n.pid))
 	if err != nil {
 		t.Fatal(err)
