@@ -267,18 +267,19 @@ func (c *config) site() map[string]string {
 	}
 }
 
+// root is a directory of root's; logDir one of multilog's account.
+func root(path string, mode os.FileMode) entry { return entry{path: path, dir: true, mode: mode} }
+
+func (c *config) logDir(path string) entry {
+	return entry{path: path, dir: true, mode: 0750, uid: c.logacct.uid, gid: c.logacct.gid}
+}
+
 // tree lists the service directory, parents before children: the
 // directories, then service/'s files as they are, with the site's values
 // in env/ (run last: supervise starts the service when run appears).
 func tree(c *config) []entry {
 	if c.fronts != nil {
 		return siteTree(c)
-	}
-	root := func(path string, mode os.FileMode) entry {
-		return entry{path: path, dir: true, mode: mode}
-	}
-	logDir := func(path string) entry {
-		return entry{path: path, dir: true, mode: 0750, uid: c.logacct.uid, gid: c.logacct.gid}
 	}
 	entries := []entry{
 		root("env", 0755),
@@ -289,11 +290,11 @@ func tree(c *config) []entry {
 		// signer or the key process. imap-tls-conf writes no key.
 		root("ssl", 0700),
 		root("log", 0755),
-		logDir("log/main"),
+		c.logDir("log/main"),
 		// Root's: the signer's socket appears here, 0600; nothing else may.
 		root("signer", 0755),
 		root("signer/log", 0755),
-		logDir("signer/log/main"),
+		c.logDir("signer/log/main"),
 	}
 	site := c.site()
 	for _, f := range service.Files() {
@@ -317,12 +318,6 @@ const siteSigner = "../signer/socket"
 // service/ the signer and a front per mode, each with its log, a front
 // with its own env/ (MODE, PORT, IMAPD); the site's run last.
 func siteTree(c *config) []entry {
-	root := func(path string, mode os.FileMode) entry {
-		return entry{path: path, dir: true, mode: mode}
-	}
-	logDir := func(path string) entry {
-		return entry{path: path, dir: true, mode: 0750, uid: c.logacct.uid, gid: c.logacct.gid}
-	}
 	entries := []entry{
 		root("env", 0755),
 		root("jail", 0755),
@@ -331,11 +326,11 @@ func siteTree(c *config) []entry {
 		root("service", 0755),
 		root("service/signer", 0755),
 		root("service/signer/log", 0755),
-		logDir("service/signer/log/main"),
+		c.logDir("service/signer/log/main"),
 	}
 	for _, m := range c.fronts {
 		d := "service/" + m.Name
-		entries = append(entries, root(d, 0755), root(d+"/env", 0755), root(d+"/log", 0755), logDir(d+"/log/main"),
+		entries = append(entries, root(d, 0755), root(d+"/env", 0755), root(d+"/log", 0755), c.logDir(d+"/log/main"),
 			entry{path: d + "/env/MODE", mode: 0644, data: m.Name + "\n"},
 			entry{path: d + "/env/PORT", mode: 0644, data: strconv.Itoa(m.Port) + "\n"},
 			entry{path: d + "/env/IMAPD", mode: 0644, data: server(m) + "\n"})
