@@ -245,7 +245,7 @@ func TestKeyProcessPolicy(t *testing.T) {
 				return
 			}
 			// The proxy learns of it before it greets its client.
-			if err == nil || err.Error() != "key process ended" {
+			if err == nil || err.Error() != "key holder ended" {
 				t.Errorf("%s: Ready: %v", args, err)
 			}
 			if want := "stunnel-imap-key: fatal: " + c.Message(fd) + "\n"; code != c.Code || stderr != want {
@@ -363,7 +363,7 @@ func TestKeyProcessUsageAndConfig(t *testing.T) {
 		}
 		kp, conn := startKey(t, tc.args, extra...)
 		// The proxy learns of it before it greets its client.
-		if err := keyproto.NewClient(conn, kt.Timeout).Ready(); err == nil || err.Error() != "key process ended" {
+		if err := keyproto.NewClient(conn, kt.Timeout).Ready(); err == nil || err.Error() != "key holder ended" {
 			t.Errorf("%q: Ready: %v", tc.args, err)
 		}
 		conn.Close()
@@ -416,7 +416,7 @@ func TestKeyProcessDiesMidHandshake(t *testing.T) {
 		}
 	}()
 	_, serr, cerr := kt.Handshake(t, keyproto.NewClient(pc, kt.Timeout), k.Pool(), "imap.example.test", nil)
-	if serr == nil || !strings.Contains(serr.Error(), "key process ended") || strings.Contains(serr.Error(), "\n") {
+	if serr == nil || !strings.Contains(serr.Error(), "key holder ended") || strings.Contains(serr.Error(), "\n") {
 		t.Errorf("proxy's handshake error: %v", serr)
 	}
 	if cerr == nil {

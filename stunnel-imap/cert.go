@@ -83,7 +83,7 @@ func (k keySource) ready() error { return k.c.Ready() }
 func openKeySource(o *options) (certSource, error) {
 	c, err := keyproto.FileClient(o.keyFD, o.handshakeTimeout)
 	if err != nil {
-		return nil, log.Temp(err, "use descriptor %d for the key process", o.keyFD)
+		return nil, log.Temp(err, "use descriptor %d for the key holder", o.keyFD)
 	}
 	return keySource{c}, nil
 }

@@ -498,7 +498,7 @@ func TestReadyHoldsGreeting(t *testing.T) {
 func TestReadyFails(t *testing.T) {
 	for _, m := range []suite.Mode{modeRequired, modeOptional, modeImplicit} {
 		t.Run(m.Name, func(t *testing.T) {
-			h := start(t, setup{mode: m, ready: func() error { return errors.New("key process ended") }})
+			h := start(t, setup{mode: m, ready: func() error { return errors.New("key holder ended") }})
 			want := ""
 			if m.Policy != suite.Implicit {
 				h.run([]step{s(serverGreeting)})
@@ -510,8 +510,8 @@ func TestReadyFails(t *testing.T) {
 			}
 			sess := h.ended("key-process-failed")
 			var e *log.Error
-			if !errors.As(sess.fatal, &e) || e.Code != log.ExitTemp || e.Error() != "unable to use the key holder: key process ended" {
-				t.Errorf("fatal %v, want exit 111 unable to use the key holder: key process ended", sess.fatal)
+			if !errors.As(sess.fatal, &e) || e.Code != log.ExitTemp || e.Error() != "unable to use the key holder: key holder ended" {
+				t.Errorf("fatal %v, want exit 111 unable to use the key holder: key holder ended", sess.fatal)
 			}
 		})
 	}

@@ -319,7 +319,7 @@ func TestJailKeyDeath(t *testing.T) {
 		}
 	}
 	rx := regexp.MustCompile(`^stunnel-imap: info: remote=127\.0\.0\.1:` + strconv.Itoa(port) + ` mode=imap starttls=no tls=none .* end=handshake-failed$`)
-	why := "stunnel-imap: warning: unable to complete tls handshake: key process ended; remote=127.0.0.1:" + strconv.Itoa(port)
+	why := "stunnel-imap: warning: unable to complete tls handshake: key holder ended; remote=127.0.0.1:" + strconv.Itoa(port)
 	if len(mine) != 2 || mine[0] != why || !rx.MatchString(mine[1]) {
 		t.Errorf("stunnel-imap's lines: %q, want %q and one matching %s", mine, why, rx)
 	}

@@ -44,7 +44,7 @@ func NewClient(conn net.Conn, timeout time.Duration) *Client {
 // FileClient returns a Client on descriptor fd (stunnel-imap -K fd),
 // which it takes over: call it before the seccomp filter is installed.
 func FileClient(fd int, timeout time.Duration) (*Client, error) {
-	f := os.NewFile(uintptr(fd), "key process")
+	f := os.NewFile(uintptr(fd), "key holder")
 	if f == nil {
 		return nil, fmt.Errorf("bad descriptor %d", fd)
 	}
@@ -118,7 +118,7 @@ func (c *Client) Certificate(name string) (*tls.Certificate, error) {
 	}
 	cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0])
 	if err != nil {
-		return nil, fmt.Errorf("key process sent a bad certificate: %w", err)
+		return nil, fmt.Errorf("key holder sent a bad certificate: %w", err)
 	}
 	switch cert.Leaf.PublicKey.(type) {
 	case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
@@ -144,7 +144,7 @@ func (c *Client) exchange(f []byte) (Reply, error) {
 		rep, err = ReadReply(c.conn, &c.buf)
 	}
 	if Gone(err) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return Reply{}, errors.New("key process ended")
+		return Reply{}, errors.New("key holder ended")
 	}
 	if err != nil {
 		return Reply{}, fmt.Errorf("key process: %w", err)
@@ -154,9 +154,9 @@ func (c *Client) exchange(f []byte) (Reply, error) {
 
 func unexpected(rep Reply) error {
 	if rep.Type == TypeError {
-		return fmt.Errorf("key process refused: %q", rep.Err)
+		return fmt.Errorf("key holder refused: %q", rep.Err)
 	}
-	return fmt.Errorf("key process sent an unexpected frame (type %c)", rep.Type)
+	return fmt.Errorf("key holder sent an unexpected frame (type %c)", rep.Type)
 }
 
 // signer is the crypto.Signer crypto/tls sees as the private key.
@@ -199,7 +199,7 @@ func (s *signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 	}
 	sig := append([]byte(nil), rep.Sig...)
 	if err := verify(s.pub, req, sig); err != nil {
-		return nil, fmt.Errorf("key process sent a bad signature: %w", err)
+		return nil, fmt.Errorf("key holder sent a bad signature: %w", err)
 	}
 	return sig, nil
 }

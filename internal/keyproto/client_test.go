@@ -26,10 +26,10 @@ func TestClientRefusesBadReplies(t *testing.T) {
 		reply []byte // after it
 		want  string
 	}{
-		{"nothing at all", nil, nil, "key process ended"},
+		{"nothing at all", nil, nil, "key holder ended"},
 		{"chain before ready", chain, nil, "unexpected frame (type C)"},
 		{"ready with a payload", []byte{1, TypeReady, 0, 1, 0}, nil, "frame too long (type R)"},
-		{"nothing after ready", ready, nil, "key process ended"},
+		{"nothing after ready", ready, nil, "key holder ended"},
 		{"oversized chain", ready, []byte{1, TypeChain, 0xff, 0xff}, "frame too long"},
 		{"chain with zero certificates", ready, kt.Frame(TypeChain, 0), "malformed frame"},
 		{"chain with trailing bytes", ready, append(kt.Frame(TypeChain, 1, 0, 1, 0x30), 0), "malformed"},
@@ -38,7 +38,7 @@ func TestClientRefusesBadReplies(t *testing.T) {
 		{"second ready", ready, ready, "unexpected frame"},
 		{"error", ready, kt.Frame(TypeError, []byte("no")...), "refused"},
 		{"bad version", ready, []byte{9, TypeChain, 0, 0}, "unknown protocol version"},
-		{"chain then eof", ready, chain, "key process ended"},
+		{"chain then eof", ready, chain, "key holder ended"},
 		{"chain then oversized signature", ready, kt.Cat(chain, []byte{1, TypeSig, 0x04, 0x01}), "frame too long"},
 		{"chain then a signature by another key", ready, chain, "bad signature"},
 	} {
@@ -89,8 +89,8 @@ func TestClientKeyProcessGoneBeforeRequest(t *testing.T) {
 	if err := c.Ready(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Certificate("imap.example.test"); err == nil || err.Error() != "key process ended" {
-		t.Errorf("Certificate: %v, want key process ended", err)
+	if _, err := c.Certificate("imap.example.test"); err == nil || err.Error() != "key holder ended" {
+		t.Errorf("Certificate: %v, want key holder ended", err)
 	}
 }
 
