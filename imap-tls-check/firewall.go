@@ -69,10 +69,10 @@ func (c *checker) firewall() {
 }
 
 // connectAs connects to addr as uid and gid nobody, with no groups,
-// through makesock -c (whose MAKESOCK_ERROR says why a connect failed):
+// through makesock -c (whose FD3_ERROR says why a connect failed):
 // it returns that reason, "" when the connection was made.
 func (c *checker) connectAs(makesock, addr string) (string, error) {
-	cmd := exec.Command(makesock, "-c", addr, "/bin/sh", "-c", `printf '%s' "$MAKESOCK_ERROR"`)
+	cmd := exec.Command(makesock, "-c", addr, "/bin/sh", "-c", `printf '%s' "$FD3_ERROR"`)
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}

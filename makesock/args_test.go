@@ -2,15 +2,13 @@ package main
 
 import (
 	"errors"
-	"net/netip"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"imap-tls/internal/opt"
+	"imap-tls/internal/sockaddr"
 	"imap-tls/log"
 )
 
@@ -90,7 +88,7 @@ func TestParseArgsUsage(t *testing.T) {
 		{[]string{"-c", "/run/imap", sep, "b"}, "-c takes no -makesock_connect_to: the server is the address"},
 		{[]string{"-w", "-c", "/run/imap", "a"}, "-w has no use with -c: there is no second program to wait for"},
 		{[]string{"-c", "/run/imap", "-w", "a"}, "-w has no use with -c: there is no second program to wait for"},
-		{[]string{"-c", "localhost:143", "a"}, `bad value for -c: "localhost:143" (` + errAddress.Error() + ")"},
+		{[]string{"-c", "localhost:143", "a"}, `bad value for -c: "localhost:143" (` + sockaddr.ErrAddress.Error() + ")"},
 		{[]string{"-c", "127.0.0.1:0", "a"}, `bad value for -c: "127.0.0.1:0" (port "0" is not a number from 1 to 65535)`},
 		{[]string{"-c", "[::1]:imap", "a"}, `bad value for -c: "[::1]:imap" (port "imap" is not a number from 1 to 65535)`},
 		{[]string{"-c", "/" + strings.Repeat("x", 107), "a"}, `bad value for -c: "/` + strings.Repeat("x", 107) + `" (a unix socket path has at most 107 bytes)`},
@@ -128,7 +126,7 @@ func TestParseArgsConnect(t *testing.T) {
 			t.Errorf("parseArgs(%q): %v", tt.args, err)
 			continue
 		}
-		if c.connect == nil || c.connect.text != tt.addr || c.fd != tt.fd || c.wait || !slices.Equal(c.prog1, tt.prog1) || c.prog2 != nil {
+		if c.connect == nil || c.connect.Text != tt.addr || c.fd != tt.fd || c.wait || !slices.Equal(c.prog1, tt.prog1) || c.prog2 != nil {
 			t.Errorf("parseArgs(%q) = %+v, want fd %d -c %s prog1 %q", tt.args, c, tt.fd, tt.addr, tt.prog1)
 		}
 	}
@@ -137,105 +135,6 @@ func TestParseArgsConnect(t *testing.T) {
 // TestParseAddress: what -c accepts, and that every IP form it accepts
 // means what net/netip says it means (makesock does not import netip:
 // its init costs every connection).
-func TestParseAddress(t *testing.T) {
-	for _, tt := range []struct {
-		in     string
-		family int
-	}{
-		{"/run/dovecot/imap-tls", unix.AF_UNIX},
-		{"./socket", unix.AF_UNIX},
-		{"../x:1", unix.AF_UNIX},
-		{"/" + strings.Repeat("x", 106), unix.AF_UNIX},
-		{"127.0.0.1:10143", unix.AF_INET},
-		{"0.0.0.0:1", unix.AF_INET},
-		{"255.255.255.255:65535", unix.AF_INET},
-		{"[::1]:143", unix.AF_INET6},
-		{"[::]:143", unix.AF_INET6},
-		{"[2001:db8::7]:143", unix.AF_INET6},
-		{"[2001:DB8:0:0:0:0:0:7]:143", unix.AF_INET6},
-		{"[1:2:3:4:5:6:7:8]:1", unix.AF_INET6},
-		{"[1::]:1", unix.AF_INET6},
-		{"[1::8]:1", unix.AF_INET6},
-		{"[::ffff:192.0.2.1]:143", unix.AF_INET6},
-		{"[::192.0.2.1]:143", unix.AF_INET6},
-		{"[1:2:3:4:5:6:1.2.3.4]:143", unix.AF_INET6},
-		{"[0001:0:0:0:0:0:0:00ab]:9", unix.AF_INET6},
-	} {
-		a, err := parseAddress(tt.in)
-		if err != nil || a.family != tt.family || a.text != tt.in {
-			t.Errorf("parseAddress(%q) = %+v, %v; want family %d", tt.in, a, err, tt.family)
-			continue
-		}
-		if tt.family == unix.AF_UNIX {
-			if a.sa.(*unix.SockaddrUnix).Name != tt.in {
-				t.Errorf("parseAddress(%q): path %q", tt.in, a.sa.(*unix.SockaddrUnix).Name)
-			}
-			continue
-		}
-		if want, got := netip.MustParseAddrPort(tt.in), addrPortOf(a); got != want {
-			t.Errorf("parseAddress(%q) = %v, want %v", tt.in, got, want)
-		}
-	}
-	for _, in := range []string{
-		"", "x", "host:143", "localhost:143", "127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536",
-		"127.0.0.1:+1", "127.0.0.1:-1", "127.0.0.1:1x", "127.0.0.1:143000", "127.0.0.01:1", "127.0.0:1",
-		"127.0.0.1.1:1", "256.0.0.1:1", "1.2.3.4 :1", " 1.2.3.4:1", "::1:143", "[::1]", "[::1]:", "[::1]143",
-		"[127.0.0.1]:1", "[fe80::1%eth0]:1", "[1:2:3:4:5:6:7:8:9]:1", "[1:2:3:4:5:6:7]:1", "[1::2::3]:1",
-		"[12345::]:1", "[:1]:1", "[1:]:1", "[1:2:3:4:5:6:7:8::]:1", "[::1.2.3.4.5]:1", "[1.2.3.4::]:1",
-		"[1:2:3:4:5:6:7:1.2.3.4]:1", "[::g]:1", "/a\x00b", "@abstract",
-	} {
-		if a, err := parseAddress(in); err == nil {
-			t.Errorf("parseAddress(%q) = %+v, want an error", in, a)
-		}
-	}
-}
-
-// FuzzParseAddress: whatever -c gets, an IP address makesock accepts is
-// one net/netip accepts, the same one.
-func FuzzParseAddress(f *testing.F) {
-	for _, s := range []string{"127.0.0.1:1", "[::1]:143", "[::ffff:1.2.3.4]:5", "[1:2::3]:4", "1.2.3.4:5"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		a, err := parseAddress(s)
-		if err != nil || a.family == unix.AF_UNIX {
-			return
-		}
-		want, err := netip.ParseAddrPort(s)
-		if err != nil {
-			t.Fatalf("parseAddress(%q) accepted what netip refuses: %v", s, err)
-		}
-		if got := addrPortOf(a); got != want {
-			t.Fatalf("parseAddress(%q) = %v, netip says %v", s, got, want)
-		}
-	})
-}
-
-func addrPortOf(a *address) netip.AddrPort {
-	switch sa := a.sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port))
-	}
-	return netip.AddrPort{}
-}
-
-func TestRemoteSuffix(t *testing.T) {
-	for _, tt := range []struct {
-		env  []string
-		want string
-	}{
-		{nil, ""},
-		{[]string{"TCPREMOTEIP=192.0.2.1", "TCPREMOTEPORT=4711"}, "; remote=192.0.2.1:4711"},
-		{[]string{"TCPREMOTEPORT=4711", "TCPREMOTEIP=2001:db8::1"}, "; remote=[2001:db8::1]:4711"},
-	} {
-		if got := remoteSuffix(tt.env); got != tt.want {
-			t.Errorf("remoteSuffix(%q) = %q, want %q", tt.env, got, tt.want)
-		}
-	}
-}
-
 func TestStatusOf(t *testing.T) {
 	for _, tt := range []struct {
 		ws   syscall.WaitStatus

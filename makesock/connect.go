@@ -1,318 +1,39 @@
 package main
 
 // This file is the connect form, -c address: makesock connects to a
-// server's socket itself and gives prog1 the connection on fd, instead
-// of a socketpair and a second program (socat) in between.
+// server's socket itself (package internal/sockaddr, the connect that
+// setuidgid-chroot -s fd:address makes too) and gives prog1 the
+// connection on fd, instead of a socketpair and a second program
+// (socat) in between.
 
 import (
-	"errors"
 	"os"
-	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
-	"golang.org/x/sys/unix"
-
+	"imap-tls/internal/sockaddr"
 	"imap-tls/log"
 )
-
-// connectTimeout bounds the connect. A server that is down answers at
-// once (RST on loopback, ENOENT or ECONNREFUSED for a unix socket): the
-// timeout bites only when packets vanish (a firewall that drops, a host
-// that is gone) or a unix listener's backlog stays full. 5 s lets a lost
-// SYN be sent again twice (Linux retransmits it 1 s and 3 s after the
-// first) and still leaves the client, who waits for a greeting, its
-// answer (a BYE) well within any client's own timeout.
-const connectTimeout = 5 * time.Second
-
-// errorVar is the variable that tells prog1 the connect failed: its
-// value is the failure's text, "unable to connect to ADDRESS: REASON",
-// and fd is then closed. prog1 tells the client (stunnel-imap: * BYE
-// [UNAVAILABLE], -ERR [SYS/TEMP]) instead of a bare end of file.
-const errorVar = "MAKESOCK_ERROR"
-
-// address is where -c connects.
-type address struct {
-	text   string // as given, for messages
-	family int    // AF_UNIX, AF_INET, AF_INET6
-	sa     unix.Sockaddr
-}
-
-// maxUnixPath is sun_path's room, its terminating NUL excluded.
-const maxUnixPath = 107
-
-var errAddress = errors.New("not a unix socket path (starting with / or .), IPv4:port or [IPv6]:port")
-
-// parseAddress reads -c's value: a unix socket path (it starts with '/'
-// or '.'), a numeric IPv4:port or [IPv6]:port. No name is looked up: a
-// DNS lookup per connection would stall every connection when DNS does.
-func parseAddress(s string) (*address, error) {
-	a := &address{text: s}
-	if strings.HasPrefix(s, "/") || strings.HasPrefix(s, ".") {
-		switch {
-		case strings.IndexByte(s, 0) >= 0:
-			return nil, errAddress
-		case len(s) > maxUnixPath:
-			return nil, errors.New("a unix socket path has at most " + strconv.Itoa(maxUnixPath) + " bytes")
-		}
-		a.family, a.sa = unix.AF_UNIX, &unix.SockaddrUnix{Name: s}
-		return a, nil
-	}
-	i := strings.LastIndexByte(s, ':')
-	if i < 0 {
-		return nil, errAddress
-	}
-	host, p := s[:i], s[i+1:]
-	port, ok := parsePort(p)
-	if !ok {
-		if _, _, ok6 := parseHost(host); ok6 {
-			return nil, errors.New("port " + strconv.Quote(p) + " is not a number from 1 to 65535")
-		}
-		return nil, errAddress
-	}
-	ip, v6, ok := parseHost(host)
-	if !ok {
-		return nil, errAddress
-	}
-	if v6 {
-		a.family, a.sa = unix.AF_INET6, &unix.SockaddrInet6{Port: port, Addr: ip}
-	} else {
-		sa := &unix.SockaddrInet4{Port: port}
-		copy(sa.Addr[:], ip[12:])
-		a.family, a.sa = unix.AF_INET, sa
-	}
-	return a, nil
-}
-
-// parseHost reads "[IPv6]" or an IPv4 address; an IPv4 address comes
-// back in the last 4 bytes.
-func parseHost(s string) (ip [16]byte, v6, ok bool) {
-	if len(s) >= 2 && s[0] == '[' && s[len(s)-1] == ']' {
-		ip, ok = parseIPv6(s[1 : len(s)-1])
-		return ip, true, ok
-	}
-	v4, ok := parseIPv4(s)
-	copy(ip[12:], v4[:])
-	return ip, false, ok
-}
-
-// parsePort reads 1 to 65535 in decimal digits.
-func parsePort(s string) (int, bool) {
-	if len(s) == 0 || len(s) > 5 {
-		return 0, false
-	}
-	n := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, false
-		}
-		n = n*10 + int(s[i]-'0')
-	}
-	return n, n >= 1 && n <= 65535
-}
-
-// parseIPv4 reads a dotted quad, four decimal numbers up to 255 without
-// leading zeros (as net/netip: 010 could mean 8 or 10).
-func parseIPv4(s string) (ip [4]byte, ok bool) {
-	for i := 0; i < 4; i++ {
-		if i > 0 {
-			if len(s) == 0 || s[0] != '.' {
-				return ip, false
-			}
-			s = s[1:]
-		}
-		n, k := 0, 0
-		for k < len(s) && k < 4 && s[k] >= '0' && s[k] <= '9' {
-			n = n*10 + int(s[k]-'0')
-			k++
-		}
-		if k == 0 || k > 3 || n > 255 || (k > 1 && s[0] == '0') {
-			return ip, false
-		}
-		ip[i] = byte(n)
-		s = s[k:]
-	}
-	return ip, len(s) == 0
-}
-
-// parseIPv6 reads RFC 4291's text forms: eight groups of 1 to 4 hex
-// digits, one "::" for a run of zero groups, a dotted quad as the last
-// 32 bits. No zone: a link-local server is not what this is for.
-func parseIPv6(s string) (ip [16]byte, ok bool) {
-	ellipsis := -1 // where "::" stands, in bytes
-	j := 0         // bytes filled
-	if strings.HasPrefix(s, "::") {
-		ellipsis, s = 0, s[2:]
-		if s == "" {
-			return ip, true
-		}
-	}
-	for j < 16 {
-		n, k := 0, 0
-		for k < len(s) && k < 5 && isHex(s[k]) {
-			n = n<<4 | hexVal(s[k])
-			k++
-		}
-		if k == 0 || k > 4 {
-			return ip, false
-		}
-		if k < len(s) && s[k] == '.' { // the dotted quad at the end
-			if (ellipsis < 0 && j != 12) || j > 12 {
-				return ip, false
-			}
-			v4, ok := parseIPv4(s)
-			if !ok {
-				return ip, false
-			}
-			copy(ip[j:], v4[:])
-			j, s = j+4, ""
-			break
-		}
-		ip[j], ip[j+1] = byte(n>>8), byte(n)
-		j += 2
-		s = s[k:]
-		if s == "" {
-			break
-		}
-		if s[0] != ':' || len(s) == 1 {
-			return ip, false
-		}
-		s = s[1:]
-		if s[0] == ':' {
-			if ellipsis >= 0 {
-				return ip, false
-			}
-			ellipsis, s = j, s[1:]
-			if s == "" {
-				break
-			}
-		}
-	}
-	if s != "" {
-		return ip, false
-	}
-	if j < 16 {
-		if ellipsis < 0 {
-			return ip, false
-		}
-		n := 16 - j
-		copy(ip[ellipsis+n:], ip[ellipsis:j])
-		clear(ip[ellipsis : ellipsis+n])
-	} else if ellipsis >= 0 {
-		return ip, false // "::" stands for at least one group
-	}
-	return ip, true
-}
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-func hexVal(c byte) int {
-	switch {
-	case c <= '9':
-		return int(c - '0')
-	case c >= 'a':
-		return int(c-'a') + 10
-	}
-	return int(c-'A') + 10
-}
-
-// dial connects to a, within timeout, and returns a blocking,
-// close-on-exec descriptor (blocking, as a socketpair's end is: prog1
-// decides). Raw system calls only: the net package would start the
-// runtime's poller, whose descriptors take the lowest free numbers, the
-// very fd the socket must go on; and it costs every connection its
-// start-up.
-func dial(a *address, timeout time.Duration) (int, error) {
-	fd, err := unix.Socket(a.family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
-	if err != nil {
-		return -1, err
-	}
-	if err := connectWithin(fd, a.sa, time.Now().Add(timeout)); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, 0); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	return fd, nil
-}
-
-// connectWithin is a non-blocking connect, waited for until deadline;
-// the deadline passed is ETIMEDOUT ("connection timed out").
-func connectWithin(fd int, sa unix.Sockaddr, deadline time.Time) error {
-	for {
-		switch err := unix.Connect(fd, sa); err {
-		case nil:
-			return nil
-		case unix.EAGAIN:
-			// A unix socket whose listener's backlog is full: no
-			// poll says when there is room, so try again shortly.
-			if !time.Now().Before(deadline) {
-				return unix.ETIMEDOUT
-			}
-			pause(10 * time.Millisecond)
-		case unix.EINPROGRESS, unix.EINTR, unix.EALREADY:
-			return waitConnected(fd, deadline) // TCP's handshake runs
-		default:
-			return err
-		}
-	}
-}
-
-// waitConnected polls fd until the connect is done or deadline passes.
-func waitConnected(fd int, deadline time.Time) error {
-	for {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return unix.ETIMEDOUT
-		}
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-		n, err := unix.Poll(pfd, int((left+time.Millisecond-1)/time.Millisecond))
-		if err == unix.EINTR || (err == nil && n == 0) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		e, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-		if err != nil {
-			return err
-		}
-		if e != 0 {
-			return unix.Errno(e)
-		}
-		return nil
-	}
-}
-
-// pause sleeps without a runtime timer (time.Sleep's first timer starts
-// the poller, see dial).
-func pause(d time.Duration) {
-	ts := unix.NsecToTimespec(int64(d))
-	for unix.Nanosleep(&ts, &ts) == unix.EINTR {
-	}
-}
 
 // runConnect is the connect form: find prog1, connect, put the socket
 // on fd, exec prog1. A failed connect does not end the connection's
 // chain: makesock says why, closes fd (nothing there for prog1 to take
-// for the server), and execs prog1 with the reason in MAKESOCK_ERROR, so
+// for the server), and execs prog1 with the reason in FDn_ERROR (n: fd,
+// sockaddr.ErrorVar), so
 // that prog1 can tell the client rather than leave it a bare end of file.
 func runConnect(c *config) error {
 	path1, err := lookPath(c.prog1[0])
 	if err != nil {
 		return log.Temp(err, "run %s", c.prog1[0])
 	}
-	env := os.Environ()
-	sock, err := dial(c.connect, connectTimeout)
+	errorVar := sockaddr.ErrorVar(c.fd)
+	// A stale value from our own environment is no failure of this run.
+	env := withoutVar(os.Environ(), errorVar)
+	sock, err := sockaddr.Dial(c.connect, sockaddr.Timeout)
 	if err != nil {
-		why := log.Temp(err, "connect to %s", c.connect.text).Error()
-		l.Warning("%s%s", why, remoteSuffix(env))
-		env = append(withoutVar(env, errorVar), errorVar+"="+why)
+		why := log.Temp(err, "connect to %s", c.connect.Text).Error()
+		l.Warning("%s%s", why, sockaddr.RemoteSuffix(os.LookupEnv))
+		env = append(env, errorVar+"="+why)
 		if flags, err := fcntl(c.fd, syscall.F_GETFD, 0); err == nil && flags&syscall.FD_CLOEXEC == 0 {
 			syscall.Close(c.fd) // inherited: not the server
 		}
@@ -349,24 +70,4 @@ func withoutVar(env []string, name string) []string {
 		}
 	}
 	return out
-}
-
-// remoteSuffix is "; remote=IP:PORT" from tcpserver's environment, as a
-// line about a connection ends; empty without it.
-func remoteSuffix(env []string) string {
-	var ip, port string
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "TCPREMOTEIP="); ok {
-			ip = v
-		} else if v, ok := strings.CutPrefix(kv, "TCPREMOTEPORT="); ok {
-			port = v
-		}
-	}
-	if ip == "" {
-		return ""
-	}
-	if strings.IndexByte(ip, ':') >= 0 {
-		ip = "[" + ip + "]"
-	}
-	return "; remote=" + ip + ":" + port
 }

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"imap-tls/internal/sockaddr"
 )
 
 // upperServer listens on network/addr and answers each connection with
@@ -79,7 +81,7 @@ func TestConnect(t *testing.T) {
 	for _, network := range []string{"unix", "tcp4", "tcp6"} {
 		for _, fd := range []string{"3", "5"} {
 			t.Run(network+" fd "+fd, func(t *testing.T) {
-				prog1 := "fdtool fds; grep flags /proc/$$/fdinfo/" + fd + "; echo \"[$MAKESOCK_ERROR]\"; fdtool relay " + fd
+				prog1 := "fdtool fds; grep flags /proc/$$/fdinfo/" + fd + "; echo \"[$FD" + fd + "_ERROR]\"; fdtool relay " + fd
 				r := runMakesock(t, "hello\n", nil, nil, "-d", fd, "-c", addrs[network], "sh", "-c", prog1)
 				// flags 02: O_RDWR alone, neither O_NONBLOCK nor O_CLOEXEC.
 				r.want(t, 0, "0 1 2 "+fd+"\nflags:\t02\n[]\nHELLO\n")
@@ -113,7 +115,7 @@ func TestConnectServerClosesAtOnce(t *testing.T) {
 	for _, network := range []string{"unix", "tcp4", "tcp6"} {
 		addr := map[string]string{"unix": filepath.Join(t.TempDir(), "s"), "tcp4": "127.0.0.1:0", "tcp6": "[::1]:0"}[network]
 		addr = serve(t, network, addr, func(net.Conn) {})
-		r := runMakesock(t, "", nil, nil, "-c", addr, "sh", "-c", `cat <&3; echo "prog1 saw eof [$MAKESOCK_ERROR]"`)
+		r := runMakesock(t, "", nil, nil, "-c", addr, "sh", "-c", `cat <&3; echo "prog1 saw eof [$FD3_ERROR]"`)
 		r.want(t, 0, "prog1 saw eof []\n")
 		if r.stderr != "" {
 			t.Errorf("%s: stderr %q", network, r.stderr)
@@ -125,7 +127,7 @@ func TestConnectServerClosesAtOnce(t *testing.T) {
 // line naming the address and the reason (with the client's address
 // when tcpserver gave it), and still runs prog1, with nothing on fd
 // (an inherited descriptor there is closed) and the reason in
-// $MAKESOCK_ERROR, so that prog1 can tell the client.
+// $FD3_ERROR, so that prog1 can tell the client.
 func TestConnectFails(t *testing.T) {
 	dir := t.TempDir()
 	// A unix socket file that nobody listens on: bound, never listening.
@@ -152,8 +154,8 @@ func TestConnectFails(t *testing.T) {
 		{"/nonexistent/dir/socket", "file does not exist"},
 	} {
 		why := "unable to connect to " + tt.addr + ": " + tt.reason
-		for _, env := range [][]string{nil, {"TCPREMOTEIP=192.0.2.7", "TCPREMOTEPORT=4711", "MAKESOCK_ERROR=stale"}} {
-			prog1 := `echo "$MAKESOCK_ERROR"; env | grep -c ^MAKESOCK_ERROR=; fdtool fds`
+		for _, env := range [][]string{nil, {"TCPREMOTEIP=192.0.2.7", "TCPREMOTEPORT=4711", "FD3_ERROR=stale"}} {
+			prog1 := `echo "$FD3_ERROR"; env | grep -c ^FD3_ERROR=; fdtool fds`
 			r := runMakesock(t, "", extraFiles(t)[:1], env, "-c", tt.addr, "sh", "-c", prog1)
 			// fd 3, inherited, is closed: prog1 holds 0, 1, 2 only.
 			r.want(t, 0, why+"\n1\n0 1 2\n")
@@ -177,7 +179,7 @@ func TestConnectUnreachable(t *testing.T) {
 		t.Skip("needs root for a private network namespace")
 	}
 	for _, addr := range []string{"127.0.0.1:143", "[::1]:143"} {
-		r := runProg(t, "", nil, nil, "unshare", "-n", makesockBin, "-c", addr, "sh", "-c", `echo "$MAKESOCK_ERROR"`)
+		r := runProg(t, "", nil, nil, "unshare", "-n", makesockBin, "-c", addr, "sh", "-c", `echo "$FD3_ERROR"`)
 		why := "unable to connect to " + addr + ": network is unreachable"
 		if addr[0] == '[' { // no ::1 on a loopback that is down
 			why = "unable to connect to " + addr + ": cannot assign requested address"
@@ -193,15 +195,15 @@ nft add chain inet t o '{ type filter hook output priority 0; }' &&
 nft add rule inet t o tcp dport 143 drop && exec "$@"`
 	start := time.Now()
 	r := runProg(t, "", nil, nil, "unshare", "-n", "sh", "-c", script, "sh",
-		makesockBin, "-c", "127.0.0.1:143", "sh", "-c", `echo "$MAKESOCK_ERROR"`)
+		makesockBin, "-c", "127.0.0.1:143", "sh", "-c", `echo "$FD3_ERROR"`)
 	took := time.Since(start)
 	why := "unable to connect to 127.0.0.1:143: connection timed out"
 	r.want(t, 0, why+"\n")
 	if r.stderr != "makesock: warning: "+why+"\n" {
 		t.Errorf("stderr %q", r.stderr)
 	}
-	if took < connectTimeout || took > connectTimeout+5*time.Second {
-		t.Errorf("gave up after %v, want %v", took, connectTimeout)
+	if took < sockaddr.Timeout || took > sockaddr.Timeout+5*time.Second {
+		t.Errorf("gave up after %v, want %v", took, sockaddr.Timeout)
 	}
 }
 
@@ -248,7 +250,7 @@ func TestConnectNested(t *testing.T) {
 	// stays empty, and the reason reaches the proxy through both.
 	down := freeTCP(t, "tcp4", "127.0.0.1")
 	r = runMakesock(t, "", nil, nil, "-c", down,
-		makesockBin, "-d", "4", "sh", "-c", `fdtool fds; echo "$MAKESOCK_ERROR"; cat <&4`,
+		makesockBin, "-d", "4", "sh", "-c", `fdtool fds; echo "$FD3_ERROR"; cat <&4`,
 		sep, "sh", "-c", "echo inner")
 	r.want(t, 0, "0 1 2 4\nunable to connect to "+down+": connection refused\ninner\n")
 }
@@ -268,7 +270,7 @@ func TestConnectUnderTcpserver(t *testing.T) {
 		{up, "HELLO\n"},
 		{down, "unable to connect to " + down + ": connection refused\n"},
 	} {
-		prog1 := `if [ -n "$MAKESOCK_ERROR" ]; then cat >/dev/null; echo "$MAKESOCK_ERROR"; else fdtool relay 3; fi`
+		prog1 := `if [ -n "$FD3_ERROR" ]; then cat >/dev/null; echo "$FD3_ERROR"; else fdtool relay 3; fi`
 		a := startTcpserver(t, tcpserver, []string{"-c", tt.addr, "sh", "-c", prog1})
 		c, err := net.DialTimeout("tcp", a, 10*time.Second)
 		if err != nil {

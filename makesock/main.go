@@ -7,7 +7,8 @@
 //
 // With -c it connects to address (a unix socket path, IPv4:port or
 // [IPv6]:port) and execs prog1; a failed connect is said, and prog1
-// runs with nothing on fd and the reason in $MAKESOCK_ERROR (connect.go).
+// runs with nothing on fd and the reason in $FD3_ERROR (FDn_ERROR for
+// -d n; connect.go).
 // Otherwise it starts prog2 and then execs into prog1, so that nothing
 // extra lingers for the life of the connection; with -w it stays, forwards
 // TERM, HUP and INT to both, reaps both and exits with prog1's status.
@@ -30,6 +31,7 @@ import (
 	"syscall"
 
 	"imap-tls/internal/opt"
+	"imap-tls/internal/sockaddr"
 	"imap-tls/log"
 )
 
@@ -57,11 +59,11 @@ func (e exitStatus) Error() string { return "exit status " + strconv.Itoa(int(e)
 
 // config is a parsed command line.
 type config struct {
-	fd      int      // prog1's end of the socket goes on this descriptor
-	wait    bool     // -w: stay, forward signals, reap both
-	connect *address // -c: connect to a server instead of a socketpair and prog2
-	prog1   []string // the first program: the socket on fd, our stdio
-	prog2   []string // the second program: the socket on its fd 0 and 1
+	fd      int               // prog1's end of the socket goes on this descriptor
+	wait    bool              // -w: stay, forward signals, reap both
+	connect *sockaddr.Address // -c: connect to a server instead of a socketpair and prog2
+	prog1   []string          // the first program: the socket on fd, our stdio
+	prog2   []string          // the second program: the socket on its fd 0 and 1
 }
 
 // parseArgs splits argv at the last -makesock_connect_to and parses the
@@ -82,7 +84,7 @@ func parseArgs(args []string) (*config, error) {
 	set.FD('d', 3, &c.fd)
 	set.Flag('w', &c.wait)
 	set.Func('c', func(v string) (err error) {
-		c.connect, err = parseAddress(v)
+		c.connect, err = sockaddr.Parse(v)
 		return err
 	})
 	i := -1

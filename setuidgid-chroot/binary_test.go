@@ -431,7 +431,7 @@ func TestExitCodes(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{"no args", nil, nil, 100, "usage: setuidgid-chroot [ -/ dir ] ( -u account | -U | -r base:count ) [ -o fd:path ]... [ -s fd:socket ]... [ -l fd:socket ]... prog [ arg ... ]"},
+		{"no args", nil, nil, 100, "usage: setuidgid-chroot [ -/ dir ] ( -u account | -U | -r base:count ) [ -o fd:path ]... [ -c fd:address ]... [ -s fd:socket ]... [ -l fd:socket ]... prog [ arg ... ]"},
 		{"no drop", nil, []string{statusProg}, 100, "fatal: one of -u, -U or -r is required"},
 		{"no prog", nil, []string{"-u", "imaptls"}, 100, "fatal: no program to run"},
 		{"unknown option", nil, []string{"-x", "-u", "imaptls", statusProg}, 100, "fatal: unknown option -x\n"},
@@ -646,8 +646,8 @@ func TestAccountFiles(t *testing.T) {
 // retries) warns in one line that names the socket by its absolute
 // path, what to check, and the client; then the program runs as before
 // (the drop, no_new_privs), with that descriptor closed and the reason,
-// without the client, in $SIGNER_ERROR, so that it can tell its client.
-// A stale $SIGNER_ERROR is gone when -s connects.
+// without the client, in $FD4_ERROR, so that it can tell its client.
+// A stale $FD4_ERROR is gone when -s connects.
 func TestSignerUnreachable(t *testing.T) {
 	needRoot(t)
 	n, _ := account(t, "imaptls")
@@ -656,19 +656,19 @@ func TestSignerUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := []string{"TCPREMOTEIP=192.0.2.7", "TCPREMOTEPORT=4711", "SIGNER_ERROR=stale"}
+	env := []string{"TCPREMOTEIP=192.0.2.7", "TCPREMOTEPORT=4711", "FD4_ERROR=stale"}
 	// statusprog's runtime holds fds 3 and 4 itself: a shell looks at
 	// fd 4 (the exec closes the runtime's).
-	sh := `if [ -e /proc/self/fd/4 ]; then echo fd 4 open; else echo fd 4 closed; fi; echo "SIGNER_ERROR=$SIGNER_ERROR"`
+	sh := `if [ -e /proc/self/fd/4 ]; then echo fd 4 open; else echo fd 4 closed; fi; echo "FD4_ERROR=$FD4_ERROR"`
 	r := sgc(t, env, dir, "-u", "imaptls", "-s", "4:./signer/socket", statusProg, "ids", "exec", "/bin/sh", "-c", sh)
 	want := "setuidgid-chroot: warning: unable to reach the signer at " + dir + "/signer/socket: file does not exist (is the signer service linked and up?); remote=192.0.2.7:4711\n"
-	envWant := "\nfd 4 closed\nSIGNER_ERROR=unable to reach the signer at " + dir + "/signer/socket: file does not exist (is the signer service linked and up?)\n"
+	envWant := "\nfd 4 closed\nFD4_ERROR=unable to reach the signer at " + dir + "/signer/socket: file does not exist (is the signer service linked and up?)\n"
 	if r.code != 0 || r.stderr != want || !strings.HasPrefix(r.stdout, "ids uid="+uid+","+uid+","+uid+" ") ||
 		!strings.Contains(r.stdout, " nnp=1\n") || !strings.HasSuffix(r.stdout, envWant) {
 		t.Errorf("exit %d stdout %q stderr %q, want 0, the drop, fd 4 closed, %q and %q", r.code, r.stdout, r.stderr, envWant, want)
 	}
 
-	// Connected: no warning, and no $SIGNER_ERROR at all.
+	// Connected: no warning, and no $FD4_ERROR at all.
 	if err := os.Mkdir(filepath.Join(dir, "signer"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -678,7 +678,107 @@ func TestSignerUnreachable(t *testing.T) {
 	}
 	defer ln.Close()
 	r = sgc(t, env, dir, "-u", "imaptls", "-s", "4:./signer/socket", statusProg, "read", "/proc/self/environ")
-	if r.code != 0 || r.stderr != "" || strings.Contains(r.stdout, "SIGNER_ERROR") {
-		t.Errorf("connected: exit %d stdout %q stderr %q, want 0, no line, no SIGNER_ERROR", r.code, r.stdout, r.stderr)
+	if r.code != 0 || r.stderr != "" || strings.Contains(r.stdout, "FD4_ERROR") {
+		t.Errorf("connected: exit %d stdout %q stderr %q, want 0, no line, no FD4_ERROR", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestServerConnect: -c fd:address, the server's connect of the chain
+// (makesock -c's, package internal/sockaddr): a unix socket, TCP over
+// IPv4 and IPv6 each land on fd, blocking, as root before the drop, and
+// carry bytes both ways; a server that closes at once gives prog an end
+// of file on fd, no warning. Refused and unreachable: one warning that
+// names the address, the reason and the client, fd closed, the reason
+// in $FD3_ERROR, and the drop and the exec exactly as always. A stale
+// $FD3_ERROR is gone when -c connects.
+func TestServerConnect(t *testing.T) {
+	needRoot(t)
+	n, _ := account(t, "imaptls")
+	uid := strconv.Itoa(n)
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"TCPREMOTEIP=192.0.2.7", "TCPREMOTEPORT=4711", "FD3_ERROR=stale"}
+	// The shell reads the server's line from fd 3 and answers on it;
+	// statusprog's runtime holds fds 3 and 4 itself, so a shell looks.
+	sh := `read -r l <&3; echo "got $l"; echo pong >&3; echo "[$FD3_ERROR]"; grep flags /proc/self/fdinfo/3`
+	serve := func(network, addr string, say bool) string {
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			t.Skipf("%s %s: %v", network, addr, err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				if say {
+					c.Write([]byte("ping\n"))
+					b := make([]byte, 16)
+					c.Read(b)
+				}
+				c.Close()
+			}
+		}()
+		if network == "unix" {
+			return addr
+		}
+		return ln.Addr().String()
+	}
+	for _, tc := range []struct{ network, addr string }{
+		{"unix", dir + "/server.sock"},
+		{"tcp4", "127.0.0.1:0"},
+		{"tcp6", "[::1]:0"},
+	} {
+		addr := serve(tc.network, tc.addr, true)
+		r := sgc(t, env, dir, "-u", "imaptls", "-c", "3:"+addr, statusProg, "ids", "exec", "/bin/sh", "-c", sh)
+		// flags 02: O_RDWR alone, neither O_NONBLOCK nor O_CLOEXEC.
+		if r.code != 0 || r.stderr != "" || !strings.HasPrefix(r.stdout, "ids uid="+uid+","+uid+","+uid+" ") ||
+			!strings.HasSuffix(r.stdout, "\ngot ping\n[]\nflags:\t02\n") {
+			t.Errorf("%s: exit %d stdout %q stderr %q, want 0, the drop, the server's ping, no FD3_ERROR", tc.network, r.code, r.stdout, r.stderr)
+		}
+	}
+
+	// A server that accepts and closes at once: prog reads an end of
+	// file on fd 3; for this tool that is a connect that worked.
+	closes := serve("tcp4", "127.0.0.1:0", false)
+	r := sgc(t, nil, dir, "-u", "imaptls", "-c", "3:"+closes, statusProg, "ids", "exec", "/bin/sh", "-c", `cat <&3; echo "eof [$FD3_ERROR]"`)
+	if r.code != 0 || r.stderr != "" || !strings.HasSuffix(r.stdout, "\neof []\n") {
+		t.Errorf("closes at once: exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+
+	// Refused: a port bound and closed again.
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := ln.Addr().String()
+	ln.Close()
+	fd3 := `if [ -e /proc/self/fd/3 ]; then echo fd 3 open; else echo fd 3 closed; fi; echo "FD3_ERROR=$FD3_ERROR"`
+	for _, tc := range []struct{ addr, why string }{
+		{down, "connection refused"},
+		{dir + "/none.sock", "file does not exist"},
+	} {
+		r := sgc(t, env, dir, "-u", "imaptls", "-c", "3:"+tc.addr, statusProg, "ids", "exec", "/bin/sh", "-c", fd3)
+		why := "unable to connect to " + tc.addr + ": " + tc.why
+		want := "setuidgid-chroot: warning: " + why + "; remote=192.0.2.7:4711\n"
+		if r.code != 0 || r.stderr != want || !strings.HasPrefix(r.stdout, "ids uid="+uid+","+uid+","+uid+" ") ||
+			!strings.Contains(r.stdout, " nnp=1\n") || !strings.HasSuffix(r.stdout, "\nfd 3 closed\nFD3_ERROR="+why+"\n") {
+			t.Errorf("%s: exit %d stdout %q stderr %q, want 0, the drop, fd 3 closed, FD3_ERROR and %q", tc.addr, r.code, r.stdout, r.stderr, want)
+		}
+	}
+
+	// Unreachable: a TEST-NET address in a network namespace with no
+	// route; the connect gives up at once (no route), never hangs.
+	unshare := tool(t, "unshare", "util-linux")
+	cmd := exec.Command(unshare, "-n", sgcBin, "-u", "imaptls", "-c", "3:192.0.2.1:143", "/bin/sh", "-c", `echo "$FD3_ERROR"`)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil || !strings.HasPrefix(errb.String(), "setuidgid-chroot: warning: unable to connect to 192.0.2.1:143: ") ||
+		!strings.HasPrefix(out.String(), "unable to connect to 192.0.2.1:143: ") {
+		t.Errorf("unreachable: %v, stdout %q, stderr %q", err, out.String(), errb.String())
 	}
 }

@@ -2,7 +2,7 @@
 // chroots, drops to an unprivileged uid, gid and groups with no way back,
 // and execs the next program from a descriptor, so the jail can be empty.
 //
-//	setuidgid-chroot [ -/ dir ] ( -u account | -U | -r base:count ) [ -o fd:path ]... [ -s fd:socket ]... [ -l fd:socket ]... prog [ arg ... ]
+//	setuidgid-chroot [ -/ dir ] ( -u account | -U | -r base:count ) [ -o fd:path ]... [ -c fd:address ]... [ -s fd:socket ]... [ -l fd:socket ]... prog [ arg ... ]
 //
 // See README.md for the whole story.
 //
@@ -29,10 +29,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"imap-tls/internal/opt"
+	"imap-tls/internal/sockaddr"
 	"imap-tls/log"
 )
 
-const synopsis = "[ -/ dir ] ( -u account | -U | -r base:count ) [ -o fd:path ]... [ -s fd:socket ]... [ -l fd:socket ]... prog [ arg ... ]"
+const synopsis = "[ -/ dir ] ( -u account | -U | -r base:count ) [ -o fd:path ]... [ -c fd:address ]... [ -s fd:socket ]... [ -l fd:socket ]... prog [ arg ... ]"
 
 // One thread does every step that acts on credentials, and the exec: see
 // drop. The tool runs from init, not from main: the runtime runs every
@@ -59,12 +60,14 @@ var testBinary bool
 // main is never reached: init has exec'd prog or exited.
 func main() {}
 
-// openSpec is one -o, -s or -l fd:path (kind is the option's letter:
-// kindOpen, kindConnect, kindListen).
+// openSpec is one -o, -c, -s or -l fd:path (kind is the option's
+// letter: kindOpen, kindServer, kindConnect, kindListen); addr is -c's
+// address, parsed.
 type openSpec struct {
 	fd   int
 	path string
 	kind byte
+	addr *sockaddr.Address
 }
 
 type config struct {
@@ -76,7 +79,7 @@ type config struct {
 	argv    []string // prog and its arguments
 }
 
-// addOpen is -o, -s or -l fd:path (kind is the option's letter): fd is
+// addOpen is -o, -c, -s or -l fd:path (kind is the option's letter): fd is
 // 3 or more, since 0, 1 and 2 are the network (under tcpserver) and the
 // log: a key file there would cut the connection or swallow every later
 // message.
@@ -95,10 +98,18 @@ func (c *config) addOpen(kind byte) func(string) error {
 		}
 		for _, e := range c.opens {
 			if e.fd == fd {
-				return fmt.Errorf("-o, -s and -l name fd %d twice", fd)
+				return fmt.Errorf("-o, -c, -s and -l name fd %d twice", fd)
 			}
 		}
-		c.opens = append(c.opens, openSpec{fd: fd, path: p, kind: kind})
+		o := openSpec{fd: fd, path: p, kind: kind}
+		if kind == kindServer {
+			a, err := sockaddr.Parse(p)
+			if err != nil {
+				return err
+			}
+			o.addr = a
+		}
+		c.opens = append(c.opens, o)
 		return nil
 	}
 }
@@ -119,6 +130,7 @@ func parseArgs(args []string) (*config, error) {
 		return nil
 	})
 	set.Func('o', c.addOpen(kindOpen))
+	set.Func('c', c.addOpen(kindServer))
 	set.Func('s', c.addOpen(kindConnect))
 	set.Func('l', c.addOpen(kindListen))
 	argv, err := set.Parse(args)
@@ -158,12 +170,16 @@ func run(args []string) error {
 		return err
 	}
 
-	// 2. -o, -s, -l: each file or socket onto exactly its descriptor,
-	// while privileged. A -s that cannot connect leaves its descriptor
-	// closed and says why in $SIGNER_ERROR (sock.go); a stale value
-	// from our own environment is no failure of this run.
-	if _, ok := os.LookupEnv(signerErrorVar); ok {
-		os.Unsetenv(signerErrorVar)
+	// 2. -o, -c, -s, -l: each file or socket onto exactly its
+	// descriptor, while privileged. A -c or -s that cannot connect
+	// leaves its descriptor closed and says why in $FDn_ERROR (sock.go);
+	// a stale value from our own environment is no failure of this run.
+	for _, o := range c.opens {
+		if o.kind == kindServer || o.kind == kindConnect {
+			if _, ok := os.LookupEnv(sockaddr.ErrorVar(o.fd)); ok {
+				os.Unsetenv(sockaddr.ErrorVar(o.fd))
+			}
+		}
 	}
 	for _, o := range c.opens {
 		if err := openOnto(o); err != nil {
@@ -338,6 +354,11 @@ func openOnto(o openSpec) error {
 	var fd int
 	var err error
 	switch o.kind {
+	case kindServer:
+		if fd, err = sockaddr.Dial(o.addr, sockaddr.Timeout); err != nil {
+			serverDown(o, err)
+			return nil
+		}
 	case kindConnect:
 		if fd, err = connectUnix(o.path); err != nil {
 			signerDown(o, err)

@@ -10,8 +10,17 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"imap-tls/internal/sockaddr"
 	"imap-tls/log"
 )
+
+func mustAddr(s string) *sockaddr.Address {
+	a, err := sockaddr.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
 
 func TestParseArgs(t *testing.T) {
 	good := []struct {
@@ -22,10 +31,16 @@ func TestParseArgs(t *testing.T) {
 		{[]string{"-/", "ssl", "-u", "imaptls", "prog", "-u", "x"}, config{root: "ssl", account: "imaptls", argv: []string{"prog", "-u", "x"}}},
 		{[]string{"-U", "--", "-prog"}, config{env: true, argv: []string{"-prog"}}},
 		{[]string{"-r", "2000000000:4194304", "-o", "3:key.pem", "-o", "7:cert.pem", "prog", "a"},
-			config{rng: &idRange{2000000000, 4194304}, opens: []openSpec{{3, "key.pem", 'o'}, {7, "cert.pem", 'o'}}, argv: []string{"prog", "a"}}},
-		{[]string{"-o", "4:a:b", "-u", "u", "p"}, config{account: "u", opens: []openSpec{{4, "a:b", 'o'}}, argv: []string{"p"}}},
+			config{rng: &idRange{2000000000, 4194304}, opens: []openSpec{{fd: 3, path: "key.pem", kind: 'o'}, {fd: 7, path: "cert.pem", kind: 'o'}}, argv: []string{"prog", "a"}}},
+		{[]string{"-o", "4:a:b", "-u", "u", "p"}, config{account: "u", opens: []openSpec{{fd: 4, path: "a:b", kind: 'o'}}, argv: []string{"p"}}},
 		{[]string{"-u", "u", "-o", "3:k.pem", "-s", "4:sock", "-l", "5:l.sock", "p"},
-			config{account: "u", opens: []openSpec{{3, "k.pem", 'o'}, {4, "sock", 's'}, {5, "l.sock", 'l'}}, argv: []string{"p"}}},
+			config{account: "u", opens: []openSpec{{fd: 3, path: "k.pem", kind: 'o'}, {fd: 4, path: "sock", kind: 's'}, {fd: 5, path: "l.sock", kind: 'l'}}, argv: []string{"p"}}},
+		{[]string{"-u", "u", "-c", "3:127.0.0.1:10143", "-c", "6:[::1]:143", "-c", "7:/run/imap", "-s", "4:./sock", "p"},
+			config{account: "u", opens: []openSpec{
+				{fd: 3, path: "127.0.0.1:10143", kind: 'c', addr: mustAddr("127.0.0.1:10143")},
+				{fd: 6, path: "[::1]:143", kind: 'c', addr: mustAddr("[::1]:143")},
+				{fd: 7, path: "/run/imap", kind: 'c', addr: mustAddr("/run/imap")},
+				{fd: 4, path: "./sock", kind: 's'}}, argv: []string{"p"}}},
 	}
 	for _, g := range good {
 		c, err := parseArgs(g.args)
@@ -61,6 +76,10 @@ func TestParseArgs(t *testing.T) {
 		{[]string{"-U", "-o", "3:a", "-o", "3:b", "p"}, "twice"},
 		{[]string{"-U", "-s", "3:a", "-l", "3:b", "p"}, "twice"},
 		{[]string{"-U", "-s", "2:a", "p"}, `bad value for -s: "2:a" (fd 2 is not`},
+		{[]string{"-U", "-c", "3:localhost:143", "p"}, `bad value for -c: "3:localhost:143" (` + sockaddr.ErrAddress.Error() + ")"},
+		{[]string{"-U", "-c", "3:127.0.0.1:0", "p"}, `bad value for -c: "3:127.0.0.1:0" (port "0" is not a number from 1 to 65535)`},
+		{[]string{"-U", "-c", "3:signer/socket", "p"}, `bad value for -c: "3:signer/socket" (not a unix socket path (starting with / or .)`},
+		{[]string{"-U", "-c", "3:/a", "-s", "3:/b", "p"}, "-o, -c, -s and -l name fd 3 twice"},
 		{[]string{"-r", "5", "p"}, `bad value for -r: "5" (not base:count)`},
 		{[]string{"-r", "a:5", "p"}, `bad value for -r: "a:5" (not base:count, two decimal numbers)`},
 		{[]string{"-r", "+1:5", "p"}, "two decimal numbers"},

@@ -9,13 +9,15 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"imap-tls/internal/sockaddr"
 	"imap-tls/log"
 )
 
-// The kinds of descriptor a -o, -s or -l puts on its fd.
+// The kinds of descriptor a -o, -c, -s or -l puts on its fd.
 const (
 	kindOpen    = 'o' // a file, read-only
-	kindConnect = 's' // a unix stream socket connected to path
+	kindServer  = 'c' // a stream socket connected to a server's address
+	kindConnect = 's' // a unix stream socket connected to path: the signer
 	kindListen  = 'l' // a unix stream socket bound to path and listening
 )
 
@@ -79,37 +81,39 @@ func unreachable(err error, socket string, getenv func(string) (string, bool)) e
 	if err == unix.ECONNREFUSED || err == unix.ENOENT {
 		why += " (is the signer service linked and up?)"
 	}
-	if ip, ok := getenv("TCPREMOTEIP"); ok && ip != "" {
-		port, _ := getenv("TCPREMOTEPORT")
-		if strings.IndexByte(ip, ':') >= 0 {
-			ip = "[" + ip + "]"
-		}
-		why += "; remote=" + ip + ":" + port
-	}
+	why += sockaddr.RemoteSuffix(getenv)
 	return log.Temp(errors.New(why), "reach the signer at %s", absPath(socket))
 }
 
-// signerErrorVar tells prog that a -s could not connect: its value is
-// the failure's text, without the client's address ("unable to reach the
-// signer at /etc/imap-tls/signer/socket: connection refused (is the
-// signer service linked and up?)"), and that -s's descriptor is closed.
-// stunnel-imap then tells its client (* BYE [UNAVAILABLE] in place of
-// the greeting, or a TLS alert with implicit TLS), as it does for
-// makesock -c's MAKESOCK_ERROR, instead of a bare end of file.
-const signerErrorVar = "SIGNER_ERROR"
-
 // signerDown is -s's failure: a warning that names the socket, the
-// reason and the client; the descriptor closed (one inherited on that
-// number would pass for the signer; one of this process's own is closed
-// by the exec); $SIGNER_ERROR set. Everything else goes on as before:
-// the jail, the drop, the exec.
+// reason and the client; then down.
 func signerDown(o openSpec, err error) {
 	log.New("setuidgid-chroot").Warning("%s", unreachable(err, o.path, os.LookupEnv).Error())
+	noClient := func(string) (string, bool) { return "", false }
+	down(o, unreachable(err, o.path, noClient).Error())
+}
+
+// serverDown is -c's failure, in makesock -c's words: a warning that
+// names the address, the reason and the client ("unable to connect to
+// 127.0.0.1:10143: connection refused; remote=192.0.2.7:4711"); then
+// down. No retry: a server that refuses is down (supervise restarts
+// its own in a second; the next connection finds it).
+func serverDown(o openSpec, err error) {
+	why := log.Temp(err, "connect to %s", o.addr.Text).Error()
+	log.New("setuidgid-chroot").Warning("%s%s", why, sockaddr.RemoteSuffix(os.LookupEnv))
+	down(o, why)
+}
+
+// down leaves o's descriptor closed (one inherited on that number would
+// pass for the socket; one of this process's own is closed by the exec)
+// and sets $FDn_ERROR (n: o's fd, sockaddr.ErrorVar) to why, for prog to
+// tell its client. Everything else goes on as before: the jail, the drop,
+// the exec.
+func down(o openSpec, why string) {
 	if flags, e := unix.FcntlInt(uintptr(o.fd), unix.F_GETFD, 0); e == nil && flags&unix.FD_CLOEXEC == 0 {
 		unix.Close(o.fd)
 	}
-	noClient := func(string) (string, bool) { return "", false }
-	os.Setenv(signerErrorVar, unreachable(err, o.path, noClient).Error())
+	os.Setenv(sockaddr.ErrorVar(o.fd), why)
 }
 
 // absPath is p from the working directory (-s runs before any chroot),

@@ -7,23 +7,19 @@ import (
 	"net"
 	"time"
 
+	"imap-tls/internal/sockaddr"
 	"imap-tls/internal/suite"
 	"imap-tls/log"
 )
 
 // This file is a session whose server or key holder is not there: the
-// program before this one could not connect it (makesock -c sets
-// MAKESOCK_ERROR, setuidgid-chroot -s sets SIGNER_ERROR, each with the
-// reason, and leaves that descriptor closed), or the server went before
+// program before this one could not connect it (makesock -c and
+// setuidgid-chroot -s set FDn_ERROR for the descriptor n they were to
+// fill, package internal/sockaddr's ErrorVar, with the reason, and
+// leave that descriptor closed), or the server went before
 // its greeting. The client is told, never left with a bare end of file:
 // IMAP's BYE in place of the greeting (RFC 9051 §7.1.5) with
 // [UNAVAILABLE] (RFC 5530), POP3's -ERR with [SYS/TEMP] (RFC 3206).
-
-// The variables that say a descriptor is not there, and why.
-const (
-	serverErrorVar    = "MAKESOCK_ERROR" // makesock -c: the server's fd (-F)
-	keyHolderErrorVar = "SIGNER_ERROR"   // setuidgid-chroot -s: the key holder's fd (-K)
-)
 
 // unavailable is the text the client reads: fixed, never the internal
 // address or the reason (those are the log's).
@@ -32,11 +28,13 @@ const unavailable = "Mail server unavailable, try again later"
 // down is why the server or the key holder is not there ("": it is).
 type down struct{ server, keyHolder string }
 
-// downFromEnv reads the variables; SIGNER_ERROR counts only with -K.
-func downFromEnv(getenv func(string) string, keyHolder bool) down {
-	d := down{server: getenv(serverErrorVar)}
-	if keyHolder {
-		d.keyHolder = getenv(keyHolderErrorVar)
+// downFromEnv reads the variables of the server's descriptor (-F) and,
+// with -K (keyFD >= 0), of the key holder's: FD3_ERROR and FD4_ERROR in
+// the chain imap-tls-server spells.
+func downFromEnv(getenv func(string) string, serverFD, keyFD int) down {
+	d := down{server: getenv(sockaddr.ErrorVar(serverFD))}
+	if keyFD >= 0 {
+		d.keyHolder = getenv(sockaddr.ErrorVar(keyFD))
 	}
 	return d
 }

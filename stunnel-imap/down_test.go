@@ -27,7 +27,7 @@ func unavailableFor(m suite.Mode) string {
 
 var allModes = []suite.Mode{modeRequired, modeOptional, modeImplicit, modePOP3Required, modePOP3Optional, modePOP3Implicit}
 
-// TestServerDown: makesock -c could not connect (MAKESOCK_ERROR): the
+// TestServerDown: makesock -c could not connect (FD3_ERROR): the
 // client is told, in TLS with implicit TLS, in place of the greeting
 // otherwise; the server's descriptor is never used; the log line says
 // end=server-error and why, never the client.
@@ -50,7 +50,7 @@ func TestServerDown(t *testing.T) {
 }
 
 // TestKeyHolderDown: setuidgid-chroot -s could not reach the signer
-// (SIGNER_ERROR): a STARTTLS client is told in plaintext in place of the
+// (FD4_ERROR): a STARTTLS client is told in plaintext in place of the
 // greeting; a TLS client (implicit TLS) gets an internal_error alert, the
 // only word possible without a certificate; the server gets nothing.
 func TestKeyHolderDown(t *testing.T) {
@@ -136,7 +136,7 @@ func TestRejectedAfterHandshake(t *testing.T) {
 // greeting as the proxy rewrote it).
 func clientSkipLine() step { return step{op: 'l'} }
 
-// TestBinaryPeerDown: with MAKESOCK_ERROR (SIGNER_ERROR) the built
+// TestBinaryPeerDown: with FD3_ERROR (FD4_ERROR) the built
 // program never uses the server's (the key holder's) descriptor, which
 // is not open here, tells the client, and exits 0 with the reason in its
 // one line.
@@ -146,7 +146,7 @@ func TestBinaryPeerDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	const serverWhy = "unable to connect to 127.0.0.1:10143: connection refused"
-	code, stderr, got := runBinaryEnv(t, []string{"MAKESOCK_ERROR=" + serverWhy}, []string{"-n", "pop3", "-p", pem, "-F", "3"})
+	code, stderr, got := runBinaryEnv(t, []string{"FD3_ERROR=" + serverWhy}, []string{"-n", "pop3", "-p", pem, "-F", "3"})
 	if code != 0 || got != errUnavailable || !strings.HasSuffix(stderr, ` reason="`+serverWhy+`" end=server-error`+"\n") || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("server down: exit %d, client %q, stderr %q", code, got, stderr)
 	}
@@ -156,8 +156,28 @@ func TestBinaryPeerDown(t *testing.T) {
 	sf := fileOf(t, sProc)
 	sProc.Close()
 	const keyWhy = "unable to reach the signer at /x/signer/socket: connection refused (is the signer service linked and up?)"
-	code, stderr, got = runBinaryEnv(t, []string{"SIGNER_ERROR=" + keyWhy}, []string{"-n", "imap", "-K", "4", "-F", "3"}, sf)
+	code, stderr, got = runBinaryEnv(t, []string{"FD4_ERROR=" + keyWhy}, []string{"-n", "imap", "-K", "4", "-F", "3"}, sf)
 	if code != 0 || got != byeUnavailable || !strings.HasSuffix(stderr, ` reason="`+keyWhy+`" end=key-process-failed`+"\n") || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("key holder down: exit %d, client %q, stderr %q", code, got, stderr)
+	}
+}
+
+// TestDownFromEnv: the variables follow -F and -K, whoever opened the
+// descriptors; without -K the key holder's variable means nothing.
+func TestDownFromEnv(t *testing.T) {
+	env := map[string]string{"FD3_ERROR": "s3", "FD4_ERROR": "k4", "FD5_ERROR": "s5", "FD6_ERROR": "k6"}
+	getenv := func(k string) string { return env[k] }
+	for _, tt := range []struct {
+		serverFD, keyFD int
+		want            down
+	}{
+		{3, 4, down{server: "s3", keyHolder: "k4"}},
+		{5, 6, down{server: "s5", keyHolder: "k6"}},
+		{3, -1, down{server: "s3"}},
+		{7, 8, down{}},
+	} {
+		if got := downFromEnv(getenv, tt.serverFD, tt.keyFD); got != tt.want {
+			t.Errorf("downFromEnv(-F %d, -K %d) = %+v, want %+v", tt.serverFD, tt.keyFD, got, tt.want)
+		}
 	}
 }

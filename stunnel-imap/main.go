@@ -144,9 +144,9 @@ func run(l *log.Logger, args []string) error {
 	}
 
 	// What the programs before this one could not connect (down.go):
-	// the server (makesock -c) or the key holder (setuidgid-chroot -s).
+	// the server or the key holder (makesock -c, setuidgid-chroot -s).
 	// Its descriptor is then closed, or the runtime's own: never touched.
-	down := downFromEnv(os.Getenv, o.keyFD >= 0)
+	down := downFromEnv(os.Getenv, o.serverFD, o.keyFD)
 
 	// The certificate first: a bad one ends the process (100) before a
 	// byte reaches the client.

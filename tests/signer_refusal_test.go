@@ -80,7 +80,7 @@ func TestSignerRefusal(t *testing.T) {
 	}
 	// told: a client of the front while the signer is down reads
 	// * BYE [UNAVAILABLE] (setuidgid-chroot -s passes the failure on as
-	// SIGNER_ERROR, stunnel-imap tells the client), never an end of file.
+	// FD4_ERROR, stunnel-imap tells the client), never an end of file.
 	told := func(t *testing.T) {
 		t.Helper()
 		c := harness.DialIMAP(t, s.Addr())
