@@ -48,7 +48,7 @@ func bindable(ip, port string) error {
 // the two words before the first program it runs for a connection.
 func chainAddress(chain []string) (ip, port string, ok bool) {
 	for i := 3; i < len(chain); i++ {
-		if chain[i] == "makesock" || chain[i] == "proxy-server" {
+		if chain[i] == "makesock" || chain[i] == "proxy-server" || chain[i] == "setuidgid-chroot" {
 			return chain[i-2], chain[i-1], true
 		}
 	}

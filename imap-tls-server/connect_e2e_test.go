@@ -16,9 +16,10 @@ import (
 
 // TestConnectChainRuns runs the built chain (IMAPTLS_BIN, or a fresh
 // build) with the server as one address, as imap-tls-server spells it:
-// makesock -c to a unix socket (relative and absolute), IPv4:port and
-// [IPv6]:port, each with a key process per connection (-k: the -c
-// makesock runs makesock -d 4) and with the signer (-s); a TLS client
+// the proxy's setuidgid-chroot -c 3:ADDRESS to a unix socket (relative
+// and absolute), IPv4:port and [IPv6]:port, each with a key process per
+// connection (-k: makesock -d 4 starts it) and with the signer (-s, no
+// makesock at all); a TLS client
 // gets the server's greeting and its answers through it. Needs root
 // (setuidgid-chroot) and tcpserver.
 func TestConnectChainRuns(t *testing.T) {
@@ -109,7 +110,8 @@ func TestConnectChainRuns(t *testing.T) {
 			x := exec.Command("imap-tls-server", append([]string{"-x"}, args...)...)
 			x.Dir = dir
 			out, err := x.CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "\nmakesock\n-c\n"+addr+"\n") || strings.Contains(string(out), "-makesock_connect_to\n"+addr) {
+			if err != nil || !strings.Contains(string(out), "\n-c\n3:"+addr+"\n") || strings.Contains(string(out), "-makesock_connect_to\n"+addr) ||
+				(key[0] == "-s" && strings.Contains(string(out), "\nmakesock\n")) {
 				t.Errorf("%s %s: -x: %v\n%s", addr, key[0], err, out)
 			}
 			func() {

@@ -2,33 +2,38 @@
 // spirit of s6-networking's s6-tlsserver: it checks its options and the
 // files and accounts they name, once per service start (package
 // internal/check, which imap-tls-check shares), then execs tcpserver
-// with the whole per-connection chain:
+// with the whole per-connection chain. The default, the server one
+// address (env/IMAPD: Dovecot's haproxy listener, a unix socket path,
+// IPv4:port or [IPv6]:port) and the keys the signer's (-s, a service of
+// its own, stunnel-imap-signer): the proxy's setuidgid-chroot connects
+// both, as root before it drops, the server onto fd 3 and the signer's
+// socket onto fd 4; two Go programs start per connection:
 //
 //	tcpserver -R -H -l 0 -c N IP PORT
-//	makesock
-//	  makesock -d 4
-//	    setuidgid-chroot -/ JAIL IDS
-//	      stunnel-imap -n MODE -F 3 -K 4 [proxy options]
-//	  -makesock_connect_to
-//	    setuidgid-chroot -/ JAIL IDS -o 3:PEM [-o 5:PEM2 ...]
-//	      stunnel-imap-key -P 3:PEM [-P 5:PEM2 ...]
-//	-makesock_connect_to IMAPD...
+//	setuidgid-chroot -/ JAIL IDS -c 3:ADDRESS -s 4:SOCKET
+//	  stunnel-imap -n MODE -F 3 -K 4 [proxy options]
 //
-// With -s socket instead of -k, the keys are the signer's (a service of
-// its own, stunnel-imap-signer), and each connection's proxy reaches it
-// through socket, connected by its setuidgid-chroot while still root:
+// With -k instead of -s, a key process per connection, the other end of
+// a makesock -d 4's socketpair:
+//
+//	tcpserver -R -H -l 0 -c N IP PORT
+//	makesock -d 4
+//	  setuidgid-chroot -/ JAIL IDS -c 3:ADDRESS
+//	    stunnel-imap -n MODE -F 3 -K 4 [proxy options]
+//	-makesock_connect_to
+//	  setuidgid-chroot -/ JAIL IDS -o 3:PEM [-o 5:PEM2 ...]
+//	    stunnel-imap-key -P 3:PEM [-P 5:PEM2 ...]
+//
+// When the server is a program that speaks on stdin and stdout (IMAPD
+// more than one word, or an executable: Courier's imapd), an outer
+// makesock starts it on the other end of a socketpair whose first end
+// is the proxy's fd 3, and no -c 3:ADDRESS:
 //
 //	tcpserver -R -H -l 0 -c N IP PORT
 //	makesock
 //	  setuidgid-chroot -/ JAIL IDS -s 4:SOCKET
 //	    stunnel-imap -n MODE -F 3 -K 4 [proxy options]
 //	-makesock_connect_to IMAPD...
-//
-// When the server is one address instead of a program (a unix socket
-// path, IPv4:port, [IPv6]:port), makesock connects to it itself and
-// puts the connection on fd 3: no socketpair, no program for the server
-// side (makesock -c ADDRESS, in place of the outer makesock and its
-// -makesock_connect_to IMAPD...).
 //
 // The chain is spelled here and nowhere else: the service's run file,
 // the end-to-end tests and the benchmarks all run this program.
@@ -307,18 +312,28 @@ func (o *options) chain() []string {
 	if o.balancers != "" {
 		c = append(c, "proxy-server", "-a", o.balancers)
 	}
-	// The server side: a socket makesock connects to (-c, the connection
-	// on fd 3 for the rest), or a program on the other end of
-	// makesock's socketpair, named after the last -makesock_connect_to
-	// (the key process's, in the proxy side, is nested before it).
+	// The server side: a socket the proxy's setuidgid-chroot connects
+	// to as root (-c 3:ADDRESS: the connection on fd 3, no program for
+	// the server side, and no Go program started for the connect alone),
+	// or a program on the other end of makesock's socketpair, named
+	// after the last -makesock_connect_to (the key process's, in the
+	// proxy side, is nested before it).
 	if o.network != "" {
-		c = append(c, "makesock", "-c", o.address)
 		return append(c, o.proxySide()...)
 	}
 	c = append(c, "makesock")
 	c = append(c, o.proxySide()...)
 	c = append(c, "-makesock_connect_to")
 	return append(c, o.imapd...)
+}
+
+// serverOpen is the setuidgid-chroot option that connects the server
+// onto fd 3 when the server is one address: none for a program.
+func (o *options) serverOpen() []string {
+	if o.network == "" {
+		return nil
+	}
+	return []string{"-c", "3:" + o.address}
 }
 
 // proxySide is what gets the server on fd 3: the proxy, with its key
@@ -331,6 +346,7 @@ func (o *options) proxySide() []string {
 	c := []string{"makesock", "-d", "4"}
 	c = append(c, "setuidgid-chroot", "-/", o.jail)
 	c = append(c, o.ids...)
+	c = append(c, o.serverOpen()...)
 	c = append(c, "stunnel-imap", "-n", o.mode.Name, "-F", "3", "-K", "4")
 	c = append(c, o.proxy...)
 	c = append(c, "-makesock_connect_to")

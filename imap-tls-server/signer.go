@@ -9,6 +9,7 @@ package main
 func (o *options) signerChain() []string {
 	c := []string{"setuidgid-chroot", "-/", o.jail}
 	c = append(c, o.ids...)
+	c = append(c, o.serverOpen()...)
 	c = append(c, "-s", "4:"+o.signer)
 	c = append(c, "stunnel-imap", "-n", o.mode.Name, "-F", "3", "-K", "4")
 	return append(c, o.proxy...)
