@@ -178,6 +178,7 @@ func serverClose() step                  { return step{op: 'K'} }
 func clientClose() step                  { return step{op: 'k'} }
 func clientEnds() step                   { return step{op: 'x'} } // the client reads end of file (a TLS alert may come first)
 func serverEnds() step                   { return step{op: 'X'} } // the server reads end of file, nothing before
+func pause(d time.Duration) step         { return step{op: 'z', data: d.String()} }
 
 func (h *harness) run(script []step) {
 	h.t.Helper()
@@ -226,6 +227,11 @@ func (h *harness) step(st step) bool {
 		closeWrite(h.server)
 	case 'K':
 		h.server.Close()
+	case 'R': // the server stops reading: the proxy's writes to it fail
+		h.server.(interface{ CloseRead() error }).CloseRead()
+	case 'z':
+		d, _ := time.ParseDuration(st.data)
+		time.Sleep(d)
 	case 'k':
 		h.client.Close()
 	case 'l': // the client reads one line, whatever it says

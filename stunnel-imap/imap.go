@@ -45,14 +45,31 @@ type serverCommand struct {
 }
 
 type imapSession struct {
-	s     *session
-	phase phase
-	cmd   *serverCommand // in every phase from continuation to discard
+	s       *session
+	phase   phase
+	cmd     *serverCommand // in every phase from continuation to discard
+	byeSeen bool           // the server sent an untagged BYE: it said its last word
+	logout  bool           // a LOGOUT went to the server: its end is the one asked for
 }
 
 func newIMAP(s *session) part { return &imapSession{s: s} }
 
 func (m *imapSession) bye(text string) string { return "* BYE " + text }
+
+// serverWent: a BYE is an untagged response, which a server may send at
+// any time (RFC 9051 §7.1.5), so the proxy's own can follow whatever the
+// client is doing: waiting for a "+" or a tagged response, or sending a
+// command, a literal or a SASL line. None is added after the
+// server's own BYE, or once the client's LOGOUT went to the server (the
+// end it asked for). Responses are read whole (imap.ReadResponse), so
+// nothing of an unfinished one has reached the client: the BYE always
+// starts a line of its own.
+func (m *imapSession) serverWent() lastWord {
+	if m.byeSeen || m.logout {
+		return byeSaid
+	}
+	return byeOwed
+}
 
 func (m *imapSession) waiting() waitingFor {
 	switch m.phase {
@@ -110,6 +127,9 @@ func readLiteral(size int64) func(*bufio.Reader) result {
 func (m *imapSession) server(r result) {
 	first := r.data[:r.n]
 	resp := imap.ParseResponse(first)
+	if resp.Kind == imap.Untagged && resp.Name == "BYE" {
+		m.byeSeen = true
+	}
 	out := r.data
 	if rw := imap.Rewrite(first, m.rule()); !bytes.Equal(rw, first) {
 		out = append(rw, r.data[r.n:]...)
@@ -313,6 +333,9 @@ func (m *imapSession) commandLine(l []byte) {
 		m.refuse(c, "%s BAD [PRIVACYREQUIRED] No literals before TLS: use STARTTLS first", tag)
 		return
 	}
+	if name == "LOGOUT" {
+		m.logout = true
+	}
 	m.cmd = c
 	m.forward(nil, l)
 }
@@ -387,6 +410,9 @@ func (m *imapSession) discarded(l []byte) {
 // successful LOGIN or AUTHENTICATE the relay takes over; otherwise the
 // next command is read.
 func (m *imapSession) commandEnded(resp imap.Response) {
+	if m.logout && resp.Name != "OK" {
+		m.logout = false // a LOGOUT refused (BAD): the session goes on
+	}
 	if m.cmd.login && resp.Kind == imap.Tagged && resp.Name == "OK" {
 		m.phase = authenticated
 		m.s.login()

@@ -198,17 +198,19 @@ func TestIMAPSessions(t *testing.T) {
 			script: []step{s(serverGreeting), C(greetRequired), c("a LOGOUT\r\n"), S("a LOGOUT\r\n"), clientHalfClose(),
 				s("* BYE bye\r\na OK done\r\n"), C("* BYE bye\r\na OK done\r\n"), serverEnds(), serverHalfClose(), clientEnds()},
 			end: "client-eof"},
+		// A server gone before login: the client is told (more in
+		// TestServerGoneBeforeLogin).
 		{name: "backend dies before login", mode: modeRequired,
 			script: []step{s(serverGreeting), C(greetRequired), c("a NOOP\r\n"), S("a NOOP\r\n"), s("* 1 EXISTS\r\n"), serverClose(),
-				C("* 1 EXISTS\r\n"), clientEnds()},
-			end: "server-eof"},
+				C("* 1 EXISTS\r\n"), C(byeUnavailable), clientEnds()},
+			end: "server-eof", logs: []string{leftBeforeLogin}},
 		{name: "backend dies mid-literal before login", mode: modeRequired,
 			script: []step{s(serverGreeting), C(greetRequired), c("a NOOP\r\n"), S("a NOOP\r\n"), s("* 1 FETCH (BODY[] {10}\r\nhel"), serverClose(),
-				C("* 1 FETCH (BODY[] {10}\r\nhel"), clientEnds()}, // what it sent is passed on, then the end
-			end: "server-eof"},
+				C(byeUnavailable), clientEnds()}, // the unfinished response is no response: the BYE in its place
+			end: "server-eof", logs: []string{leftBeforeLogin}},
 		{name: "backend half-closes before login", mode: modeOptional,
-			script: []step{s(serverGreeting), C(greetOptional), serverHalfClose(), clientEnds(), serverEnds()},
-			end:    "server-eof"},
+			script: []step{s(serverGreeting), C(greetOptional), serverHalfClose(), C(byeUnavailable), clientEnds(), serverEnds()},
+			end:    "server-eof", logs: []string{leftBeforeLogin}},
 		{name: "backend dies mid-session", mode: modeRequired, starts: true, auth: true,
 			script: join(starttls(greetRequired), []step{
 				c("b LOGIN alice secret\r\n"), S("b LOGIN alice secret\r\n"), s("b OK in\r\n"), C("b OK in\r\n"),
@@ -222,8 +224,8 @@ func TestIMAPSessions(t *testing.T) {
 		{name: "backend dies while LOGIN waits for its answer", mode: modeRequired, starts: true,
 			script: join(starttls(greetRequired), []step{
 				c("b LOGIN alice secret\r\n"), S("b LOGIN alice secret\r\n"), s("* OK still here\r\n"), serverClose(),
-				C("* OK still here\r\n"), clientEnds()}),
-			end: "server-eof"},
+				C("* OK still here\r\n"), C(byeUnavailable), clientEnds()}), // in TLS
+			end: "server-eof", logs: []string{leftBeforeLogin}},
 		{name: "client vanishes mid-session", mode: modeImplicit, auth: true,
 			script: []step{handshake(), s(serverGreeting), C(serverGreeting), c("a LOGIN alice secret\r\n"), S("a LOGIN alice secret\r\n"),
 				s("a OK in\r\n"), C("a OK in\r\n"), c("b IDLE\r\n"), S("b IDLE\r\n"), clientClose(), serverEnds()},
@@ -515,4 +517,118 @@ func TestReadyFails(t *testing.T) {
 			}
 		})
 	}
+}
+
+// leftBeforeLogin is the end of the log line of a session whose server
+// closed after its greeting and before login.
+const leftBeforeLogin = `reason="server closed the connection before login" end=server-eof`
+
+// goneCase is a server that goes after its greeting and before login.
+type goneCase struct {
+	name   string
+	mode   suite.Mode
+	script []step // ends with what the client reads, to its end
+	end    string
+	reason string // the log line's reason=; "": none
+}
+
+func runGone(t *testing.T, cases []goneCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := start(t, setup{mode: tc.mode})
+			h.run(tc.script)
+			if tc.reason == "" {
+				h.ended(tc.end)
+				if strings.Contains(h.logs.String(), "reason=") {
+					t.Errorf("a reason for an end the server or the client chose:\n%s", h.logs)
+				}
+				return
+			}
+			h.ended(tc.end, `reason="`+tc.reason+`" end=`+tc.end)
+		})
+	}
+}
+
+// TestServerGoneBeforeLogin: a server that goes after its greeting and
+// before login, without a BYE of its own and not after the client's
+// LOGOUT, leaves its client * BYE [UNAVAILABLE] (RFC 9051 §7.1.5, RFC
+// 5530), in TLS once TLS is up, in every phase, never a bare end of
+// file; the BYE starts a line of its own, in place of an unfinished
+// response; the log line says why. After the server's own BYE, a LOGOUT,
+// or a client that ended first, nothing is added.
+func TestServerGoneBeforeLogin(t *testing.T) {
+	greet := []step{s(serverGreeting), C(greetOptional)} // -n imap-
+	told := []step{C(byeUnavailable), clientEnds()}
+	nothing := []step{clientEnds()}
+	const gone, failed = "server closed the connection before login", "unable to read from the server before login: connection reset by peer"
+	runGone(t, []goneCase{
+		// Each phase the server can go in.
+		{"command: nothing with the server", modeOptional,
+			join(greet, []step{serverClose()}, told), "server-eof", gone},
+		{"command: the server half-closes", modeOptional,
+			join(greet, []step{serverHalfClose()}, told), "server-eof", gone},
+		{"response: a command with the server", modeOptional,
+			join(greet, []step{c("a NOOP\r\n"), S("a NOOP\r\n"), s("* 1 EXISTS\r\n"), C("* 1 EXISTS\r\n"), serverClose()}, told), "server-eof", gone},
+		{"continuation: a literal's + awaited", modeOptional,
+			join(greet, []step{c("a LOGIN {5}\r\n"), S("a LOGIN {5}\r\n"), serverClose()}, told), "server-eof", gone},
+		{"literal: the client sends a literal", modeOptional,
+			join(greet, []step{c("a LOGIN {5}\r\n"), S("a LOGIN {5}\r\n"), s("+ go\r\n"), C("+ go\r\n"), c("al"), serverClose()}, told), "server-eof", gone},
+		{"authenticate: a SASL line awaited", modeOptional,
+			join(greet, []step{c("a AUTHENTICATE PLAIN\r\n"), S("a AUTHENTICATE PLAIN\r\n"), s("+ \r\n"), C("+ \r\n"), serverClose()}, told), "server-eof", gone},
+		{"discard: the client's owed octets are dropped", modeOptional,
+			join(greet, []step{c("a NOOP {3}\r\n"), S("a NOOP {3}\r\n"), s("+ go\r\n"), C("+ go\r\n"), s("a BAD no\r\n"), C("a BAD no\r\n"), serverClose()}, told), "server-eof", gone},
+		{"a read that fails: server-error", modeOptional,
+			// Closing a unix socket with unread bytes resets its peer.
+			join(greet, []step{c("a NOOP\r\n"), S("a NOOP"), serverClose()}, told), "server-error", failed},
+
+		// What the client reads before the BYE.
+		{"an unfinished tagged OK is no OK: the BYE starts a line in its place", modeOptional,
+			join(greet, []step{c("a LOGIN alice secret\r\n"), S("a LOGIN alice secret\r\n"), s("* 1 EXISTS\r\na OK LOGIN compl"), C("* 1 EXISTS\r\n"), serverClose()}, told), "server-eof", gone},
+		{"a literal cut short: the BYE is no octet of it", modeOptional,
+			join(greet, []step{c("a ID NIL\r\n"), S("a ID NIL\r\n"), s("* ID (\"name\" {10}\r\nabc"), serverClose()}, told), "server-eof", gone},
+		{"an unfinished BYE is no BYE", modeOptional,
+			join(greet, []step{s("* BYE shutting d"), serverClose()}, told), "server-eof", gone},
+
+		{"a LOGOUT the server refused is no LOGOUT", modeOptional,
+			join(greet, []step{c("a LOGOUT now\r\n"), S("a LOGOUT now\r\n"), s("a BAD no arguments\r\n"), C("a BAD no arguments\r\n"), serverClose()}, told), "server-eof", gone},
+
+		// TLS: the BYE goes where the client reads.
+		{"implicit TLS: the BYE in TLS", modeImplicit,
+			join([]step{handshake(), s(serverGreeting), C(serverGreeting), serverClose()}, told), "server-eof", gone},
+		{"before STARTTLS: the BYE in plaintext", modeRequired,
+			join([]step{s(serverGreeting), C(greetRequired), serverClose()}, told), "server-eof", gone},
+		{"gone during the STARTTLS handshake: the BYE in TLS after it", modeRequired,
+			join([]step{s(serverGreeting), C(greetRequired), c("a STARTTLS\r\n"), C(beginTLS), serverClose(), handshake()}, told), "server-eof", gone},
+		{"after STARTTLS: the BYE in TLS", modeRequired,
+			join(starttls(greetRequired), []step{c("b NOOP\r\n"), S("b NOOP\r\n"), serverClose()}, told), "server-eof", gone},
+
+		// Nothing added.
+		{"the server's own BYE while no command is with it", modeOptional,
+			join(greet, []step{s("* BYE Disconnected for inactivity.\r\n"), C("* BYE Disconnected for inactivity.\r\n"), serverClose()}, nothing), "server-eof", ""},
+		{"the server's own BYE, then an unfinished line", modeRequired,
+			join(starttls(greetRequired), []step{c("b NOOP\r\n"), S("b NOOP\r\n"), s("* bye Too many invalid commands\r\n"), C("* bye Too many invalid commands\r\n"), s("b NO x"), serverClose(), C("b NO x")}, nothing), "server-eof", ""},
+		{"LOGOUT with the server, which closes without a word", modeOptional,
+			join(greet, []step{c("a LOGOUT\r\n"), S("a LOGOUT\r\n"), serverClose()}, nothing), "server-eof", ""},
+		{"LOGOUT answered without a BYE", modeRequired,
+			join(starttls(greetRequired), []step{c("b LOGOUT\r\n"), S("b LOGOUT\r\n"), s("b OK bye\r\n"), C("b OK bye\r\n"), serverClose()}, nothing), "server-eof", ""},
+		{"the client half-closed first", modeOptional,
+			// serverEnds: the proxy has passed the half-close on.
+			join(greet, []step{c("a NOOP\r\n"), S("a NOOP\r\n"), s("a OK\r\n"), C("a OK\r\n"), clientHalfClose(), serverEnds(), serverClose()}, nothing), "client-eof", ""},
+	})
+}
+
+// TestServerGoneWrite: a command that meets a server already closed
+// (on a socketpair the write fails at once, before the read sees the
+// end) does not end the session on the spot: the server's read still
+// tells whether it said its own BYE, and the client is told if not.
+func TestServerGoneWrite(t *testing.T) {
+	shut := step{op: 'R'} // the server stops reading: the proxy's writes fail (EPIPE)
+	greet := []step{s(serverGreeting), C(greetOptional), shut, c("a NOOP\r\n"), pause(200 * time.Millisecond)}
+	runGone(t, []goneCase{
+		{"no word from the server", modeOptional,
+			join(greet, []step{serverClose(), C(byeUnavailable), clientEnds()}), "server-eof", "server closed the connection before login"},
+		{"the server's own BYE", modeOptional,
+			join(greet, []step{s("* BYE going\r\n"), serverClose(), C("* BYE going\r\n"), clientEnds()}), "server-eof", ""},
+	})
 }

@@ -41,11 +41,37 @@ type pop3Session struct {
 	capa  bool   // pop3MultiLine: the response is CAPA's, to be rewritten
 	stls  bool   // pop3MultiLine, CAPA: the server listed STLS itself
 	size  int    // pop3MultiLine: bytes of the response so far
+	quit  bool   // a QUIT went to the server: its end is the one asked for
+	said  bool   // the server sent a -ERR that answered no command: its last word
 }
 
 func newPOP3(s *session) part { return &pop3Session{s: s} }
 
 func (p *pop3Session) bye(text string) string { return "-ERR " + text }
+
+// serverWent: POP3 has no untagged responses: after the greeting a
+// client reads every status line as the answer to a command (RFC 1939
+// §3), so the proxy's -ERR [SYS/TEMP] answers the command with the
+// server, if any, and otherwise the client's next one. That is what it
+// is: that command fails for want of the server, a temporary failure
+// (RFC 3206), and the connection ends after it. It goes at once rather
+// than after the next command: a client that sends one reads the same
+// line in the same place, and one that sends none is not held up to -t
+// by a server that is gone. So a -ERR the server sent itself while no
+// command was with it (as servers do when they drop an idle client) was
+// its last word: nothing is added, or a second -ERR would answer one
+// more command. Nothing is added after QUIT either. Inside a multi-line
+// response whose lines have gone out, any line would be one more line
+// of it, and a "." would claim the list complete: nothing can be said.
+func (p *pop3Session) serverWent() lastWord {
+	switch {
+	case p.quit || p.said:
+		return byeSaid
+	case p.phase == pop3MultiLine:
+		return byeMute
+	}
+	return byeOwed
+}
 
 func (p *pop3Session) waiting() waitingFor {
 	switch p.phase {
@@ -164,8 +190,14 @@ func (p *pop3Session) serverWhileClientReads(l []byte) {
 	if !p.s.toClient(l) {
 		return
 	}
-	if kind := pop3.Kind(l); p.phase == pop3Authenticate && (kind == pop3.OK || kind == pop3.Err) {
+	kind := pop3.Kind(l)
+	switch {
+	case p.phase == pop3Authenticate && (kind == pop3.OK || kind == pop3.Err):
 		p.phase, p.ended = pop3Discard, kind
+	case kind == pop3.Err:
+		// No command is with the server (pop3Command, pop3Discard): an
+		// unsolicited -ERR is a server's word before it closes.
+		p.said = true
 	}
 }
 
@@ -226,6 +258,9 @@ func (p *pop3Session) commandLine(l []byte) {
 		}
 	}
 	p.name, p.args = name, args
+	if name == "QUIT" {
+		p.quit = true
+	}
 	if s.toServer(l) {
 		p.phase = pop3Response
 	}
@@ -242,6 +277,9 @@ func (p *pop3Session) refuse(answer string) {
 // PASS, APOP or AUTH the relay takes over; otherwise the next command is
 // read.
 func (p *pop3Session) commandEnded(kind byte) {
+	if p.name == "QUIT" && kind != pop3.OK {
+		p.quit = false // refused: the session goes on
+	}
 	if p.name == "AUTH" && pop3.MultiLine(p.name, p.args) {
 		// AUTH without a mechanism lists the mechanisms: no login.
 		p.readCommand()

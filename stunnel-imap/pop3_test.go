@@ -206,10 +206,60 @@ func TestPOP3ALPN(t *testing.T) {
 }
 
 // A server that dies in the middle of a multi-line response: what it sent
-// is passed on, and the session ends server-eof.
+// is passed on, nothing is added (any line would be one more line of the
+// response, a "." would claim it complete), the session ends server-eof
+// and the log says why.
 func TestPOP3ServerDiesMidCapa(t *testing.T) {
 	h := start(t, setup{mode: modePOP3Optional})
 	h.run([]step{s(pop3Greet), C(pop3Greet), c("CAPA\r\n"), S("CAPA\r\n"), s("+OK\r\nTOP\r\nUI"), C("+OK\r\nTOP\r\n"),
 		serverClose(), C("UI"), clientEnds()})
-	h.ended("server-eof")
+	h.ended("server-eof", leftBeforeLogin)
+}
+
+// TestPOP3ServerGoneBeforeLogin: POP3's form of TestServerGoneBeforeLogin:
+// -ERR [SYS/TEMP] (RFC 3206) at once, read as the answer to the command
+// with the server or the client's next one (pop3.go, serverWent says
+// why); in place of an unfinished status line, so that a "+OK" cut short
+// is never read as one; in TLS once TLS is up. Nothing is added after
+// QUIT, after a -ERR the server sent while no command was with it (its
+// own last word), or inside a multi-line response
+// (TestPOP3ServerDiesMidCapa).
+func TestPOP3ServerGoneBeforeLogin(t *testing.T) {
+	greet := []step{s(pop3Greet), C(pop3Greet)}
+	told := []step{C(errUnavailable), clientEnds()}
+	nothing := []step{clientEnds()}
+	const gone = "server closed the connection before login"
+	runGone(t, []goneCase{
+		{"command: nothing with the server", modePOP3Optional,
+			join(greet, []step{serverClose()}, told), "server-eof", gone},
+		{"response: the -ERR answers the command with the server", modePOP3Optional,
+			join(greet, []step{c("USER alice\r\n"), S("USER alice\r\n"), serverClose()}, told), "server-eof", gone},
+		{"an unfinished +OK is no +OK: the -ERR in its place", modePOP3Optional,
+			join(greet, []step{c("USER alice\r\n"), S("USER alice\r\n"), s("+OK\r\n"), C("+OK\r\n"),
+				c("PASS secret\r\n"), S("PASS secret\r\n"), s("+OK Logged i"), serverClose()}, told), "server-eof", gone},
+		{"authenticate: a SASL line awaited", modePOP3Optional,
+			join(greet, []step{c("AUTH PLAIN\r\n"), S("AUTH PLAIN\r\n"), s("+ \r\n"), C("+ \r\n"), serverClose()}, told), "server-eof", gone},
+		{"discard: an AUTH ended by the server's -ERR", modePOP3Optional,
+			join(greet, []step{c("AUTH PLAIN\r\n"), S("AUTH PLAIN\r\n"), s("+ \r\n"), C("+ \r\n"), s("-ERR [AUTH] no\r\n"), C("-ERR [AUTH] no\r\n"), serverClose()}, told), "server-eof", gone},
+		{"a -ERR that answered a command is no last word", modePOP3Optional,
+			join(greet, []step{c("XYZZY\r\n"), S("XYZZY\r\n"), s("-ERR unknown command\r\n"), C("-ERR unknown command\r\n"), serverClose()}, told), "server-eof", gone},
+		{"pop3s: the -ERR in TLS", modePOP3Implicit,
+			join([]step{handshake(), s(pop3Greet), C(pop3Greet), serverClose()}, told), "server-eof", gone},
+		{"before STLS: the -ERR in plaintext", modePOP3Required,
+			join(greet, []step{serverClose()}, told), "server-eof", gone},
+		{"gone during the STLS handshake: the -ERR in TLS after it", modePOP3Required,
+			join(greet, []step{c("STLS\r\n"), C(pop3Begin), serverClose(), handshake()}, told), "server-eof", gone},
+		{"after STLS: the -ERR in TLS", modePOP3Required,
+			join(pop3TLS(), []step{c("USER alice\r\n"), S("USER alice\r\n"), serverClose()}, told), "server-eof", gone},
+
+		// Nothing added.
+		{"the server's own -ERR while no command is with it", modePOP3Optional,
+			join(greet, []step{s("-ERR Disconnected for inactivity.\r\n"), C("-ERR Disconnected for inactivity.\r\n"), serverClose()}, nothing), "server-eof", ""},
+		{"QUIT with the server, which closes without a word", modePOP3Optional,
+			join(greet, []step{c("QUIT\r\n"), S("QUIT\r\n"), serverClose()}, nothing), "server-eof", ""},
+		{"QUIT answered", modePOP3Required,
+			join(pop3TLS(), []step{c("QUIT\r\n"), S("QUIT\r\n"), s("+OK bye\r\n"), C("+OK bye\r\n"), serverClose()}, nothing), "server-eof", ""},
+		{"the client half-closed first", modePOP3Optional,
+			join(greet, []step{clientHalfClose(), serverEnds(), serverClose()}, nothing), "client-eof", ""},
+	})
 }

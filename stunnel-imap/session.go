@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"imap-tls/internal/suite"
@@ -48,7 +49,28 @@ type part interface {
 	waiting() waitingFor
 	// bye is the protocol's last word to a client the proxy drops.
 	bye(text string) string
+	// serverWent says, of a server that went after its greeting and
+	// before login, what its client is owed (serverLeft).
+	serverWent() lastWord
 }
+
+// lastWord is what a client is owed when its server goes after the
+// greeting and before login.
+type lastWord int
+
+const (
+	// byeOwed: the proxy tells the client, as when the server is not
+	// there at all (unavailableLine).
+	byeOwed lastWord = iota
+	// byeSaid: nothing is added. The server said its own last word
+	// (IMAP's * BYE, RFC 9051 §7.1.5; POP3's unsolicited -ERR), or the
+	// client asked for the end (LOGOUT, QUIT went to the server).
+	byeSaid
+	// byeMute: nothing can be said: the client is inside a response
+	// whose first lines have gone out (POP3's multi-line), and any line
+	// now would be read as part of it.
+	byeMute
+)
 
 // waitingFor is whom a session waits for, to name the one who was late.
 type waitingFor int
@@ -318,12 +340,22 @@ func (s *session) toClient(b []byte) bool {
 
 func (s *session) toServer(b []byte) bool {
 	if _, err := s.server.Write(b); err != nil {
-		if s.end == running {
+		if s.end == running && !(s.srv.busy && serverClosed(err)) {
 			s.end = endReason(true, err)
 		}
+		// Else the server has closed before login while its read is
+		// running (a socketpair refuses the write at once): the session
+		// goes on to that read's end, which tells what the server
+		// said last, and serverFailed tells the client (serverLeft).
 		return false
 	}
 	return true
+}
+
+// serverClosed reports whether a write failed because the server has
+// closed its end.
+func serverClosed(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // reply sends the proxy's own answer to the client.
@@ -375,15 +407,60 @@ func (s *session) serverFailed(r result) {
 		s.bye(endReason(true, r.err), s.unavailableLine())
 		return
 	}
-	// What the server sent before it went is passed on.
+	if !s.clientGone {
+		s.serverLeft(r)
+		return
+	}
+	// The client ended first: what the server sent is passed on, the
+	// server's end is the end of a session the client had ended.
 	if len(r.data) > 0 {
 		s.toClient(r.data)
 	}
-	if s.clientGone {
-		s.end = endClientEOF
-	} else if s.end == running {
-		s.end = endReason(true, r.err)
+	s.end = endClientEOF
+}
+
+// serverLeft ends a session whose server went after its greeting and
+// before login, while the client was still there: the client is told,
+// never left with a bare end of file, as when the server is not there at
+// all (down.go), unless the server said its own last word or the client
+// asked for the end (part.serverWent); the log line says why (reason=),
+// end= stays server-eof (server-error for a failed read).
+//
+// What the server sent of a response it did not finish is no response
+// (as a part of a greeting is no greeting): the proxy's BYE (-ERR)
+// replaces it, so that it starts a line of its own in the client's
+// parse. Passed on, a line cut short and ended by the proxy could read
+// as a tagged OK or a +OK, and the BYE would complete a literal cut
+// short as its octets. The parts read a response whole (IMAP) or a line
+// at a time (POP3), so none of an unfinished one has gone out, except
+// the lines of a POP3 multi-line response (byeMute). Where nothing is
+// added, what came is passed on, as before.
+func (s *session) serverLeft(r result) {
+	end := endReason(true, r.err)
+	word := s.part.serverWent()
+	if word != byeSaid {
+		s.reason = serverLeftReason(r.err)
 	}
+	if word == byeOwed {
+		s.bye(end, s.unavailableLine())
+		return
+	}
+	if len(r.data) > 0 {
+		s.toClient(r.data)
+	}
+	if s.end == running {
+		s.end = end
+	}
+}
+
+// serverLeftReason is the log's reason for a server that went after its
+// greeting and before login. As before the greeting, a server program
+// that exited gives an end of file: its exit status is not known here.
+func serverLeftReason(err error) string {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "server closed the connection before login"
+	}
+	return "unable to read from the server before login: " + log.Reason(err)
 }
 
 // clientFailed handles a client read that failed: a limit or a timeout
