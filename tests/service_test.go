@@ -608,7 +608,12 @@ func TestServiceChain(t *testing.T) {
 		t.Fatalf("imap-tls-conf: %v: %s", err, out)
 	}
 	// The chain with a key process per connection (env/SIGNER empty),
-	// which checks the key at start; the signer's is TestServiceSigner's.
+	// which checks the key at start; the signer's, the default, at the
+	// end (its service: TestServiceSigner).
+	signer, err := os.ReadFile(filepath.Join(dir, "env", "SIGNER"))
+	if err != nil || string(signer) != "./signer/socket\n" {
+		t.Fatalf("env/SIGNER: %q %v, want imap-tls-conf's ./signer/socket", signer, err)
+	}
 	(&harness.Service{Dir: dir}).WriteEnv(t, "SIGNER", "")
 	fake := t.TempDir()
 	os.WriteFile(filepath.Join(fake, "softlimit"), []byte("#!/bin/sh\nshift 2\nprog=$1\nshift\nexec \"$prog\" -x \"$@\"\n"), 0o755)
@@ -643,13 +648,12 @@ func TestServiceChain(t *testing.T) {
 	want := func(mode, ids string) string {
 		return strings.Join(strings.Fields(`
 tcpserver -R -H -l 0 -c 500 -v 0.0.0.0 143
-makesock -c 127.0.0.1:10143
-  makesock -d 4
-    setuidgid-chroot -/ ./jail `+ids+`
-      stunnel-imap -n `+mode+` -F 3 -K 4 -H
-  -makesock_connect_to
-    setuidgid-chroot -/ ./jail `+ids+` -o 3:./ssl/stunnel.pem
-      stunnel-imap-key -P 3:./ssl/stunnel.pem`), "\n") + "\n"
+makesock -d 4
+  setuidgid-chroot -/ ./jail `+ids+` -c 3:127.0.0.1:10143
+    stunnel-imap -n `+mode+` -F 3 -K 4 -H
+-makesock_connect_to
+  setuidgid-chroot -/ ./jail `+ids+` -o 3:./ssl/stunnel.pem
+    stunnel-imap-key -P 3:./ssl/stunnel.pem`), "\n") + "\n"
 	}
 	for _, mode := range []string{"imap", "imap-", "imaps"} {
 		s := &harness.Service{Dir: dir}
@@ -662,6 +666,19 @@ makesock -c 127.0.0.1:10143
 	s.WriteEnv(t, "UIDRANGE", "")
 	if out, code := runFile(); code != 0 || out != want("imaps", "-u "+harness.ServiceAcct) {
 		t.Errorf("UIDRANGE empty: exit %d\n got %q\nwant %q", code, out, want("imaps", "-u "+harness.ServiceAcct))
+	}
+	// The default chain, the signer's with the server one address: the
+	// proxy's setuidgid-chroot connects both as root, the server onto
+	// fd 3 and the signer onto fd 4, and execs stunnel-imap: no makesock
+	// at all, two Go starts per connection.
+	s.WriteEnv(t, "SIGNER", strings.TrimSpace(string(signer)))
+	s.WriteEnv(t, "UIDRANGE", harness.JailRange)
+	wantSigner := strings.Join(strings.Fields(`
+tcpserver -R -H -l 0 -c 500 -v 0.0.0.0 143
+setuidgid-chroot -/ ./jail -r `+harness.JailRange+` -c 3:127.0.0.1:10143 -s 4:./signer/socket
+  stunnel-imap -n imaps -F 3 -K 4 -H`), "\n") + "\n"
+	if out, code := runFile(); code != 0 || out != wantSigner || strings.Contains(out, "makesock") {
+		t.Errorf("the default chain (the signer): exit %d\n got %q\nwant %q", code, out, wantSigner)
 	}
 	for _, c := range []struct {
 		env, value string

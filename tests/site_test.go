@@ -18,13 +18,15 @@ import (
 // does (`ln -s /etc/imap-tls /etc/service/`), with test ports on
 // 127.0.0.1 instead of 143, 993, 110 and 995 (each front's env/PORT) and
 // a private Dovecot behind, reached as the site's default server is: one
-// address, Dovecot's haproxy listener (env/IMAPD), which makesock
-// connects to itself, with a PROXY header (env/PROXYHEADER yes).
+// address, Dovecot's haproxy listener (env/IMAPD), which the proxy's
+// setuidgid-chroot connects as root (-c 3:ADDRESS), with a PROXY header
+// (env/PROXYHEADER yes).
 //
 //   - the one link brings up all four fronts and the signer, and each
 //     serves a login to a real client (Python's imaplib, poplib), with
-//     no socat in a session's chain and the client's address in
-//     Dovecot's log (rip=);
+//     the client's address in Dovecot's log (rip=); a held session is
+//     one process, stunnel-imap, tcpserver's own child (setuidgid-chroot
+//     exec'd it): no makesock, no socat, no key process;
 //   - every log keeps env/LOGCOUNT files of env/LOGSIZE bytes;
 //   - svc -t of one front restarts only it: the other fronts', the
 //     signer's and the logs' pids stay the same;
@@ -92,23 +94,31 @@ func TestSite(t *testing.T) {
 	}
 	t.Logf("the longest connection line in the logs: %d bytes with its newline", longest)
 
-	// A held session: makesock connects to Dovecot itself, no socat.
+	// A held session: the proxy's setuidgid-chroot connected Dovecot and
+	// the signer and exec'd stunnel-imap, tcpserver's child; nothing else
+	// runs for it (no makesock, no socat, no key process). Every process
+	// under tcpserver is such a proxy (an earlier session may still be
+	// ending).
 	c := fronts["imaps"].Login(t, ca)
 	tcpserver := fronts["imaps"].Pid(t)
+	conn := harness.FindConn(t, func() []int { return harness.Descendants(tcpserver) }, harness.LocalPort(c), false)
 	var chain []string
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		chain = nil
-		for _, p := range harness.Descendants(tcpserver) {
-			if st := harness.ProcStat(p); len(st) > 0 {
-				chain = append(chain, harness.Cmdline(p))
-			}
+	bad := conn.Key != 0
+	for _, p := range harness.Descendants(tcpserver) {
+		st := harness.ProcStat(p)
+		if len(st) < 2 {
+			continue // gone meanwhile
 		}
-		if len(chain) > 0 || time.Now().After(deadline) {
-			break
+		chain = append(chain, st[1]+" "+harness.Cmdline(p))
+		if argv := harness.ArgvOf(p); len(argv) == 0 || filepath.Base(argv[0]) != "stunnel-imap" || st[1] != strconv.Itoa(tcpserver) {
+			bad = true
 		}
 	}
-	if joined := strings.Join(chain, "\n"); !strings.Contains(joined, "stunnel-imap") || strings.Contains(joined, "socat") {
-		t.Errorf("a session's processes under tcpserver: want stunnel-imap and no socat:\n%s", joined)
+	if st := harness.ProcStat(conn.Proxy); len(st) < 2 || st[1] != strconv.Itoa(tcpserver) {
+		bad = true
+	}
+	if joined := strings.Join(chain, "\n"); bad || strings.Contains(joined, "makesock") || strings.Contains(joined, "socat") {
+		t.Errorf("a session's processes under tcpserver %d (parent, argv): want stunnel-imap alone, tcpserver's child, no makesock, no socat:\n%s", tcpserver, joined)
 	}
 	c.Cmd("z", "LOGOUT")
 	c.Close()

@@ -176,9 +176,11 @@ func dialer() *net.Dialer {
 //
 // A missing backend, /nonexistent/imapd, is ambiguous: a program
 // mistyped, or a unix socket whose server is not up yet. It is read as a
-// socket (makesock -c), so that a server that comes up later needs no
-// restart; the start's warning names both readings, each connection's
-// line says what failed, and the client is told.
+// socket (the proxy's setuidgid-chroot -c 3:ADDRESS connects it for each
+// connection, as root before the drop), so that a server that comes up
+// later needs no restart; the start's warning names both readings,
+// setuidgid-chroot's warning and the proxy's line say what failed, and
+// the client is told.
 func TestE2EBrokenSetup(t *testing.T) {
 	fake := []string{"sh", "-c", harness.FakeStarttlsBackend}
 	const (
@@ -197,7 +199,7 @@ func TestE2EBrokenSetup(t *testing.T) {
 		{"missing backend", harness.PipelineOpts{Backend: []string{"/nonexistent/imapd"}},
 			[]string{
 				`^imap-tls-server: warning: server socket /nonexistent/imapd does not exist yet: is the server up\? \(every connection fails until it is\); if /nonexistent/imapd is meant as a program: no such file$`,
-				`^makesock: warning: unable to connect to /nonexistent/imapd: file does not exist; remote=127\.0\.0\.1:\d+$`,
+				`^setuidgid-chroot: warning: unable to connect to /nonexistent/imapd: file does not exist; remote=127\.0\.0\.1:\d+$`,
 				`^stunnel-imap: info: .* tls=none .* in=0 out=62 .* reason="unable to connect to /nonexistent/imapd: file does not exist" end=server-error$`,
 			}, 0},
 		{"backend gone before its greeting", harness.PipelineOpts{Backend: []string{"sh", "-c", "exit 0"}},

@@ -85,11 +85,13 @@ func waitSigner(t *testing.T, s *harness.Service) {
 
 // TestToldServerDown: services made by imap-tls-conf under svscan, with
 // the server side broken as an administrator meets it: a wrong port in
-// env/IMAPD, then Dovecot stopped, behind makesock -c (the default
-// chain) and behind socat (a program on makesock's socketpair). imaplib
-// reads the BYE (in TLS on the imaps port, in place of the greeting on
-// the STARTTLS one), and the log line says end=server-error (or
-// server-eof) with the reason.
+// env/IMAPD, then Dovecot stopped, with the server as one address (the
+// default chain: the proxy's setuidgid-chroot -c 3:ADDRESS connects it,
+// as root before the drop) and behind socat (a program on makesock's
+// socketpair). imaplib reads the BYE (in TLS on the imaps port, in place
+// of the greeting on the STARTTLS one); setuidgid-chroot's warning names
+// the address, the reason and the client, and the proxy's line says
+// end=server-error (or server-eof) with the same reason.
 func TestToldServerDown(t *testing.T) {
 	tr := harness.StartServices(t,
 		harness.ServiceSpec{Name: "imap", Mode: "imap"},
@@ -111,7 +113,7 @@ func TestToldServerDown(t *testing.T) {
 		skip := len(s.LogLines(t))
 		wantTold(t, s.Mode+" wrong port", python(t, "imap", s.Mode, s.Port, tr.CA), toldIMAP)
 		why := regexp.QuoteMeta(fmt.Sprintf("unable to connect to 127.0.0.1:%d: connection refused", wrong))
-		s.WaitLog(t, skip, `makesock: warning: `+why+`; remote=127\.0\.0\.1:\d+$`)
+		s.WaitLog(t, skip, `^@[0-9a-f]{24} setuidgid-chroot: warning: `+why+`; remote=127\.0\.0\.1:\d+$`)
 		s.WaitLog(t, skip, `stunnel-imap: info: remote=127\.0\.0\.1:\d+ mode=`+s.Mode+` .* reason="`+why+`" end=server-error$`)
 	}
 
@@ -119,13 +121,14 @@ func TestToldServerDown(t *testing.T) {
 	if out, err := exec.Command("sh", dc.Script, "stop", dc.Dir).CombinedOutput(); err != nil {
 		t.Fatalf("unable to stop Dovecot: %v: %s", err, out)
 	}
-	// Behind makesock -c, to Dovecot's socket.
+	// One address, Dovecot's socket: setuidgid-chroot -c connects it.
 	for _, s := range tr.Services {
 		s.WriteEnv(t, "IMAPD", dc.Socket)
 		s.Restart(t)
 		skip := len(s.LogLines(t))
 		wantTold(t, s.Mode+" Dovecot stopped", python(t, "imap", s.Mode, s.Port, tr.CA), toldIMAP)
 		why := `unable to connect to ` + regexp.QuoteMeta(dc.Socket) + `: (connection refused|file does not exist)`
+		s.WaitLog(t, skip, `^@[0-9a-f]{24} setuidgid-chroot: warning: `+why+`; remote=127\.0\.0\.1:\d+$`)
 		s.WaitLog(t, skip, `stunnel-imap: info: .* mode=`+s.Mode+` .* reason="`+why+`" end=server-error$`)
 	}
 	// Behind socat: the proxy learns only that the server side closed
