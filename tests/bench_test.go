@@ -391,10 +391,11 @@ func TestBenchScript(t *testing.T) {
 		"## The machine",
 		"## How to reproduce",
 		// issue 20: the same Dovecot (ssl = required) with its own
-		// STARTTLS and behind imap-tls's default chain: makesock -c
-		// to its haproxy = yes listener, with a PROXY header (-H)
+		// STARTTLS and behind imap-tls's default chain: the proxy's
+		// setuidgid-chroot connects its haproxy = yes listener (-c
+		// 3:ADDRESS) and the signer, with a PROXY header (-H); no makesock
 		"## imap-tls in front of Dovecot, against Dovecot's own TLS (issue 20)",
-		"\ntls-dovecot-starttls: tcpserver -R -H -l 0 -c 200 -b 100 -1 127.0.0.1 0 makesock -c 127.0.0.1:$HAPROXYPORT setuidgid-chroot -/ $W/jail -r 2000000000:4194304 -s 4:$W/signer/socket stunnel-imap -n imap -F 3 -K 4 -H\n",
+		"\ntls-dovecot-starttls: tcpserver -R -H -l 0 -c 200 -b 100 -1 127.0.0.1 0 setuidgid-chroot -/ $W/jail -r 2000000000:4194304 -c 3:127.0.0.1:$HAPROXYPORT -s 4:$W/signer/socket stunnel-imap -n imap -F 3 -K 4 -H\n",
 		"\nssl = required\n",
 		"\n| c=8 sessions/s, STARTTLS | ",
 		"\n| memory per held session (INBOX selected), STARTTLS | ",

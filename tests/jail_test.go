@@ -1,5 +1,6 @@
 // End-to-end tests of the jail (issue 6), from outside and as root,
-// against live connections through the pipeline the run file starts:
+// against live connections through the pipeline the run file starts
+// with env/SIGNER empty and the server a program (socat to Dovecot):
 // tcpserver, makesock twice, setuidgid-chroot -r for the proxy
 // (stunnel-imap -K 4) and for the key process (stunnel-imap -S -P 3), a
 // private Dovecot behind. Each property is checked on the running

@@ -1,8 +1,10 @@
 // End-to-end tests of the signer (issue 14), from outside and as root,
-// against the run file's default chain (imap-tls-server -s: makesock,
-// setuidgid-chroot -r -s 4:SOCKET, stunnel-imap -K 4) and a signer run
-// by the real supervise as imap-tls-conf's signer/run runs it
-// (setuidgid-chroot -/ JAIL -r RANGE -o 3:PEM -l 4:SOCKET
+// against the run file's chain with the signer (imap-tls-server -s:
+// setuidgid-chroot -r -s 4:SOCKET, stunnel-imap -K 4; here behind a
+// makesock, the server a program, socat to Dovecot's login socket; the
+// default, the server one address and no makesock, is TestSite's) and a
+// signer run by the real supervise as imap-tls-conf's signer/run runs
+// it (setuidgid-chroot -/ JAIL -r RANGE -o 3:PEM -l 4:SOCKET
 // stunnel-imap-signer -P 3 -L 4), a private Dovecot behind.
 package tests
 

@@ -11,14 +11,19 @@
 #                          ssl = yes)
 #   tls-dovecot-starttls   imap-tls (-n imap) in front of Dovecot's haproxy = yes
 #                          listener, as the shipped service runs it: env/IMAPD
-#                          one address (makesock -c), env/PROXYHEADER yes (-H),
-#                          the signer (env/SIGNER), GOMAXPROCS=1; with -H
-#                          imap-tls-server loads the nftables rule that keeps
-#                          the haproxy port to root (removed at the end)
+#                          one address, env/PROXYHEADER yes (-H), the signer
+#                          (env/SIGNER), GOMAXPROCS=1; tcpserver runs
+#                          setuidgid-chroot -c 3:ADDRESS -s 4:SOCKET, which
+#                          connects Dovecot and the signer as root and execs
+#                          stunnel-imap (two Go starts per connection, no
+#                          makesock); with -H imap-tls-server loads the
+#                          nftables rule that keeps the haproxy port to root
+#                          (removed at the end)
 #   tls-dovecot-implicit   the same with -n imaps
 #   socat-dovecot-starttls the same as tls-dovecot-starttls with the server
-#                          side as it was before makesock -c: socat to the
-#                          haproxy listener, started per connection
+#                          side as it was before makesock -c and
+#                          setuidgid-chroot -c: makesock starting socat to the
+#                          haproxy listener, per connection
 #
 # Both TLS sides use the same certificate (an ECDSA P-256 key made here).
 # A session is loadgen's, LOGIN as alice: STARTTLS and the handshake (or

@@ -1,8 +1,9 @@
 # dovecot.awk: dovecot-tls.sh's results (one line per system: "id
 # key=value ...", cpu.COMMAND=ms per session) into its section of
 # BENCHMARKS.md: the figures, the ratios against Dovecot's own TLS with
-# issue 20's targets beside them, makesock -c against socat, and the CPU
-# per session by program.
+# issue 20's targets beside them, the proxy's own connect (setuidgid-chroot
+# -c, the default chain's) against socat, and the CPU per session by
+# program.
 # Variables: rounds, secs, hold, cpun, signer_kb (the signer's PSS, or
 # empty), server_comms (the server side's programs, in the CPU table's
 # order).
@@ -128,17 +129,18 @@ END {
 	print "the isolation (a uid per connection, the key outside the proxy, seccomp before the first network byte) is"
 	print "the chain's design, tested by the test suite, not measured here."
 
-	# makesock -c against socat, and the floor.
+	# The proxy's own connect (setuidgid-chroot -c) against socat, and
+	# the floor.
 	s = "socat-dovecot-starttls"; p = "dovecot-plain"
 	if ((s in have) || (p in have)) {
 		print ""
-		print "### makesock's own connect against socat, and the floor"
+		print "### The proxy's own connect (setuidgid-chroot -c) against socat, and the floor"
 		print ""
 		print "| measure | c=8 sessions/s | p50 at c=1 | CPU ms/session | PSS MB per held session |"
 		print "|---|---:|---:|---:|---:|"
 		if (s in have) {
 			printf "| %s | %s | %s | %s | %s |\n", name(s), fmt(v[s, "rate8"], 1), fmt(v[s, "p50_1"], 2), fmt(v[s, "cpu"], 2), fmt(mb(v[s, "pssn"]), 2)
-			printf "| imap-tls, makesock -c (the default) ÷ socat | %s | %s | %s | %s |\n",
+			printf "| imap-tls, setuidgid-chroot -c (the default) ÷ socat | %s | %s | %s | %s |\n",
 				ratio(v[a, "rate8"], v[s, "rate8"]), ratio(v[a, "p50_1"], v[s, "p50_1"]), ratio(v[a, "cpu"], v[s, "cpu"]), ratio(v[a, "pssn"], v[s, "pssn"])
 		}
 		if (p in have) {
@@ -199,7 +201,7 @@ END {
 		t = v[b, "cpu.imap-login"] - v[a, "cpu.imap-login"]
 		print ""
 		printf "STARTTLS: Dovecot's TLS costs its imap-login %.2f ms per session (%.2f ms with its own TLS, %.2f ms behind imap-tls, ", t, v[b, "cpu.imap-login"], v[a, "cpu.imap-login"]
-		printf "where it does none); imap-tls's own programs (tcpserver, makesock, setuidgid-chroot, stunnel-imap, the signer) cost %.2f ms, ", o
+		printf "where it does none); imap-tls's own programs (tcpserver, setuidgid-chroot, stunnel-imap, the signer, makesock where it runs) cost %.2f ms, ", o
 		printf "%.2f ms more than the TLS they take off Dovecot.", o - t
 		if (p in have && v[p, "cpu"] != "")
 			printf " The floor, Dovecot with no TLS at all, costs %.2f ms per session: TLS adds %.2f ms done by Dovecot, %.2f ms done by imap-tls.", v[p, "cpu"], v[b, "cpu"] - v[p, "cpu"], v[a, "cpu"] - v[p, "cpu"]

@@ -22,9 +22,11 @@ type PipelineOpts struct {
 	// Mode is imap-tls-server's -n: "imap" (STARTTLS required), "imap-"
 	// (STARTTLS offered) or "imaps" (implicit TLS).
 	Mode string
-	// Backend is the IMAP server's command line, imap-tls-server's last
-	// arguments (makesock's second program): the plaintext IMAP server on
-	// stdin/stdout (e.g. Dovecot.LoginCmd()).
+	// Backend is the IMAP server, imap-tls-server's last arguments: a
+	// command line, the plaintext IMAP server on stdin/stdout, makesock's
+	// second program (e.g. Dovecot.LoginCmd()); or one address (a unix
+	// socket path, IPv4:port, [IPv6]:port), which the proxy's
+	// setuidgid-chroot connects onto fd 3 (-c 3:ADDRESS).
 	Backend []string
 	// PEM is the certificate chain and key, imap-tls-server -k PEM (the
 	// key process's default certificate). Empty: a fresh one from
@@ -74,7 +76,8 @@ type PipelineOpts struct {
 //
 //	imap-tls-server -n MODE IDS -j EMPTYJAIL -k PEM [-k EXTRA ...] ARGS... 127.0.0.1 PORT BACKEND...
 //
-// which has exec'd into the chain it spells, the one the run file runs:
+// which has exec'd into the chain it spells, the one the run file runs
+// with env/SIGNER empty:
 //
 //	tcpserver -R -H -l 0 -c 40 127.0.0.1 PORT
 //	makesock
@@ -86,7 +89,16 @@ type PipelineOpts struct {
 //	      stunnel-imap-key -P 3 [-P 5 ...]
 //	-makesock_connect_to BACKEND...
 //
-// with every program's stderr captured.
+// With BACKEND one address there is no outer makesock: the proxy's
+// setuidgid-chroot gets -c 3:BACKEND. With Signer set (-s SIGNER, the
+// run file's default) there is no key process either, and with BACKEND
+// one address no makesock at all:
+//
+//	tcpserver -R -H -l 0 -c 40 127.0.0.1 PORT
+//	setuidgid-chroot -/ EMPTYJAIL IDS -c 3:BACKEND -s 4:SIGNER
+//	  stunnel-imap -n MODE -F 3 -K 4 ARGS...
+//
+// Every program's stderr is captured.
 type Pipeline struct {
 	Addr   string // 127.0.0.1:PORT
 	Host   string // the address listened on: 127.0.0.1 when empty
