@@ -11,7 +11,8 @@
 # scans, as a user links /etc/imap-tls into /etc/service, and a private
 # Dovecot (tests/dovecot.sh: user alice, password secret, three
 # messages) whose haproxy listeners are the fronts' env/IMAPD (an
-# address: makesock connects to it itself). It serves 127.0.0.1:1143
+# address: each connection's setuidgid-chroot connects to it as root,
+# -c 3:ADDRESS, and execs stunnel-imap). It serves 127.0.0.1:1143
 # (IMAP, STARTTLS required), 127.0.0.1:1993 (IMAP, implicit TLS),
 # 127.0.0.1:1110 (POP3, STLS required) and 127.0.0.1:1995 (POP3,
 # implicit TLS) in the foreground; prints commands to try. Each front
@@ -242,17 +243,17 @@ echo "$p1" >"$s1/env/PORT" && echo "$p2" >"$s2/env/PORT" &&
 echo 10 >"$site/env/CONCURRENCY" || fatal "unable to write $site/env/CONCURRENCY"
 if [ "$backend" = dovecot ]; then
 	# Dovecot's login services on their loopback ports with haproxy =
-	# yes: each front's env/IMAPD is the address, which makesock connects
-	# to itself; the proxy's PROXY header (env/PROXYHEADER yes, the
-	# site's default) gives Dovecot the client's address (rip= in its
-	# log)
+	# yes: each front's env/IMAPD is the address, which the proxy's
+	# setuidgid-chroot connects to as root; the proxy's PROXY header
+	# (env/PROXYHEADER yes, the site's default) gives Dovecot the
+	# client's address (rip= in its log)
 	imaphp=$(cat "$work/dovecot/imap-haproxy.port") && pop3hp=$(cat "$work/dovecot/pop3-haproxy.port") ||
 		fatal "unable to read Dovecot's haproxy ports in $work/dovecot"
 	for s in "$s1" "$s2"; do echo "127.0.0.1:$imaphp" >"$s/env/IMAPD" || fatal "unable to write $s/env/IMAPD"; done
 	for s in "$s3" "$s4"; do echo "127.0.0.1:$pop3hp" >"$s/env/IMAPD" || fatal "unable to write $s/env/IMAPD"; done
 	# Dovecot trusts a PROXY header by its source address alone: each
 	# front, as it starts, loads the nftables rule that keeps the port to
-	# root (the chain's makesock). Written here either way, so that a
+	# root (the chain's setuidgid-chroot). Written here either way, so that a
 	# PROXYFIREWALL in the demo's own environment does not decide it.
 	if [ -z "$nftwhy" ]; then
 		fwports="$imaphp $pop3hp"
@@ -345,8 +346,10 @@ print(n, m, s)
 	if echo "$out" | grep -q '^Subject: seed message 2'; then ok "curl --ssl-reqd pop3:// on $p3"; else bad "curl pop3:// on $p3: $out"; fi
 
 	# Under the fronts, during a session: the chain's programs, and no
-	# socat (env/IMAPD is an address: makesock connects to it itself; or
-	# Courier's login program). svscan leads its own session.
+	# socat (env/IMAPD is an address: setuidgid-chroot connects to it
+	# itself; or Courier's login program), and with Dovecot no makesock
+	# either (setuidgid-chroot exec'd stunnel-imap, tcpserver's child).
+	# svscan leads its own session.
 	out=$(timeout 20 python3 -c '
 import imaplib, poplib, ssl, subprocess, sys
 ca, p1, p3, sid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
@@ -357,9 +360,13 @@ ps = subprocess.run(["ps", "-o", "comm=", "-s", sid], capture_output=True, text=
 c.logout(); d.quit()
 print(" ".join(sorted(set(ps))), "stunnel-imap=%d" % ps.count("stunnel-imap"))
 ' "$cafile" "$p1" "$p3" "$svscan_pid" 2>&1)
-	case " $out " in
+	case "$backend $out " in
 	*" socat "*) bad "a socat under the fronts during a session: $out" ;;
-	*" stunnel-imap=2 "* | *" stunnel-imap=[3-9] "*) ok "no socat under the fronts during an IMAP and a POP3 session (${out% stunnel-imap=*})" ;;
+	"dovecot "*" makesock "*) bad "a makesock under the fronts during a session, the server one address: $out" ;;
+	*" stunnel-imap=2 "* | *" stunnel-imap=[3-9] "*)
+		nomk=
+		[ "$backend" = dovecot ] && nomk=", no makesock"
+		ok "no socat under the fronts during an IMAP and a POP3 session$nomk (${out% stunnel-imap=*})" ;;
 	*) bad "two sessions held, but not two stunnel-imap under the fronts: $out" ;;
 	esac
 

@@ -541,7 +541,7 @@ func TestServiceDemo(t *testing.T) {
 		if !strings.Contains(out.String(), "all checks passed") {
 			t.Errorf("demo.sh:\n%s", out.String())
 		}
-		want := []string{"ok: no socat under the fronts during an IMAP and a POP3 session", "ok: Dovecot's log: rip=127.0.0.1 and secured"}
+		want := []string{"ok: no socat under the fronts during an IMAP and a POP3 session, no makesock (", "ok: Dovecot's log: rip=127.0.0.1 and secured"}
 		if n := strings.Count(out.String(), "ok: firewall: chain inet imaptls proxyport_"); nftWorks && n != 2 {
 			t.Errorf("the demo's check: %d firewall chains that refuse another account, want 2 (IMAP's and POP3's):\n%s", n, out.String())
 		}
