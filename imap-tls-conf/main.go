@@ -185,7 +185,8 @@ func parse(args []string) (*config, error) {
 func (c *config) serverCommand() string { return server(c.mode) }
 
 // server is env/IMAPD for mode m: the haproxy listener of Dovecot's
-// login service for its protocol, one address that makesock connects to.
+// login service for its protocol, one address that each connection's
+// setuidgid-chroot connects to (-c 3:ADDRESS).
 func server(m suite.Mode) string {
 	if m.Protocol == "pop3" {
 		return pop3Server

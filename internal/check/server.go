@@ -22,7 +22,8 @@ var tcpForm = regexp.MustCompile(`^(\[|[0-9.]+:)`)
 // ServerAddress reads the server operands (imap-tls-server's imapd...,
 // env/IMAPD split at spaces). When they are one word that is an address,
 // it returns the network ("unix" or "tcp") and the address: the chain
-// then connects to it itself (makesock -c), and no program runs for the
+// then connects to it itself (the proxy's setuidgid-chroot -c
+// 3:ADDRESS, as root before the drop), and no program runs for the
 // server side. Otherwise network is "": a program, started for every
 // connection on makesock's socketpair.
 //

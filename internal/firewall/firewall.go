@@ -4,9 +4,10 @@
 // (haproxy_trusted_networks): any local account that can connect to it
 // can send a header naming any client address, dodge the auth penalty,
 // fail2ban and every per-address rule, or frame another address. The
-// only legitimate client of that port is the chain's makesock (or the
-// server program it starts), which tcpserver runs as root; so the rule
-// rejects every other uid's connection to it:
+// only legitimate client of that port is the chain's setuidgid-chroot,
+// which connects it as root before it drops (-c 3:ADDRESS), or the
+// server program makesock starts (a socat), which tcpserver runs as
+// root; so the rule rejects every other uid's connection to it:
 //
 //	add table inet imaptls
 //	add chain inet imaptls proxyport_10143 { type filter hook output priority filter; policy accept; }
