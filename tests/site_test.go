@@ -26,7 +26,9 @@ import (
 //     serves a login to a real client (Python's imaplib, poplib), with
 //     the client's address in Dovecot's log (rip=); a held session is
 //     one process, stunnel-imap, tcpserver's own child (setuidgid-chroot
-//     exec'd it): no makesock, no socat, no key process;
+//     exec'd it): no socat, no key process; and what tcpserver runs for
+//     each connection (its argv) is setuidgid-chroot -c 3:IMAPD -s
+//     4:../signer/socket stunnel-imap ...: no makesock at all;
 //   - every log keeps env/LOGCOUNT files of env/LOGSIZE bytes;
 //   - svc -t of one front restarts only it: the other fronts', the
 //     signer's and the logs' pids stay the same;
@@ -96,8 +98,8 @@ func TestSite(t *testing.T) {
 
 	// A held session: the proxy's setuidgid-chroot connected Dovecot and
 	// the signer and exec'd stunnel-imap, tcpserver's child; nothing else
-	// runs for it (no makesock, no socat, no key process). Every process
-	// under tcpserver is such a proxy (an earlier session may still be
+	// runs for it (no socat, no key process). Every process under
+	// tcpserver is such a proxy (an earlier session may still be
 	// ending).
 	c := fronts["imaps"].Login(t, ca)
 	tcpserver := fronts["imaps"].Pid(t)
@@ -119,6 +121,24 @@ func TestSite(t *testing.T) {
 	}
 	if joined := strings.Join(chain, "\n"); bad || strings.Contains(joined, "makesock") || strings.Contains(joined, "socat") {
 		t.Errorf("a session's processes under tcpserver %d (parent, argv): want stunnel-imap alone, tcpserver's child, no makesock, no socat:\n%s", tcpserver, joined)
+	}
+	// A makesock that exec'd on would leave no process behind: what
+	// tcpserver runs for each connection is in its own argv, and starts
+	// with the setuidgid-chroot that connects Dovecot (-c 3:IMAPD) and
+	// the signer; no makesock anywhere in it.
+	imapd, _ := os.ReadFile(filepath.Join(fronts["imaps"].Dir, "env", "IMAPD"))
+	targv := harness.ArgvOf(tcpserver)
+	perConn := []string{}
+	for i, a := range targv {
+		if a == "setuidgid-chroot" || a == "makesock" || a == "proxy-server" {
+			perConn = targv[i:]
+			break
+		}
+	}
+	if len(perConn) == 0 || perConn[0] != "setuidgid-chroot" || slices.Contains(targv, "makesock") ||
+		!strings.Contains(" "+strings.Join(perConn, " ")+" ", " -c 3:"+strings.TrimSpace(string(imapd))+" -s 4:../signer/socket stunnel-imap -n imaps -F 3 -K 4 ") {
+		t.Errorf("tcpserver %d runs for each connection %q (its argv %q), want setuidgid-chroot ... -c 3:%s -s 4:../signer/socket stunnel-imap ..., no makesock",
+			tcpserver, perConn, targv, strings.TrimSpace(string(imapd)))
 	}
 	c.Cmd("z", "LOGOUT")
 	c.Close()
