@@ -348,7 +348,8 @@ print(n, m, s)
 	# Under the fronts, during a session: the chain's programs, and no
 	# socat (env/IMAPD is an address: setuidgid-chroot connects to it
 	# itself; or Courier's login program), and with Dovecot no makesock
-	# either (setuidgid-chroot exec'd stunnel-imap, tcpserver's child).
+	# either, neither running nor in what tcpserver runs for a
+	# connection (its argv: a makesock exec'd on leaves no process).
 	# svscan leads its own session.
 	out=$(timeout 20 python3 -c '
 import imaplib, poplib, ssl, subprocess, sys
@@ -357,16 +358,21 @@ ctx = ssl.create_default_context(cafile=ca)
 c = imaplib.IMAP4("127.0.0.1", p1); c.starttls(ctx); c.login("alice", "secret"); c.select("INBOX")
 d = poplib.POP3("127.0.0.1", p3); d.stls(ctx); d.user("alice"); d.pass_("secret"); d.stat()
 ps = subprocess.run(["ps", "-o", "comm=", "-s", sid], capture_output=True, text=True).stdout.split()
+args = subprocess.run(["ps", "-o", "args=", "-s", sid], capture_output=True, text=True).stdout.splitlines()
 c.logout(); d.quit()
-print(" ".join(sorted(set(ps))), "stunnel-imap=%d" % ps.count("stunnel-imap"))
+fronts = [a + " " for a in args if a.startswith("tcpserver ")]
+mk = sum(1 for a in fronts if " makesock " in a)
+sg = sum(1 for a in fronts if " setuidgid-chroot " in a and " -c 3:" in a)
+print(" ".join(sorted(set(ps))), "tcpserver-makesock=%d" % mk, "tcpserver-connect=%d" % sg, "stunnel-imap=%d" % ps.count("stunnel-imap"))
 ' "$cafile" "$p1" "$p3" "$svscan_pid" 2>&1)
 	case "$backend $out " in
 	*" socat "*) bad "a socat under the fronts during a session: $out" ;;
-	"dovecot "*" makesock "*) bad "a makesock under the fronts during a session, the server one address: $out" ;;
+	"dovecot "*" makesock "* | "dovecot "*" tcpserver-makesock="[1-9]* | "dovecot "*" tcpserver-connect="[0-3]" "*)
+		bad "a makesock under the fronts during a session, or in a front's chain (tcpserver's argv; want four fronts whose setuidgid-chroot connects the server, -c 3:), the server one address: $out" ;;
 	*" stunnel-imap=2 "* | *" stunnel-imap=[3-9] "*)
 		nomk=
 		[ "$backend" = dovecot ] && nomk=", no makesock"
-		ok "no socat under the fronts during an IMAP and a POP3 session$nomk (${out% stunnel-imap=*})" ;;
+		ok "no socat under the fronts during an IMAP and a POP3 session$nomk (${out% tcpserver-makesock=*})" ;;
 	*) bad "two sessions held, but not two stunnel-imap under the fronts: $out" ;;
 	esac
 
