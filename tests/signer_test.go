@@ -30,7 +30,8 @@ import (
 	"imap-tls/tests/harness"
 )
 
-// startSigned is the default chain in front of Dovecot, against s.
+// startSigned is the run file's chain with the signer, s, in front of
+// Dovecot's login socket through socat (a program: behind a makesock).
 func startSigned(t *testing.T, dc *harness.Dovecot, s *harness.SignerService, o harness.PipelineOpts) *harness.Pipeline {
 	t.Helper()
 	o.Signer, o.PEM = s.Socket, s.PEM

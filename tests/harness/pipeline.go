@@ -50,7 +50,8 @@ type PipelineOpts struct {
 	ExtraPEMs []string
 	// Signer, when set, is imap-tls-server -s Signer (the signer's
 	// socket, a signer the test started: StartSigner) instead of -k:
-	// the run file's default chain. PEM then only names the signer's
+	// the run file's default key side (with Backend one address, the
+	// run file's default chain). PEM then only names the signer's
 	// certificate for the test.
 	Signer string
 	// Env is added to imap-tls-server's environment (and so to tcpserver
