@@ -467,7 +467,7 @@ func (c *checker) cert() {
 }
 
 // server reaches the server side as a connection would: it connects to
-// env/IMAPD when it is one address (as makesock -c does), or starts it
+// env/IMAPD when it is one address (as setuidgid-chroot -c does), or starts it
 // (the plaintext session on its stdin and stdout); then it reads the
 // greeting.
 func (c *checker) server() {

@@ -105,8 +105,9 @@ type options struct {
 	balancers   string   // -L: proxy-server -a, the load balancers that send a PROXY header
 	ip, port    string
 	imapd       []string
-	// network and address: the server is a socket that makesock -c
-	// connects to ("unix" or "tcp"); network "": imapd is a program.
+	// network and address: the server is a socket that the proxy's
+	// setuidgid-chroot -c connects to ("unix" or "tcp"); network "":
+	// imapd is a program.
 	network, address string
 }
 

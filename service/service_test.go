@@ -194,7 +194,7 @@ func TestRunFiles(t *testing.T) {
 }
 
 // TestFirewallNamesTheDefaultPorts: the default servers are one address
-// each on loopback (makesock connects to it: no socat), and the nftables
+// each on loopback (setuidgid-chroot -c connects to it: no socat), and the nftables
 // rule guards exactly them (imap-tls-conf writes POP3Server for POP3):
 // its lines, comments aside, are what the service loads for them
 // (internal/firewall, imap-tls-server -H), spelled once.

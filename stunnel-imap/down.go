@@ -13,8 +13,8 @@ import (
 )
 
 // This file is a session whose server or key holder is not there: the
-// program before this one could not connect it (makesock -c and
-// setuidgid-chroot -s set FDn_ERROR for the descriptor n they were to
+// program before this one could not connect it (setuidgid-chroot -c
+// and -s, makesock -c set FDn_ERROR for the descriptor n they were to
 // fill, package internal/sockaddr's ErrorVar, with the reason, and
 // leave that descriptor closed), or the server went before
 // its greeting. The client is told, never left with a bare end of file:

@@ -27,7 +27,7 @@ func unavailableFor(m suite.Mode) string {
 
 var allModes = []suite.Mode{modeRequired, modeOptional, modeImplicit, modePOP3Required, modePOP3Optional, modePOP3Implicit}
 
-// TestServerDown: makesock -c could not connect (FD3_ERROR): the
+// TestServerDown: setuidgid-chroot -c could not connect (FD3_ERROR): the
 // client is told, in TLS with implicit TLS, in place of the greeting
 // otherwise; the server's descriptor is never used; the log line says
 // end=server-error and why, never the client.

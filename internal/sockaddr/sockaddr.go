@@ -1,7 +1,8 @@
 // Package sockaddr reads a server's socket address as the suite spells
 // it (a unix socket path, IPv4:port or [IPv6]:port, numeric only) and
 // connects to it with bare system calls, within a time bound: the
-// connect of makesock -c and of setuidgid-chroot -s fd:address, the
+// connect of setuidgid-chroot -c fd:address (the default chain) and of
+// makesock -c, the
 // step that puts the IMAP or POP3 server on the proxy's fd 3.
 //
 // Bare system calls, not the net package: net would start the runtime's
@@ -299,8 +300,8 @@ func (a *Address) TCP() bool { return a.Family != unix.AF_UNIX }
 // meant for its descriptor fd is not there, and why: FD3_ERROR for fd 3.
 // Its value is the failure's text ("unable to connect to
 // 127.0.0.1:10143: connection refused"), and fd is then closed. One name
-// for every program that opens a socket for the next one (makesock -c,
-// setuidgid-chroot -s), so that the program that reads it (stunnel-imap:
+// for every program that opens a socket for the next one
+// (setuidgid-chroot -c and -s, makesock -c), so that the program that reads it (stunnel-imap:
 // -F's server, -K's key holder) needs to know only its own descriptors,
 // not who opened them; it then tells the client (* BYE [UNAVAILABLE],
 // -ERR [SYS/TEMP]) instead of leaving it a bare end of file.
