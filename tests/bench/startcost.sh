@@ -28,9 +28,12 @@
 #   makesock           -c unix-socket prog1: connect, exec prog1 (the end:
 #                      syscall.Exec); and the socketpair form, prog1
 #                      -makesock_connect_to prog2 (fork prog2, exec prog1)
-#   setuidgid-chroot   -/ jail -r base:count -s 4:signer-socket prog: the
-#                      signer's socket on fd 4, chroot, a uid of its own,
-#                      exec (main.execFD)
+#   setuidgid-chroot   -/ jail -r base:count -c 3:server-socket -s
+#                      4:signer-socket prog, the default chain's first
+#                      program: the server's socket on fd 3, the signer's
+#                      on fd 4, chroot, a uid of its own, exec
+#                      (main.execFD); and without -c, as it runs behind a
+#                      makesock (a stdio server, or a key process)
 #   proxy-server       -a 127.0.0.1 prog with a PROXY v1 header arrived
 #                      on its socket: read it, set the environment, exec
 #                      (syscall.Exec)
@@ -204,6 +207,7 @@ cmd() {
 	floor) echo "\$B/floor $work/true" ;;
 	makesock-c) echo "\$B/makesock -c $work/server.sock $work/true" ;;
 	makesock) echo "\$B/makesock $work/true -makesock_connect_to $work/true" ;;
+	setuidgid-chroot-c) echo "\$B/setuidgid-chroot -/ $work/jail -r $range -c 3:$work/server.sock -s 4:$work/signer.sock $work/true" ;;
 	setuidgid-chroot) echo "\$B/setuidgid-chroot -/ $work/jail -r $range -s 4:$work/signer.sock $work/true" ;;
 	proxy-server) echo "$work/fds in=$work/header -- \$B/proxy-server -a 127.0.0.1 $work/true" ;;
 	stunnel-imap) echo "$work/fds 3=$work/server.sock 4=$work/signer.sock -- \$B/stunnel-imap -n imap -F 3 -K 4 -H" ;;
@@ -214,7 +218,7 @@ cmd() {
 stop() {
 	case $1 in
 	floor | makesock*) echo syscall.Exec ;;
-	setuidgid-chroot) echo main.execFD ;;
+	setuidgid-chroot*) echo main.execFD ;;
 	proxy-server) echo syscall.Exec ;;
 	stunnel-imap | stunnel-imap-key) echo imap-tls/internal/seccomp.Install ;;
 	esac
@@ -319,6 +323,7 @@ printf '|---|---|---:|---:|---:|---:|---:|---|\n'
 for p in $programs; do
 	case $p in
 	makesock) names='makesock-c makesock' ;;
+	setuidgid-chroot) names='setuidgid-chroot-c setuidgid-chroot' ;;
 	stunnel-imap-signer)
 		printf '| stunnel-imap-signer | per connection | %s | | | | %s | %s |\n' "$(signer)" \
 			"$(stat -c %s "$work/bin/$p")" "$(inits "$p")"
