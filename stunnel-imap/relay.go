@@ -2,7 +2,9 @@ package main
 
 import (
 	"io"
+	"math"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"time"
 )
@@ -37,29 +39,25 @@ func (s *session) relay() {
 	go func() { done <- pump(s.server, s.cr, &s.in, &last, &order, true) }()
 	go func() { done <- pump(s.client, s.sr, &s.out, &last, &order, false) }()
 
-	stop := make(chan struct{})
+	// The idle timer is a function the runtime calls when it fires, not
+	// a goroutine that waits for it: checked, and put off again while
+	// bytes still flow.
 	var idled atomic.Bool
-	go func() {
-		t := time.NewTimer(s.cfg.idleTimeout)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				since := time.Duration(time.Now().UnixNano() - last.Load())
-				if since < s.cfg.idleTimeout {
-					t.Reset(s.cfg.idleTimeout - since)
-					continue
-				}
-				idled.Store(true)
-				past := time.Now().Add(-time.Second)
-				s.raw.SetDeadline(past)
-				s.server.SetDeadline(past)
-				return
-			}
+	var idle *time.Timer
+	// Made stopped, then started once idle is set: the function may
+	// reset it.
+	idle = time.AfterFunc(time.Duration(math.MaxInt64), func() {
+		since := time.Duration(time.Now().UnixNano() - last.Load())
+		if since < s.cfg.idleTimeout {
+			idle.Reset(s.cfg.idleTimeout - since)
+			return
 		}
-	}()
+		idled.Store(true)
+		past := time.Now().Add(-time.Second)
+		s.raw.SetDeadline(past)
+		s.server.SetDeadline(past)
+	})
+	idle.Reset(s.cfg.idleTimeout)
 
 	first := <-done
 	if !first.toServer {
@@ -75,7 +73,7 @@ func (s *session) relay() {
 		closeWrite(s.server)
 	}
 	second := <-done
-	close(stop)
+	idle.Stop()
 	if second.seq < first.seq {
 		first = second
 	}
@@ -100,6 +98,7 @@ func (s *session) relay() {
 // pump copies src to dst with a large buffer and passes end of file on as
 // a half-close.
 func pump(dst net.Conn, src io.Reader, count, last *atomic.Int64, order *atomic.Int32, toServer bool) direction {
+	growPumpStack(false)
 	buf := make([]byte, relayBuffer)
 	for {
 		n, err := src.Read(buf)
@@ -118,5 +117,16 @@ func pump(dst net.Conn, src io.Reader, count, last *atomic.Int64, order *atomic.
 		if err != nil {
 			return direction{seq: order.Add(1), toServer: toServer, err: err}
 		}
+	}
+}
+
+// growPumpStack grows a pump's stack once, where it is shallow, to the
+// 4 KiB a read or write through crypto/tls needs (see growStack).
+//
+//go:noinline
+func growPumpStack(touch bool) {
+	if touch {
+		var frame [2 << 10]byte
+		runtime.KeepAlive(&frame)
 	}
 }
