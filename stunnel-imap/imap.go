@@ -192,6 +192,7 @@ func (m *imapSession) continuationAnswered(resp imap.Response, out []byte) {
 		if c.nonSync {
 			// The client sent {n+} and its literal follows anyway: it
 			// is no command.
+			m.acceptedEarly(resp)
 			m.discard(c.lit.Size, resp)
 			return
 		}
@@ -241,6 +242,16 @@ func (m *imapSession) serverWhileClientReads(resp imap.Response, out []byte) {
 		// will be dropped.
 		m.phase = discard
 		c.ended = &resp
+		m.acceptedEarly(resp)
+	}
+}
+
+// acceptedEarly: a tagged OK to LOGIN or AUTHENTICATE while the client
+// still owes bytes of it: the login completes once they are dropped
+// (commandEnded), and the server is not read until the relay.
+func (m *imapSession) acceptedEarly(resp imap.Response) {
+	if m.cmd.login && resp.Kind == imap.Tagged && resp.Name == "OK" {
+		m.s.holdServer()
 	}
 }
 

@@ -99,7 +99,8 @@ func TestPhases(t *testing.T) {
 			{name: "early tagged OK to LOGIN: the owed literal is dropped, then the relay", mode: modeOptional, auth: true,
 				script: []step{s(serverGreeting), C(greetOptional), c("a LOGIN {5}\r\n"), S("a LOGIN {5}\r\n"),
 					s("+ go\r\n"), C("+ go\r\n"), s("a OK welcome\r\n"), C("a OK welcome\r\n"),
-					c("alice secret\r\n"), c("b SELECT INBOX\r\n"), S("b SELECT INBOX\r\n"), clientHalfClose(), serverEnds()},
+					c("alice secret\r\n"), c("b SELECT INBOX\r\n"), S("b SELECT INBOX\r\n"), s("b OK selected\r\n"), C("b OK selected\r\n"),
+					clientHalfClose(), serverEnds()},
 				end: "client-eof"},
 		},
 		response: {

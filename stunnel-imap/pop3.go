@@ -194,6 +194,12 @@ func (p *pop3Session) serverWhileClientReads(l []byte) {
 	switch {
 	case p.phase == pop3Authenticate && (kind == pop3.OK || kind == pop3.Err):
 		p.phase, p.ended = pop3Discard, kind
+		if kind == pop3.OK {
+			// The AUTH succeeded before the client's owed line: the
+			// login completes once it is dropped (commandEnded), and
+			// the server is not read until the relay.
+			p.s.holdServer()
+		}
 	case kind == pop3.Err:
 		// No command is with the server (pop3Command, pop3Discard): an
 		// unsolicited -ERR is a server's word before it closes.

@@ -139,7 +139,8 @@ func TestPOP3Phases(t *testing.T) {
 		pop3Discard: {
 			{name: "early +OK: the owed line dropped, then the relay", mode: modePOP3Optional, auth: true,
 				script: []step{s(pop3Greet), C(pop3Greet), c("AUTH PLAIN\r\n"), S("AUTH PLAIN\r\n"), s("+ \r\n"), C("+ \r\n"),
-					s("+OK in\r\n"), C("+OK in\r\n"), c("AGFsaWNl\r\n"), c("LIST\r\n"), S("LIST\r\n"), clientHalfClose(), serverEnds()},
+					s("+OK in\r\n"), C("+OK in\r\n"), c("AGFsaWNl\r\n"), c("LIST\r\n"), S("LIST\r\n"), s("+OK 0 messages\r\n.\r\n"), C("+OK 0 messages\r\n.\r\n"),
+					clientHalfClose(), serverEnds()},
 				end: "client-eof"},
 		},
 		pop3Authenticated: {

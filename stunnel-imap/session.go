@@ -163,6 +163,7 @@ type session struct {
 	tlsOn      bool      // a TLS channel to the client is up
 	clientGone bool      // the client half-closed before login
 	loggedIn   bool      // the server accepted a login or greeted PREAUTH
+	serverHeld bool      // no server read is restarted: see holdServer
 	authFailed int       // the server's refusals of a login (LOGIN, AUTHENTICATE, PASS, APOP, AUTH)
 	end        ending    // how the session ended: the log line's end= (end.go); running until then
 	reason     string    // why the server side or the key holder failed, when known: the log line's reason=
@@ -275,7 +276,7 @@ func (s *session) beforeLogin() {
 				continue
 			}
 			s.part.server(r)
-			if s.end == running && !s.loggedIn {
+			if s.end == running && !s.loggedIn && !s.serverHeld {
 				s.readServer() // after login the relay reads the server
 			}
 		case r := <-s.cli.ch:
@@ -372,6 +373,15 @@ func (s *session) bye(end ending, text string) {
 
 // login hands the session to the relay once the current event is done.
 func (s *session) login() { s.loggedIn = true }
+
+// holdServer: the server accepted a login before the client sent all of
+// it (a tagged OK before the literal, a +OK before the SASL line), so
+// the login completes on a client event, once the owed bytes are read
+// and dropped. No read of the server is started meanwhile: the relay
+// must find the server's next bytes in its reader, not in a read
+// nobody waits for (which took the answer to the client's first command
+// after login).
+func (s *session) holdServer() { s.serverHeld = true }
 
 // timedOut ends the session when -t runs out, naming who was late.
 func (s *session) timedOut() {
@@ -477,6 +487,12 @@ func (s *session) clientFailed(err error) {
 		s.clientGone = true
 		closeWrite(s.server)
 		s.deadline = time.Now().Add(s.cfg.grace)
+		if s.serverHeld {
+			// No login now: the server's answers drain as for any
+			// client gone.
+			s.serverHeld = false
+			s.readServer()
+		}
 	default:
 		s.end = endClientError
 	}
