@@ -20,6 +20,8 @@ import (
 // its greeting. The client is told, never left with a bare end of file:
 // IMAP's BYE in place of the greeting (RFC 9051 §7.1.5) with
 // [UNAVAILABLE] (RFC 5530), POP3's -ERR with [SYS/TEMP] (RFC 3206).
+// A server gone after its greeting and before login is session.go's
+// serverLeft, with the same words (unavailableLine).
 
 // unavailable is the text the client reads: fixed, never the internal
 // address or the reason (those are the log's).
