@@ -364,7 +364,7 @@ func TestBenchScript(t *testing.T) {
 	harness.EnsureAccount(t, "imaptls")
 	report := filepath.Join(t.TempDir(), "BENCHMARKS.md")
 	cmd := exec.Command("sh", filepath.Join(harness.RepoRoot(t), "tests/bench/bench.sh"))
-	cmd.Env = append(os.Environ(), "BENCH_QUICK=1", "BENCH_OUT="+report, "BENCH_SYSTEMS=plain chain-starttls dovecot-starttls tls-dovecot-starttls", "IMAPTLS_BIN="+binDir)
+	cmd.Env = append(os.Environ(), "BENCH_QUICK=1", "BENCH_OUT="+report, "BENCH_SYSTEMS=plain chain-starttls dovecot-starttls tls-dovecot-starttls"+benchAddrSystems(t), "IMAPTLS_BIN="+binDir)
 	_, errOut, code := harness.ExitCode(t, cmd)
 	if code != 0 {
 		t.Fatalf("bench.sh exited %d: %s", code, errOut)
@@ -445,6 +445,7 @@ func TestBenchScript(t *testing.T) {
 	if strings.Contains(md, "| stunnel 5, implicit TLS |") {
 		t.Errorf("BENCH_SYSTEMS ignored: stunnel measured:\n%s", md)
 	}
+	benchCheckAddrRows(t, md)
 
 	cmd = exec.Command("sh", filepath.Join(harness.RepoRoot(t), "tests/bench/bench.sh"))
 	cmd.Env = append(os.Environ(), "BENCH_QUICK=1", "BENCH_OUT="+report+".2", "BENCH_SYSTEMS=nosuch", "IMAPTLS_BIN="+binDir)
@@ -467,7 +468,8 @@ func TestBenchReportFailedSystem(t *testing.T) {
 		// Not "0 failed sessions": it was not measured at all.
 		"| **imap-tls, STARTTLS** (`-n imap`) | — | — | — | — | — | — | — |  |  |",
 		"| stunnel 5, STARTTLS (`protocol = imap`) | — | — | — | — | 5.00 | 4.00 | 0 |  |  |",
-		"## Targets (issue 5)\n\nNot evaluated: ",
+		"## Targets (issues 5 and 20)\n\nIssue 5's, on the rows with fakeimapd as a program per connection:\n\nNot evaluated: ",
+		"with `connect =` and tlswrapper (stdio: it can only exec a program):\n\nNot evaluated: ",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
@@ -475,6 +477,125 @@ func TestBenchReportFailedSystem(t *testing.T) {
 	}
 	if strings.Contains(md, "met:") || strings.Contains(md, "missed:") {
 		t.Errorf("a target judged on a system that was not measured:\n%s", md)
+	}
+}
+
+// benchAddrSystems: issue 20's rows, the server at one address (a
+// backend tcpserver in front of fakeimapd, started once), for
+// BENCH_SYSTEMS: imap-tls's default chain and stunnel 5 with connect =,
+// and tlswrapper, the stdio reference of the issue-20 target (it can only
+// exec a program); those of stunnel 5 and tlswrapper if installed.
+func benchAddrSystems(t *testing.T) string {
+	s := " chain-addr-starttls chain-addr-implicit"
+	if _, err := exec.LookPath("stunnel4"); err == nil {
+		s += " stunnel-connect-starttls stunnel-connect-implicit"
+	}
+	if _, err := exec.LookPath("tlswrapper"); err == nil {
+		s += " tlswrapper"
+	}
+	return s
+}
+
+// benchCheckAddrRows: bench.sh's report of benchAddrSystems' rows. Each
+// has every figure and no failed session; a held session is the proxy
+// (or stunnel) alone, the backend's tree outside its PSS; the CPU column
+// takes no plaintext baseline off; imap-tls's chain is the shipped
+// default's (setuidgid-chroot -c 3:ADDRESS, no makesock), connecting the
+// backend the report names; and issue 20's target is judged.
+func benchCheckAddrRows(t *testing.T, md string) {
+	t.Helper()
+	num := `[0-9]+\.[0-9]+`
+	type row struct {
+		name, pkg, comm string
+	}
+	rows := []row{
+		{"**imap-tls, STARTTLS, server at an address (the default chain)**", "", "stunnel-imap"},
+		{"**imap-tls, implicit TLS, server at an address (the default chain)**", "", "stunnel-imap"},
+		{"stunnel 5, STARTTLS (`protocol = imap`), `connect =`", "stunnel4", "stunnel4"},
+		{"stunnel 5, implicit TLS, `connect =`", "stunnel4", "stunnel4"},
+	}
+	for _, r := range rows {
+		if r.pkg != "" {
+			if _, err := exec.LookPath(r.pkg); err != nil {
+				continue
+			}
+		}
+		name := regexp.QuoteMeta(r.name)
+		results := `\n\| ` + name + ` \| 1 / 1 \| (` + num + ` \| ){6}[0-9]+ \| (` + num + ` \| ){2}` + num + ` \|\n`
+		if !regexp.MustCompile(results).MatchString(md) {
+			t.Errorf("report lacks a results row like %s:\n%s", results, md)
+		}
+		// greeting and handshake at c=1 and c=8, CPU (if perf
+		// works), no baseline taken off, no failed session.
+		cpu := `\n\| ` + name + ` \| (` + num + ` \| ){4}(` + num + `|—) \| — \| 0 \| ` + r.comm + ` \| ` + r.comm + ` \|\n`
+		if !regexp.MustCompile(cpu).MatchString(md) {
+			t.Errorf("report lacks a CPU row like %s:\n%s", cpu, md)
+		}
+	}
+	// The backend, started once, is the server operand of the default
+	// chain, which connects it from the proxy's setuidgid-chroot.
+	m := regexp.MustCompile(`\nthe backend of the rows with the server at an address, (127\.0\.0\.1:[0-9]+): tcpserver -1 -R -H -l 0 -c 200 -b 100 127\.0\.0\.1 0 \$W/fakeimapd -s 1M\n`).FindStringSubmatch(md)
+	if m == nil {
+		t.Fatalf("report does not name the backend of the rows at an address:\n%s", md)
+	}
+	addr := m[1]
+	for _, want := range []string{
+		"\nchain-addr-starttls (starttls): imap-tls-server -1 -c 200 -b 100 -n imap -r 2000000000:4194304 -j $W/jail -s $W/signer/socket 127.0.0.1 0 " + addr + "\n",
+		"\nchain-addr-implicit (implicit): imap-tls-server -1 -c 200 -b 100 -n imaps -r 2000000000:4194304 -j $W/jail -s $W/signer/socket 127.0.0.1 0 " + addr + "\n",
+		"\ntcpserver -R -H -l 0 -c 200 -b 100 -1 127.0.0.1 0 setuidgid-chroot -/ $W/jail -r 2000000000:4194304 -c 3:" + addr + " -s 4:$W/signer/socket stunnel-imap -n imap -F 3 -K 4\n",
+		"separate process tree,\noutside these rows' server-side CPU and PSS: their CPU column compares among them, not with the stdio rows.",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	if _, err := exec.LookPath("stunnel4"); err == nil {
+		if !regexp.MustCompile(`\nstunnel-connect-implicit \(implicit\): tcpserver -1 -R -H -l 0 -c 200 -b 100 127\.0\.0\.1 0 \S*stunnel4 \$W/stunnel-connect-implicit\.conf\n`).MatchString(md) {
+			t.Errorf("report lacks stunnel 5's connect = row in the systems as run:\n%s", md)
+		}
+		if _, err := exec.LookPath("tlswrapper"); err == nil {
+			target := `\n- (met:|\*\*missed:\*\*) ` + regexp.QuoteMeta("issue 20: the shipped service (STARTTLS, default chain) at c=8 at least 1.5× stunnel 5 implicit (`connect =`) and at least 1.5× tlswrapper: ") +
+				num + "/s vs " + num + "/s, [0-9.]+×; vs " + num + `/s, [0-9.]+×( \((met|missed) against stunnel 5, (met|missed) against tlswrapper\))?\n`
+			if !regexp.MustCompile(target).MatchString(md) {
+				t.Errorf("report does not judge issue 20's target (%s):\n%s", target, md)
+			}
+		}
+	}
+}
+
+// TestBenchReportAtAddress feeds report.awk issue 20's rows, the server
+// at an address: their ratios go to stunnel 5 with connect =, their CPU
+// takes no plaintext baseline off (the backend is outside it), and the
+// target is judged on the shipped service against stunnel 5 implicit
+// (connect =) and tlswrapper, saying which side missed.
+func TestBenchReportAtAddress(t *testing.T) {
+	base := "plain mode=plain rate1=900 rate8=3000 p50_1=1 mbps=900 pss1=1000 pssn=500 cpu=1.0\n" +
+		"stunnel-implicit mode=implicit rate1=100 rate8=100 p50_1=12 mbps=100 pss1=9000 pssn=9000 cpu=5\n" +
+		"tlswrapper mode=implicit rate1=100 rate8=160 p50_1=12 mbps=100 pss1=900 pssn=900 cpu=5\n" +
+		"stunnel-connect-implicit mode=implicit rate1=100 rate8=200 p50_1=12 mbps=100 pss1=9000 pssn=9000 cpu=4\n" +
+		"stunnel-connect-starttls mode=starttls rate1=5 rate8=25 p50_1=200 mbps=100 pss1=9000 pssn=9000 cpu=4\n"
+	for _, c := range []struct{ rate8, want string }{
+		{"300", "- met: issue 20: the shipped service (STARTTLS, default chain) at c=8 at least 1.5× stunnel 5 implicit (`connect =`) and at least 1.5× tlswrapper: 300/s vs 200/s, 1.50×; vs 160/s, 1.88×\n"},
+		{"290", "- **missed:** issue 20: the shipped service (STARTTLS, default chain) at c=8 at least 1.5× stunnel 5 implicit (`connect =`) and at least 1.5× tlswrapper: 290/s vs 200/s, 1.45×; vs 160/s, 1.81× (missed against stunnel 5, met against tlswrapper)\n"},
+		{"200", "- **missed:** issue 20: the shipped service (STARTTLS, default chain) at c=8 at least 1.5× stunnel 5 implicit (`connect =`) and at least 1.5× tlswrapper: 200/s vs 200/s, 1.00×; vs 160/s, 1.25×\n"},
+	} {
+		md := benchReport(t, base+"chain-addr-starttls mode=starttls rate1=100 rate8="+c.rate8+" p50_1=6 mbps=100 pss1=900 pssn=900 cpu=2\n")
+		for _, want := range []string{
+			c.want,
+			// the CPU table: 2 ms, no baseline off, against stunnel 5's 4
+			"| **imap-tls, STARTTLS, server at an address (the default chain)** | — | — | — | — | 2.00 | — | 0 |  |  |",
+			"| stunnel 5, implicit TLS, `connect =` | — | — | — | — | 4.00 | — | 0 |  |  |",
+			"| tlswrapper, implicit TLS | — | — | — | — | 5.00 | 4.00 | 0 |  |  |",
+			// ratios to stunnel 5 with connect = in the same mode
+			"| **imap-tls, STARTTLS, server at an address (the default chain)** | 20× | 0.03× | ",
+			// and to the plaintext baseline, without the CPU (stunnel
+			// 5 with connect = has no ratio to a peer)
+			"\n| stunnel 5, implicit TLS, `connect =` | 0.11× | 12× | 0.07× | — | 0.11× | — | — | — | — |\n",
+		} {
+			if !strings.Contains(md, want) {
+				t.Errorf("rate8=%s: report lacks %q:\n%s", c.rate8, want, md)
+			}
+		}
 	}
 }
 

@@ -30,6 +30,19 @@
 # 127.0.0.1 0` (without -l, tcpserver asks DNS for the local name on each
 # connection): the peers' written out, imap-tls's from imap-tls-server's
 # -1 -c 200 -b 100 options.
+#
+# Two backends (issue 20). Most rows run fakeimapd as a stdio program per
+# connection (tcpserver -> system -> fakeimapd; imap-tls's chain is then
+# makesock -> setuidgid-chroot -> stunnel-imap). The rows "server at an
+# address" connect one address instead, fakeimapd behind a tcpserver of
+# its own started once (the backend): imap-tls with it as
+# imap-tls-server's server operand, the shipped default's form (the
+# proxy's setuidgid-chroot connects it, -c 3:ADDRESS; no makesock), and
+# stunnel 5 with `connect =` (tests/bench/stunnel-connect.conf.in).
+# tlswrapper can only exec a program: its stdio row is the reference.
+# The backend is a process tree apart from each system's tcpserver: it
+# is outside those rows' CPU and PSS, as fakeimapd is outside every
+# row's PSS.
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 111
@@ -115,6 +128,23 @@ done
 sed -e "s|@PEM@|$PEM|" -e "s|@FAKEIMAPD@|$FAKE|" -e "s|@SIZE@|$SIZE|" -e "s|@PROTOCOL@|protocol = pop3|" \
 	-e 's|^execArgs = .*|& -pop3|' tests/bench/stunnel.conf.in >"$work/stunnel-pop3.conf"
 
+# The rows with the server at one address: the backend, and stunnel 5's
+# connect = configurations, once the systems to measure are known (below).
+BACKEND=
+start_backend() {
+	BACKEND_CMD="$TCPSERVER $FAKE -s $SIZE"
+	# shellcheck disable=SC2086
+	start_server backend $BACKEND_CMD
+	BACKEND=127.0.0.1:$port
+	backend_pid=$spid
+	for mode in starttls implicit; do
+		proto=
+		[ $mode = starttls ] && proto='protocol = imap'
+		sed -e "s|@PEM@|$PEM|" -e "s|@CONNECT@|$BACKEND|" -e "s|@PROTOCOL@|$proto|" \
+			tests/bench/stunnel-connect.conf.in >"$work/stunnel-connect-$mode.conf"
+	done
+}
+
 # lgmode MODE: loadgen's options for a system's mode (pop3-starttls is
 # loadgen -m starttls -pop3).
 lgmode() {
@@ -191,6 +221,16 @@ systems() {
 		echo "keyproc-starttls starttls $(front_k "$BIN" imap) $FAKE -s $SIZE"
 	}
 	[ -n "$STUNNEL" ] && echo "stunnel-pop3 pop3-starttls $TCPSERVER $STUNNEL $work/stunnel-pop3.conf"
+	# The server at one address, @BACKEND@ (start_backend's); the
+	# shipped default's chain: setuidgid-chroot -c 3:@BACKEND@ stunnel-imap.
+	[ $have_chain = yes ] && {
+		echo "chain-addr-starttls starttls $(front "$BIN" imap) @BACKEND@"
+		echo "chain-addr-implicit implicit $(front "$BIN" imaps) @BACKEND@"
+	}
+	[ -n "$STUNNEL" ] && {
+		echo "stunnel-connect-starttls starttls $TCPSERVER $STUNNEL $work/stunnel-connect-starttls.conf"
+		echo "stunnel-connect-implicit implicit $TCPSERVER $STUNNEL $work/stunnel-connect-implicit.conf"
+	}
 	true
 }
 [ -n "$STUNNEL" ] || say "warning: stunnel4 is not installed: apt-get install stunnel4"
@@ -373,6 +413,11 @@ if [ "${BENCH_DOVECOT:-1}" = 1 ]; then
 fi
 [ -s "$work/systems" ] || [ $run_dovecot = yes ] || die "no system to measure: BENCH_SYSTEMS=${BENCH_SYSTEMS:-}"
 [ $have_chain = yes ] && start_signer "$BIN"
+if grep -q -e ' @BACKEND@$' -e '^stunnel-connect-' "$work/systems"; then
+	start_backend
+	sed "s| @BACKEND@\$| $BACKEND|" "$work/systems" >"$work/systems.tmp" && mv -f "$work/systems.tmp" "$work/systems" ||
+		die "unable to write $work/systems"
+fi
 say "measuring $(wc -l <"$work/systems") systems, $ROUNDS rounds of ${SECS}s each, interleaved"
 
 # Every system's tcpserver runs for the whole measurement, and the rounds
@@ -422,6 +467,10 @@ while read -r id mode cmd; do
 	spid=$(cat "$work/$id.pid")
 	stop_server
 done <"$work/systems"
+if [ -n "$BACKEND" ]; then
+	spid=$backend_pid
+	stop_server
+fi
 
 t_main=$(date +%s)
 
@@ -621,6 +670,10 @@ machine() {
 	while read -r id mode cmd; do
 		echo "$id ($mode): $cmd"
 	done <"$work/systems" | sed -e "s|$work|\$W|g" -e "s|$BIN/||g"
+	if [ -n "$BACKEND" ]; then
+		echo "the backend of the rows with the server at an address, $BACKEND: $BACKEND_CMD" |
+			sed -e "s|$work|\$W|g"
+	fi
 	echo '```'
 	if [ $have_chain = yes ]; then
 		echo
@@ -632,17 +685,34 @@ machine() {
 		$(front "$BIN" imap -x) "$FAKE" -s "$SIZE" | tr '\n' ' ' | sed -e 's/ $//' -e "s|$work|\$W|g" -e "s|$BIN/||g"
 		echo
 		echo '```'
+		if [ -n "$BACKEND" ]; then
+			echo
+			echo "and with the server at an address, the shipped default's form (the proxy's setuidgid-chroot"
+			echo "connects it, -c 3:ADDRESS; no makesock):"
+			echo
+			echo '```'
+			# shellcheck disable=SC2046
+			$(front "$BIN" imap -x) "$BACKEND" | tr '\n' ' ' | sed -e 's/ $//' -e "s|$work|\$W|g" -e "s|$BIN/||g"
+			echo
+			echo '```'
+		fi
 	fi
 	echo
 	echo "stunnel's configuration is tests/bench/stunnel.conf.in with \`protocol = imap\` for STARTTLS"
-	echo "and without it for implicit TLS. A session is loadgen's: connect, greeting, STARTTLS and"
+	echo "and without it for implicit TLS; for the rows with the server at an address,"
+	echo "tests/bench/stunnel-connect.conf.in, the same with \`connect =\` the backend's address instead of"
+	echo "\`exec\`. tlswrapper can only exec a program: it has no row at an address, and its stdio row is"
+	echo "the reference there. A session is loadgen's: connect, greeting, STARTTLS and"
 	echo "handshake (or the implicit handshake), CAPABILITY, LOGIN, LOGOUT, each from its own"
 	echo "loopback source address; the bulk figure is one FETCH 1 BODY[] of a $SIZE message, timed"
 	echo "from the command to its tagged OK. Memory is tests/bench/pss.sh: the sum of the Pss lines"
 	echo "of /proc/PID/smaps_rollup of tcpserver's descendants, the backend and zombies left out,"
 	echo "with sessions held by loadgen either after LOGIN (\"held\") or just before the TLS handshake"
 	echo "(\"in handshake\": after the greeting for STARTTLS, once connected for implicit TLS), when"
-	echo "imap-tls's key process, which exits once it has signed, is still there."
+	echo "imap-tls's key process, which exits once it has signed, is still there. The backend of the"
+	echo "rows with the server at an address (its tcpserver and its fakeimapd) is no descendant of the"
+	echo "system's tcpserver: it is outside their PSS, as fakeimapd is outside every row's, and outside"
+	echo "their CPU (perf stat of the system's tcpserver), unlike the stdio rows'."
 	if [ -f tests/bench/analysis.md ]; then
 		echo
 		cat tests/bench/analysis.md
