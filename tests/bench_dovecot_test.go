@@ -100,6 +100,7 @@ func dovecotReport(t *testing.T, results string) string {
 	}
 	out, err := exec.Command("awk", "-v", "rounds=3", "-v", "secs=3", "-v", "hold=50", "-v", "cpun=300", "-v", "signer_kb=8192",
 		"-v", "server_comms=tcpserver makesock setuidgid-chroo stunnel-imap stunnel-imap-si socat imap-login imap auth dovecot anvil log config stats",
+		"-f", filepath.Join(harness.RepoRoot(t), "tests/bench/lib.awk"),
 		"-f", filepath.Join(harness.RepoRoot(t), "tests/bench/dovecot.awk"), f).CombinedOutput()
 	if err != nil {
 		t.Fatalf("dovecot.awk: %v %s", err, out)

@@ -609,6 +609,7 @@ func benchReport(t *testing.T, results string) string {
 		t.Fatal(err)
 	}
 	out, err := exec.Command("awk", "-v", "rounds=1", "-v", "secs=1", "-v", "size=1M", "-v", "hold=2",
+		"-f", filepath.Join(harness.RepoRoot(t), "tests/bench/lib.awk"),
 		"-f", filepath.Join(harness.RepoRoot(t), "tests/bench/report.awk"), f).CombinedOutput()
 	if err != nil {
 		t.Fatalf("report.awk: %v %s", err, out)

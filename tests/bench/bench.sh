@@ -72,6 +72,8 @@ fi
 
 say() { echo "bench: $*" >&2; }
 die() { echo "bench: fatal: $*" >&2; exit 111; }
+# make_cert, start_signer: what the bench scripts set up alike.
+. tests/bench/lib.sh
 
 for p in tcpserver openssl go awk; do
 	command -v $p >/dev/null 2>&1 || die "unable to find $p: install ucspi-tcp, openssl, Go 1.26"
@@ -107,14 +109,10 @@ LOADGEN=$work/loadgen
 
 # One throwaway ECDSA P-256 key and self-signed certificate, in one PEM
 # file (key first), for every TLS system alike.
+make_cert "$work/ssl"
 PEM=$work/ssl/localhost.pem
-mkdir -p "$work/ssl" "$work/jail"
+mkdir -p "$work/jail"
 chmod 755 "$work" "$work/jail"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	-keyout "$work/ssl/key.pem" -out "$work/ssl/cert.pem" -days 30 -subj /CN=localhost \
-	>/dev/null 2>&1 || die "unable to make a test certificate"
-cat "$work/ssl/key.pem" "$work/ssl/cert.pem" >"$PEM"
-chmod 600 "$PEM"
 JAIL=$work/jail
 
 if ! id imaptls >/dev/null 2>&1; then
@@ -193,23 +191,14 @@ front_k() {
 	echo "$d/imap-tls-server ${*:+$* }-1 -c 200 -b 100 -n $m -r $RANGE -j $JAIL -k $PEM 127.0.0.1 0"
 }
 # The signer, as imap-tls-conf's signer/run starts it, for every run of
-# the chain (bin/'s, or the profile's build: start_signer DIR).
+# the chain (bin/'s, or the profile's build: signer DIR).
 SOCK=$work/signer/socket
 SIGNER=
-start_signer() {
+signer() {
 	[ -n "$SIGNER" ] && kill "$SIGNER" 2>/dev/null && wait "$SIGNER" 2>/dev/null
-	mkdir -p "$work/signer"
 	: >"$work/signer.err"
-	env GOMAXPROCS=1 PATH="$1:$PATH" setuidgid-chroot -/ "$JAIL" -r "$RANGE" -o 3:"$PEM" -l 4:"$SOCK" \
-		stunnel-imap-signer -P 3 -L 4 2>>"$work/signer.err" &
-	SIGNER=$! # env and setuidgid-chroot exec: the signer itself
+	start_signer "$JAIL" "$RANGE" "$PEM" "$SOCK" "$work/signer.err" "$1"
 	servers="$servers $SIGNER"
-	i=0
-	until grep -q 'info: ready' "$work/signer.err"; do
-		i=$((i + 1))
-		[ $i -gt 100 ] && die "the signer did not start: $(tail -1 "$work/signer.err")"
-		sleep 0.1
-	done
 }
 systems() {
 	echo "plain plain $TCPSERVER $FAKE -s $SIZE"
@@ -416,7 +405,7 @@ if [ "${BENCH_DOVECOT:-1}" = 1 ]; then
 	done
 fi
 [ -s "$work/systems" ] || [ $run_dovecot = yes ] || die "no system to measure: BENCH_SYSTEMS=${BENCH_SYSTEMS:-}"
-[ $have_chain = yes ] && start_signer "$BIN"
+[ $have_chain = yes ] && signer "$BIN"
 if grep -q -e ' @BACKEND@$' -e '^stunnel-connect-' "$work/systems"; then
 	start_backend
 	sed "s| @BACKEND@\$| $BACKEND|" "$work/systems" >"$work/systems.tmp" && mv -f "$work/systems.tmp" "$work/systems" ||
@@ -555,7 +544,7 @@ if [ "$PROFILE" = 1 ] && [ $have_chain = yes ] && command -v perf >/dev/null 2>&
 	done
 	if [ $ok = yes ]; then
 		P=$work/prof
-		start_signer "$P"
+		signer "$P"
 		# shellcheck disable=SC2046
 		start_server prof env PATH="$P:$PATH" $(front "$P" imap) "$FAKE" -s "$SIZE"
 		perf record -a -g -o "$work/perf.data" -- "$LOADGEN" -a "127.0.0.1:$port" -m starttls -c 8 -d 5s \
@@ -624,7 +613,7 @@ machine() {
 	echo
 	echo "How quiet the machine was: load (uptime) before the run: $load_before; after it: @LOAD_AFTER@."
 	echo
-	awk -v rounds="$ROUNDS" -v secs="$SECS" -v size="$SIZE" -v hold="$HOLD" -f tests/bench/report.awk "$work/results"
+	awk -v rounds="$ROUNDS" -v secs="$SECS" -v size="$SIZE" -v hold="$HOLD" -f tests/bench/lib.awk -f tests/bench/report.awk "$work/results"
 	echo
 	if [ -s "$work/dovecot.md" ]; then
 		cat "$work/dovecot.md"

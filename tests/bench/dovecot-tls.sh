@@ -68,6 +68,8 @@ fi
 
 say() { echo "dovecot-tls: $*" >&2; }
 die() { echo "dovecot-tls: fatal: $*" >&2; exit 111; }
+# make_cert, start_signer: what the bench scripts set up alike.
+. tests/bench/lib.sh
 
 # The systems: id, loadgen mode, label (the ids also name the rows of
 # dovecot.awk).
@@ -102,16 +104,12 @@ CGO_ENABLED=0 go build -trimpath -o "$work/loadgen" ./tests/loadgen || die "unab
 LOADGEN=$work/loadgen
 JAIL=$work/jail
 SOCK=$work/signer/socket
-mkdir -p "$work/ssl" "$JAIL" "$work/signer" "$work/dovecot"
+mkdir -p "$JAIL" "$work/dovecot"
 chmod 755 "$work" "$JAIL"
 # One certificate for both TLS sides: the signer's PEM file (key first),
 # and Dovecot's ssl_cert and ssl_key, the same key and certificate.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	-keyout "$work/ssl/key.pem" -out "$work/ssl/cert.pem" -days 30 -subj /CN=localhost \
-	>/dev/null 2>&1 || die "unable to make a test certificate"
+make_cert "$work/ssl"
 PEM=$work/ssl/localhost.pem
-cat "$work/ssl/key.pem" "$work/ssl/cert.pem" >"$PEM"
-chmod 600 "$PEM" "$work/ssl/key.pem"
 
 have_perf=no
 perf stat -x, -e task-clock -o /dev/null true >/dev/null 2>&1 && have_perf=yes
@@ -119,16 +117,8 @@ perf stat -x, -e task-clock -o /dev/null true >/dev/null 2>&1 && have_perf=yes
 load_before=$(uptime | sed 's/^ *//')
 
 # The signer, as the service's signer/run starts it.
-env GOMAXPROCS=1 setuidgid-chroot -/ "$JAIL" -r "$RANGE" -o 3:"$PEM" -l 4:"$SOCK" \
-	stunnel-imap-signer -P 3 -L 4 2>"$work/signer.err" &
-SIGNER=$!
+start_signer "$JAIL" "$RANGE" "$PEM" "$SOCK" "$work/signer.err"
 pids="$pids $SIGNER"
-i=0
-until grep -q 'info: ready' "$work/signer.err"; do
-	i=$((i + 1))
-	[ $i -gt 100 ] && die "the signer did not start: $(tail -1 "$work/signer.err")"
-	sleep 0.1
-done
 
 # Dovecot: tests/dovecot.sh's private instance (its haproxy = yes
 # listener is the service's env/IMAPD), with ssl = required and three
@@ -371,7 +361,7 @@ echo "the same run against one private Dovecot $DOVECOT_VERSION (\`ssl = require
 echo "a login process per connection, a passwd-file passdb; tests/dovecot.sh), rounds interleaved over the systems."
 echo "Load (uptime) before: $load_before; after: $load_after."
 echo
-awk -v rounds="$ROUNDS" -v secs="$SECS" -v hold="$HOLD" -v cpun="$CPUN" -v signer_kb="${sm:-}" -v server_comms="$SERVER_COMMS" -f tests/bench/dovecot.awk "$work/results"
+awk -v rounds="$ROUNDS" -v secs="$SECS" -v hold="$HOLD" -v cpun="$CPUN" -v signer_kb="${sm:-}" -v server_comms="$SERVER_COMMS" -f tests/bench/lib.awk -f tests/bench/dovecot.awk "$work/results"
 echo
 echo "The systems, exactly as run (\$W is the script's temporary directory; Dovecot's listeners are in"
 echo "\$W/dovecot/dovecot.conf: tests/dovecot.sh's, and the ones this script adds):"

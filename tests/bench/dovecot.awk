@@ -27,14 +27,7 @@ function short(id) {
 	if (id == "socat-dovecot-starttls") return "imap-tls STARTTLS, socat"
 	return id
 }
-function num(x) { return x + 0 }
-function fmt(x, d) { return x == "" ? "—" : sprintf("%." d "f", x) }
-function mb(kb) { return kb == "" ? "" : kb / 1024 }
-function ratio(a, b,   r) {
-	if (a == "" || b == "" || num(b) == 0) return "—"
-	r = num(a) / num(b)
-	return sprintf("%.2f×", r)
-}
+# num, fmt, mb, ratio: tests/bench/lib.awk.
 # ok: both figures are there (a system that was not measured decides no target).
 function ok(a, b, x) { return (a in have) && (b in have) && v[a, x] != "" && v[b, x] != "" }
 function verdict(met) { return met ? "met" : "**not met**" }

@@ -41,17 +41,7 @@ function peer(id) {
 	return ""
 }
 
-function num(x) { return x + 0 }
-function fmt(x, d) {
-	if (x == "") return "—"
-	return sprintf("%." d "f", x)
-}
-function mb(kb) { return kb == "" ? "" : kb / 1024 }
-function ratio(a, b) {
-	if (a == "" || b == "" || num(b) == 0) return "—"
-	r = num(a) / num(b)
-	return r >= 10 ? sprintf("%.0f×", r) : sprintf("%.2f×", r)
-}
+# num, fmt, mb, ratio: tests/bench/lib.awk.
 function check(ok, text) {
 	printf "- %s %s\n", (ok ? "met:" : "**missed:**"), text
 }

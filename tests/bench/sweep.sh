@@ -38,6 +38,8 @@ RANGE=${BENCH_RANGE:-2000000000:4194304}
 
 say() { echo "sweep: $*" >&2; }
 die() { echo "sweep: fatal: $*" >&2; exit 111; }
+# make_cert, start_signer: what the bench scripts set up alike.
+. tests/bench/lib.sh
 
 for p in tcpserver openssl go awk imap-tls-server stunnel-imap-signer; do
 	command -v $p >/dev/null 2>&1 || die "unable to find $p: install ucspi-tcp and openssl, run sh redo.do"
@@ -60,13 +62,9 @@ LOADGEN=$work/loadgen
 PEM=$work/ssl/localhost.pem
 JAIL=$work/jail
 SOCK=$work/signer/socket
-mkdir -p "$work/ssl" "$JAIL" "$work/signer"
+mkdir -p "$JAIL"
 chmod 755 "$work" "$JAIL"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	-keyout "$work/ssl/key.pem" -out "$work/ssl/cert.pem" -days 30 -subj /CN=localhost \
-	>/dev/null 2>&1 || die "unable to make a test certificate"
-cat "$work/ssl/key.pem" "$work/ssl/cert.pem" >"$PEM"
-chmod 600 "$PEM"
+make_cert "$work/ssl"
 for mode in starttls implicit; do
 	proto=
 	[ $mode = starttls ] && proto='protocol = imap'
@@ -80,16 +78,8 @@ TLSWRAPPER=$(command -v tlswrapper || true)
 
 # The signer, as imap-tls-conf's signer/run starts it (GOMAXPROCS=1 as
 # env/GOMAXPROCS): one for every imap-tls system of the run.
-env GOMAXPROCS=1 setuidgid-chroot -/ "$JAIL" -r "$RANGE" -o 3:"$PEM" -l 4:"$SOCK" \
-	stunnel-imap-signer -P 3 -L 4 2>"$work/signer.err" &
-SIGNER=$! # env and setuidgid-chroot exec: the same process
+start_signer "$JAIL" "$RANGE" "$PEM" "$SOCK" "$work/signer.err"
 pids="$pids $SIGNER"
-i=0
-until grep -q 'info: ready' "$work/signer.err"; do
-	i=$((i + 1))
-	[ $i -gt 100 ] && die "the signer did not start: $(tail -1 "$work/signer.err")"
-	sleep 0.1
-done
 
 TCPSERVER="tcpserver -1 -R -H -l 0 -c 200 -b 100 127.0.0.1 0"
 # service MODE [ -c N ]: the service's chain, as the run file starts it
