@@ -94,6 +94,10 @@ cleanup() {
 	# imap-tls-server -H's rule for this run's haproxy port (its own
 	# chain, internal/firewall), and nothing else of the table
 	[ -n "$HP" ] && nft delete chain inet imaptls "proxyport_$HP" >/dev/null 2>&1
+	# and the table too when that left it empty (it was this run's)
+	if [ -n "$HP" ] && ! nft list table inet imaptls 2>/dev/null | grep -q chain; then
+		nft delete table inet imaptls >/dev/null 2>&1
+	fi
 	sleep 0.2
 	rm -rf "$work"
 }
