@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -194,4 +195,70 @@ func TestDial(t *testing.T) {
 			t.Errorf("Dial(%s): %v, want refused or no such file", s, err)
 		}
 	}
+}
+
+// TestDialUnixBacklogFull: a unix listener whose backlog is full answers
+// a non-blocking connect with EAGAIN and no poll says when there is room:
+// Dial tries again until its deadline, then says "connection timed out";
+// a slot freed meanwhile (the listener accepts) lets it through.
+func TestDialUnixBacklogFull(t *testing.T) {
+	path := t.TempDir() + "/s"
+	lfd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(lfd)
+	if err := unix.Bind(lfd, &unix.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(lfd, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Fill the backlog with connections nobody accepts.
+	var filler []int
+	defer func() {
+		for _, fd := range filler {
+			unix.Close(fd)
+		}
+	}()
+	for i := 0; ; i++ {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		filler = append(filler, fd)
+		if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err == unix.EAGAIN {
+			break
+		} else if err != nil {
+			t.Fatalf("filling the backlog: %v", err)
+		}
+		if i > 100 {
+			t.Skip("the backlog never filled")
+		}
+	}
+	a, err := Parse(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if fd, err := Dial(a, 200*time.Millisecond); err != unix.ETIMEDOUT {
+		unix.Close(fd)
+		t.Fatalf("Dial on a full backlog: %v, want %v", err, unix.ETIMEDOUT)
+	}
+	if took := time.Since(start); took < 200*time.Millisecond {
+		t.Errorf("gave up after %v, before its deadline", took)
+	}
+
+	// Room made while Dial waits: it connects.
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		if fd, _, err := unix.Accept(lfd); err == nil {
+			unix.Close(fd)
+		}
+	}()
+	fd, err := Dial(a, 5*time.Second)
+	if err != nil {
+		t.Fatalf("Dial after a slot was freed: %v", err)
+	}
+	unix.Close(fd)
 }
