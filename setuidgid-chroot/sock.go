@@ -39,33 +39,21 @@ const listenBacklog = 4096
 // only root may connect to (mode 0600, root's) is reachable here and
 // nowhere after the drop.
 func connectUnix(path string) (int, error) {
-	sa := &unix.SockaddrUnix{Name: path}
+	a := sockaddr.Unix(path)
 	deadline := time.Now().Add(connectWait)
 	for {
-		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return -1, err
-		}
-		err = unix.Connect(fd, sa)
-		if err == nil {
-			return fd, nil
-		}
-		unix.Close(fd)
-		if err == unix.EINTR {
-			continue
-		}
+		// A full backlog Dial itself tries again, up to the deadline.
+		fd, err := sockaddr.Dial(a, time.Until(deadline))
 		// Missing or refused: a listener that is restarting. Anything
 		// else (permission, not a socket) will not mend by waiting.
-		if (err != unix.ENOENT && err != unix.ECONNREFUSED && err != unix.EAGAIN) || time.Now().After(deadline) {
-			return -1, err
+		if err == nil || (err != unix.ENOENT && err != unix.ECONNREFUSED) || !time.Now().Before(deadline) {
+			return fd, err
 		}
 		// Not time.Sleep: its first timer starts the runtime's netpoller,
 		// whose epoll and eventfd descriptors then take the lowest free
 		// numbers, the very fd -s is to fill ("descriptor in use by
 		// setuidgid-chroot itself" on every retried connect).
-		ts := unix.NsecToTimespec(int64(connectStep))
-		for unix.Nanosleep(&ts, &ts) == unix.EINTR {
-		}
+		sockaddr.Pause(connectStep)
 	}
 }
 

@@ -28,6 +28,12 @@ import (
 // answer (a BYE) well within any client's own timeout.
 const Timeout = 5 * time.Second
 
+// Unix is the unix socket at path, as it is: relative or absolute,
+// without Parse's "/ or ." rule (setuidgid-chroot -s takes any path).
+func Unix(path string) *Address {
+	return &Address{Text: path, Family: unix.AF_UNIX, SA: &unix.SockaddrUnix{Name: path}}
+}
+
 // Address is where a connect goes.
 type Address struct {
 	Text   string // as given, for messages
@@ -250,7 +256,7 @@ func connectWithin(fd int, sa unix.Sockaddr, deadline time.Time) error {
 			if !time.Now().Before(deadline) {
 				return unix.ETIMEDOUT
 			}
-			pause(10 * time.Millisecond)
+			Pause(10 * time.Millisecond)
 		case unix.EINPROGRESS, unix.EINTR, unix.EALREADY:
 			return waitConnected(fd, deadline) // TCP's handshake runs
 		default:
@@ -285,9 +291,9 @@ func waitConnected(fd int, deadline time.Time) error {
 	}
 }
 
-// pause sleeps without a runtime timer (time.Sleep's first timer starts
-// the poller, see dial).
-func pause(d time.Duration) {
+// Pause sleeps without a runtime timer (time.Sleep's first timer starts
+// the poller, see Dial).
+func Pause(d time.Duration) {
 	ts := unix.NsecToTimespec(int64(d))
 	for unix.Nanosleep(&ts, &ts) == unix.EINTR {
 	}
