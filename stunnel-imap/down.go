@@ -112,13 +112,14 @@ func (s *session) refuseHandshake() {
 	tls.Server(s.raw, cfg).Handshake()
 }
 
-// serverGone is the log's reason for a server that went before its
-// greeting. A server program (makesock's second program) that exited
-// gives an end of file here: its exit status is not known to the proxy
-// (makesock exec'd into the proxy's chain, so nobody waits for it).
-func serverGone(err error) string {
+// serverGone is the log's reason for a server that went before when
+// ("its greeting", or "login": session.go's serverLeft). A server
+// program (makesock's second program) that exited gives an end of file
+// here: its exit status is not known to the proxy (makesock exec'd into
+// the proxy's chain, so nobody waits for it).
+func serverGone(err error, when string) string {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return "server closed the connection before its greeting"
+		return "server closed the connection before " + when
 	}
-	return "unable to read the server's greeting: " + log.Reason(err)
+	return "unable to read from the server before " + when + ": " + log.Reason(err)
 }

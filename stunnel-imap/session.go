@@ -413,7 +413,7 @@ func (s *session) serverFailed(r result) {
 		// No greeting: the client is told (in TLS with implicit TLS,
 		// where the handshake came first), and the log says why. A
 		// part of a greeting is no greeting: not passed on.
-		s.reason = serverGone(r.err)
+		s.reason = serverGone(r.err, "its greeting")
 		s.bye(endReason(true, r.err), s.unavailableLine())
 		return
 	}
@@ -449,7 +449,7 @@ func (s *session) serverLeft(r result) {
 	end := endReason(true, r.err)
 	word := s.part.serverWent()
 	if word != byeSaid {
-		s.reason = serverLeftReason(r.err)
+		s.reason = serverGone(r.err, "login")
 	}
 	if word == byeOwed {
 		s.bye(end, s.unavailableLine())
@@ -461,16 +461,6 @@ func (s *session) serverLeft(r result) {
 	if s.end == running {
 		s.end = end
 	}
-}
-
-// serverLeftReason is the log's reason for a server that went after its
-// greeting and before login. As before the greeting, a server program
-// that exited gives an end of file: its exit status is not known here.
-func serverLeftReason(err error) string {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return "server closed the connection before login"
-	}
-	return "unable to read from the server before login: " + log.Reason(err)
 }
 
 // clientFailed handles a client read that failed: a limit or a timeout

@@ -138,7 +138,7 @@ func TestToldServerDown(t *testing.T) {
 		s.Restart(t)
 		skip := len(s.LogLines(t))
 		wantTold(t, s.Mode+" Dovecot stopped, socat", python(t, "imap", s.Mode, s.Port, tr.CA), toldIMAP)
-		s.WaitLog(t, skip, `stunnel-imap: info: .* mode=`+s.Mode+` .* reason="(server closed the connection before its greeting|unable to read the server's greeting: [^"]*)" end=server-(eof|error)$`)
+		s.WaitLog(t, skip, `stunnel-imap: info: .* mode=`+s.Mode+` .* reason="(server closed the connection before its greeting|unable to read from the server before its greeting: [^"]*)" end=server-(eof|error)$`)
 	}
 }
 
